@@ -1,0 +1,335 @@
+use std::collections::BTreeMap;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use primitives::{codec::Versioned, Batch, BlockHash, Hash32, NetworkId, Payment};
+
+/// The largest encoded message, version byte included (1 MiB). Large enough for key
+/// generation among 100 validators; everything above is rejected before parsing.
+pub const MAX_MESSAGE_LEN: usize = 1 << 20;
+
+/// A participant's 1-based index within a validator set.
+pub type Participant = u16;
+
+/// A party of the protocol: the coordinator, or one validator's processor for a network.
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, BorshSerialize, BorshDeserialize,
+)]
+pub enum Party {
+    /// The coordinator (or `coordinator-sim`).
+    Coordinator,
+    /// A processor.
+    Processor {
+        /// The network it serves.
+        network: NetworkId,
+        /// Its validator's index in the set.
+        validator: Participant,
+    },
+}
+
+impl std::fmt::Display for Party {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Party::Coordinator => f.write_str("coordinator"),
+            Party::Processor { network, validator } => write!(f, "processor-{network}-{validator}"),
+        }
+    }
+}
+
+/// A validator set's session: which set manages which keys.
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, BorshSerialize, BorshDeserialize,
+)]
+pub struct Session(pub u32);
+
+/// One attempt at generating a session's keys.
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, BorshSerialize, BorshDeserialize,
+)]
+pub struct KeyGenId {
+    /// The session.
+    pub session: Session,
+    /// Starts at 0; the coordinator increments it to restart without a culprit.
+    pub attempt: u32,
+}
+
+/// What is being signed.
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, BorshSerialize, BorshDeserialize,
+)]
+pub enum SignKind {
+    /// A Batch, by id.
+    Batch(u32),
+    /// A planned transaction, by plan id.
+    Plan(Hash32),
+}
+
+/// One attempt at one signature.
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, BorshSerialize, BorshDeserialize,
+)]
+pub struct SignId {
+    /// The session whose key signs.
+    pub session: Session,
+    /// The item signed.
+    pub kind: SignKind,
+    /// Starts at 0; never answered twice by one processor.
+    pub attempt: u32,
+}
+
+/// Key generation, coordinator to processor.
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub enum KeyGenRequest {
+    /// Start (or restart, with a new attempt) key generation.
+    GenerateKey {
+        /// Session and attempt.
+        id: KeyGenId,
+        /// The network whose key is generated (alongside the Ristretto key).
+        network: NetworkId,
+        /// Signers needed.
+        threshold: u16,
+        /// Participants in this attempt, by index.
+        participants: Vec<Participant>,
+        /// The recipient's own index.
+        me: Participant,
+    },
+    /// Every participant's round-1 commitments.
+    Commitments {
+        /// Session and attempt.
+        id: KeyGenId,
+        /// By sender.
+        commitments: BTreeMap<Participant, Vec<u8>>,
+    },
+    /// The encrypted shares addressed to the recipient.
+    Shares {
+        /// Session and attempt.
+        id: KeyGenId,
+        /// By sender.
+        shares: BTreeMap<Participant, Vec<u8>>,
+    },
+}
+
+/// Key generation, processor to coordinator.
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub enum KeyGenResponse {
+    /// Round 1: commitments, proofs of knowledge and encryption keys, every curve.
+    Commitments {
+        /// Session and attempt.
+        id: KeyGenId,
+        /// Opaque to the coordinator.
+        commitments: Vec<u8>,
+    },
+    /// Round 2: one encrypted share per recipient.
+    Shares {
+        /// Session and attempt.
+        id: KeyGenId,
+        /// By recipient.
+        shares: BTreeMap<Participant, Vec<u8>>,
+    },
+    /// A participant misbehaved; the evidence lets anyone check the accusation.
+    Blame {
+        /// Session and attempt.
+        id: KeyGenId,
+        /// The culprit.
+        accused: Participant,
+        /// Verifiable evidence.
+        evidence: Vec<u8>,
+    },
+    /// Key generation completed.
+    GeneratedKeyPair {
+        /// Session and attempt.
+        id: KeyGenId,
+        /// The Ristretto key that signs Batches.
+        ristretto_key: [u8; 32],
+        /// The network's key, in the network's encoding.
+        network_key: Vec<u8>,
+    },
+}
+
+/// Signing, coordinator to processor.
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub enum SignRequest {
+    /// The signing set's preprocesses (the recipient is in the set).
+    Preprocesses {
+        /// What and which attempt.
+        id: SignId,
+        /// By signer.
+        preprocesses: BTreeMap<Participant, Vec<u8>>,
+    },
+    /// The signing set's shares.
+    Shares {
+        /// What and which attempt.
+        id: SignId,
+        /// By signer.
+        shares: BTreeMap<Participant, Vec<u8>>,
+    },
+    /// The attempt stalled: start `id` (a higher attempt) afresh.
+    Reattempt {
+        /// The new attempt.
+        id: SignId,
+    },
+    /// Another processor completed a plan with this transaction.
+    Completed {
+        /// The session whose key signed.
+        session: Session,
+        /// The plan.
+        plan: Hash32,
+        /// The network's transaction id.
+        tx: Vec<u8>,
+    },
+}
+
+/// Signing, processor to coordinator.
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub enum SignResponse {
+    /// Round 1. Sent only after "attempted" is committed for `id`.
+    Preprocess {
+        /// What and which attempt.
+        id: SignId,
+        /// The nonce commitments.
+        preprocess: Vec<u8>,
+    },
+    /// Round 2.
+    Share {
+        /// What and which attempt.
+        id: SignId,
+        /// The signature share.
+        share: Vec<u8>,
+    },
+    /// A signer's contribution failed verification.
+    Blame {
+        /// What and which attempt.
+        id: SignId,
+        /// The culprit.
+        accused: Participant,
+    },
+    /// The plan completed on chain with this transaction.
+    Completed {
+        /// The session whose key signed.
+        session: Session,
+        /// The plan.
+        plan: Hash32,
+        /// The network's transaction id.
+        tx: Vec<u8>,
+    },
+}
+
+/// Settlement-layer events, coordinator to processor.
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub enum SettlementEvent {
+    /// The set voted the key pair in: it becomes active.
+    ConfirmKeyPair {
+        /// The session.
+        session: Session,
+        /// The Ristretto key.
+        ristretto_key: [u8; 32],
+        /// The network key.
+        network_key: Vec<u8>,
+    },
+    /// A settlement block acknowledged an external block's Batches and ordered Burns.
+    BlockAcknowledged {
+        /// The settlement block's number.
+        settlement_block: u64,
+        /// The external block acknowledged.
+        network_block: BlockHash,
+        /// The Batches acknowledged.
+        batches: Vec<u32>,
+        /// The payments ordered, in order.
+        burns: Vec<Payment>,
+    },
+}
+
+/// Batches, processor to coordinator.
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub enum BatchReport {
+    /// A Batch is ready to be signed.
+    Batch(Batch),
+    /// A Batch and its signature by the session's Ristretto key.
+    SignedBatch {
+        /// The Batch.
+        batch: Batch,
+        /// Schnorr signature over Ristretto.
+        signature: [u8; 64],
+    },
+}
+
+/// Liveness, either direction.
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub enum Status {
+    /// Asks for a [`Status::Pong`].
+    Ping {
+        /// Echoed back.
+        nonce: u64,
+    },
+    /// Answers a ping.
+    Pong {
+        /// The ping's nonce.
+        nonce: u64,
+        /// The protocol version the sender speaks.
+        protocol_version: u32,
+    },
+}
+
+/// Everything the coordinator sends a processor.
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub enum CoordinatorMessage {
+    /// Key generation.
+    KeyGen(KeyGenRequest),
+    /// Signing.
+    Sign(SignRequest),
+    /// Settlement events.
+    Settlement(SettlementEvent),
+    /// Liveness.
+    Status(Status),
+}
+
+/// Everything a processor sends the coordinator.
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub enum ProcessorMessage {
+    /// Key generation.
+    KeyGen(KeyGenResponse),
+    /// Signing.
+    Sign(SignResponse),
+    /// Batches.
+    Batch(BatchReport),
+    /// Liveness.
+    Status(Status),
+}
+
+/// The protocol version this build speaks (the message encodings' version byte).
+pub const PROTOCOL_VERSION: u8 = 1;
+
+impl Versioned for CoordinatorMessage {
+    const VERSION: u8 = PROTOCOL_VERSION;
+    const MAX_ENCODED_LEN: usize = MAX_MESSAGE_LEN;
+}
+
+impl Versioned for ProcessorMessage {
+    const VERSION: u8 = PROTOCOL_VERSION;
+    const MAX_ENCODED_LEN: usize = MAX_MESSAGE_LEN;
+}
+
+/// A message's deterministic id, used for deduplication end to end (and as the broker's
+/// `Nats-Msg-Id`).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]
+pub struct Intent(pub Hash32);
+
+impl Intent {
+    /// The intent of an encoded message from `sender` to `recipient`: a hash of the
+    /// route and the message's canonical encoding. The route is included so that two
+    /// processors sending the same content (say, the same `Completed`) stay distinct.
+    pub fn of(sender: Party, recipient: Party, encoded_message: &[u8]) -> Intent {
+        let route = primitives::codec::encode_body(&(sender, recipient));
+        Intent(primitives::hash(b"tc/intent/v1", &[&route, encoded_message]))
+    }
+
+    /// Lowercase hex.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl std::fmt::Debug for Intent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Intent({})", self.to_hex())
+    }
+}
