@@ -6,8 +6,11 @@
 use std::collections::BTreeMap;
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier};
 use primitives::codec::{encode_body, CodecError, Versioned};
+
+/// The Ed25519 public key type of identities.
+pub use ed25519_dalek::VerifyingKey;
 
 use crate::{CoordinatorMessage, Intent, Party, ProcessorMessage, MAX_MESSAGE_LEN};
 

@@ -1,0 +1,91 @@
+//! Test support: a real `nats-server -js` on a free loopback port in a temp dir.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    net::{TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// A free loopback TCP port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A nats-server with JetStream, killed when dropped. Restarts keep the port and the
+/// store directory, like an operator restarting the broker.
+#[derive(Debug)]
+pub struct NatsServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+fn binary() -> PathBuf {
+    let name = std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
+    PathBuf::from(name)
+}
+
+impl NatsServer {
+    pub fn start() -> Self {
+        let mut server =
+            NatsServer { port: free_port(), dir: tempfile::tempdir().unwrap(), child: None };
+        server.spawn();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("nats.log"))
+            .unwrap();
+        let child = Command::new(binary())
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .arg(self.dir.path().join("store"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start nats-server ({e}); run scripts/test, which installs it \
+                     (apt-get install -y nats-server), or set NATS_SERVER=/path"
+                )
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start listening");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the server: SIGKILL when `kill`, else SIGTERM (graceful), and waits.
+    pub fn stop(&mut self, kill: bool) {
+        if let Some(mut child) = self.child.take() {
+            if kill {
+                let _ = child.kill();
+            } else {
+                let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            }
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops and starts again on the same port and store.
+    pub fn restart(&mut self, kill: bool) {
+        self.stop(kill);
+        self.spawn();
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop(true);
+    }
+}
