@@ -1,0 +1,178 @@
+//! The processor daemon, as a library so that tests drive exactly what the binary runs.
+//!
+//! Guarantees:
+//! - Startup refuses, with a message naming what to fix, a config that does not parse, a
+//!   secret that is missing or in a file readable by others, and a database of another
+//!   application or schema version. Nothing is written before those checks pass.
+//! - Secrets are never logged or printed; the identity key is zeroized on drop.
+//! - Every task commits once per iteration (see the `task` and `db` crates); a `SIGINT`
+//!   or `SIGTERM` stops the tasks between iterations.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod handler;
+pub mod http;
+pub mod status;
+
+use std::{sync::Arc, time::Duration};
+
+use bus::{BusMetrics, Mailbox, NatsConfig, NatsTransport, ReceiverTask, SenderTask};
+use db::{Db, DbError, Schema};
+use messages::{KeyRegistry, Party};
+use task::{RunConfig, Shutdown, TaskError, TaskStats, TaskWaker};
+
+use crate::config::{Config, ConfigError};
+
+/// The processor database's application name and schema version.
+pub const SCHEMA: Schema = Schema { app: "tc-processor", version: 1 };
+
+/// Why the processor stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Misconfiguration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database could not be used.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The broker could not be reached at startup.
+    #[error(transparent)]
+    Transport(#[from] bus::TransportError),
+    /// The HTTP endpoint failed.
+    #[error("HTTP endpoint on {listen}: {source}")]
+    Http {
+        /// The address.
+        listen: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A task failed fatally.
+    #[error(transparent)]
+    Task(#[from] task::FatalError),
+    /// Signal handlers could not be installed.
+    #[error("installing signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+}
+
+/// Maps a database error to the task error class it belongs to.
+pub fn db_error(e: DbError) -> TaskError {
+    if e.is_fatal() {
+        TaskError::fatal(e)
+    } else {
+        TaskError::transient(e)
+    }
+}
+
+/// Opens the processor's database, creating the data directory if needed.
+pub fn open_db(config: &Config) -> Result<Db, RunError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| RunError::DataDir { path: config.data_dir.clone(), source })?;
+    Ok(Db::open(config.db_path(), SCHEMA)?)
+}
+
+/// Runs the processor until `shutdown` triggers or a task fails fatally.
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
+    let me: Party = config.party()?;
+    let identity = Arc::new(config.identity()?);
+    let _db_secret = config.db_secret()?;
+    let mut registry = KeyRegistry::new();
+    registry.insert(Party::Coordinator, config.coordinator_key()?);
+    let db = open_db(&config)?;
+    tracing::info!(%me, db = %config.db_path().display(), identity = %hex::encode(identity.public().as_bytes()), "starting");
+
+    let mut metrics_registry = prometheus_client::registry::Registry::with_prefix("processor");
+    let bus_metrics = BusMetrics::registered(&mut metrics_registry);
+    let mailbox = Mailbox::new(me, identity, Arc::new(registry), bus_metrics);
+
+    let mut nats = NatsConfig::new(config.bus.nats_url.clone(), config.bus.namespace.clone());
+    nats.ack_wait = Duration::from_millis(config.bus.ack_wait_ms);
+    let transport = NatsTransport::connect(nats).await?;
+
+    let (sender_waker, handler_waker) = (TaskWaker::new(), TaskWaker::new());
+    let stats: Vec<(String, Arc<TaskStats>)> = ["bus-sender", "bus-receiver", "inbox-handler"]
+        .into_iter()
+        .map(|n| (n.to_string(), Arc::new(TaskStats::default())))
+        .collect();
+    let run_config = RunConfig { idle_poll: Duration::from_millis(500), ..RunConfig::default() };
+
+    let sender = SenderTask::new(
+        db.clone(),
+        transport.clone(),
+        mailbox.clone(),
+        Duration::from_millis(config.bus.resend_after_ms),
+    );
+    let receiver = ReceiverTask::new(
+        db.clone(),
+        transport,
+        mailbox.clone(),
+        Duration::from_millis(500),
+        handler_waker.clone(),
+    );
+    let handler = handler::InboxHandler::new(db.clone(), mailbox, sender_waker.clone());
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(task::run(
+        sender,
+        run_config,
+        sender_waker.clone(),
+        vec![],
+        shutdown.clone(),
+        stats[0].1.clone(),
+    ));
+    tasks.spawn(task::run(
+        receiver,
+        RunConfig { idle_poll: Duration::ZERO, ..run_config },
+        TaskWaker::new(),
+        vec![],
+        shutdown.clone(),
+        stats[1].1.clone(),
+    ));
+    tasks.spawn(task::run(
+        handler,
+        run_config,
+        handler_waker,
+        vec![sender_waker],
+        shutdown.clone(),
+        stats[2].1.clone(),
+    ));
+
+    let listen = config.http.listen;
+    let http_state = http::HttpState::new(db, me.to_string(), metrics_registry, stats);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| RunError::Http { listen, source })?;
+    let http_shutdown = shutdown.clone();
+    let http =
+        tokio::spawn(async move { http::serve_on(listener, http_state, http_shutdown).await });
+
+    let mut result = Ok(());
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(fatal)) => {
+                tracing::error!(error = %fatal, "stopping: a task failed fatally");
+                shutdown.trigger();
+                result = result.and(Err(RunError::Task(fatal)));
+            }
+            // A panic is a bug: stop everything and let it propagate.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => {}
+        }
+    }
+    shutdown.trigger();
+    if let Ok(Err(source)) = http.await {
+        result = result.and(Err(RunError::Http { listen, source }));
+    }
+    tracing::info!("stopped");
+    result
+}

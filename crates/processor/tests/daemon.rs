@@ -1,0 +1,291 @@
+//! The processor binary as operators run it: a real nats-server, the binary in its own
+//! process, and this test playing the coordinator.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bus::{
+    testing::{free_port, NatsServer},
+    BusMetrics, Mailbox, NatsConfig, NatsTransport, ReceiverTask, SenderTask, Transport, INBOX,
+};
+use db::{Db, Schema};
+use messages::{
+    envelope::{seal, Body},
+    CoordinatorMessage, Identity, KeyGenId, KeyGenRequest, KeyRegistry, Party, ProcessorMessage,
+    Session, Status,
+};
+use primitives::{codec::Versioned, NetworkId};
+use processor::status::StatusReport;
+use rand_core::OsRng;
+use task::{RunConfig, Shutdown, TaskStats, TaskWaker};
+
+const ME: Party = Party::Processor { network: NetworkId::Litecoin, validator: 2 };
+const BIN: &str = env!("CARGO_BIN_EXE_processor");
+
+struct Setup {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    http: u16,
+    coordinator: Identity,
+    processor_public: messages::envelope::VerifyingKey,
+}
+
+fn setup(nats_url: &str, key_mode: u32) -> Setup {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("identity.key");
+    let identity = processor::config::write_identity_file(&key_file).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(key_mode)).unwrap();
+    let coordinator = Identity::generate(&mut OsRng);
+    let http = free_port();
+    let config = dir.path().join("processor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"network = "litecoin"
+validator = 2
+data_dir = "{data}"
+
+[bus]
+nats_url = "{nats_url}"
+namespace = "daemontest"
+resend_after_ms = 1000
+
+[coordinator]
+public_key = "{coordinator}"
+
+[secrets]
+identity_key_file = "{key}"
+
+[http]
+listen = "127.0.0.1:{http}"
+"#,
+            data = dir.path().join("data").display(),
+            coordinator = hex::encode(coordinator.public().as_bytes()),
+            key = key_file.display(),
+        ),
+    )
+    .unwrap();
+    Setup { dir, config, http, coordinator, processor_public: identity.public() }
+}
+
+fn processor(args: &[&str], config: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args).arg("--config").arg(config).env_remove("PROCESSOR_IDENTITY_KEY");
+    c
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let code = text.get(9..12)?.parse().ok()?;
+    Some((code, text.split_once("\r\n\r\n")?.1.to_string()))
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn metric(port: u16, line_prefix: &str) -> Option<f64> {
+    let (_, body) = http_get(port, "/metrics")?;
+    body.lines().find(|l| l.starts_with(line_prefix))?.rsplit(' ').next()?.parse().ok()
+}
+
+fn status_json(config: &Path) -> StatusReport {
+    let out = processor(&["status", "--json"], config).output().unwrap();
+    assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+struct Daemon(Child);
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_pings_counts_forgeries_and_stops_gracefully() {
+    let nats = NatsServer::start();
+    let s = setup(&nats.url(), 0o600);
+    let mut daemon = Daemon(processor(&["run"], &s.config).stderr(Stdio::null()).spawn().unwrap());
+    wait_until("/health", || matches!(http_get(s.http, "/health"), Some((200, _))));
+
+    // This test is the coordinator.
+    let cdir = tempfile::tempdir().unwrap();
+    let cdb = Db::open(cdir.path().join("c.redb"), Schema { app: "coordinator-test", version: 1 })
+        .unwrap();
+    let mut registry = KeyRegistry::new();
+    registry.insert(ME, s.processor_public);
+    let coordinator = Arc::new(Identity::from_secret(&s.coordinator.secret()));
+    let mailbox =
+        Mailbox::new(Party::Coordinator, coordinator, Arc::new(registry), BusMetrics::default());
+    let mut nc = NatsConfig::new(nats.url(), "daemontest");
+    nc.ack_wait = Duration::from_secs(2);
+    let transport = NatsTransport::connect(nc).await.unwrap();
+    let shutdown = Shutdown::new();
+    let fast = RunConfig { idle_poll: Duration::from_millis(50), ..RunConfig::default() };
+    let sender_waker = TaskWaker::new();
+    tokio::spawn(task::run(
+        SenderTask::new(cdb.clone(), transport.clone(), mailbox.clone(), Duration::from_secs(1)),
+        fast,
+        sender_waker.clone(),
+        vec![],
+        shutdown.clone(),
+        Arc::new(TaskStats::default()),
+    ));
+    tokio::spawn(task::run(
+        ReceiverTask::new(
+            cdb.clone(),
+            transport.clone(),
+            mailbox.clone(),
+            Duration::from_millis(100),
+            TaskWaker::new(),
+        ),
+        fast,
+        TaskWaker::new(),
+        vec![],
+        shutdown.clone(),
+        Arc::new(TaskStats::default()),
+    ));
+
+    // Ping -> Pong, end to end through the processor's inbox, handler and outbox.
+    let mut txn = cdb.write().unwrap();
+    mailbox
+        .send(&mut txn, ME, CoordinatorMessage::Status(Status::Ping { nonce: 42 }).encode())
+        .unwrap();
+    txn.commit().unwrap();
+    sender_waker.wake();
+    wait_until("the pong", || INBOX.len(&cdb.read().unwrap()).unwrap() == 1);
+    let (_, pong) = INBOX.items(&cdb.read().unwrap()).unwrap().remove(0);
+    assert_eq!(pong.sender, ME);
+    assert_eq!(
+        pong.processor_message().unwrap(),
+        ProcessorMessage::Status(Status::Pong { nonce: 42, protocol_version: 1 })
+    );
+    wait_until("our ping acknowledged end to end", || {
+        Mailbox::pending(&cdb.read().unwrap()).unwrap().is_empty()
+    });
+    wait_until("the processor's pong acknowledged", || status_json(&s.config).outbox_pending == 0);
+    assert_eq!(metric(s.http, "processor_bus_received_messages_total"), Some(1.0));
+
+    // A forgery (claims to be the coordinator, signed by someone else) and garbage: counted,
+    // nothing changes.
+    let before = status_json(&s.config);
+    let impostor = Identity::generate(&mut OsRng);
+    let forged = seal(
+        &impostor,
+        Party::Coordinator,
+        ME,
+        2,
+        Body::Message(CoordinatorMessage::Status(Status::Ping { nonce: 1 }).encode()),
+    );
+    transport.publish(ME, [0xf0; 32], forged.encode()).await.unwrap();
+    // Its first byte is not a known envelope version.
+    transport.publish(ME, [0xf1; 32], b"not an envelope".to_vec()).await.unwrap();
+    wait_until("the forgery to be counted", || {
+        metric(s.http, "processor_bus_rejected_envelopes_total{reason=\"bad_signature\"}")
+            == Some(1.0)
+            && metric(s.http, "processor_bus_rejected_envelopes_total{reason=\"unknown_version\"}")
+                == Some(1.0)
+    });
+    assert_eq!(status_json(&s.config), before, "a rejected envelope changed state");
+    assert_eq!(metric(s.http, "processor_bus_received_messages_total"), Some(1.0));
+
+    // A message without a handler yet is kept, not dropped.
+    let mut txn = cdb.write().unwrap();
+    let keygen = KeyGenRequest::GenerateKey {
+        id: KeyGenId { session: Session(0), attempt: 0 },
+        network: NetworkId::Litecoin,
+        threshold: 2,
+        participants: vec![1, 2, 3],
+        me: 2,
+    };
+    mailbox.send(&mut txn, ME, CoordinatorMessage::KeyGen(keygen).encode()).unwrap();
+    txn.commit().unwrap();
+    sender_waker.wake();
+    wait_until("the deferred message", || status_json(&s.config).deferred == 1);
+
+    // SIGTERM: stops cleanly; then status reads the database directly.
+    Command::new("kill").args(["-TERM", &daemon.0.id().to_string()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(code) = daemon.0.try_wait().unwrap() {
+            break code;
+        }
+        assert!(Instant::now() < deadline, "processor did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(code.success(), "exit status {code}");
+    let offline = status_json(&s.config);
+    assert_eq!(offline.deferred, 1);
+    assert_eq!(offline.inbox_pending, 0);
+    assert_eq!(offline.party, ME.to_string());
+    shutdown.trigger();
+    drop(s.dir);
+}
+
+fn run_expecting_failure(config: &Path) -> String {
+    let Output { status, stderr, .. } = processor(&["run"], config).output().unwrap();
+    assert!(!status.success());
+    String::from_utf8_lossy(&stderr).into_owned()
+}
+
+#[test]
+fn refuses_a_world_readable_identity_key() {
+    let s = setup("nats://127.0.0.1:1", 0o644);
+    let err = run_expecting_failure(&s.config);
+    assert!(err.contains("mode 644") && err.contains("chmod 600"), "{err}");
+    assert!(!s.dir.path().join("data").exists(), "wrote state before refusing");
+}
+
+#[test]
+fn refuses_a_missing_identity_key_and_never_prints_one() {
+    let s = setup("nats://127.0.0.1:1", 0o600);
+    let key_file = s.dir.path().join("identity.key");
+    let secret = std::fs::read_to_string(&key_file).unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+    let err = run_expecting_failure(&s.config);
+    assert!(err.contains("cannot read secret file") && err.contains("identity.key"), "{err}");
+    assert!(!err.contains(secret.trim()));
+}
+
+#[test]
+fn refuses_an_incompatible_database() {
+    let s = setup("nats://127.0.0.1:1", 0o600);
+    let data = s.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    drop(
+        Db::open(data.join("processor.redb"), Schema { app: "tc-processor", version: 99 }).unwrap(),
+    );
+    let err = run_expecting_failure(&s.config);
+    assert!(err.contains("99") && err.contains('1'), "{err}");
+}
+
+#[test]
+fn refuses_unknown_config_fields_and_networks() {
+    let s = setup("nats://127.0.0.1:1", 0o600);
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(&s.config, text.replace("validator = 2", "validator = 2\nvalidatr = 3"))
+        .unwrap();
+    let err = run_expecting_failure(&s.config);
+    assert!(err.contains("validatr"), "{err}");
+    std::fs::write(&s.config, text.replace("\"litecoin\"", "\"dogecoin\"")).unwrap();
+    let err = run_expecting_failure(&s.config);
+    assert!(err.contains("dogecoin"), "{err}");
+}
