@@ -23,8 +23,10 @@ pub fn address() -> impl Strategy<Value = ExternalAddress> {
 }
 
 pub fn in_instruction() -> impl Strategy<Value = InInstruction> {
-    (any::<[u8; 32]>(), prop::option::of(address()))
-        .prop_map(|(a, return_address)| InInstruction { account: SettlementAccount(a), return_address })
+    (any::<[u8; 32]>(), prop::option::of(address())).prop_map(|(a, return_address)| InInstruction {
+        account: SettlementAccount(a),
+        return_address,
+    })
 }
 
 pub fn in_instruction_with_balance() -> impl Strategy<Value = InInstructionWithBalance> {
@@ -42,6 +44,16 @@ pub fn block_hash() -> impl Strategy<Value = BlockHash> {
 
 /// Batches small enough to always fit [`MAX_BATCH_SIZE`].
 pub fn batch() -> impl Strategy<Value = Batch> {
-    (network(), any::<u32>(), block_hash(), prop::collection::vec(in_instruction_with_balance(), 0..20))
-        .prop_map(|(network, id, block, instructions)| Batch { network, id, block, instructions })
+    (
+        network(),
+        any::<u32>(),
+        block_hash(),
+        prop::collection::vec(in_instruction_with_balance(), 0..20),
+    )
+        .prop_map(|(network, id, block, instructions)| Batch {
+            network,
+            id,
+            block,
+            instructions,
+        })
 }

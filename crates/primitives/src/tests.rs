@@ -87,7 +87,10 @@ fn codec_errors_are_typed() {
     assert!(matches!(Batch::decode(&[]), Err(CodecError::Empty)));
     let mut bytes = Batch::split(NetworkId::Bitcoin, 0, BlockHash([0; 32]), vec![])[0].encode();
     bytes[0] = 9;
-    assert!(matches!(Batch::decode(&bytes), Err(CodecError::UnknownVersion { found: 9, expected: 1 })));
+    assert!(matches!(
+        Batch::decode(&bytes),
+        Err(CodecError::UnknownVersion { found: 9, expected: 1 })
+    ));
     assert!(matches!(
         Batch::decode(&vec![1; MAX_BATCH_SIZE + 1]),
         Err(CodecError::TooLong { len, max: MAX_BATCH_SIZE }) if len == MAX_BATCH_SIZE + 1
@@ -100,7 +103,10 @@ fn codec_errors_are_typed() {
 
 #[test]
 fn oversized_address_is_rejected_on_decode_and_construction() {
-    assert_eq!(ExternalAddress::new(vec![0; MAX_ADDRESS_LEN + 1]), Err(AddressTooLong(MAX_ADDRESS_LEN + 1)));
+    assert_eq!(
+        ExternalAddress::new(vec![0; MAX_ADDRESS_LEN + 1]),
+        Err(AddressTooLong(MAX_ADDRESS_LEN + 1))
+    );
     let mut body = ((MAX_ADDRESS_LEN + 1) as u32).to_le_bytes().to_vec();
     body.extend(vec![0; MAX_ADDRESS_LEN + 1]);
     assert!(codec::decode_body::<ExternalAddress>(&body).is_err());

@@ -5,7 +5,9 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use crate::codec::{encode_body, Versioned};
 
 /// An external network a processor serves.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, BorshSerialize, BorshDeserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, BorshSerialize, BorshDeserialize,
+)]
 #[borsh(use_discriminant = true)]
 #[repr(u8)]
 pub enum NetworkId {
@@ -57,7 +59,9 @@ impl fmt::Display for NetworkId {
 }
 
 /// An asset held on an external network.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, BorshSerialize, BorshDeserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, BorshSerialize, BorshDeserialize,
+)]
 #[borsh(use_discriminant = true)]
 #[repr(u8)]
 pub enum Coin {
@@ -85,7 +89,17 @@ impl Coin {
 
 /// An amount in the coin's smallest unit (satoshi, piconero, ...).
 #[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, BorshSerialize, BorshDeserialize,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Debug,
+    Default,
+    BorshSerialize,
+    BorshDeserialize,
 )]
 pub struct Amount(pub u64);
 
@@ -143,7 +157,9 @@ impl fmt::Display for Amount {
 }
 
 /// An amount of a specific coin.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, BorshSerialize, BorshDeserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, BorshSerialize, BorshDeserialize,
+)]
 pub struct Balance {
     /// Which coin.
     pub coin: Coin,
