@@ -34,7 +34,9 @@ mod nats;
 mod tasks;
 mod transport;
 
-pub use mailbox::{party_key, Mailbox, Outgoing, Receipt, Received, INBOX, MAX_HELD_AHEAD};
+pub use mailbox::{
+    party_key, Mailbox, Outgoing, Receipt, Received, Route, SendError, INBOX, MAX_HELD_AHEAD,
+};
 pub use memory::{Faults, MemoryTransport};
 pub use metrics::BusMetrics;
 pub use nats::{NatsConfig, NatsTransport};

@@ -6,16 +6,32 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use db::{Db, DbError, Get, Queue, Table, WriteTxn};
 use messages::{
     envelope::{open, seal, Body, Content, EnvelopeError, Identity, KeyRegistry},
-    CoordinatorMessage, Intent, Party, ProcessorMessage,
+    CoordinatorMessage, Intent, Party, ProcessorMessage, MAX_MESSAGE_LEN,
 };
 use primitives::codec::{CodecError, Versioned};
 
 use crate::metrics::BusMetrics;
 
-/// Messages accepted further than this ahead of the next expected sequence are not held
-/// (the sender re-sends them once the gap is filled), bounding what a peer can make us
+/// A message more than this many sequences ahead of the next expected one is not held
+/// (the sender re-sends it once the gap is filled), bounding what a peer can make us
 /// store.
 pub const MAX_HELD_AHEAD: u64 = 4096;
+
+/// Why a message could not be queued for sending.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The message exceeds [`MAX_MESSAGE_LEN`]: a bug in whoever built it.
+    #[error("message of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+}
 
 /// Next sequence expected from each sender.
 const IN_NEXT: Table<u32, u64> = Table::new("bus/v1/in/next");
@@ -153,7 +169,10 @@ impl Mailbox {
         txn: &mut WriteTxn,
         recipient: Party,
         message: Vec<u8>,
-    ) -> Result<Intent, DbError> {
+    ) -> Result<Intent, SendError> {
+        if message.len() > MAX_MESSAGE_LEN {
+            return Err(SendError::TooLarge { len: message.len(), max: MAX_MESSAGE_LEN });
+        }
         let route = party_key(recipient);
         let sequence = OUT_NEXT.get(txn, &route)?.unwrap_or(1);
         let envelope = seal(&self.identity, self.me, recipient, sequence, Body::Message(message));
@@ -186,6 +205,13 @@ impl Mailbox {
         let mut txn = db.write()?;
         let message = match opened.content {
             Content::Ack { through } => {
+                let sent = OUT_NEXT.get(&txn, &route)?.unwrap_or(1) - 1;
+                if through > sent {
+                    // Acknowledges messages we never sent: a confused or lying peer.
+                    self.metrics.rejected("ack_beyond_sent");
+                    tracing::warn!(%sender, through, sent, "ack for messages never sent; ignored");
+                    return Ok(Receipt::Rejected(EnvelopeError::BadSequence(through)));
+                }
                 let mut removed = 0;
                 for ((to, sequence), _) in OUT_PENDING.iter(&txn)? {
                     if to == route && sequence <= through {
@@ -213,7 +239,8 @@ impl Mailbox {
             self.metrics.duplicates.inc();
             return Ok(Receipt::Message { sender, through: next - 1, delivered: 0 });
         }
-        if sequence - next >= MAX_HELD_AHEAD {
+        if sequence - next > MAX_HELD_AHEAD {
+            self.metrics.too_far_ahead.inc();
             return Ok(Receipt::TooFarAhead { sender });
         }
         if sequence > next {

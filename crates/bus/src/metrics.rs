@@ -17,6 +17,8 @@ pub struct BusMetrics {
     pub sent: Counter,
     /// Re-publishes after the resend timeout.
     pub resent: Counter,
+    /// Messages too far ahead of a gap to be held.
+    pub too_far_ahead: Counter,
 }
 
 impl BusMetrics {
@@ -52,6 +54,11 @@ impl BusMetrics {
             "bus_resent_messages",
             "Outbox entries re-published after the timeout",
             metrics.resent.clone(),
+        );
+        registry.register(
+            "bus_too_far_ahead",
+            "Messages dropped for arriving too far ahead of a gap (re-sent later)",
+            metrics.too_far_ahead.clone(),
         );
         metrics
     }

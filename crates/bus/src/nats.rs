@@ -92,6 +92,9 @@ impl NatsTransport {
                 subjects: vec![self.subject(party)],
                 storage: stream::StorageType::File,
                 duplicate_window: self.config.duplicate_window,
+                // One consumer per stream; acknowledged messages are deleted, so the
+                // broker's disk holds only what is in flight.
+                retention: stream::RetentionPolicy::WorkQueue,
                 ..Default::default()
             })
             .await?;

@@ -21,7 +21,7 @@ pub struct ReceiverTask<T: Transport> {
     mailbox: Mailbox,
     subscription: Option<T::Subscription>,
     wait: Duration,
-    /// Woken when an end-to-end ack frees outbox space (the sender may have nothing to do).
+    /// The inbox's consumer, woken when messages are delivered.
     consumer: TaskWaker,
 }
 
@@ -149,10 +149,12 @@ impl<T: Transport> Task for SenderTask<T> {
             // A re-send must get past the broker's dedup window: the first copy may have
             // been delivered and its end-to-end ack lost, in which case the receiver must
             // see it again to re-ack. It deduplicates by sequence and intent.
+            // The nonce keeps re-sends after a restart distinct from those before it.
             let dedup_id = if sends == 0 {
                 outgoing.dedup_id
             } else {
-                primitives::hash(b"tc/resend/v1", &[&outgoing.dedup_id, &sends.to_le_bytes()])
+                let nonce: [u8; 16] = rand::random();
+                primitives::hash(b"tc/resend/v1", &[&outgoing.dedup_id, &nonce])
             };
             self.transport
                 .publish(outgoing.recipient, dedup_id, outgoing.envelope)

@@ -75,7 +75,21 @@ impl Db {
     /// After a crash, opening may take longer while redb repairs its allocator state; the
     /// committed contents are unaffected (see the crate's crash-safety contract).
     pub fn open(path: impl AsRef<Path>, schema: Schema) -> Result<Db, DbError> {
-        let path = path.as_ref().to_path_buf();
+        Self::open_inner(path.as_ref(), schema, true)
+    }
+
+    /// Like [`Db::open`], but never creates: a missing file is [`DbError::Missing`]. For
+    /// tools that only inspect (a status command pointed at the wrong path must say so,
+    /// not report an empty database).
+    pub fn open_existing(path: impl AsRef<Path>, schema: Schema) -> Result<Db, DbError> {
+        Self::open_inner(path.as_ref(), schema, false)
+    }
+
+    fn open_inner(path: &Path, schema: Schema, may_create: bool) -> Result<Db, DbError> {
+        let path = path.to_path_buf();
+        if !may_create && !path.is_file() {
+            return Err(DbError::Missing { path });
+        }
         let open_err = |source: redb::DatabaseError| DbError::Open { path: path.clone(), source };
 
         let create = match std::fs::metadata(&path) {

@@ -26,6 +26,12 @@ pub enum KeyError {
 /// process with the error's message (fatal).
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
+    /// [`crate::Db::open_existing`] found no database file. Fatal.
+    #[error("no database at {}: is this the right data directory?", path.display())]
+    Missing {
+        /// The path looked at.
+        path: PathBuf,
+    },
     /// The file could not be opened as a redb database (not a redb file, corrupt, locked by
     /// another process or another `Db` in this process, unreadable). Fatal.
     #[error(
@@ -117,6 +123,7 @@ impl DbError {
     pub fn is_fatal(&self) -> bool {
         match self {
             DbError::Open { .. }
+            | DbError::Missing { .. }
             | DbError::IncompatibleSchema { .. }
             | DbError::NoSchema { .. }
             | DbError::Corrupt { .. }

@@ -270,7 +270,9 @@ pub fn open(bytes: &[u8], registry: &KeyRegistry, me: Party) -> Result<Opened, E
             let content = if sender == Party::Coordinator {
                 CoordinatorMessage::decode(&message).map(Content::Coordinator)
             } else {
-                ProcessorMessage::decode(&message).map(Content::Processor)
+                ProcessorMessage::decode(&message)
+                    .and_then(|m| m.check_bounds().map(|()| m))
+                    .map(Content::Processor)
             };
             let content = content.map_err(|source| EnvelopeError::Message { sender, source })?;
             // A message with two encodings would have two intents: refuse all but one.

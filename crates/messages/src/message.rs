@@ -1,11 +1,16 @@
 use std::collections::BTreeMap;
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use primitives::{codec::Versioned, Batch, BlockHash, Hash32, NetworkId, Payment};
+use primitives::{
+    codec::{CodecError, Versioned},
+    Batch, BlockHash, Hash32, NetworkId, Payment,
+};
 
-/// The largest encoded message, version byte included (1 MiB). Large enough for key
-/// generation among 100 validators; everything above is rejected before parsing.
-pub const MAX_MESSAGE_LEN: usize = 1 << 20;
+/// The largest encoded message, version byte included: 1 MiB less 4 KiB, so that a full
+/// envelope with its broker headers stays within NATS's default 1 MiB `max_payload`.
+/// Large enough for key generation among 100 validators; everything above is rejected
+/// before parsing, and the bus refuses to queue it.
+pub const MAX_MESSAGE_LEN: usize = (1 << 20) - 4096;
 
 /// A participant's 1-based index within a validator set.
 pub type Participant = u16;
@@ -306,6 +311,23 @@ impl Versioned for CoordinatorMessage {
 impl Versioned for ProcessorMessage {
     const VERSION: u8 = PROTOCOL_VERSION;
     const MAX_ENCODED_LEN: usize = MAX_MESSAGE_LEN;
+}
+
+impl ProcessorMessage {
+    /// Checks the bounds of nested values that the message's own size limit does not
+    /// imply: a carried [`Batch`] must fit `MAX_BATCH_SIZE` on its own.
+    pub fn check_bounds(&self) -> Result<(), CodecError> {
+        if let ProcessorMessage::Batch(
+            BatchReport::Batch(batch) | BatchReport::SignedBatch { batch, .. },
+        ) = self
+        {
+            let len = batch.encode().len();
+            if len > Batch::MAX_ENCODED_LEN {
+                return Err(CodecError::TooLong { len, max: Batch::MAX_ENCODED_LEN });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A message's deterministic id, used for deduplication end to end (and as the broker's

@@ -245,6 +245,41 @@ fn non_canonical_maps_are_rejected() {
 }
 
 #[test]
+fn oversized_batches_inside_messages_are_rejected() {
+    use primitives::*;
+    let w = world();
+    let big = InInstructionWithBalance {
+        instruction: InInstruction {
+            account: SettlementAccount([1; 32]),
+            return_address: Some(ExternalAddress::new(vec![2; MAX_ADDRESS_LEN]).unwrap()),
+        },
+        balance: Balance { coin: Coin::Bitcoin, amount: Amount(1) },
+    };
+    let batch = |n| Batch {
+        network: NetworkId::Bitcoin,
+        id: 0,
+        block: BlockHash([0; 32]),
+        instructions: vec![big.clone(); n],
+    };
+    let send = |b: Batch| {
+        let m = ProcessorMessage::Batch(BatchReport::Batch(b)).encode();
+        let bytes =
+            seal(&w.processor, w.processor_party, Party::Coordinator, 1, Body::Message(m)).encode();
+        open(&bytes, &w.at_coordinator, Party::Coordinator)
+    };
+    // Each instruction encodes to 174 bytes: 140 fit in 25,000 bytes, 150 do not.
+    assert!(send(batch(140)).is_ok());
+    let err = send(batch(150)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EnvelopeError::Message { source: CodecError::TooLong { max: MAX_BATCH_SIZE, .. }, .. }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
 fn identity_debug_hides_the_secret() {
     let id = Identity::from_secret(&[0x42; 32]);
     let shown = format!("{id:?}");

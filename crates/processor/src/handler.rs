@@ -1,10 +1,10 @@
 //! The task that consumes the inbox.
 
-use bus::{Mailbox, Received, INBOX};
+use bus::{Mailbox, Received, SendError, INBOX};
 use db::{Db, Queue};
 use messages::{CoordinatorMessage, Party, ProcessorMessage, Status, PROTOCOL_VERSION};
 use primitives::codec::Versioned;
-use task::{Task, TaskError, TaskWaker};
+use task::{Task, TaskError};
 
 use crate::db_error;
 
@@ -12,18 +12,26 @@ use crate::db_error;
 /// settlement). They are kept, in order, never dropped.
 pub const DEFERRED: Queue<Received> = Queue::new("processor/v1/deferred");
 
-/// Pops one inbox message per iteration and handles it in the same transaction.
+/// Pops one inbox message per iteration and handles it in the same transaction. Run it
+/// with the bus sender among its dependents, so replies go out at once.
 #[derive(Debug)]
 pub struct InboxHandler {
     db: Db,
     mailbox: Mailbox,
-    sender: TaskWaker,
 }
 
 impl InboxHandler {
-    /// A handler replying through `mailbox`, waking `sender` after queueing replies.
-    pub fn new(db: Db, mailbox: Mailbox, sender: TaskWaker) -> Self {
-        InboxHandler { db, mailbox, sender }
+    /// A handler replying through `mailbox`.
+    pub fn new(db: Db, mailbox: Mailbox) -> Self {
+        InboxHandler { db, mailbox }
+    }
+}
+
+/// Queueing a reply failed: an oversized message is a bug in this code, so fatal.
+fn send_error(e: SendError) -> TaskError {
+    match e {
+        SendError::Db(e) => db_error(e),
+        e @ SendError::TooLarge { .. } => TaskError::fatal(e),
     }
 }
 
@@ -46,15 +54,15 @@ impl Task for InboxHandler {
         }
         // Validated when it entered the inbox: failing now means the DB is corrupt.
         let message = received.coordinator_message().map_err(TaskError::fatal)?;
-        let mut replied = false;
         match message {
             CoordinatorMessage::Status(Status::Ping { nonce }) => {
                 let pong = ProcessorMessage::Status(Status::Pong {
                     nonce,
                     protocol_version: u32::from(PROTOCOL_VERSION),
                 });
-                self.mailbox.send(&mut txn, Party::Coordinator, pong.encode()).map_err(db_error)?;
-                replied = true;
+                self.mailbox
+                    .send(&mut txn, Party::Coordinator, pong.encode())
+                    .map_err(send_error)?;
             }
             CoordinatorMessage::Status(Status::Pong { .. }) => {}
             other => {
@@ -62,10 +70,8 @@ impl Task for InboxHandler {
                 DEFERRED.push(&mut txn, &received).map_err(db_error)?;
             }
         }
+        // The runner wakes the bus sender (a dependent) after this progress.
         txn.commit().map_err(db_error)?;
-        if replied {
-            self.sender.wake();
-        }
         Ok(true)
     }
 }

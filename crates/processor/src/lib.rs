@@ -118,8 +118,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
         Duration::from_millis(500),
         handler_waker.clone(),
     );
-    let handler = handler::InboxHandler::new(db.clone(), mailbox, sender_waker.clone());
+    let handler = handler::InboxHandler::new(db.clone(), mailbox);
 
+    // Bind first: a taken port must stop us before any task consumed anything.
+    let listen = config.http.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| RunError::Http { listen, source })?;
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(task::run(
         sender,
@@ -146,11 +151,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
         stats[2].1.clone(),
     ));
 
-    let listen = config.http.listen;
     let http_state = http::HttpState::new(db, me.to_string(), metrics_registry, stats);
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|source| RunError::Http { listen, source })?;
     let http_shutdown = shutdown.clone();
     let http =
         tokio::spawn(async move { http::serve_on(listener, http_state, http_shutdown).await });

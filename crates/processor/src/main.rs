@@ -75,7 +75,7 @@ async fn http_status(listen: std::net::SocketAddr) -> Result<StatusReport, Strin
 
 async fn status(config: &Config, json: bool) -> Result<(), String> {
     let party = config.party().map_err(|e| e.to_string())?.to_string();
-    let report = match processor::open_db(config) {
+    let report = match db::Db::open_existing(config.db_path(), processor::SCHEMA) {
         Ok(db) => StatusReport::read(party, &db.read().map_err(|e| e.to_string())?)
             .map_err(|e| e.to_string())?,
         Err(db_error) => http_status(config.http.listen).await.map_err(|http_error| {

@@ -289,3 +289,13 @@ fn refuses_unknown_config_fields_and_networks() {
     let err = run_expecting_failure(&s.config);
     assert!(err.contains("dogecoin"), "{err}");
 }
+
+#[test]
+fn status_on_a_wrong_data_dir_says_so_and_creates_nothing() {
+    let s = setup("nats://127.0.0.1:1", 0o600);
+    let out = processor(&["status"], &s.config).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no database at"), "{err}");
+    assert!(!s.dir.path().join("data").exists(), "status created the data directory");
+}
