@@ -1,0 +1,317 @@
+//! The processor's side of key generation: a state machine over the database, driven by
+//! the coordinator's messages, run inside the caller's write transaction.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use db::{Db, Get, Table, WriteTxn};
+use messages::{KeyGenId, KeyGenRequest, KeyGenResponse, Session};
+use primitives::{codec::encode_body, NetworkId};
+use rand_core::{OsRng, RngCore};
+use zeroize::Zeroizing;
+
+use crate::{
+    dkg::{self, Curve, Evidence, GeneratedKeys, KeyGenParams, Round},
+    KeyGenError, Sealer,
+};
+
+/// Deliberate misbehaviour, for tests of blame. The processor only honours it in debug
+/// builds.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum Malice {
+    /// Behave.
+    #[default]
+    None,
+    /// Send this validator an invalid share.
+    InvalidShareTo(u16),
+    /// Falsely accuse this validator of sending an invalid share.
+    FalseAccuse(u16),
+}
+
+/// A session's generated key pair, as stored.
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub struct Generated {
+    /// The attempt that produced it.
+    pub attempt: u32,
+    /// Signers needed.
+    pub threshold: u16,
+    /// The validators holding shares; DKG index = position + 1.
+    pub participants: Vec<u16>,
+    /// The Ristretto group key.
+    pub ristretto_key: [u8; 32],
+    /// The network group key.
+    pub network_key: Vec<u8>,
+    /// The key shares, sealed.
+    sealed_keys: Vec<u8>,
+    /// Set when the coordinator confirmed this pair: only then is it active.
+    pub confirmed: bool,
+}
+
+/// This participant's secret entropy, sealed.
+const ENTROPY: Table<(), Vec<u8>> = Table::new("keygen/v1/entropy");
+/// The current attempt per session.
+const CURRENT: Table<u32, KeyGenParams> = Table::new("keygen/v1/current");
+/// The other participants' round-1 messages, per (session, attempt).
+const COMMITMENTS: Table<(u32, u32), BTreeMap<u16, Vec<u8>>> = Table::new("keygen/v1/commitments");
+/// A hash of what we answered per (session, attempt, round): rounds are answered once.
+const ANSWERED: Table<(u32, u32, u8), [u8; 32]> = Table::new("keygen/v1/answered");
+/// Generated key pairs per session.
+const GENERATED: Table<u32, Generated> = Table::new("keygen/v1/generated");
+
+fn keys_aad(session: Session) -> Vec<u8> {
+    [b"tc/keygen/v1/keys/".as_slice(), &session.0.to_be_bytes()].concat()
+}
+
+/// The key-generation state machine of one processor.
+pub struct KeyGen {
+    network: NetworkId,
+    me: u16,
+    entropy: Zeroizing<[u8; 32]>,
+    sealer: Arc<Sealer>,
+    malice: Malice,
+}
+
+impl std::fmt::Debug for KeyGen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyGen")
+            .field("network", &self.network)
+            .field("me", &self.me)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyGen {
+    /// Loads this processor's entropy (creating and sealing it on first use).
+    pub fn open(
+        db: &Db,
+        sealer: Arc<Sealer>,
+        network: NetworkId,
+        me: u16,
+        malice: Malice,
+    ) -> Result<Self, KeyGenError> {
+        const AAD: &[u8] = b"tc/keygen/v1/entropy";
+        let mut txn = db.write()?;
+        let entropy = match ENTROPY.get(&txn, &())? {
+            Some(sealed) => {
+                let plain = sealer.open(AAD, &sealed)?;
+                let bytes: [u8; 32] = plain
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| KeyGenError::Crypto("stored entropy is corrupt"))?;
+                drop(txn);
+                Zeroizing::new(bytes)
+            }
+            None => {
+                let mut entropy = Zeroizing::new([0u8; 32]);
+                OsRng.fill_bytes(entropy.as_mut());
+                ENTROPY.put(&mut txn, &(), &sealer.seal(AAD, entropy.as_ref()))?;
+                txn.commit()?;
+                entropy
+            }
+        };
+        Ok(KeyGen { network, me, entropy, sealer, malice })
+    }
+
+    fn answered(
+        &self,
+        txn: &mut WriteTxn,
+        id: KeyGenId,
+        round: u8,
+        response: &KeyGenResponse,
+    ) -> Result<(), KeyGenError> {
+        let digest = primitives::hash(b"tc/keygen/v1/answer", &[&encode_body(response)]);
+        ANSWERED.put(txn, &(id.session.0, id.attempt, round), &digest)?;
+        Ok(())
+    }
+
+    fn was_answered(&self, txn: &impl Get, id: KeyGenId, round: u8) -> Result<bool, KeyGenError> {
+        Ok(ANSWERED.get(txn, &(id.session.0, id.attempt, round))?.is_some())
+    }
+
+    fn current(&self, txn: &impl Get, id: KeyGenId) -> Result<KeyGenParams, KeyGenError> {
+        match CURRENT.get(txn, &id.session.0)? {
+            Some(params) if params.id == id => Ok(params),
+            _ => Err(KeyGenError::NotCurrent { session: id.session.0, attempt: id.attempt }),
+        }
+    }
+
+    /// Handles one key-generation request inside `txn`, returning the reply to send (in
+    /// the same transaction) if any. `Ok(None)`: nothing to do (a duplicate, or the
+    /// session already has keys). Errors change nothing in `txn`.
+    pub fn handle(
+        &self,
+        txn: &mut WriteTxn,
+        request: &KeyGenRequest,
+    ) -> Result<Option<KeyGenResponse>, KeyGenError> {
+        match request {
+            KeyGenRequest::GenerateKey { id, network, threshold, participants, me } => {
+                let params = KeyGenParams {
+                    id: *id,
+                    network: *network,
+                    threshold: *threshold,
+                    participants: participants.clone(),
+                    me: *me,
+                };
+                if params.network != self.network || params.me != self.me {
+                    return Err(KeyGenError::InvalidParams(
+                        "addressed to another network or validator",
+                    ));
+                }
+                params.validate()?;
+                if GENERATED.get(txn, &id.session.0)?.is_some() {
+                    tracing::info!(
+                        session = id.session.0,
+                        "keys already generated; request ignored"
+                    );
+                    return Ok(None);
+                }
+                if let Some(current) = CURRENT.get(txn, &id.session.0)? {
+                    if current.id.attempt > id.attempt {
+                        return Err(KeyGenError::NotCurrent {
+                            session: id.session.0,
+                            attempt: id.attempt,
+                        });
+                    }
+                    if current.id.attempt == id.attempt {
+                        if current != params {
+                            return Err(KeyGenError::InvalidParams(
+                                "conflicting parameters for one attempt",
+                            ));
+                        }
+                        if self.was_answered(txn, *id, 1)? {
+                            return Ok(None);
+                        }
+                    }
+                }
+                let commitments = dkg::commitments(&self.entropy, &params)?;
+                CURRENT.put(txn, &id.session.0, &params)?;
+                let response = KeyGenResponse::Commitments { id: *id, commitments };
+                self.answered(txn, *id, 1, &response)?;
+                Ok(Some(response))
+            }
+            KeyGenRequest::Commitments { id, commitments } => {
+                let params = self.current(txn, *id)?;
+                if self.was_answered(txn, *id, 2)? {
+                    return Ok(None);
+                }
+                let response = match dkg::shares(&self.entropy, &params, commitments)? {
+                    Ok(mut shares) => {
+                        if let Malice::InvalidShareTo(victim) = self.malice {
+                            corrupt_share(&mut shares, victim);
+                        }
+                        KeyGenResponse::Shares { id: *id, shares }
+                    }
+                    Err(fault) => blame(*id, fault),
+                };
+                COMMITMENTS.put(txn, &(id.session.0, id.attempt), commitments)?;
+                self.answered(txn, *id, 2, &response)?;
+                Ok(Some(response))
+            }
+            KeyGenRequest::Shares { id, shares } => {
+                let params = self.current(txn, *id)?;
+                if self.was_answered(txn, *id, 3)? {
+                    return Ok(None);
+                }
+                let commitments = COMMITMENTS.get(txn, &(id.session.0, id.attempt))?.ok_or(
+                    KeyGenError::NotCurrent { session: id.session.0, attempt: id.attempt },
+                )?;
+                let response = match dkg::complete(&self.entropy, &params, &commitments, shares)? {
+                    Ok(_) if matches!(self.malice, Malice::FalseAccuse(_)) => {
+                        let Malice::FalseAccuse(victim) = self.malice else { unreachable!() };
+                        let evidence =
+                            Evidence { curve: Curve::Ristretto, round: Round::Shares, proof: None };
+                        blame(*id, dkg::Fault { accused: victim, evidence })
+                    }
+                    Ok(keys) => {
+                        let generated = Generated {
+                            attempt: id.attempt,
+                            threshold: params.threshold,
+                            participants: params.participants.clone(),
+                            ristretto_key: keys.ristretto_key(),
+                            network_key: keys.network_key(),
+                            sealed_keys: self.sealer.seal(&keys_aad(id.session), &keys.serialize()),
+                            confirmed: false,
+                        };
+                        GENERATED.put(txn, &id.session.0, &generated)?;
+                        tracing::info!(
+                            session = id.session.0,
+                            attempt = id.attempt,
+                            ristretto_key = %hex::encode(generated.ristretto_key),
+                            network_key = %hex::encode(&generated.network_key),
+                            "generated key pair; waiting for confirmation"
+                        );
+                        KeyGenResponse::GeneratedKeyPair {
+                            id: *id,
+                            ristretto_key: generated.ristretto_key,
+                            network_key: generated.network_key,
+                        }
+                    }
+                    Err(fault) => blame(*id, fault),
+                };
+                self.answered(txn, *id, 3, &response)?;
+                Ok(Some(response))
+            }
+        }
+    }
+
+    /// The coordinator confirmed a key pair: activates it if it is exactly the pair this
+    /// processor generated for `session`. Returns whether it was newly activated.
+    pub fn confirm(
+        &self,
+        txn: &mut WriteTxn,
+        session: Session,
+        ristretto_key: [u8; 32],
+        network_key: &[u8],
+    ) -> Result<bool, KeyGenError> {
+        let mut generated =
+            GENERATED.get(txn, &session.0)?.ok_or(KeyGenError::ConfirmedUnknownKeys(session.0))?;
+        if generated.ristretto_key != ristretto_key || generated.network_key != network_key {
+            return Err(KeyGenError::ConfirmedUnknownKeys(session.0));
+        }
+        if generated.confirmed {
+            return Ok(false);
+        }
+        generated.confirmed = true;
+        GENERATED.put(txn, &session.0, &generated)?;
+        tracing::info!(session = session.0, "key pair confirmed: active");
+        Ok(true)
+    }
+
+    /// The stored key pair of `session`, if generated.
+    pub fn generated(txn: &impl Get, session: Session) -> Result<Option<Generated>, KeyGenError> {
+        Ok(GENERATED.get(txn, &session.0)?)
+    }
+
+    /// Every generated key pair, by session.
+    pub fn all_generated(txn: &impl Get) -> Result<Vec<(u32, Generated)>, KeyGenError> {
+        Ok(GENERATED.iter(txn)?)
+    }
+
+    /// The key shares of `session`, unsealed.
+    pub fn keys(
+        &self,
+        txn: &impl Get,
+        session: Session,
+    ) -> Result<Option<GeneratedKeys>, KeyGenError> {
+        let Some(generated) = GENERATED.get(txn, &session.0)? else { return Ok(None) };
+        let plain = self.sealer.open(&keys_aad(session), &generated.sealed_keys)?;
+        Ok(Some(GeneratedKeys::read(self.network, &plain)?))
+    }
+}
+
+fn blame(id: KeyGenId, fault: dkg::Fault) -> KeyGenResponse {
+    tracing::warn!(session = id.session.0, attempt = id.attempt, accused = fault.accused, ?fault.evidence, "blaming a participant");
+    KeyGenResponse::Blame { id, accused: fault.accused, evidence: encode_body(&fault.evidence) }
+}
+
+/// Flips a bit of the Ristretto share addressed to `victim` (test misbehaviour).
+fn corrupt_share(shares: &mut BTreeMap<u16, Vec<u8>>, victim: u16) {
+    if let Some(bytes) = shares.get_mut(&victim) {
+        if let Ok(mut pair) = primitives::codec::decode_body::<dkg::Pair>(bytes) {
+            if let Some(last) = pair.ristretto.last_mut() {
+                *last ^= 1;
+            }
+            *bytes = encode_body(&pair);
+        }
+    }
+}
