@@ -503,24 +503,24 @@ pub fn complete(
         Ok(split) => split,
         Err(fault) => return Ok(Err(fault)),
     };
-    let machine = match r2::<Ristretto>(entropy, params, Curve::Ristretto, &ristretto_c)? {
-        Ok((machine, _)) => machine,
-        Err(fault) => return Ok(Err(fault)),
-    };
-    let ristretto = match r3(entropy, params, Curve::Ristretto, machine, &ristretto_s)? {
+    // Verifying the others' shares is most of the work (n-1 shares against t commitments
+    // each): the two curves are independent, so they are verified on two threads.
+    let (ristretto, network) = std::thread::scope(|scope| {
+        let ristretto = scope.spawn(|| ristretto_keys(entropy, params, &ristretto_c, &ristretto_s));
+        let network = network_keys(entropy, params, &network_c, &network_s);
+        (ristretto.join(), network)
+    });
+    let ristretto =
+        ristretto.map_err(|_| KeyGenError::Crypto("the Ristretto verification thread panicked"))?;
+    // Report the Ristretto fault first, as a sequential run would.
+    let ristretto = match ristretto? {
         Ok(keys) => keys,
         Err(fault) => return Ok(Err(fault)),
     };
-    let network = with_network_curve!(params.network, C => {
-        let machine = match r2::<C>(entropy, params, Curve::Network, &network_c)? {
-            Ok((machine, _)) => machine,
-            Err(fault) => return Ok(Err(fault)),
-        };
-        match r3(entropy, params, Curve::Network, machine, &network_s)? {
-            Ok(keys) => wrap_network(keys),
-            Err(fault) => return Ok(Err(fault)),
-        }
-    });
+    let network = match network? {
+        Ok(keys) => keys,
+        Err(fault) => return Ok(Err(fault)),
+    };
     Ok(Ok(GeneratedKeys { ristretto, network }))
 }
 
@@ -539,6 +539,34 @@ impl IntoNetworkKeys for ThresholdKeys<Ed25519> {
 }
 fn wrap_network<K: IntoNetworkKeys>(keys: K) -> NetworkKeys {
     keys.into_network_keys()
+}
+
+fn ristretto_keys(
+    entropy: &[u8; 32],
+    params: &KeyGenParams,
+    commitments: &ByValidator,
+    shares: &ByValidator,
+) -> Result<Result<ThresholdKeys<Ristretto>, Fault>, KeyGenError> {
+    let machine = match r2::<Ristretto>(entropy, params, Curve::Ristretto, commitments)? {
+        Ok((machine, _)) => machine,
+        Err(fault) => return Ok(Err(fault)),
+    };
+    r3(entropy, params, Curve::Ristretto, machine, shares)
+}
+
+fn network_keys(
+    entropy: &[u8; 32],
+    params: &KeyGenParams,
+    commitments: &ByValidator,
+    shares: &ByValidator,
+) -> Result<Result<NetworkKeys, Fault>, KeyGenError> {
+    with_network_curve!(params.network, C => {
+        let machine = match r2::<C>(entropy, params, Curve::Network, commitments)? {
+            Ok((machine, _)) => machine,
+            Err(fault) => return Ok(Err(fault)),
+        };
+        Ok(r3(entropy, params, Curve::Network, machine, shares)?.map(wrap_network))
+    })
 }
 
 /// Judges an accusation (see [`Evidence`]). `commitments` holds every participant's

@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use db::{Db, Get, Table, WriteTxn};
+use db::{Db, DbError, Get, Table, WriteTxn};
 use messages::{KeyGenId, KeyGenRequest, KeyGenResponse, Session};
 use primitives::{codec::encode_body, NetworkId};
 use rand_core::{OsRng, RngCore};
@@ -278,13 +278,13 @@ impl KeyGen {
     }
 
     /// The stored key pair of `session`, if generated.
-    pub fn generated(txn: &impl Get, session: Session) -> Result<Option<Generated>, KeyGenError> {
-        Ok(GENERATED.get(txn, &session.0)?)
+    pub fn generated(txn: &impl Get, session: Session) -> Result<Option<Generated>, DbError> {
+        GENERATED.get(txn, &session.0)
     }
 
     /// Every generated key pair, by session.
-    pub fn all_generated(txn: &impl Get) -> Result<Vec<(u32, Generated)>, KeyGenError> {
-        Ok(GENERATED.iter(txn)?)
+    pub fn all_generated(txn: &impl Get) -> Result<Vec<(u32, Generated)>, DbError> {
+        GENERATED.iter(txn)
     }
 
     /// The key shares of `session`, unsealed.

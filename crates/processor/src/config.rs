@@ -186,6 +186,17 @@ pub struct Config {
     /// The HTTP endpoint.
     #[serde(default)]
     pub http: HttpConfig,
+    /// Test-only settings.
+    #[serde(default)]
+    pub testing: TestingConfig,
+}
+
+/// The config file's `[testing]` table: misbehaviour for tests, debug builds only.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestingConfig {
+    /// `invalid-share-to:V` or `false-accuse:V`.
+    pub malice: Option<String>,
 }
 
 /// Command-line/environment overrides of config-file values.
@@ -231,6 +242,7 @@ impl Config {
         }
         config.party()?;
         config.coordinator_key()?;
+        config.malice()?;
         if config.validator == 0 {
             return Err(ConfigError::Invalid {
                 field: "validator",
@@ -280,12 +292,9 @@ impl Config {
         parse_identity(&text)
     }
 
-    /// The sealing secret, from [`DB_SECRET_ENV`] or `secrets.db_secret_file`, if given.
-    /// (Key shares are sealed with it once key generation exists.)
-    pub fn db_secret(&self) -> Result<Option<Zeroizing<String>>, ConfigError> {
-        if std::env::var_os(DB_SECRET_ENV).is_none() && self.secrets.db_secret_file.is_none() {
-            return Ok(None);
-        }
+    /// The secret that seals key shares at rest, from [`DB_SECRET_ENV`] or
+    /// `secrets.db_secret_file`. Required.
+    pub fn db_secret(&self) -> Result<Zeroizing<String>, ConfigError> {
         let secret = read_secret(
             "DB sealing secret",
             DB_SECRET_ENV,
@@ -298,7 +307,25 @@ impl Config {
                 reason: "use at least 16 characters".into(),
             });
         }
-        Ok(Some(secret))
+        Ok(secret)
+    }
+
+    /// Deliberate misbehaviour for tests of blame (`[testing] malice`). Only debug builds
+    /// honour it; a release build refuses to start with it set.
+    pub fn malice(&self) -> Result<key_gen::Malice, ConfigError> {
+        let Some(spec) = &self.testing.malice else { return Ok(key_gen::Malice::None) };
+        let invalid =
+            |reason: &str| ConfigError::Invalid { field: "testing.malice", reason: reason.into() };
+        if !cfg!(debug_assertions) {
+            return Err(invalid("only debug builds honour it; remove it"));
+        }
+        let (kind, who) = spec.split_once(':').ok_or_else(|| invalid("expected KIND:VALIDATOR"))?;
+        let who: u16 = who.parse().map_err(|_| invalid("the validator must be a number"))?;
+        match kind {
+            "invalid-share-to" => Ok(key_gen::Malice::InvalidShareTo(who)),
+            "false-accuse" => Ok(key_gen::Malice::FalseAccuse(who)),
+            _ => Err(invalid("KIND is invalid-share-to or false-accuse")),
+        }
     }
 }
 

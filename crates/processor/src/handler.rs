@@ -1,16 +1,29 @@
 //! The task that consumes the inbox.
 
+use std::sync::Arc;
+
 use bus::{Mailbox, Received, SendError, INBOX};
-use db::{Db, Queue};
-use messages::{CoordinatorMessage, Party, ProcessorMessage, Status, PROTOCOL_VERSION};
+use db::{Db, Queue, WriteTxn};
+use key_gen::{KeyGen, KeyGenError};
+use messages::{
+    CoordinatorMessage, Party, ProcessorMessage, SettlementEvent, Status, PROTOCOL_VERSION,
+};
 use primitives::codec::Versioned;
+use prometheus_client::metrics::counter::Counter;
 use task::{Task, TaskError};
 
 use crate::db_error;
 
-/// Messages whose handlers arrive with later capabilities (key generation, signing,
-/// settlement). They are kept, in order, never dropped.
+/// Messages whose handlers arrive with later capabilities (signing, settlement of
+/// blocks). They are kept, in order, never dropped.
 pub const DEFERRED: Queue<Received> = Queue::new("processor/v1/deferred");
+
+/// Counters of the handler.
+#[derive(Clone, Debug, Default)]
+pub struct HandlerMetrics {
+    /// Coordinator requests refused as invalid (they changed nothing).
+    pub rejected_requests: Counter,
+}
 
 /// Pops one inbox message per iteration and handles it in the same transaction. Run it
 /// with the bus sender among its dependents, so replies go out at once.
@@ -18,12 +31,32 @@ pub const DEFERRED: Queue<Received> = Queue::new("processor/v1/deferred");
 pub struct InboxHandler {
     db: Db,
     mailbox: Mailbox,
+    keygen: Arc<KeyGen>,
+    metrics: HandlerMetrics,
 }
 
 impl InboxHandler {
     /// A handler replying through `mailbox`.
-    pub fn new(db: Db, mailbox: Mailbox) -> Self {
-        InboxHandler { db, mailbox }
+    pub fn new(db: Db, mailbox: Mailbox, keygen: Arc<KeyGen>, metrics: HandlerMetrics) -> Self {
+        InboxHandler { db, mailbox, keygen, metrics }
+    }
+
+    fn reply(&self, txn: &mut WriteTxn, message: ProcessorMessage) -> Result<(), TaskError> {
+        self.mailbox.send(txn, Party::Coordinator, message.encode()).map(|_| ()).map_err(send_error)
+    }
+
+    /// A request the coordinator should not have sent: logged, counted, otherwise ignored.
+    /// Database failures are not the coordinator's fault: they fail the iteration.
+    fn refused(&self, received: &Received, e: KeyGenError) -> Result<(), TaskError> {
+        match e {
+            KeyGenError::Db(e) => Err(db_error(e)),
+            KeyGenError::Seal(e) => Err(TaskError::fatal(e)),
+            e => {
+                self.metrics.rejected_requests.inc();
+                tracing::warn!(intent = %received.intent.to_hex(), error = %e, "refused a coordinator request");
+                Ok(())
+            }
+        }
     }
 }
 
@@ -56,15 +89,28 @@ impl Task for InboxHandler {
         let message = received.coordinator_message().map_err(TaskError::fatal)?;
         match message {
             CoordinatorMessage::Status(Status::Ping { nonce }) => {
-                let pong = ProcessorMessage::Status(Status::Pong {
-                    nonce,
-                    protocol_version: u32::from(PROTOCOL_VERSION),
-                });
-                self.mailbox
-                    .send(&mut txn, Party::Coordinator, pong.encode())
-                    .map_err(send_error)?;
+                let protocol_version = u32::from(PROTOCOL_VERSION);
+                self.reply(
+                    &mut txn,
+                    ProcessorMessage::Status(Status::Pong { nonce, protocol_version }),
+                )?;
             }
             CoordinatorMessage::Status(Status::Pong { .. }) => {}
+            CoordinatorMessage::KeyGen(request) => match self.keygen.handle(&mut txn, &request) {
+                Ok(Some(response)) => self.reply(&mut txn, ProcessorMessage::KeyGen(response))?,
+                Ok(None) => {}
+                Err(e) => self.refused(&received, e)?,
+            },
+            CoordinatorMessage::Settlement(SettlementEvent::ConfirmKeyPair {
+                session,
+                ristretto_key,
+                network_key,
+            }) => {
+                if let Err(e) = self.keygen.confirm(&mut txn, session, ristretto_key, &network_key)
+                {
+                    self.refused(&received, e)?;
+                }
+            }
             other => {
                 tracing::warn!(intent = %received.intent.to_hex(), kind = kind(&other), "no handler yet; message deferred");
                 DEFERRED.push(&mut txn, &received).map_err(db_error)?;

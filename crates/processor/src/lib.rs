@@ -59,6 +59,12 @@ pub enum RunError {
     /// A task failed fatally.
     #[error(transparent)]
     Task(#[from] task::FatalError),
+    /// The sealing secret is wrong, or sealed data is corrupt.
+    #[error(transparent)]
+    Seal(#[from] key_gen::SealError),
+    /// Key generation state could not be loaded.
+    #[error(transparent)]
+    KeyGen(#[from] key_gen::KeyGenError),
     /// Signal handlers could not be installed.
     #[error("installing signal handlers: {0}")]
     Signals(#[source] std::io::Error),
@@ -84,10 +90,18 @@ pub fn open_db(config: &Config) -> Result<Db, RunError> {
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
     let me: Party = config.party()?;
     let identity = Arc::new(config.identity()?);
-    let _db_secret = config.db_secret()?;
+    let db_secret = config.db_secret()?;
+    let malice = config.malice()?;
     let mut registry = KeyRegistry::new();
     registry.insert(Party::Coordinator, config.coordinator_key()?);
     let db = open_db(&config)?;
+    let sealer = Arc::new(key_gen::Sealer::unlock(&db, db_secret.as_bytes())?);
+    drop(db_secret);
+    let keygen =
+        Arc::new(key_gen::KeyGen::open(&db, sealer, config.network()?, config.validator, malice)?);
+    if malice != key_gen::Malice::None {
+        tracing::warn!(?malice, "TEST MISBEHAVIOUR ENABLED");
+    }
     tracing::info!(%me, db = %config.db_path().display(), identity = %hex::encode(identity.public().as_bytes()), "starting");
 
     let mut metrics_registry = prometheus_client::registry::Registry::with_prefix("processor");
@@ -118,7 +132,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
         Duration::from_millis(500),
         handler_waker.clone(),
     );
-    let handler = handler::InboxHandler::new(db.clone(), mailbox);
+    let handler_metrics = handler::HandlerMetrics::default();
+    metrics_registry.register(
+        "rejected_requests",
+        "Coordinator requests refused as invalid (nothing changed)",
+        handler_metrics.rejected_requests.clone(),
+    );
+    let handler = handler::InboxHandler::new(db.clone(), mailbox, keygen, handler_metrics);
 
     // Bind first: a taken port must stop us before any task consumed anything.
     let listen = config.http.listen;

@@ -4,6 +4,8 @@ use bus::{Mailbox, INBOX};
 use db::{DbError, Get};
 use serde::{Deserialize, Serialize};
 
+use key_gen::KeyGen;
+
 use crate::handler::DEFERRED;
 
 /// A point-in-time view of the processor's durable state.
@@ -19,6 +21,27 @@ pub struct StatusReport {
     pub outbox_pending: u64,
     /// Per peer: highest sequence acknowledged and next sequence to assign.
     pub routes: Vec<Route>,
+    /// Generated key pairs, by session.
+    pub keys: Vec<KeyPair>,
+}
+
+/// A generated key pair (public data only).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KeyPair {
+    /// The validator set's session.
+    pub session: u32,
+    /// The attempt that produced it.
+    pub attempt: u32,
+    /// Signers needed.
+    pub threshold: u16,
+    /// The validators holding shares.
+    pub participants: Vec<u16>,
+    /// The Ristretto group key, hex.
+    pub ristretto_key: String,
+    /// The network group key, hex.
+    pub network_key: String,
+    /// Confirmed by the coordinator: active.
+    pub active: bool,
 }
 
 /// One outgoing route.
@@ -44,6 +67,18 @@ impl StatusReport {
                 .into_iter()
                 .map(|(peer, acked, next)| Route { peer, acked, next })
                 .collect(),
+            keys: KeyGen::all_generated(txn)?
+                .into_iter()
+                .map(|(session, g)| KeyPair {
+                    session,
+                    attempt: g.attempt,
+                    threshold: g.threshold,
+                    participants: g.participants,
+                    ristretto_key: hex::encode(g.ristretto_key),
+                    network_key: hex::encode(g.network_key),
+                    active: g.confirmed,
+                })
+                .collect(),
         })
     }
 
@@ -53,6 +88,18 @@ impl StatusReport {
             "processor      {}\ninbox pending  {}\ndeferred       {}\noutbox pending {}\n",
             self.party, self.inbox_pending, self.deferred, self.outbox_pending
         );
+        for k in &self.keys {
+            out += &format!(
+                "session {} key ({}-of-{:?}, attempt {}){}: ristretto {} network {}\n",
+                k.session,
+                k.threshold,
+                k.participants,
+                k.attempt,
+                if k.active { " ACTIVE" } else { " awaiting confirmation" },
+                k.ristretto_key,
+                k.network_key
+            );
+        }
         for r in &self.routes {
             out +=
                 &format!("route to {:#010x}: acked through {}, next {}\n", r.peer, r.acked, r.next);

@@ -18,8 +18,8 @@ use bus::{
 use db::{Db, Schema};
 use messages::{
     envelope::{seal, Body},
-    CoordinatorMessage, Identity, KeyGenId, KeyGenRequest, KeyRegistry, Party, ProcessorMessage,
-    Session, Status,
+    CoordinatorMessage, Identity, KeyGenId, KeyGenRequest, KeyGenResponse, KeyRegistry, Party,
+    ProcessorMessage, Session, SignId, SignKind, SignRequest, Status,
 };
 use primitives::{codec::Versioned, NetworkId};
 use processor::status::StatusReport;
@@ -43,6 +43,9 @@ fn setup(nats_url: &str, key_mode: u32) -> Setup {
     let key_file = dir.path().join("identity.key");
     let identity = processor::config::write_identity_file(&key_file).unwrap();
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(key_mode)).unwrap();
+    let secret_file = dir.path().join("db.secret");
+    std::fs::write(&secret_file, "a long enough sealing secret\n").unwrap();
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let coordinator = Identity::generate(&mut OsRng);
     let http = free_port();
     let config = dir.path().join("processor.toml");
@@ -63,6 +66,7 @@ public_key = "{coordinator}"
 
 [secrets]
 identity_key_file = "{key}"
+db_secret_file = "{secret}"
 
 [http]
 listen = "127.0.0.1:{http}"
@@ -70,6 +74,7 @@ listen = "127.0.0.1:{http}"
             data = dir.path().join("data").display(),
             coordinator = hex::encode(coordinator.public().as_bytes()),
             key = key_file.display(),
+            secret = secret_file.display(),
         ),
     )
     .unwrap();
@@ -78,7 +83,11 @@ listen = "127.0.0.1:{http}"
 
 fn processor(args: &[&str], config: &Path) -> Command {
     let mut c = Command::new(BIN);
-    c.args(args).arg("--config").arg(config).env_remove("PROCESSOR_IDENTITY_KEY");
+    c.args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("PROCESSOR_IDENTITY_KEY")
+        .env_remove("PROCESSOR_DB_SECRET");
     c
 }
 
@@ -207,7 +216,7 @@ async fn answers_pings_counts_forgeries_and_stops_gracefully() {
     assert_eq!(status_json(&s.config), before, "a rejected envelope changed state");
     assert_eq!(metric(s.http, "processor_bus_received_messages_total"), Some(1.0));
 
-    // A message without a handler yet is kept, not dropped.
+    // A key-generation request is answered with round-1 commitments.
     let mut txn = cdb.write().unwrap();
     let keygen = KeyGenRequest::GenerateKey {
         id: KeyGenId { session: Session(0), attempt: 0 },
@@ -217,9 +226,36 @@ async fn answers_pings_counts_forgeries_and_stops_gracefully() {
         me: 2,
     };
     mailbox.send(&mut txn, ME, CoordinatorMessage::KeyGen(keygen).encode()).unwrap();
+    // One the processor must refuse (it is not validator 3): counted, nothing else.
+    let foreign = KeyGenRequest::GenerateKey {
+        id: KeyGenId { session: Session(1), attempt: 0 },
+        network: NetworkId::Litecoin,
+        threshold: 2,
+        participants: vec![1, 2, 3],
+        me: 3,
+    };
+    mailbox.send(&mut txn, ME, CoordinatorMessage::KeyGen(foreign).encode()).unwrap();
+    // A message without a handler yet is kept, not dropped.
+    let reattempt = SignRequest::Reattempt {
+        id: SignId { session: Session(0), kind: SignKind::Batch(0), attempt: 1 },
+    };
+    mailbox.send(&mut txn, ME, CoordinatorMessage::Sign(reattempt).encode()).unwrap();
     txn.commit().unwrap();
     sender_waker.wake();
+    wait_until("the commitments", || INBOX.len(&cdb.read().unwrap()).unwrap() == 2);
+    let (_, reply) = INBOX.items(&cdb.read().unwrap()).unwrap().remove(1);
+    assert!(
+        matches!(
+            reply.processor_message().unwrap(),
+            ProcessorMessage::KeyGen(KeyGenResponse::Commitments {
+                id: KeyGenId { session: Session(0), attempt: 0 },
+                ..
+            })
+        ),
+        "{reply:?}"
+    );
     wait_until("the deferred message", || status_json(&s.config).deferred == 1);
+    assert_eq!(metric(s.http, "processor_rejected_requests_total"), Some(1.0));
 
     // SIGTERM: stops cleanly; then status reads the database directly.
     Command::new("kill").args(["-TERM", &daemon.0.id().to_string()]).status().unwrap();
@@ -298,4 +334,31 @@ fn status_on_a_wrong_data_dir_says_so_and_creates_nothing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no database at"), "{err}");
     assert!(!s.dir.path().join("data").exists(), "status created the data directory");
+}
+
+#[test]
+fn refuses_a_wrong_sealing_secret() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = setup("nats://127.0.0.1:1", 0o600);
+    // Seal the database with one secret...
+    let data = s.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let db = Db::open(data.join("processor.redb"), processor::SCHEMA).unwrap();
+    key_gen::Sealer::unlock(&db, b"the original sealing secret").unwrap();
+    drop(db);
+    // ...then start with another.
+    let secret_file = s.dir.path().join("db.secret");
+    std::fs::write(&secret_file, "a different sealing secret").unwrap();
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let err = run_expecting_failure(&s.config);
+    assert!(err.contains("does not match"), "{err}");
+    assert!(!err.contains("a different sealing secret"), "printed the secret");
+}
+
+#[test]
+fn refuses_to_run_without_a_sealing_secret() {
+    let s = setup("nats://127.0.0.1:1", 0o600);
+    std::fs::remove_file(s.dir.path().join("db.secret")).unwrap();
+    let err = run_expecting_failure(&s.config);
+    assert!(err.contains("db.secret"), "{err}");
 }
