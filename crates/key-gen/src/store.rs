@@ -158,12 +158,24 @@ impl KeyGen {
                     ));
                 }
                 params.validate()?;
-                if GENERATED.get(txn, &id.session.0)?.is_some() {
+                if let Some(generated) = GENERATED.get(txn, &id.session.0)? {
+                    if generated.confirmed || generated.attempt >= id.attempt {
+                        tracing::info!(
+                            session = id.session.0,
+                            "keys already generated; request ignored"
+                        );
+                        return Ok(None);
+                    }
+                    // A later attempt supersedes keys that were never confirmed (another
+                    // participant's round failed, or one was excluded): they are discarded
+                    // and can never become active.
                     tracing::info!(
                         session = id.session.0,
-                        "keys already generated; request ignored"
+                        discarded_attempt = generated.attempt,
+                        attempt = id.attempt,
+                        "discarding unconfirmed keys for a new attempt"
                     );
-                    return Ok(None);
+                    GENERATED.del(txn, &id.session.0)?;
                 }
                 if let Some(current) = CURRENT.get(txn, &id.session.0)? {
                     if current.id.attempt > id.attempt {

@@ -231,3 +231,32 @@ fn wrong_secret_is_refused_and_the_file_holds_no_secret_bytes() {
     // The public keys are there (sanity: the search works).
     assert!(contains(&keys.ristretto_key()));
 }
+
+#[test]
+fn a_later_attempt_supersedes_unconfirmed_keys_but_never_confirmed_ones() {
+    let nodes: Vec<Node> = (1..=4).map(|v| node(v, NetworkId::Bitcoin)).collect();
+    let (rk, nk) = relay(&nodes, NetworkId::Bitcoin);
+    let retry = |n: &Node, attempt| KeyGenRequest::GenerateKey {
+        id: KeyGenId { session: ID.session, attempt },
+        network: NetworkId::Bitcoin,
+        threshold: 2,
+        participants: vec![1, 3, 4],
+        me: n.v,
+    };
+    // Unconfirmed keys of attempt 0 give way to attempt 1 (someone was excluded).
+    assert!(matches!(
+        handle(&nodes[0], &retry(&nodes[0], 1)).unwrap(),
+        Some(KeyGenResponse::Commitments { .. })
+    ));
+    assert!(KeyGen::generated(&nodes[0].db.read().unwrap(), ID.session).unwrap().is_none());
+    // The superseded pair can no longer be confirmed.
+    let mut txn = nodes[0].db.write().unwrap();
+    assert!(nodes[0].keygen.confirm(&mut txn, ID.session, rk, &nk).is_err());
+    drop(txn);
+    // Confirmed keys are final: a later attempt is ignored.
+    let mut txn = nodes[2].db.write().unwrap();
+    nodes[2].keygen.confirm(&mut txn, ID.session, rk, &nk).unwrap();
+    txn.commit().unwrap();
+    assert!(handle(&nodes[2], &retry(&nodes[2], 1)).unwrap().is_none());
+    assert!(generated(&nodes[2]).confirmed);
+}

@@ -1,0 +1,309 @@
+//! `coordinator-sim`: the devnet stand-in for the coordinator (DESIGN §1, §5). Today it
+//! drives key generation among each configured set's processors; Batches, Burns and
+//! signing come later.
+//!
+//! Guarantees:
+//! - All state is in the simulator's own database (`<data_dir>/coordinator-sim.redb`,
+//!   schema `tc-coordinator-sim` v1). Each handled message is one write transaction, and
+//!   the messages it causes are queued with [`bus::Mailbox::send`] in that transaction, so
+//!   a crash at any point loses nothing and sends nothing twice in effect.
+//! - Key generation, per set (see [`keygen::KeyGenCoordinator`]): an attempt's round is
+//!   relayed only once every participant answered it; a blame is judged with
+//!   [`key_gen::dkg::judge`] and its culprit (the accused, or a false accuser) is
+//!   excluded; a round silent for `keygen_timeout_ms` after the attempt's start or last
+//!   progress is restarted without the silent participants; the key pair is confirmed
+//!   (`ConfirmKeyPair` to every participant) only when every participant reported the
+//!   same one. A set left with fewer than `threshold` participants fails, loudly.
+//! - A second, different message from one sender for one (session, attempt, round) is
+//!   counted (`conflicts`), logged as an error, and otherwise ignored. Messages for
+//!   unknown sessions or from validators outside the set change nothing.
+//! - Startup refuses a config that does not parse, a missing or group/world-readable
+//!   identity key file, a database of another application or schema, and a set whose
+//!   threshold or validators differ from what the database recorded.
+#![deny(missing_docs)]
+
+pub mod clock;
+pub mod config;
+pub mod handler;
+pub mod http;
+pub mod keygen;
+pub mod metrics;
+pub mod state;
+pub mod status;
+
+use std::{sync::Arc, time::Duration};
+
+use bus::{BusMetrics, Mailbox, NatsConfig, NatsTransport, ReceiverTask, SenderTask, Transport};
+use db::{Db, DbError, Schema};
+use messages::{Identity, KeyRegistry, Party};
+use task::{FatalError, RunConfig, Shutdown, TaskError, TaskStats, TaskWaker};
+use tokio::task::JoinSet;
+
+use crate::{
+    clock::{Clock, SystemClock},
+    config::{Config, ConfigError, SetConfig},
+    handler::{InboxHandler, TimeoutTask},
+    http::NamedStats,
+    keygen::{KeyGenCoordinator, SimError},
+    metrics::KeyGenMetrics,
+};
+
+/// The simulator database's application name and schema version.
+pub const SCHEMA: Schema = Schema { app: "tc-coordinator-sim", version: 1 };
+
+/// Why the simulator stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Misconfiguration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database could not be used.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Key generation could not start.
+    #[error(transparent)]
+    Sim(#[from] SimError),
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The broker could not be reached at startup.
+    #[error(transparent)]
+    Transport(#[from] bus::TransportError),
+    /// The HTTP endpoint failed.
+    #[error("HTTP endpoint on {listen}: {source}")]
+    Http {
+        /// The address.
+        listen: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A task failed fatally.
+    #[error(transparent)]
+    Task(#[from] FatalError),
+}
+
+/// Maps a database error to the task error class it belongs to.
+pub fn db_error(e: DbError) -> TaskError {
+    if e.is_fatal() {
+        TaskError::fatal(e)
+    } else {
+        TaskError::transient(e)
+    }
+}
+
+/// Opens the simulator's database, creating the data directory if needed.
+pub fn open_db(config: &Config) -> Result<Db, RunError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| RunError::DataDir { path: config.data_dir.clone(), source })?;
+    Ok(Db::open(config.db_path(), SCHEMA)?)
+}
+
+/// How often the tasks poll.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// Re-publish an unacknowledged message after this.
+    pub resend_after: Duration,
+    /// How long the receiver waits for a delivery per iteration.
+    pub receive_wait: Duration,
+    /// Idle poll of the sender and the inbox handler.
+    pub idle_poll: Duration,
+    /// Tick of the round timer.
+    pub timeout_poll: Duration,
+}
+
+impl Timing {
+    /// The timing for a resend delay and a key-generation timeout: the timer ticks at a
+    /// quarter of the timeout, between 10 ms and 1 s.
+    pub fn new(resend_after: Duration, keygen_timeout: Duration) -> Self {
+        Timing {
+            resend_after,
+            receive_wait: Duration::from_millis(500),
+            idle_poll: Duration::from_millis(500),
+            timeout_poll: (keygen_timeout / 4)
+                .clamp(Duration::from_millis(10), Duration::from_secs(1)),
+        }
+    }
+}
+
+/// The simulator's state and logic, independent of the transport and of HTTP: what the
+/// binary runs, and what in-process tests drive.
+#[derive(Debug)]
+pub struct Sim {
+    db: Db,
+    keygen: Arc<KeyGenCoordinator>,
+}
+
+impl Sim {
+    /// The coordinator over `db`, signing with `identity`, accepting the processors in
+    /// `registry`, and generating keys for `sets`. Registers its metrics in `metrics`.
+    pub fn new(
+        db: Db,
+        identity: Arc<Identity>,
+        registry: KeyRegistry,
+        sets: Vec<SetConfig>,
+        keygen_timeout: Duration,
+        clock: Arc<dyn Clock>,
+        metrics: &mut prometheus_client::registry::Registry,
+    ) -> Self {
+        let bus_metrics = BusMetrics::registered(metrics);
+        let mailbox = Mailbox::new(Party::Coordinator, identity, Arc::new(registry), bus_metrics);
+        let keygen_metrics = KeyGenMetrics::registered(metrics);
+        let keygen = KeyGenCoordinator::new(sets, mailbox, clock, keygen_timeout, keygen_metrics);
+        Sim { db, keygen: Arc::new(keygen) }
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The key-generation logic.
+    pub fn keygen(&self) -> &Arc<KeyGenCoordinator> {
+        &self.keygen
+    }
+
+    /// Starts key generation for sets the database does not know yet, in one committed
+    /// transaction (see [`KeyGenCoordinator::start`]).
+    pub fn start(&self) -> Result<(), SimError> {
+        let mut txn = self.db.write()?;
+        self.keygen.start(&mut txn)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Spawns the bus sender and receiver, the inbox handler and the round timer into
+    /// `tasks`; returns their statistics.
+    pub fn spawn<T: Transport>(
+        &self,
+        transport: T,
+        timing: Timing,
+        shutdown: &Shutdown,
+        tasks: &mut JoinSet<Result<(), FatalError>>,
+    ) -> Vec<NamedStats>
+    where
+        T::Subscription: std::fmt::Debug,
+    {
+        let mailbox = self.keygen.mailbox().clone();
+        let (sender_waker, handler_waker) = (TaskWaker::new(), TaskWaker::new());
+        let stats: Vec<NamedStats> =
+            ["bus-sender", "bus-receiver", "inbox-handler", "keygen-timeout"]
+                .into_iter()
+                .map(|n| (n.to_string(), Arc::new(TaskStats::default())))
+                .collect();
+        let run_config = RunConfig { idle_poll: timing.idle_poll, ..RunConfig::default() };
+        let sender = SenderTask::new(
+            self.db.clone(),
+            transport.clone(),
+            mailbox.clone(),
+            timing.resend_after,
+        );
+        let receiver = ReceiverTask::new(
+            self.db.clone(),
+            transport,
+            mailbox,
+            timing.receive_wait,
+            handler_waker.clone(),
+        );
+        tasks.spawn(task::run(
+            sender,
+            run_config,
+            sender_waker.clone(),
+            vec![],
+            shutdown.clone(),
+            stats[0].1.clone(),
+        ));
+        tasks.spawn(task::run(
+            receiver,
+            RunConfig { idle_poll: Duration::ZERO, ..run_config },
+            TaskWaker::new(),
+            vec![],
+            shutdown.clone(),
+            stats[1].1.clone(),
+        ));
+        tasks.spawn(task::run(
+            InboxHandler::new(self.db.clone(), self.keygen.clone()),
+            run_config,
+            handler_waker,
+            vec![sender_waker.clone()],
+            shutdown.clone(),
+            stats[2].1.clone(),
+        ));
+        tasks.spawn(task::run(
+            TimeoutTask::new(self.db.clone(), self.keygen.clone()),
+            RunConfig { idle_poll: timing.timeout_poll, ..run_config },
+            TaskWaker::new(),
+            vec![sender_waker],
+            shutdown.clone(),
+            stats[3].1.clone(),
+        ));
+        stats
+    }
+}
+
+/// Runs the simulator until `shutdown` triggers or a task fails fatally.
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
+    let sets = config.set_configs()?;
+    let registry = config.registry()?;
+    let identity = Arc::new(config.identity()?);
+    let db = open_db(&config)?;
+    tracing::info!(db = %config.db_path().display(), identity = %hex::encode(identity.public().as_bytes()), sets = sets.len(), "starting");
+
+    let mut metrics = prometheus_client::registry::Registry::with_prefix("coordinator_sim");
+    let timeout = Duration::from_millis(config.keygen_timeout_ms);
+    let sim = Sim::new(
+        db.clone(),
+        identity,
+        registry,
+        sets,
+        timeout,
+        Arc::new(SystemClock),
+        &mut metrics,
+    );
+    sim.start()?;
+
+    let mut nats = NatsConfig::new(config.bus.nats_url.clone(), config.bus.namespace.clone());
+    nats.ack_wait = Duration::from_millis(config.bus.ack_wait_ms);
+    let transport = NatsTransport::connect(nats).await?;
+
+    // Bind first: a taken port must stop us before any task consumed anything.
+    let listen = config.http.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| RunError::Http { listen, source })?;
+    let mut tasks = JoinSet::new();
+    let timing = Timing::new(Duration::from_millis(config.bus.resend_after_ms), timeout);
+    let stats = sim.spawn(transport, timing, &shutdown, &mut tasks);
+
+    let http_state = http::HttpState::new(db, metrics, stats);
+    let http_shutdown = shutdown.clone();
+    let http =
+        tokio::spawn(async move { http::serve_on(listener, http_state, http_shutdown).await });
+
+    let mut result = Ok(());
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(fatal)) => {
+                tracing::error!(error = %fatal, "stopping: a task failed fatally");
+                shutdown.trigger();
+                result = result.and(Err(RunError::Task(fatal)));
+            }
+            // A panic is a bug: stop everything and let it propagate.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => {}
+        }
+    }
+    shutdown.trigger();
+    if let Ok(Err(source)) = http.await {
+        result = result.and(Err(RunError::Http { listen, source }));
+    }
+    tracing::info!("stopped");
+    result
+}

@@ -1,0 +1,408 @@
+//! A local network of real processes: `nats-server -js`, `coordinator-sim` and `n`
+//! processors, each with its own data directory, config file, identity key and sealing
+//! secret, under one working directory with a log file per process.
+//!
+//! Used by the end-to-end tests (and, later, by the `devnet` command). Processes are
+//! killed when the [`Cluster`] is dropped.
+#![deny(missing_docs)]
+
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use bus::testing::{free_port, NatsServer};
+use processor::status::StatusReport;
+
+/// Why the cluster could not be set up or queried.
+#[derive(Debug, thiserror::Error)]
+pub enum DevnetError {
+    /// A file or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A command failed.
+    #[error("{what} failed: {stderr}")]
+    Command {
+        /// The command.
+        what: String,
+        /// Its standard error.
+        stderr: String,
+    },
+    /// A status output did not parse.
+    #[error("unexpected output of {what}: {source}")]
+    Output {
+        /// The command.
+        what: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Waited too long.
+    #[error("timed out after {0:?} waiting for {1}")]
+    Timeout(Duration, String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DevnetError {
+    let what = what.into();
+    move |source| DevnetError::Io { what, source }
+}
+
+/// The directory holding this build's binaries (`target/<profile>`), derived from the
+/// running executable (a test binary lives in `target/<profile>/deps`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.parent().map(Path::to_path_buf).unwrap_or(dir)
+    } else {
+        dir
+    }
+}
+
+/// The path of one of the workspace's binaries, building it (in this build's profile) if
+/// it is missing, e.g. when only this crate's tests were built.
+pub fn binary(name: &str) -> Result<PathBuf, DevnetError> {
+    let dir = bin_dir();
+    let path = dir.join(name);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--bin", name]);
+        if dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let out = cmd.output().map_err(io(format!("building {name}")))?;
+        if !out.status.success() {
+            return Err(DevnetError::Command {
+                what: format!("cargo build --bin {name}"),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            });
+        }
+    }
+    Ok(path)
+}
+
+fn write_secret(path: &Path, contents: &str) -> Result<(), DevnetError> {
+    std::fs::write(path, contents).map_err(io(format!("writing {}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(io(format!("chmod {}", path.display())))
+}
+
+fn new_identity(bin: &Path, out: &Path) -> Result<String, DevnetError> {
+    let output = Command::new(bin)
+        .args(["new-identity", "--out"])
+        .arg(out)
+        .output()
+        .map_err(io("creating an identity"))?;
+    if !output.status.success() {
+        return Err(DevnetError::Command {
+            what: format!("{} new-identity", bin.display()),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// What to start.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// `bitcoin`, `litecoin`, `monero` or `ethereum`.
+    pub network: String,
+    /// Processors (validators 1..=n).
+    pub n: u16,
+    /// Signers needed.
+    pub threshold: u16,
+    /// `[testing] malice` per validator (debug builds only).
+    pub malice: Vec<(u16, String)>,
+    /// coordinator-sim's key-generation round timeout.
+    pub keygen_timeout: Duration,
+}
+
+/// One processor process and its files.
+#[derive(Debug)]
+pub struct ProcessorNode {
+    /// Its validator index.
+    pub validator: u16,
+    /// Its config file.
+    pub config: PathBuf,
+    /// Its HTTP port.
+    pub http: u16,
+    /// Its log file.
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+/// A running network.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The working directory (kept when [`Cluster::keep`] is called).
+    pub dir: tempfile::TempDir,
+    /// The broker.
+    pub nats: NatsServer,
+    /// The processors, by validator order.
+    pub processors: Vec<ProcessorNode>,
+    /// coordinator-sim's config file.
+    pub coordinator_config: PathBuf,
+    /// coordinator-sim's log file.
+    pub coordinator_log: PathBuf,
+    /// coordinator-sim's HTTP port (`/status`, `/metrics`).
+    pub coordinator_http: u16,
+    coordinator: Option<Child>,
+    processor_bin: PathBuf,
+    coordinator_bin: PathBuf,
+}
+
+fn spawn(bin: &Path, config: &Path, log: &Path) -> Result<Child, DevnetError> {
+    let log_file = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(io(format!("opening {}", log.display())))?;
+    Command::new(bin)
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .map_err(io(format!("starting {}", bin.display())))
+}
+
+impl Cluster {
+    /// Writes every config and key, and starts nats-server, the processors and
+    /// coordinator-sim (which starts key generation).
+    pub fn start(options: &Options) -> Result<Cluster, DevnetError> {
+        let processor_bin = binary("processor")?;
+        let coordinator_bin = binary("coordinator-sim")?;
+        let dir = tempfile::Builder::new()
+            .prefix("devnet-")
+            .tempdir()
+            .map_err(io("creating the working directory"))?;
+        let nats = NatsServer::start();
+        let namespace = "devnet";
+
+        let coordinator_key = dir.path().join("coordinator.key");
+        let coordinator_public = new_identity(&coordinator_bin, &coordinator_key)?;
+
+        let mut processors = vec![];
+        let mut set_entries = String::new();
+        for validator in 1..=options.n {
+            let home = dir.path().join(format!("processor-{}-{validator}", options.network));
+            std::fs::create_dir_all(&home).map_err(io("creating a processor directory"))?;
+            let key = home.join("identity.key");
+            let public = new_identity(&processor_bin, &key)?;
+            let secret = home.join("db.secret");
+            write_secret(&secret, &format!("devnet sealing secret of validator {validator}"))?;
+            let http = free_port();
+            let malice = options
+                .malice
+                .iter()
+                .find(|(v, _)| *v == validator)
+                .map(|(_, m)| format!("\n[testing]\nmalice = \"{m}\"\n"))
+                .unwrap_or_default();
+            let config = home.join("processor.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "network = \"{network}\"\nvalidator = {validator}\ndata_dir = \"{data}\"\n\n\
+                     [bus]\nnats_url = \"{url}\"\nnamespace = \"{namespace}\"\nresend_after_ms = 1000\nack_wait_ms = 5000\n\n\
+                     [coordinator]\npublic_key = \"{coordinator_public}\"\n\n\
+                     [secrets]\nidentity_key_file = \"{key}\"\ndb_secret_file = \"{secret}\"\n\n\
+                     [http]\nlisten = \"127.0.0.1:{http}\"\n{malice}",
+                    network = options.network,
+                    data = home.join("data").display(),
+                    url = nats.url(),
+                    key = key.display(),
+                    secret = secret.display(),
+                ),
+            )
+            .map_err(io("writing a processor config"))?;
+            set_entries += &format!(
+                "\n[[sets.processors]]\nvalidator = {validator}\npublic_key = \"{public}\"\n"
+            );
+            processors.push(ProcessorNode {
+                validator,
+                config,
+                http,
+                log: home.join("processor.log"),
+                child: None,
+            });
+        }
+
+        let coordinator_config = dir.path().join("coordinator-sim.toml");
+        let coordinator_http = free_port();
+        std::fs::write(
+            &coordinator_config,
+            format!(
+                "data_dir = \"{data}\"\nkeygen_timeout_ms = {timeout}\n\n\
+                 [bus]\nnats_url = \"{url}\"\nnamespace = \"{namespace}\"\nresend_after_ms = 1000\nack_wait_ms = 5000\n\n\
+                 [secrets]\nidentity_key_file = \"{key}\"\n\n\
+                 [http]\nlisten = \"127.0.0.1:{http}\"\n\n\
+                 [[sets]]\nnetwork = \"{network}\"\nsession = 0\nthreshold = {t}\n{set_entries}",
+                data = dir.path().join("coordinator-sim").display(),
+                timeout = options.keygen_timeout.as_millis(),
+                url = nats.url(),
+                key = coordinator_key.display(),
+                http = coordinator_http,
+                network = options.network,
+                t = options.threshold,
+            ),
+        )
+        .map_err(io("writing the coordinator-sim config"))?;
+
+        let mut cluster = Cluster {
+            coordinator_log: dir.path().join("coordinator-sim.log"),
+            dir,
+            nats,
+            processors,
+            coordinator_config,
+            coordinator_http,
+            coordinator: None,
+            processor_bin,
+            coordinator_bin,
+        };
+        for i in 0..cluster.processors.len() {
+            cluster.start_processor(cluster.processors[i].validator)?;
+        }
+        cluster.coordinator = Some(spawn(
+            &cluster.coordinator_bin,
+            &cluster.coordinator_config,
+            &cluster.coordinator_log,
+        )?);
+        Ok(cluster)
+    }
+
+    fn node(&mut self, validator: u16) -> &mut ProcessorNode {
+        self.processors.iter_mut().find(|p| p.validator == validator).expect("no such validator")
+    }
+
+    /// Starts (or restarts) a processor.
+    pub fn start_processor(&mut self, validator: u16) -> Result<(), DevnetError> {
+        let bin = self.processor_bin.clone();
+        let node = self.node(validator);
+        node.child = Some(spawn(&bin, &node.config, &node.log)?);
+        Ok(())
+    }
+
+    /// SIGKILLs a processor (as a crash would).
+    pub fn kill_processor(&mut self, validator: u16) {
+        if let Some(mut child) = self.node(validator).child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether a processor's process is still running.
+    pub fn processor_running(&mut self, validator: u16) -> bool {
+        match self.node(validator).child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// `processor status --json` of one processor.
+    pub fn processor_status(&self, validator: u16) -> Result<StatusReport, DevnetError> {
+        let node =
+            self.processors.iter().find(|p| p.validator == validator).expect("no such validator");
+        let what = format!("processor {validator} status");
+        let out = Command::new(&self.processor_bin)
+            .args(["status", "--json", "--config"])
+            .arg(&node.config)
+            .output()
+            .map_err(io(what.clone()))?;
+        if !out.status.success() {
+            return Err(DevnetError::Command {
+                what,
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            });
+        }
+        serde_json::from_slice(&out.stdout).map_err(|source| DevnetError::Output { what, source })
+    }
+
+    /// `coordinator-sim status --json`.
+    pub fn coordinator_status(&self) -> Result<serde_json::Value, DevnetError> {
+        let what = "coordinator-sim status".to_string();
+        let out = Command::new(&self.coordinator_bin)
+            .args(["status", "--json", "--config"])
+            .arg(&self.coordinator_config)
+            .output()
+            .map_err(io(what.clone()))?;
+        if !out.status.success() {
+            return Err(DevnetError::Command {
+                what,
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            });
+        }
+        serde_json::from_slice(&out.stdout).map_err(|source| DevnetError::Output { what, source })
+    }
+
+    /// coordinator-sim's `/status` over HTTP (fast enough to poll in a tight loop); `None`
+    /// while it is not answering.
+    pub fn coordinator_http_status(&self) -> Option<serde_json::Value> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.coordinator_http)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        stream.write_all(b"GET /status HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        serde_json::from_str(response.split_once("\r\n\r\n")?.1).ok()
+    }
+
+    /// Polls `f` every 100 ms until it returns `Some`, for at most `timeout`.
+    pub fn wait_for<T>(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        mut f: impl FnMut(&mut Self) -> Option<T>,
+    ) -> Result<T, DevnetError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(value) = f(self) {
+                return Ok(value);
+            }
+            if Instant::now() >= deadline {
+                return Err(DevnetError::Timeout(timeout, what.to_string()));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The last lines of every log, for a failing test's message.
+    pub fn logs_tail(&self, lines: usize) -> String {
+        let mut out = String::new();
+        let tail = |path: &Path| {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        };
+        out += &format!("--- coordinator-sim ---\n{}\n", tail(&self.coordinator_log));
+        for p in &self.processors {
+            out += &format!("--- processor {} ---\n{}\n", p.validator, tail(&p.log));
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for p in &mut self.processors {
+            if let Some(mut child) = p.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if let Some(mut child) = self.coordinator.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
