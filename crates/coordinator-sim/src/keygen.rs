@@ -128,6 +128,7 @@ impl KeyGenCoordinator {
                     participants: config.validators.clone(),
                     stage: Stage::Commitments,
                     last_progress_ms: now,
+                    started_ms: now,
                     excluded: vec![],
                     history: vec![],
                     confirmed: None,
@@ -536,6 +537,8 @@ impl KeyGenCoordinator {
             attempt: state.attempt,
             ristretto_key,
             network_key: network_key.to_vec(),
+            started_ms: state.started_ms,
+            confirmed_ms: self.clock.now_ms(),
         });
         self.metrics.confirmed.inc();
         tracing::info!(ristretto_key = %hex::encode(ristretto_key), network_key = %hex::encode(network_key), "key pair confirmed");

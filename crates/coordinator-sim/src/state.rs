@@ -88,6 +88,10 @@ pub struct ConfirmedKeys {
     pub ristretto_key: [u8; 32],
     /// The network key.
     pub network_key: Vec<u8>,
+    /// Unix ms when key generation started (attempt 0).
+    pub started_ms: u64,
+    /// Unix ms when the key pair was confirmed.
+    pub confirmed_ms: u64,
 }
 
 /// One set's key generation.
@@ -109,6 +113,8 @@ pub struct SetState {
     pub stage: Stage,
     /// Unix ms of the attempt's start or its last progress; the timeout counts from here.
     pub last_progress_ms: u64,
+    /// Unix ms when key generation started (attempt 0).
+    pub started_ms: u64,
     /// Every exclusion, in order.
     pub excluded: Vec<Exclusion>,
     /// Every ended attempt, in order.

@@ -76,6 +76,8 @@ pub struct KeysStatus {
     pub ristretto_key: String,
     /// The network key, hex.
     pub network_key: String,
+    /// Milliseconds from the start of key generation to confirmation.
+    pub elapsed_ms: u64,
 }
 
 /// How an attempt ended.
@@ -120,6 +122,7 @@ impl StatusReport {
                     attempt: k.attempt,
                     ristretto_key: hex::encode(k.ristretto_key),
                     network_key: hex::encode(&k.network_key),
+                    elapsed_ms: k.confirmed_ms.saturating_sub(k.started_ms),
                 }),
                 failed: s.failure.is_some(),
                 failure: s.failure.clone(),

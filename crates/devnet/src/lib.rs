@@ -90,6 +90,18 @@ pub fn binary(name: &str) -> Result<PathBuf, DevnetError> {
     Ok(path)
 }
 
+/// A plain HTTP/1.0 GET on loopback: (status code, body), or `None` if unreachable.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.get(9..12)?.parse().ok()?;
+    Some((code, response.split_once("\r\n\r\n")?.1.to_string()))
+}
+
 fn write_secret(path: &Path, contents: &str) -> Result<(), DevnetError> {
     std::fs::write(path, contents).map_err(io(format!("writing {}", path.display())))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
@@ -273,6 +285,15 @@ impl Cluster {
         for i in 0..cluster.processors.len() {
             cluster.start_processor(cluster.processors[i].validator)?;
         }
+        // Key generation starts with coordinator-sim: let every processor finish starting
+        // first, so that timings measure the protocol, not process start-up.
+        let ports: Vec<u16> = cluster.processors.iter().map(|p| p.http).collect();
+        cluster.wait_for(Duration::from_secs(60), "every processor's /health", |_| {
+            ports
+                .iter()
+                .all(|port| http_get(*port, "/health").is_some_and(|(code, _)| code == 200))
+                .then_some(())
+        })?;
         cluster.coordinator = Some(spawn(
             &cluster.coordinator_bin,
             &cluster.coordinator_config,
@@ -348,13 +369,7 @@ impl Cluster {
     /// coordinator-sim's `/status` over HTTP (fast enough to poll in a tight loop); `None`
     /// while it is not answering.
     pub fn coordinator_http_status(&self) -> Option<serde_json::Value> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.coordinator_http)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        stream.write_all(b"GET /status HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).ok()?;
-        serde_json::from_str(response.split_once("\r\n\r\n")?.1).ok()
+        serde_json::from_str(&http_get(self.coordinator_http, "/status")?.1).ok()
     }
 
     /// Polls `f` every 100 ms until it returns `Some`, for at most `timeout`.
