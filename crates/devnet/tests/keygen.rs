@@ -4,6 +4,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use ciphersuite::group::ff::PrimeField;
 use db::Db;
 use devnet::{Cluster, Options};
 use key_gen::{testing::sign_and_verify_both, GeneratedKeys, KeyGen, Malice, Sealer};
@@ -99,6 +100,17 @@ fn four_processors_agree_and_any_three_sign_for_every_curve() {
         for signers in [[0usize, 1, 2], [1, 2, 3], [0, 2, 3], [0, 1, 3]] {
             let set: Vec<_> = signers.iter().map(|i| shares[*i].clone()).collect();
             sign_and_verify_both(&set, b"signed by three of four processors");
+        }
+        // No processor's database holds its shares in the clear.
+        for (i, node) in cluster.processors.iter().enumerate() {
+            let file =
+                std::fs::read(node.config.parent().unwrap().join("data/processor.redb")).unwrap();
+            let share = shares[i].ristretto.original_secret_share().to_repr();
+            assert!(
+                !file.windows(32).any(|w| w == share.as_slice()),
+                "validator {} stores its share in the clear",
+                node.validator
+            );
         }
         assert_eq!(hex::encode(shares[0].ristretto_key()), keys[0].ristretto_key);
         assert_eq!(hex::encode(shares[0].network_key()), keys[0].network_key);
