@@ -2,139 +2,24 @@
 //! The identity key comes only from the environment or from a file readable by its owner
 //! alone.
 //!
-//! The secret-file and identity helpers (`read_secret`, [`parse_identity`],
-//! [`write_identity_file`]) and the `[log]`/`[bus]` tables mirror
-//! `crates/processor/src/config.rs`, copied rather than shared while that crate is being
-//! edited; they belong in a shared operations crate once both settle.
+//! The error type, the `[log]`/`[bus]`/`[http]` tables, the overrides and the secret-file
+//! and identity helpers are the processor's too: they live in [`service::config`].
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::SocketAddr,
     path::{Path, PathBuf},
 };
 
 use messages::{envelope::VerifyingKey, KeyRegistry, Participant, Party};
 use primitives::NetworkId;
 use serde::Deserialize;
-use zeroize::Zeroizing;
 
-/// Why the configuration is unusable. Every variant is fatal and says what to fix.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The config file could not be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The config file is not valid TOML for this schema.
-    #[error("invalid config file {path}: {source}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: Box<toml::de::Error>,
-    },
-    /// A field has an invalid value.
-    #[error("invalid {field}: {reason}")]
-    Invalid {
-        /// The field, as written in the file.
-        field: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The identity key was not provided.
-    #[error("missing secret {name}: set the environment variable {env} or `{field}` in the config file (a file of mode 0600)")]
-    MissingSecret {
-        /// What secret.
-        name: &'static str,
-        /// Its environment variable.
-        env: &'static str,
-        /// Its config field.
-        field: &'static str,
-    },
-    /// A secret file can be read by others.
-    #[error("secret file {path} has mode {mode:o}: it must be readable by its owner only (run `chmod 600 {path}`)")]
-    InsecureSecretFile {
-        /// The file.
-        path: PathBuf,
-        /// Its permission bits.
-        mode: u32,
-    },
-    /// A secret file could not be read or written.
-    #[error("cannot use secret file {path}: {source}")]
-    SecretFile {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-}
+pub use service::config::{
+    parse_identity, write_identity_file, BusConfig, ConfigError, LogConfig, LogFormat,
+};
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { field: field.into(), reason: reason.into() }
-}
-
-/// Log output format.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Human,
-    /// One JSON object per line.
-    Json,
-}
-
-/// The config file's `[log]` table.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogConfig {
-    /// `human` or `json`.
-    #[serde(default)]
-    pub format: LogFormat,
-    /// A `tracing` filter, e.g. `info` or `info,coordinator_sim=debug`.
-    #[serde(default = "default_level")]
-    pub level: String,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig { format: LogFormat::Human, level: default_level() }
-    }
-}
-
-fn default_level() -> String {
-    "info".into()
-}
-
-/// The config file's `[bus]` table.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BusConfig {
-    /// The NATS server, e.g. `nats://127.0.0.1:4222`.
-    pub nats_url: String,
-    /// Stream/subject prefix shared by the coordinator and its processors.
-    pub namespace: String,
-    /// Re-send an unacknowledged message after this many milliseconds.
-    #[serde(default = "default_resend_ms")]
-    pub resend_after_ms: u64,
-    /// The broker redelivers an unacknowledged delivery after this many milliseconds.
-    #[serde(default = "default_ack_wait_ms")]
-    pub ack_wait_ms: u64,
-}
-
-fn default_resend_ms() -> u64 {
-    5_000
-}
-
-fn default_ack_wait_ms() -> u64 {
-    30_000
+    ConfigError::invalid(field, reason)
 }
 
 /// The config file's `[secrets]` table: file paths only, never the secrets themselves.
@@ -145,24 +30,8 @@ pub struct SecretsConfig {
     pub identity_key_file: Option<PathBuf>,
 }
 
-/// The config file's `[http]` table.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpConfig {
-    /// Where `/metrics`, `/health` and `/status` are served.
-    #[serde(default = "default_listen")]
-    pub listen: SocketAddr,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig { listen: default_listen() }
-    }
-}
-
-fn default_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 9200))
-}
+/// The config file's `[http]` table; `listen` defaults to `127.0.0.1:9200`.
+pub type HttpConfig = service::config::HttpConfig<9200>;
 
 fn default_keygen_timeout_ms() -> u64 {
     60_000
@@ -230,22 +99,19 @@ pub struct Config {
     pub sets: Vec<SetEntry>,
 }
 
-/// Command-line/environment overrides of config-file values.
-#[derive(Clone, Debug, Default, clap::Args)]
-pub struct Overrides {
-    /// Overrides `data_dir`.
-    #[arg(long, env = "COORDINATOR_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Overrides `bus.nats_url`.
-    #[arg(long, env = "COORDINATOR_NATS_URL")]
-    pub nats_url: Option<String>,
-    /// Overrides `http.listen`.
-    #[arg(long, env = "COORDINATOR_HTTP_LISTEN")]
-    pub http_listen: Option<SocketAddr>,
-    /// Overrides `log.format`.
-    #[arg(long, env = "COORDINATOR_LOG_FORMAT", value_enum)]
-    pub log_format: Option<LogFormat>,
+/// The simulator's override environment variables (`COORDINATOR_*`).
+#[derive(Clone, Debug, Default)]
+pub struct CoordinatorEnv;
+
+impl service::config::OverrideEnv for CoordinatorEnv {
+    const DATA_DIR: &'static str = "COORDINATOR_DATA_DIR";
+    const NATS_URL: &'static str = "COORDINATOR_NATS_URL";
+    const HTTP_LISTEN: &'static str = "COORDINATOR_HTTP_LISTEN";
+    const LOG_FORMAT: &'static str = "COORDINATOR_LOG_FORMAT";
 }
+
+/// Command-line/environment overrides of config-file values.
+pub type Overrides = service::config::Overrides<CoordinatorEnv>;
 
 /// Environment variable holding the identity key (hex), instead of a file.
 pub const IDENTITY_KEY_ENV: &str = "COORDINATOR_IDENTITY_KEY";
@@ -260,22 +126,8 @@ impl SetConfig {
 impl Config {
     /// Reads and validates `path`, then applies `overrides`.
     pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        let mut config = Config::parse(&text)
-            .map_err(|source| ConfigError::Parse { path: path.into(), source: Box::new(source) })?;
-        if let Some(d) = &overrides.data_dir {
-            config.data_dir = d.clone();
-        }
-        if let Some(u) = &overrides.nats_url {
-            config.bus.nats_url = u.clone();
-        }
-        if let Some(l) = overrides.http_listen {
-            config.http.listen = l;
-        }
-        if let Some(f) = overrides.log_format {
-            config.log.format = f;
-        }
+        let mut config: Config = service::config::load_toml(path)?;
+        overrides.apply(&mut config.data_dir, &mut config.bus, &mut config.http, &mut config.log);
         config.validate()?;
         Ok(config)
     }
@@ -382,13 +234,11 @@ impl Config {
 
     /// The identity key, from [`IDENTITY_KEY_ENV`] or `secrets.identity_key_file`.
     pub fn identity(&self) -> Result<messages::Identity, ConfigError> {
-        let text = read_secret(
-            "identity key",
+        service::config::read_identity(
             IDENTITY_KEY_ENV,
             "secrets.identity_key_file",
             self.secrets.identity_key_file.as_deref(),
-        )?;
-        parse_identity(&text)
+        )
     }
 }
 
@@ -399,59 +249,4 @@ pub fn parse_public_key(text: &str) -> Result<VerifyingKey, String> {
         .try_into()
         .map_err(|_| "expected 32 bytes (64 hex characters)".to_string())?;
     VerifyingKey::from_bytes(&bytes).map_err(|e| e.to_string())
-}
-
-/// Parses 64 hex characters into an identity.
-pub fn parse_identity(text: &str) -> Result<messages::Identity, ConfigError> {
-    let bytes =
-        Zeroizing::new(hex::decode(text.trim()).map_err(|_| invalid("identity key", "not hex"))?);
-    let secret: Zeroizing<[u8; 32]> = Zeroizing::new(
-        bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| invalid("identity key", "expected 32 bytes (64 hex characters)"))?,
-    );
-    Ok(messages::Identity::from_secret(&secret))
-}
-
-/// Reads a secret from `env`, else from `file` (which must not be readable by others).
-fn read_secret(
-    name: &'static str,
-    env: &'static str,
-    field: &'static str,
-    file: Option<&Path>,
-) -> Result<Zeroizing<String>, ConfigError> {
-    if let Ok(value) = std::env::var(env) {
-        return Ok(Zeroizing::new(value.trim().to_string()));
-    }
-    let Some(path) = file else { return Err(ConfigError::MissingSecret { name, env, field }) };
-    let metadata = std::fs::metadata(path)
-        .map_err(|source| ConfigError::SecretFile { path: path.into(), source })?;
-    let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(ConfigError::InsecureSecretFile { path: path.into(), mode });
-    }
-    let text = Zeroizing::new(
-        std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::SecretFile { path: path.into(), source })?,
-    );
-    Ok(Zeroizing::new(text.trim().to_string()))
-}
-
-/// Writes a new identity key file with mode 0600 (it must not exist); returns the identity.
-pub fn write_identity_file(path: &Path) -> Result<messages::Identity, ConfigError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let identity = messages::Identity::generate(&mut rand_core::OsRng);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|source| ConfigError::SecretFile { path: path.into(), source })?;
-    let hex = Zeroizing::new(hex::encode(identity.secret().as_slice()));
-    file.write_all(hex.as_bytes())
-        .and_then(|()| file.write_all(b"\n"))
-        .map_err(|source| ConfigError::SecretFile { path: path.into(), source })?;
-    Ok(identity)
 }

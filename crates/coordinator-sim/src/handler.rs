@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use bus::{Received, INBOX};
+use bus::Received;
 use db::{Db, Queue};
 use messages::{Party, ProcessorMessage, Status, PROTOCOL_VERSION};
 use primitives::codec::Versioned;
@@ -47,8 +47,7 @@ impl Task for InboxHandler {
     }
 
     async fn run_iteration(&mut self) -> Result<bool, TaskError> {
-        let mut txn = self.db.write().map_err(db_error)?;
-        let Some((_, received)) = INBOX.pop(&mut txn).map_err(db_error)? else {
+        let Some((mut txn, received)) = service::pop_inbox(&self.db)? else {
             return Ok(false);
         };
         // The mailbox pins processor keys only and refuses coordinator-to-coordinator.

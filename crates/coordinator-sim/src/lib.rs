@@ -36,7 +36,7 @@ use std::{sync::Arc, time::Duration};
 use bus::{BusMetrics, Mailbox, NatsConfig, NatsTransport, ReceiverTask, SenderTask, Transport};
 use db::{Db, DbError, Schema};
 use messages::{Identity, KeyRegistry, Party};
-use task::{FatalError, RunConfig, Shutdown, TaskError, TaskStats, TaskWaker};
+use task::{FatalError, RunConfig, Shutdown, TaskStats, TaskWaker};
 use tokio::task::JoinSet;
 
 use crate::{
@@ -89,14 +89,7 @@ pub enum RunError {
     Task(#[from] FatalError),
 }
 
-/// Maps a database error to the task error class it belongs to.
-pub fn db_error(e: DbError) -> TaskError {
-    if e.is_fatal() {
-        TaskError::fatal(e)
-    } else {
-        TaskError::transient(e)
-    }
-}
+pub use service::db_error;
 
 /// Opens the simulator's database, creating the data directory if needed.
 pub fn open_db(config: &Config) -> Result<Db, RunError> {
@@ -281,29 +274,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
     let timing = Timing::new(Duration::from_millis(config.bus.resend_after_ms), timeout);
     let stats = sim.spawn(transport, timing, &shutdown, &mut tasks);
 
-    let http_state = http::HttpState::new(db, metrics, stats);
-    let http_shutdown = shutdown.clone();
-    let http =
-        tokio::spawn(async move { http::serve_on(listener, http_state, http_shutdown).await });
-
-    let mut result = Ok(());
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(Ok(())) => {}
-            Ok(Err(fatal)) => {
-                tracing::error!(error = %fatal, "stopping: a task failed fatally");
-                shutdown.trigger();
-                result = result.and(Err(RunError::Task(fatal)));
-            }
-            // A panic is a bug: stop everything and let it propagate.
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => {}
-        }
-    }
-    shutdown.trigger();
-    if let Ok(Err(source)) = http.await {
-        result = result.and(Err(RunError::Http { listen, source }));
-    }
-    tracing::info!("stopped");
-    result
+    let http_state = http::HttpState::new(db, http::SimReporter::default(), metrics, stats);
+    service::run::supervise(tasks, listener, http_state, shutdown).await.map_err(|e| match e {
+        service::run::Stopped::Task(fatal) => RunError::Task(fatal),
+        service::run::Stopped::Http(source) => RunError::Http { listen, source },
+    })
 }

@@ -75,7 +75,8 @@ pub fn binary(name: &str) -> Result<PathBuf, DevnetError> {
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--bin", name]);
+        // Every binary of the workspace lives in the package `tc-<name>`.
+        cmd.args(["build", "-p", &format!("tc-{name}"), "--bin", name]);
         if dir.ends_with("release") {
             cmd.arg("--release");
         }

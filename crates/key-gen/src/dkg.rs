@@ -256,9 +256,10 @@ fn judge_curve<C: Ciphersuite>(
 ) -> Result<u16, KeyGenError> {
     let context = params.context(curve);
     let accuser_params = params.threshold_params(accuser)?;
-    // Every round-1 message but the accuser's, checked by a stand-in for the accuser with
-    // throwaway randomness: it verifies the others' proofs exactly as the accuser did.
-    let mut others = HashMap::new();
+    // Every round-1 message is checked before anything else uses them (the blame machine
+    // requires verified commitments): a stand-in for the accuser, with throwaway
+    // randomness, verifies everyone else's proofs exactly as the accuser did; a stand-in
+    // for the accused then verifies the accuser's own.
     let mut all = HashMap::new();
     for validator in &params.participants {
         let bytes = commitments.get(validator).ok_or(KeyGenError::MissingMessage(*validator))?;
@@ -266,19 +267,22 @@ fn judge_curve<C: Ciphersuite>(
         let Some(message) = read_exact(bytes, |r| R1::<C>::read(r, accuser_params)) else {
             return Ok(*validator);
         };
-        if *validator != accuser {
-            others.insert(index, message.clone());
-        }
         all.insert(index, message);
     }
-    let (stand_in, _) =
-        KeyGenMachine::<C>::new(accuser_params, context).generate_coefficients(&mut OsRng);
-    match stand_in.generate_secret_shares(&mut OsRng, others) {
-        Ok(_) => {}
-        Err(PedPoPError::InvalidCommitments(index)) => {
-            return params.validator_of(index).ok_or(KeyGenError::Crypto("unknown culprit"));
+    for stand_in_for in [accuser, accused] {
+        let stand_in_params = params.threshold_params(stand_in_for)?;
+        let own = stand_in_params.i();
+        let others: HashMap<_, _> =
+            all.iter().filter(|(i, _)| **i != own).map(|(i, m)| (*i, m.clone())).collect();
+        let (stand_in, _) =
+            KeyGenMachine::<C>::new(stand_in_params, context).generate_coefficients(&mut OsRng);
+        match stand_in.generate_secret_shares(&mut OsRng, others) {
+            Ok(_) => {}
+            Err(PedPoPError::InvalidCommitments(index)) => {
+                return params.validator_of(index).ok_or(KeyGenError::Crypto("unknown culprit"));
+            }
+            Err(_) => return Err(KeyGenError::Crypto("could not check the commitments")),
         }
-        Err(_) => return Err(KeyGenError::Crypto("could not check the commitments")),
     }
     if evidence.round == Round::Commitments {
         // The accused's commitments are valid: the accusation is false.

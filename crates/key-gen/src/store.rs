@@ -158,8 +158,8 @@ impl KeyGen {
                     ));
                 }
                 params.validate()?;
-                if let Some(generated) = GENERATED.get(txn, &id.session.0)? {
-                    if generated.confirmed || generated.attempt >= id.attempt {
+                let superseded = match GENERATED.get(txn, &id.session.0)? {
+                    Some(generated) if generated.confirmed || generated.attempt >= id.attempt => {
                         tracing::info!(
                             session = id.session.0,
                             "keys already generated; request ignored"
@@ -167,16 +167,11 @@ impl KeyGen {
                         return Ok(None);
                     }
                     // A later attempt supersedes keys that were never confirmed (another
-                    // participant's round failed, or one was excluded): they are discarded
-                    // and can never become active.
-                    tracing::info!(
-                        session = id.session.0,
-                        discarded_attempt = generated.attempt,
-                        attempt = id.attempt,
-                        "discarding unconfirmed keys for a new attempt"
-                    );
-                    GENERATED.del(txn, &id.session.0)?;
-                }
+                    // participant's round failed, or one was excluded): once every check
+                    // below passed, they are discarded and can never become active.
+                    Some(generated) => Some(generated.attempt),
+                    None => None,
+                };
                 if let Some(current) = CURRENT.get(txn, &id.session.0)? {
                     if current.id.attempt > id.attempt {
                         return Err(KeyGenError::NotCurrent {
@@ -196,6 +191,15 @@ impl KeyGen {
                     }
                 }
                 let commitments = dkg::commitments(&self.entropy, &params)?;
+                if let Some(discarded_attempt) = superseded {
+                    tracing::info!(
+                        session = id.session.0,
+                        discarded_attempt,
+                        attempt = id.attempt,
+                        "discarding unconfirmed keys for a new attempt"
+                    );
+                    GENERATED.del(txn, &id.session.0)?;
+                }
                 CURRENT.put(txn, &id.session.0, &params)?;
                 let response = KeyGenResponse::Commitments { id: *id, commitments };
                 self.answered(txn, *id, 1, &response)?;

@@ -224,3 +224,17 @@ fn malformed_requests_are_typed_errors() {
     missing.remove(&2);
     assert!(shares(&entropy(1), &p, &missing).is_err());
 }
+
+#[test]
+fn an_accuser_with_invalid_commitments_is_itself_the_culprit() {
+    let ps = [1, 2, 3, 4];
+    let mut r1 = round1(NetworkId::Bitcoin, &ps, 3);
+    let r2 = round2(NetworkId::Bitcoin, &ps, 3, &r1);
+    // 3's own proof of knowledge is invalid, and 3 accuses 1 of a bad share: the judge
+    // must find 3's fault before it reasons about 1's share with 3's commitments.
+    r1.get_mut(&3).unwrap()[4 + 3 * 32 + 40] ^= 1;
+    let p = params(NetworkId::Bitcoin, &ps, 3, 3);
+    let evidence =
+        encode_body(&Evidence { curve: Curve::Ristretto, round: Round::Shares, proof: None });
+    assert_eq!(judge(&p, &r1, 3, 1, &evidence, Some(&r2[&1][&3])).unwrap(), 3);
+}

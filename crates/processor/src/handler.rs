@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use bus::{Mailbox, Received, SendError, INBOX};
+use bus::{Mailbox, Received};
 use db::{Db, Queue, WriteTxn};
 use key_gen::{KeyGen, KeyGenError};
 use messages::{
@@ -12,7 +12,7 @@ use primitives::codec::Versioned;
 use prometheus_client::metrics::counter::Counter;
 use task::{Task, TaskError};
 
-use crate::db_error;
+use service::{db_error, send_error};
 
 /// Messages whose handlers arrive with later capabilities (signing, settlement of
 /// blocks). They are kept, in order, never dropped.
@@ -60,22 +60,13 @@ impl InboxHandler {
     }
 }
 
-/// Queueing a reply failed: an oversized message is a bug in this code, so fatal.
-fn send_error(e: SendError) -> TaskError {
-    match e {
-        SendError::Db(e) => db_error(e),
-        e @ SendError::TooLarge { .. } => TaskError::fatal(e),
-    }
-}
-
 impl Task for InboxHandler {
     fn name(&self) -> &str {
         "inbox-handler"
     }
 
     async fn run_iteration(&mut self) -> Result<bool, TaskError> {
-        let mut txn = self.db.write().map_err(db_error)?;
-        let Some((_, received)) = INBOX.pop(&mut txn).map_err(db_error)? else {
+        let Some((mut txn, received)) = service::pop_inbox(&self.db)? else {
             return Ok(false);
         };
         // The mailbox only lets the coordinator talk to a processor.

@@ -1,0 +1,368 @@
+//! Configuration pieces common to every daemon: the `[log]`, `[bus]` and `[http]` tables,
+//! command-line/environment overrides, TOML loading, and secrets (the identity key and
+//! any other secret held in the environment or in an owner-only file).
+
+use std::{
+    marker::PhantomData,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use serde::{de::DeserializeOwned, Deserialize};
+use zeroize::Zeroizing;
+
+/// Why the configuration is unusable. Every variant is fatal and says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for this schema.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// A field has an invalid value.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The field, as written in the file.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A secret was not provided.
+    #[error("missing secret {name}: set the environment variable {env} or `{field}` in the config file (a file of mode 0600)")]
+    MissingSecret {
+        /// What secret.
+        name: &'static str,
+        /// Its environment variable.
+        env: &'static str,
+        /// Its config field.
+        field: &'static str,
+    },
+    /// A secret file can be read by others.
+    #[error("secret file {path} has mode {mode:o}: it must be readable by its owner only (run `chmod 600 {path}`)")]
+    InsecureSecretFile {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A secret file could not be read or created.
+    #[error("cannot read secret file {path}: {source}")]
+    SecretFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ConfigError {
+    /// [`ConfigError::Invalid`] for `field`.
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid { field: field.into(), reason: reason.into() }
+    }
+}
+
+/// Reads `path` and parses it as the TOML config `T` (no validation beyond the schema).
+pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    toml::from_str(&text)
+        .map_err(|source| ConfigError::Parse { path: path.into(), source: Box::new(source) })
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The config file's `[log]` table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `human` or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `info,bus=debug`.
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Human, level: default_level() }
+    }
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+
+/// The config file's `[bus]` table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusConfig {
+    /// The NATS server, e.g. `nats://127.0.0.1:4222`.
+    pub nats_url: String,
+    /// Stream/subject prefix shared by the coordinator and its processors.
+    pub namespace: String,
+    /// Re-send an unacknowledged message after this many milliseconds.
+    #[serde(default = "default_resend_ms")]
+    pub resend_after_ms: u64,
+    /// The broker redelivers an unacknowledged delivery after this many milliseconds.
+    #[serde(default = "default_ack_wait_ms")]
+    pub ack_wait_ms: u64,
+}
+
+fn default_resend_ms() -> u64 {
+    5_000
+}
+
+fn default_ack_wait_ms() -> u64 {
+    30_000
+}
+
+/// The config file's `[http]` table; `listen` defaults to `127.0.0.1:PORT`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig<const PORT: u16> {
+    /// Where `/metrics`, `/health` and `/status` are served.
+    #[serde(default = "default_listen::<PORT>")]
+    pub listen: SocketAddr,
+}
+
+impl<const PORT: u16> Default for HttpConfig<PORT> {
+    fn default() -> Self {
+        HttpConfig { listen: default_listen::<PORT>() }
+    }
+}
+
+fn default_listen<const PORT: u16>() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], PORT))
+}
+
+/// The environment variables a daemon's [`Overrides`] read.
+pub trait OverrideEnv: Clone + std::fmt::Debug + Default + Send + Sync + 'static {
+    /// Overrides `data_dir`.
+    const DATA_DIR: &'static str;
+    /// Overrides `bus.nats_url`.
+    const NATS_URL: &'static str;
+    /// Overrides `http.listen`.
+    const HTTP_LISTEN: &'static str;
+    /// Overrides `log.format`.
+    const LOG_FORMAT: &'static str;
+}
+
+/// Command-line/environment overrides of config-file values.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct Overrides<E: OverrideEnv> {
+    /// Overrides `data_dir`.
+    #[arg(long, env = E::DATA_DIR)]
+    pub data_dir: Option<PathBuf>,
+    /// Overrides `bus.nats_url`.
+    #[arg(long, env = E::NATS_URL)]
+    pub nats_url: Option<String>,
+    /// Overrides `http.listen`.
+    #[arg(long, env = E::HTTP_LISTEN)]
+    pub http_listen: Option<SocketAddr>,
+    /// Overrides `log.format`.
+    #[arg(long, env = E::LOG_FORMAT, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Which daemon's variables these are (a marker). Public so that other crates can
+    /// build overrides with `Overrides { data_dir, ..Default::default() }`.
+    #[arg(skip)]
+    pub env: PhantomData<E>,
+}
+
+impl<E: OverrideEnv> Overrides<E> {
+    /// Replaces the config values that were overridden.
+    pub fn apply<const PORT: u16>(
+        &self,
+        data_dir: &mut PathBuf,
+        bus: &mut BusConfig,
+        http: &mut HttpConfig<PORT>,
+        log: &mut LogConfig,
+    ) {
+        if let Some(d) = &self.data_dir {
+            *data_dir = d.clone();
+        }
+        if let Some(u) = &self.nats_url {
+            bus.nats_url = u.clone();
+        }
+        if let Some(l) = self.http_listen {
+            http.listen = l;
+        }
+        if let Some(f) = self.log_format {
+            log.format = f;
+        }
+    }
+}
+
+/// Parses 64 hex characters into an identity.
+pub fn parse_identity(text: &str) -> Result<messages::Identity, ConfigError> {
+    let bytes = Zeroizing::new(
+        hex::decode(text.trim()).map_err(|_| ConfigError::invalid("identity key", "not hex"))?,
+    );
+    let secret: Zeroizing<[u8; 32]> =
+        Zeroizing::new(bytes.as_slice().try_into().map_err(|_| {
+            ConfigError::invalid("identity key", "expected 32 bytes (64 hex characters)")
+        })?);
+    Ok(messages::Identity::from_secret(&secret))
+}
+
+/// Reads the secret `name` from the environment variable `env`, else from `file` (the
+/// config field `field`), which must not be readable by group or others. Trimmed.
+pub fn read_secret(
+    name: &'static str,
+    env: &'static str,
+    field: &'static str,
+    file: Option<&Path>,
+) -> Result<Zeroizing<String>, ConfigError> {
+    if let Ok(value) = std::env::var(env) {
+        return Ok(Zeroizing::new(value.trim().to_string()));
+    }
+    let Some(path) = file else { return Err(ConfigError::MissingSecret { name, env, field }) };
+    let metadata = std::fs::metadata(path)
+        .map_err(|source| ConfigError::SecretFile { path: path.into(), source })?;
+    let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(ConfigError::InsecureSecretFile { path: path.into(), mode });
+    }
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::SecretFile { path: path.into(), source })?,
+    );
+    Ok(Zeroizing::new(text.trim().to_string()))
+}
+
+/// The identity key: from the environment variable `env`, else from `file` (the config
+/// field `field`), as [`read_secret`] reads it.
+pub fn read_identity(
+    env: &'static str,
+    field: &'static str,
+    file: Option<&Path>,
+) -> Result<messages::Identity, ConfigError> {
+    parse_identity(&read_secret("identity key", env, field, file)?)
+}
+
+/// Writes a new identity key file with mode 0600 (it must not exist); returns the identity.
+pub fn write_identity_file(path: &Path) -> Result<messages::Identity, ConfigError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let identity = messages::Identity::generate(&mut rand_core::OsRng);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|source| ConfigError::SecretFile { path: path.into(), source })?;
+    let hex = Zeroizing::new(hex::encode(identity.secret().as_slice()));
+    file.write_all(hex.as_bytes())
+        .and_then(|()| file.write_all(b"\n"))
+        .map_err(|source| ConfigError::SecretFile { path: path.into(), source })?;
+    Ok(identity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Debug, Default)]
+    struct TestEnv;
+    impl OverrideEnv for TestEnv {
+        const DATA_DIR: &'static str = "SERVICE_TEST_DATA_DIR";
+        const NATS_URL: &'static str = "SERVICE_TEST_NATS_URL";
+        const HTTP_LISTEN: &'static str = "SERVICE_TEST_HTTP_LISTEN";
+        const LOG_FORMAT: &'static str = "SERVICE_TEST_LOG_FORMAT";
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Http {
+        #[serde(default)]
+        http: HttpConfig<9300>,
+    }
+
+    #[test]
+    fn http_listen_defaults_to_the_port_parameter() -> Result<(), toml::de::Error> {
+        let parsed: Http = toml::from_str("")?;
+        assert_eq!(parsed.http.listen, SocketAddr::from(([127, 0, 0, 1], 9300)));
+        let parsed: Http = toml::from_str("[http]\n")?;
+        assert_eq!(parsed.http.listen.port(), 9300);
+        Ok(())
+    }
+
+    #[test]
+    fn overrides_replace_only_what_was_given() {
+        let mut data_dir = PathBuf::from("/a");
+        let mut bus = BusConfig {
+            nats_url: "nats://x".into(),
+            namespace: "n".into(),
+            resend_after_ms: 1,
+            ack_wait_ms: 2,
+        };
+        let mut http = HttpConfig::<9300>::default();
+        let mut log = LogConfig::default();
+        let overrides = Overrides::<TestEnv> {
+            nats_url: Some("nats://y".into()),
+            log_format: Some(LogFormat::Json),
+            ..Overrides::default()
+        };
+        overrides.apply(&mut data_dir, &mut bus, &mut http, &mut log);
+        assert_eq!(data_dir, PathBuf::from("/a"));
+        assert_eq!(bus.nats_url, "nats://y");
+        assert_eq!(http.listen.port(), 9300);
+        assert_eq!(log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn a_group_readable_secret_file_is_refused() -> Result<(), Box<dyn std::error::Error>> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "  hunter2hunter2hunter2 \n")?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+        let env = "SERVICE_TEST_UNSET_SECRET";
+        let err = read_secret("s", env, "f", Some(&path)).err().ok_or("accepted")?;
+        assert!(err.to_string().contains("mode 644"), "{err}");
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        assert_eq!(read_secret("s", env, "f", Some(&path))?.as_str(), "hunter2hunter2hunter2");
+        let err = read_secret("s", env, "f", None).err().ok_or("accepted")?;
+        assert!(matches!(err, ConfigError::MissingSecret { .. }), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_written_identity_reads_back_and_is_never_overwritten(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("identity.key");
+        let identity = write_identity_file(&path)?;
+        assert_eq!(std::fs::metadata(&path)?.permissions().mode() & 0o777, 0o600);
+        let read = read_identity("SERVICE_TEST_UNSET_IDENTITY", "f", Some(&path))?;
+        assert_eq!(read.public().as_bytes(), identity.public().as_bytes());
+        assert!(write_identity_file(&path).is_err());
+        assert!(parse_identity("zz").is_err());
+        Ok(())
+    }
+}
