@@ -91,6 +91,24 @@ pub fn binary(name: &str) -> Result<PathBuf, DevnetError> {
     Ok(path)
 }
 
+/// Runs `<bin> status --json --config <config>` and parses its output.
+fn json_status<T: serde::de::DeserializeOwned>(
+    bin: &Path,
+    config: &Path,
+    what: String,
+) -> Result<T, DevnetError> {
+    let out = Command::new(bin)
+        .args(["status", "--json", "--config"])
+        .arg(config)
+        .output()
+        .map_err(io(what.clone()))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        return Err(DevnetError::Command { what, stderr });
+    }
+    serde_json::from_slice(&out.stdout).map_err(|source| DevnetError::Output { what, source })
+}
+
 /// A plain HTTP/1.0 GET on loopback: (status code, body), or `None` if unreachable.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
@@ -335,36 +353,16 @@ impl Cluster {
     pub fn processor_status(&self, validator: u16) -> Result<StatusReport, DevnetError> {
         let node =
             self.processors.iter().find(|p| p.validator == validator).expect("no such validator");
-        let what = format!("processor {validator} status");
-        let out = Command::new(&self.processor_bin)
-            .args(["status", "--json", "--config"])
-            .arg(&node.config)
-            .output()
-            .map_err(io(what.clone()))?;
-        if !out.status.success() {
-            return Err(DevnetError::Command {
-                what,
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            });
-        }
-        serde_json::from_slice(&out.stdout).map_err(|source| DevnetError::Output { what, source })
+        json_status(&self.processor_bin, &node.config, format!("processor {validator} status"))
     }
 
     /// `coordinator-sim status --json`.
     pub fn coordinator_status(&self) -> Result<serde_json::Value, DevnetError> {
-        let what = "coordinator-sim status".to_string();
-        let out = Command::new(&self.coordinator_bin)
-            .args(["status", "--json", "--config"])
-            .arg(&self.coordinator_config)
-            .output()
-            .map_err(io(what.clone()))?;
-        if !out.status.success() {
-            return Err(DevnetError::Command {
-                what,
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            });
-        }
-        serde_json::from_slice(&out.stdout).map_err(|source| DevnetError::Output { what, source })
+        json_status(
+            &self.coordinator_bin,
+            &self.coordinator_config,
+            "coordinator-sim status".into(),
+        )
     }
 
     /// coordinator-sim's `/status` over HTTP (fast enough to poll in a tight loop); `None`
