@@ -13,7 +13,7 @@ use std::{
 use ciphersuite::Ciphersuite;
 use devnet::{Cluster, Options};
 use dkg_pedpop::{KeyGenMachine, Participant, ThresholdParams};
-use key_gen::dkg::{commitments, complete, shares, KeyGenParams};
+use key_gen::dkg::{commitments, complete, shares_and_machines, KeyGenParams};
 use messages::{KeyGenId, Session};
 use modular_frost::curve::{Ristretto, Secp256k1};
 use primitives::NetworkId;
@@ -69,13 +69,20 @@ fn crate_path(t: u16, n: u16) -> Duration {
     let others = |all: &BTreeMap<u16, Vec<u8>>, me: u16| -> BTreeMap<u16, Vec<u8>> {
         all.iter().filter(|(v, _)| **v != me).map(|(v, m)| (*v, m.clone())).collect()
     };
-    let r2: BTreeMap<u16, BTreeMap<u16, Vec<u8>>> = ps
-        .iter()
-        .map(|v| (*v, shares(&entropy(*v), &params(*v), &others(&r1, *v)).unwrap().unwrap()))
-        .collect();
+    // Round-2 state is kept in memory between rounds, as a processor that did not restart
+    // keeps it.
+    let mut machines = BTreeMap::new();
+    let mut r2: BTreeMap<u16, BTreeMap<u16, Vec<u8>>> = BTreeMap::new();
+    for v in &ps {
+        let (shares, kept) =
+            shares_and_machines(&entropy(*v), &params(*v), &others(&r1, *v)).unwrap().unwrap();
+        r2.insert(*v, shares);
+        machines.insert(*v, kept);
+    }
     for v in &ps {
         let mine = r2.iter().filter(|(s, _)| *s != v).map(|(s, m)| (*s, m[v].clone())).collect();
-        complete(&entropy(*v), &params(*v), &others(&r1, *v), &mine).unwrap().unwrap();
+        let kept = machines.remove(v);
+        complete(&entropy(*v), &params(*v), &others(&r1, *v), &mine, kept).unwrap().unwrap();
     }
     start.elapsed()
 }

@@ -465,18 +465,61 @@ pub fn shares(
     params: &KeyGenParams,
     commitments: &BTreeMap<u16, Vec<u8>>,
 ) -> Result<Result<BTreeMap<u16, Vec<u8>>, Fault>, KeyGenError> {
+    Ok(shares_and_machines(entropy, params, commitments)?.map(|(shares, _)| shares))
+}
+
+/// The state round 3 continues from, kept in memory between rounds so that round 3 need
+/// not recompute round 2. It holds secrets: never persisted, never printed. Without it
+/// (after a restart), [`complete`] recomputes it, identically.
+pub struct Round2Machines {
+    ristretto: KeyMachine<Ristretto>,
+    network: NetworkMachine,
+}
+
+impl std::fmt::Debug for Round2Machines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Round2Machines([secret])")
+    }
+}
+
+enum NetworkMachine {
+    Secp256k1(KeyMachine<Secp256k1>),
+    Ed25519(KeyMachine<Ed25519>),
+}
+
+trait IntoNetworkMachine {
+    fn into_network_machine(self) -> NetworkMachine;
+}
+impl IntoNetworkMachine for KeyMachine<Secp256k1> {
+    fn into_network_machine(self) -> NetworkMachine {
+        NetworkMachine::Secp256k1(self)
+    }
+}
+impl IntoNetworkMachine for KeyMachine<Ed25519> {
+    fn into_network_machine(self) -> NetworkMachine {
+        NetworkMachine::Ed25519(self)
+    }
+}
+
+/// [`shares`], also returning the state round 3 continues from.
+pub fn shares_and_machines(
+    entropy: &[u8; 32],
+    params: &KeyGenParams,
+    commitments: &BTreeMap<u16, Vec<u8>>,
+) -> Result<Result<(ByValidator, Round2Machines), Fault>, KeyGenError> {
     params.validate()?;
     expect_others(params, commitments)?;
     let (ristretto_c, network_c) = match split(commitments, Round::Commitments)? {
         Ok(split) => split,
         Err(fault) => return Ok(Err(fault)),
     };
-    let ristretto = match r2::<Ristretto>(entropy, params, Curve::Ristretto, &ristretto_c)? {
-        Ok((_, shares)) => shares,
-        Err(fault) => return Ok(Err(fault)),
-    };
-    let network = with_network_curve!(params.network, C => match r2::<C>(entropy, params, Curve::Network, &network_c)? {
-        Ok((_, shares)) => shares,
+    let (ristretto_machine, ristretto) =
+        match r2::<Ristretto>(entropy, params, Curve::Ristretto, &ristretto_c)? {
+            Ok(out) => out,
+            Err(fault) => return Ok(Err(fault)),
+        };
+    let (network_machine, network) = with_network_curve!(params.network, C => match r2::<C>(entropy, params, Curve::Network, &network_c)? {
+        Ok((machine, shares)) => (machine.into_network_machine(), shares),
         Err(fault) => return Ok(Err(fault)),
     });
     let mut out = BTreeMap::new();
@@ -485,16 +528,18 @@ pub fn shares(
             network.get(&validator).cloned().ok_or(KeyGenError::Crypto("missing share"))?;
         out.insert(validator, encode_body(&Pair { ristretto, network }));
     }
-    Ok(Ok(out))
+    Ok(Ok((out, Round2Machines { ristretto: ristretto_machine, network: network_machine })))
 }
 
 /// Round 3: given the same commitments and every other participant's share for us, our
-/// keys — or the first faulty participant found, with the evidence.
+/// keys — or the first faulty participant found, with the evidence. `machines`, if kept
+/// from [`shares_and_machines`] on the same commitments, saves recomputing round 2.
 pub fn complete(
     entropy: &[u8; 32],
     params: &KeyGenParams,
     commitments: &BTreeMap<u16, Vec<u8>>,
     shares: &BTreeMap<u16, Vec<u8>>,
+    machines: Option<Round2Machines>,
 ) -> Result<Result<GeneratedKeys, Fault>, KeyGenError> {
     params.validate()?;
     expect_others(params, commitments)?;
@@ -509,9 +554,15 @@ pub fn complete(
     };
     // Verifying the others' shares is most of the work (n-1 shares against t commitments
     // each): the two curves are independent, so they are verified on two threads.
+    let (ristretto_machine, network_machine) = match machines {
+        Some(Round2Machines { ristretto, network }) => (Some(ristretto), Some(network)),
+        None => (None, None),
+    };
     let (ristretto, network) = std::thread::scope(|scope| {
-        let ristretto = scope.spawn(|| ristretto_keys(entropy, params, &ristretto_c, &ristretto_s));
-        let network = network_keys(entropy, params, &network_c, &network_s);
+        let ristretto = scope.spawn(|| {
+            ristretto_keys(entropy, params, &ristretto_c, &ristretto_s, ristretto_machine)
+        });
+        let network = network_keys(entropy, params, &network_c, &network_s, network_machine);
         (ristretto.join(), network)
     });
     let ristretto =
@@ -550,10 +601,14 @@ fn ristretto_keys(
     params: &KeyGenParams,
     commitments: &ByValidator,
     shares: &ByValidator,
+    machine: Option<KeyMachine<Ristretto>>,
 ) -> Result<Result<ThresholdKeys<Ristretto>, Fault>, KeyGenError> {
-    let machine = match r2::<Ristretto>(entropy, params, Curve::Ristretto, commitments)? {
-        Ok((machine, _)) => machine,
-        Err(fault) => return Ok(Err(fault)),
+    let machine = match machine {
+        Some(machine) => machine,
+        None => match r2::<Ristretto>(entropy, params, Curve::Ristretto, commitments)? {
+            Ok((machine, _)) => machine,
+            Err(fault) => return Ok(Err(fault)),
+        },
     };
     r3(entropy, params, Curve::Ristretto, machine, shares)
 }
@@ -563,7 +618,17 @@ fn network_keys(
     params: &KeyGenParams,
     commitments: &ByValidator,
     shares: &ByValidator,
+    machine: Option<NetworkMachine>,
 ) -> Result<Result<NetworkKeys, Fault>, KeyGenError> {
+    match machine {
+        Some(NetworkMachine::Secp256k1(m)) => {
+            return Ok(r3(entropy, params, Curve::Network, m, shares)?.map(wrap_network));
+        }
+        Some(NetworkMachine::Ed25519(m)) => {
+            return Ok(r3(entropy, params, Curve::Network, m, shares)?.map(wrap_network));
+        }
+        None => {}
+    }
     with_network_curve!(params.network, C => {
         let machine = match r2::<C>(entropy, params, Curve::Network, commitments)? {
             Ok((machine, _)) => machine,

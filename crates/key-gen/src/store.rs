@@ -1,7 +1,10 @@
 //! The processor's side of key generation: a state machine over the database, driven by
 //! the coordinator's messages, run inside the caller's write transaction.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+};
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use db::{Db, DbError, Get, Table, WriteTxn};
@@ -69,6 +72,8 @@ pub struct KeyGen {
     entropy: Zeroizing<[u8; 32]>,
     sealer: Arc<Sealer>,
     malice: Malice,
+    /// Round-2 state per (session, attempt), in memory only.
+    machines: Mutex<HashMap<(u32, u32), dkg::Round2Machines>>,
 }
 
 impl std::fmt::Debug for KeyGen {
@@ -109,7 +114,12 @@ impl KeyGen {
                 entropy
             }
         };
-        Ok(KeyGen { network, me, entropy, sealer, malice })
+        Ok(KeyGen { network, me, entropy, sealer, malice, machines: Mutex::new(HashMap::new()) })
+    }
+
+    fn machines(&self) -> std::sync::MutexGuard<'_, HashMap<(u32, u32), dkg::Round2Machines>> {
+        // The map holds no invariant a panic could break: take it as it is.
+        self.machines.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn answered(
@@ -210,8 +220,10 @@ impl KeyGen {
                 if self.was_answered(txn, *id, 2)? {
                     return Ok(None);
                 }
-                let response = match dkg::shares(&self.entropy, &params, commitments)? {
-                    Ok(mut shares) => {
+                let response = match dkg::shares_and_machines(&self.entropy, &params, commitments)?
+                {
+                    Ok((mut shares, machines)) => {
+                        self.machines().insert((id.session.0, id.attempt), machines);
                         if let Malice::InvalidShareTo(victim) = self.malice {
                             corrupt_share(&mut shares, victim);
                         }
@@ -231,39 +243,47 @@ impl KeyGen {
                 let commitments = COMMITMENTS.get(txn, &(id.session.0, id.attempt))?.ok_or(
                     KeyGenError::NotCurrent { session: id.session.0, attempt: id.attempt },
                 )?;
-                let response = match dkg::complete(&self.entropy, &params, &commitments, shares)? {
-                    Ok(_) if matches!(self.malice, Malice::FalseAccuse(_)) => {
-                        let Malice::FalseAccuse(victim) = self.malice else { unreachable!() };
-                        let evidence =
-                            Evidence { curve: Curve::Ristretto, round: Round::Shares, proof: None };
-                        blame(*id, dkg::Fault { accused: victim, evidence })
-                    }
-                    Ok(keys) => {
-                        let generated = Generated {
-                            attempt: id.attempt,
-                            threshold: params.threshold,
-                            participants: params.participants.clone(),
-                            ristretto_key: keys.ristretto_key(),
-                            network_key: keys.network_key(),
-                            sealed_keys: self.sealer.seal(&keys_aad(id.session), &keys.serialize()),
-                            confirmed: false,
-                        };
-                        GENERATED.put(txn, &id.session.0, &generated)?;
-                        tracing::info!(
-                            session = id.session.0,
-                            attempt = id.attempt,
-                            ristretto_key = %hex::encode(generated.ristretto_key),
-                            network_key = %hex::encode(&generated.network_key),
-                            "generated key pair; waiting for confirmation"
-                        );
-                        KeyGenResponse::GeneratedKeyPair {
-                            id: *id,
-                            ristretto_key: generated.ristretto_key,
-                            network_key: generated.network_key,
+                // Kept from round 2 unless this process restarted since; then recomputed.
+                let machines = self.machines().remove(&(id.session.0, id.attempt));
+                let response =
+                    match dkg::complete(&self.entropy, &params, &commitments, shares, machines)? {
+                        Ok(_) if matches!(self.malice, Malice::FalseAccuse(_)) => {
+                            let Malice::FalseAccuse(victim) = self.malice else { unreachable!() };
+                            let evidence = Evidence {
+                                curve: Curve::Ristretto,
+                                round: Round::Shares,
+                                proof: None,
+                            };
+                            blame(*id, dkg::Fault { accused: victim, evidence })
                         }
-                    }
-                    Err(fault) => blame(*id, fault),
-                };
+                        Ok(keys) => {
+                            let generated = Generated {
+                                attempt: id.attempt,
+                                threshold: params.threshold,
+                                participants: params.participants.clone(),
+                                ristretto_key: keys.ristretto_key(),
+                                network_key: keys.network_key(),
+                                sealed_keys: self
+                                    .sealer
+                                    .seal(&keys_aad(id.session), &keys.serialize()),
+                                confirmed: false,
+                            };
+                            GENERATED.put(txn, &id.session.0, &generated)?;
+                            tracing::info!(
+                                session = id.session.0,
+                                attempt = id.attempt,
+                                ristretto_key = %hex::encode(generated.ristretto_key),
+                                network_key = %hex::encode(&generated.network_key),
+                                "generated key pair; waiting for confirmation"
+                            );
+                            KeyGenResponse::GeneratedKeyPair {
+                                id: *id,
+                                ristretto_key: generated.ristretto_key,
+                                network_key: generated.network_key,
+                            }
+                        }
+                        Err(fault) => blame(*id, fault),
+                    };
                 self.answered(txn, *id, 3, &response)?;
                 Ok(Some(response))
             }

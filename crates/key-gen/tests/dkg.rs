@@ -5,7 +5,10 @@
 use std::collections::BTreeMap;
 
 use key_gen::{
-    dkg::{commitments, complete, judge, shares, Curve, Evidence, Fault, KeyGenParams, Round},
+    dkg::{
+        commitments, complete, judge, shares, shares_and_machines, Curve, Evidence, Fault,
+        KeyGenParams, Round,
+    },
     testing::sign_and_verify_both,
     GeneratedKeys,
 };
@@ -73,6 +76,7 @@ fn run(network: NetworkId, ps: &[u16], t: u16) -> BTreeMap<u16, GeneratedKeys> {
                 &params(network, ps, *v, t),
                 &others(&r1, *v),
                 &inbound(&r2, *v),
+                None,
             );
             (*v, keys.unwrap().unwrap())
         })
@@ -130,6 +134,7 @@ fn invalid_share_is_blamed_on_its_sender_and_the_evidence_convinces_a_third_part
         &params(NetworkId::Bitcoin, &ps, 3, 3),
         &others(&r1, 3),
         &inbound(&r2, 3),
+        None,
     )
     .unwrap()
     .unwrap_err();
@@ -145,7 +150,8 @@ fn invalid_share_is_blamed_on_its_sender_and_the_evidence_convinces_a_third_part
         &entropy(4),
         &params(NetworkId::Bitcoin, &ps, 4, 3),
         &others(&r1, 4),
-        &inbound(&r2, 4)
+        &inbound(&r2, 4),
+        None,
     )
     .unwrap()
     .is_ok());
@@ -237,4 +243,21 @@ fn an_accuser_with_invalid_commitments_is_itself_the_culprit() {
     let evidence =
         encode_body(&Evidence { curve: Curve::Ristretto, round: Round::Shares, proof: None });
     assert_eq!(judge(&p, &r1, 3, 1, &evidence, Some(&r2[&1][&3])).unwrap(), 3);
+}
+
+#[test]
+fn round_two_state_kept_in_memory_gives_the_same_keys_as_recomputing_it() {
+    let ps = [1, 2, 3];
+    let r1 = round1(NetworkId::Monero, &ps, 2);
+    let r2 = round2(NetworkId::Monero, &ps, 2, &r1);
+    let p = params(NetworkId::Monero, &ps, 2, 2);
+    let (shares_again, machines) =
+        shares_and_machines(&entropy(2), &p, &others(&r1, 2)).unwrap().unwrap();
+    assert_eq!(shares_again, r2[&2]);
+    let kept = complete(&entropy(2), &p, &others(&r1, 2), &inbound(&r2, 2), Some(machines))
+        .unwrap()
+        .unwrap();
+    let recomputed =
+        complete(&entropy(2), &p, &others(&r1, 2), &inbound(&r2, 2), None).unwrap().unwrap();
+    assert_eq!(kept.serialize(), recomputed.serialize());
 }
