@@ -14,7 +14,7 @@ use async_nats::{
 use futures::StreamExt;
 use messages::Party;
 
-use crate::transport::{Delivery, Subscription, Transport, TransportError};
+use crate::transport::{BoxError, Delivery, Subscription, Transport, TransportError};
 
 /// Where and how to reach the broker.
 #[derive(Clone, Debug)]
@@ -84,7 +84,7 @@ impl NatsTransport {
         format!("{}_{}", self.config.namespace, slug(party))
     }
 
-    async fn ensure_stream(&self, party: Party) -> Result<stream::Stream, BoxedNats> {
+    async fn ensure_stream(&self, party: Party) -> Result<stream::Stream, BoxError> {
         let stream = self
             .js
             .get_or_create_stream(stream::Config {
@@ -107,8 +107,6 @@ impl NatsTransport {
     }
 }
 
-type BoxedNats = Box<dyn std::error::Error + Send + Sync + 'static>;
-
 impl Transport for NatsTransport {
     type Subscription = NatsSubscription;
 
@@ -118,7 +116,7 @@ impl Transport for NatsTransport {
         dedup_id: [u8; 32],
         payload: Vec<u8>,
     ) -> Result<(), TransportError> {
-        let fail = |source: BoxedNats| TransportError::Publish { recipient, source };
+        let fail = |source: BoxError| TransportError::Publish { recipient, source };
         if !self.is_ensured(recipient) {
             self.ensure_stream(recipient).await.map_err(fail)?;
         }

@@ -6,8 +6,6 @@
 mod common;
 
 use std::{
-    io::{Read, Write},
-    net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::Arc,
@@ -15,7 +13,7 @@ use std::{
 };
 
 use bus::{
-    testing::{free_port, NatsServer},
+    testing::{free_port, http_get, NatsServer},
     NatsConfig, NatsTransport,
 };
 use common::Node;
@@ -99,16 +97,6 @@ threshold = 2
     )
     .unwrap();
     Setup { dir, config, http, coordinator_public, processors }
-}
-
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let code = text.get(9..12)?.parse().ok()?;
-    Some((code, text.split_once("\r\n\r\n")?.1.to_string()))
 }
 
 fn status_json(config: &Path) -> StatusReport {

@@ -109,17 +109,7 @@ fn json_status<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&out.stdout).map_err(|source| DevnetError::Output { what, source })
 }
 
-/// A plain HTTP/1.0 GET on loopback: (status code, body), or `None` if unreachable.
-pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let code = response.get(9..12)?.parse().ok()?;
-    Some((code, response.split_once("\r\n\r\n")?.1.to_string()))
-}
+pub use bus::testing::http_get;
 
 fn write_secret(path: &Path, contents: &str) -> Result<(), DevnetError> {
     std::fs::write(path, contents).map_err(io(format!("writing {}", path.display())))?;

@@ -3,8 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
-    io::{Read, Write},
-    net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     sync::Arc,
@@ -12,7 +10,7 @@ use std::{
 };
 
 use bus::{
-    testing::{free_port, NatsServer},
+    testing::{free_port, http_get, NatsServer},
     BusMetrics, Mailbox, NatsConfig, NatsTransport, ReceiverTask, SenderTask, Transport, INBOX,
 };
 use db::{Db, Schema};
@@ -89,16 +87,6 @@ fn processor(args: &[&str], config: &Path) -> Command {
         .env_remove("PROCESSOR_IDENTITY_KEY")
         .env_remove("PROCESSOR_DB_SECRET");
     c
-}
-
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let code = text.get(9..12)?.parse().ok()?;
-    Some((code, text.split_once("\r\n\r\n")?.1.to_string()))
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {

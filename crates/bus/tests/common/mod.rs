@@ -156,18 +156,11 @@ pub fn fast() -> RunConfig {
     }
 }
 
-/// Starts a node's sender and receiver; returns the sender's waker.
-pub fn start<T: Transport>(node: &Node, t: T, shutdown: &Shutdown) -> TaskWaker
+/// Starts a node's receiver alone, over `t`.
+pub fn start_receiver<T: Transport>(node: &Node, t: T, shutdown: &Shutdown)
 where
     T::Subscription: std::fmt::Debug,
 {
-    let (sw, rw) = (TaskWaker::new(), TaskWaker::new());
-    let sender = SenderTask::new(
-        node.db.clone(),
-        t.clone(),
-        node.mailbox.clone(),
-        Duration::from_millis(700),
-    );
     let receiver = ReceiverTask::new(
         node.db.clone(),
         t,
@@ -176,22 +169,37 @@ where
         TaskWaker::new(),
     );
     tokio::spawn(task::run(
-        sender,
-        fast(),
-        sw.clone(),
-        vec![],
-        shutdown.clone(),
-        Arc::new(TaskStats::default()),
-    ));
-    tokio::spawn(task::run(
         receiver,
         fast(),
-        rw,
+        TaskWaker::new(),
         vec![],
         shutdown.clone(),
         Arc::new(TaskStats::default()),
     ));
-    sw
+}
+
+/// Starts a node's sender and receiver; returns the sender's waker.
+pub fn start<T: Transport>(node: &Node, t: T, shutdown: &Shutdown) -> TaskWaker
+where
+    T::Subscription: std::fmt::Debug,
+{
+    let waker = TaskWaker::new();
+    let sender = SenderTask::new(
+        node.db.clone(),
+        t.clone(),
+        node.mailbox.clone(),
+        Duration::from_millis(700),
+    );
+    tokio::spawn(task::run(
+        sender,
+        fast(),
+        waker.clone(),
+        vec![],
+        shutdown.clone(),
+        Arc::new(TaskStats::default()),
+    ));
+    start_receiver(node, t, shutdown);
+    waker
 }
 
 /// Acks happen only after the inbox commit; a delivery processed but not acked (a crash
@@ -210,21 +218,7 @@ where
         CheckingTransport { inner: t.clone(), db: c.db.clone(), acks: Default::default() };
     let shutdown = Shutdown::new();
     start(&p, t.clone(), &shutdown);
-    let receiver = ReceiverTask::new(
-        c.db.clone(),
-        checking.clone(),
-        c.mailbox.clone(),
-        Duration::from_millis(100),
-        TaskWaker::new(),
-    );
-    tokio::spawn(task::run(
-        receiver,
-        fast(),
-        TaskWaker::new(),
-        vec![],
-        shutdown.clone(),
-        Arc::new(TaskStats::default()),
-    ));
+    start_receiver(&c, checking.clone(), &shutdown);
     wait_for(|| INBOX.len(&c.db.read().unwrap()).unwrap() == 5, "5 messages in the inbox").await;
     wait_for(|| checking.acks.lock().unwrap().len() >= 5, "5 acks").await;
     shutdown.trigger();
@@ -362,21 +356,7 @@ where
     t.publish(C, [10; 32], vec![]).await.unwrap();
 
     let shutdown = Shutdown::new();
-    let receiver = ReceiverTask::new(
-        c.db.clone(),
-        t.clone(),
-        c.mailbox.clone(),
-        Duration::from_millis(100),
-        TaskWaker::new(),
-    );
-    tokio::spawn(task::run(
-        receiver,
-        fast(),
-        TaskWaker::new(),
-        vec![],
-        shutdown.clone(),
-        Arc::new(TaskStats::default()),
-    ));
+    start_receiver(&c, t.clone(), &shutdown);
     let m = c.metrics.clone();
     wait_for(
         || {
