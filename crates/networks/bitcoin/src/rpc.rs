@@ -1,0 +1,1 @@
+//! JSON-RPC client and block sources.

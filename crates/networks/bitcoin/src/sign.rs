@@ -1,0 +1,1 @@
+//! BIP340 FROST signing.

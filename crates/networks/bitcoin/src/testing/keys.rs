@@ -1,0 +1,1 @@
+//! In-process FROST keys for tests.

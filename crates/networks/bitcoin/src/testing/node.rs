@@ -1,0 +1,1 @@
+//! A litecoind/bitcoind regtest node for tests.
