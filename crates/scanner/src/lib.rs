@@ -9,5 +9,8 @@
 //!   node.
 #![deny(missing_docs)]
 
+pub mod index;
 pub mod network;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub use network::*;

@@ -25,3 +25,260 @@ impl OutputKind {
     pub const ALL: [OutputKind; 4] =
         [OutputKind::External, OutputKind::Branch, OutputKind::Change, OutputKind::Forwarded];
 }
+
+use std::future::Future;
+
+use primitives::{Amount, ExternalAddress, InInstruction, NetworkId};
+
+/// Any error a network implementation wraps.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An error from the network seam, classified for the task runner.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    /// Retrying may help: the node is unreachable, busy or still syncing.
+    #[error("transient network error: {0}")]
+    Transient(BoxError),
+    /// Retrying cannot help: misconfiguration, a node on the wrong chain, or a chain that
+    /// contradicts what was already finalized.
+    #[error("fatal network error: {0}")]
+    Fatal(BoxError),
+}
+
+impl NetworkError {
+    /// Whether retrying may help.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, NetworkError::Transient(_))
+    }
+}
+
+impl From<NetworkError> for task::TaskError {
+    fn from(e: NetworkError) -> Self {
+        match e {
+            NetworkError::Transient(e) => task::TaskError::Transient(e),
+            NetworkError::Fatal(e) => task::TaskError::Fatal(e),
+        }
+    }
+}
+
+/// The constants a network runs with (chosen per deployment, e.g. lowered in tests).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkParams {
+    /// Which network.
+    pub network: NetworkId,
+    /// A block is final once it has this many confirmations (itself included).
+    pub confirmations: u64,
+    /// The most inputs one of our transactions may spend.
+    pub max_inputs: usize,
+    /// The most outputs (payments, branches and change) one of our transactions may have.
+    pub max_outputs: usize,
+    /// Outputs below this are not worth receiving or paying (recorded, then ignored).
+    pub dust: Amount,
+}
+
+/// Where a block sits in the chain: enough to check the chain links up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct BlockRef {
+    /// Height.
+    pub number: u64,
+    /// The block's id.
+    pub id: [u8; 32],
+    /// Its parent's id.
+    pub parent: [u8; 32],
+}
+
+/// A block as a network implementation fetched it.
+pub trait ChainBlock {
+    /// Its position and links.
+    fn block_ref(&self) -> BlockRef;
+}
+
+/// What a deposit said it was for.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum Instruction {
+    /// A valid instruction.
+    Valid(InInstruction),
+    /// The transaction carried no instruction.
+    Missing,
+    /// The transaction carried data that is not a valid instruction.
+    Invalid,
+}
+
+/// An output paid to one of our keys.
+pub trait ReceivedOutput {
+    /// A unique, canonical id (for Bitcoin the outpoint).
+    fn id(&self) -> Vec<u8>;
+    /// Which of our keys it was paid to.
+    fn kind(&self) -> OutputKind;
+    /// Its value.
+    fn amount(&self) -> Amount;
+    /// For [`OutputKind::External`] outputs: the instruction it carried.
+    fn instruction(&self) -> &Instruction;
+    /// Where it came from, when that is a standard address funds can be returned to.
+    fn refund_address(&self) -> Option<&ExternalAddress>;
+}
+
+/// A payment a plan makes, in the network's own address type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedPayment<A> {
+    /// The payee.
+    pub address: A,
+    /// The exact amount the payee receives.
+    pub amount: Amount,
+}
+
+/// What the scheduler decided one transaction does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan<O, A> {
+    /// The outputs spent, in the order they are spent.
+    pub inputs: Vec<O>,
+    /// Payments to external addresses, in order.
+    pub payments: Vec<PlannedPayment<A>>,
+    /// Outputs to our own [`OutputKind::Branch`] key, funding later transactions.
+    pub branches: Vec<Amount>,
+    /// Whether whatever is left after payments, branches and the fee goes back to our
+    /// [`OutputKind::Change`] key (it is dropped to the fee when below dust).
+    pub change: bool,
+}
+
+/// A transaction ready to be signed, and how to recognise it on chain.
+#[derive(Clone, Debug)]
+pub struct Planned<S, E> {
+    /// What the signers sign.
+    pub signable: S,
+    /// The on-chain fact that proves the plan completed.
+    pub eventuality: E,
+    /// The fee the transaction pays.
+    pub fee: Amount,
+    /// The change it returns to us (zero when none).
+    pub change: Amount,
+}
+
+/// Why a plan cannot become a transaction.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    /// The inputs do not cover payments, branches and the fee.
+    #[error("inputs of {inputs} do not cover {outputs} paid out plus a fee of {fee}")]
+    InsufficientFunds {
+        /// Sum of the inputs.
+        inputs: Amount,
+        /// Sum of payments and branches.
+        outputs: Amount,
+        /// The fee the transaction needs.
+        fee: Amount,
+    },
+    /// More inputs or outputs than the network's limits.
+    #[error("a transaction of {inputs} inputs and {outputs} outputs exceeds the limits ({max_inputs} in, {max_outputs} out)")]
+    TooLarge {
+        /// Inputs asked for.
+        inputs: usize,
+        /// Outputs asked for (change included).
+        outputs: usize,
+        /// The network's input limit.
+        max_inputs: usize,
+        /// The network's output limit.
+        max_outputs: usize,
+    },
+    /// A plan with no inputs or nothing to do.
+    #[error("a plan needs at least one input and one output")]
+    Empty,
+    /// A payment below the network's dust threshold.
+    #[error("payment {index} of {amount} is below dust")]
+    Dust {
+        /// Its position in the plan.
+        index: usize,
+        /// Its amount.
+        amount: Amount,
+    },
+    /// An amount overflowed.
+    #[error("amount overflow")]
+    Overflow,
+    /// Our own key could not produce an address (a bug or a corrupt key).
+    #[error("cannot derive our own address: {0}")]
+    Key(String),
+}
+
+/// What a block says about a pending eventuality.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Completion {
+    /// The planned transaction is in the block: the plan is done.
+    Completed {
+        /// The eventuality's position in the slice given to [`Network::check`].
+        index: usize,
+        /// The transaction's id.
+        tx: Vec<u8>,
+    },
+    /// A different transaction spent the plan's inputs: the key signed, or someone
+    /// holds, something we did not plan. Operators MUST be alerted.
+    Conflict {
+        /// The eventuality's position in the slice given to [`Network::check`].
+        index: usize,
+        /// The conflicting transaction's id.
+        tx: Vec<u8>,
+    },
+}
+
+/// One external network, as the processor sees it. Reading methods are async (they talk
+/// to the node); deciding methods are pure.
+pub trait Network: Send + Sync + 'static {
+    /// Our group public key on this network.
+    type Key: Clone + Send + Sync;
+    /// A fetched block.
+    type Block: ChainBlock + Send + Sync;
+    /// An output paid to us.
+    type Output: ReceivedOutput + Clone + std::fmt::Debug + Send + Sync;
+    /// An address payments can go to.
+    type Address: Clone + PartialEq + std::fmt::Debug + Send + Sync;
+    /// An unsigned transaction, the signers' input.
+    type Signable: Send + Sync;
+    /// A signed transaction.
+    type Transaction: Send + Sync;
+    /// The on-chain fact that completes a plan.
+    type Eventuality: Clone + PartialEq + std::fmt::Debug + Send + Sync;
+
+    /// The network's constants.
+    fn params(&self) -> &NetworkParams;
+
+    /// The highest block with [`NetworkParams::confirmations`] confirmations, if any.
+    fn latest_finalized(&self) -> impl Future<Output = Result<Option<u64>, NetworkError>> + Send;
+
+    /// The links of block `number` of the node's current best chain.
+    fn block_ref(&self, number: u64)
+        -> impl Future<Output = Result<BlockRef, NetworkError>> + Send;
+
+    /// The block `number` of the node's current best chain.
+    fn block(&self, number: u64) -> impl Future<Output = Result<Self::Block, NetworkError>> + Send;
+
+    /// Every output of `block` paid to `key` (any kind), in block order. May ask the node
+    /// about the spent outputs (for refund addresses).
+    fn scan(
+        &self,
+        block: &Self::Block,
+        key: &Self::Key,
+    ) -> impl Future<Output = Result<Vec<Self::Output>, NetworkError>> + Send;
+
+    /// The fee rate to plan with now, in the network's unit (sat/kvB for Bitcoin).
+    fn fee_rate(&self) -> impl Future<Output = Result<u64, NetworkError>> + Send;
+
+    /// Parses an address payments may go to.
+    fn address(&self, address: &ExternalAddress) -> Option<Self::Address>;
+
+    /// Turns a plan into a signable transaction. Pure: every processor derives the same
+    /// transaction from the same plan and fee rate.
+    fn plan(
+        &self,
+        key: &Self::Key,
+        plan: &Plan<Self::Output, Self::Address>,
+        fee_rate: u64,
+    ) -> Result<Planned<Self::Signable, Self::Eventuality>, PlanError>;
+
+    /// Publishes a signed transaction. Already in the mempool or already in the chain is
+    /// success.
+    fn publish(
+        &self,
+        tx: &Self::Transaction,
+    ) -> impl Future<Output = Result<(), NetworkError>> + Send;
+
+    /// Which of `pending` the block completes or conflicts with.
+    fn check(&self, block: &Self::Block, pending: &[Self::Eventuality]) -> Vec<Completion>;
+}

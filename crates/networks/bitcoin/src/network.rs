@@ -1,0 +1,443 @@
+//! [`scanner::Network`] for Bitcoin and Litecoin.
+use std::collections::HashMap;
+
+use bitcoin::absolute::LockTime;
+use bitcoin::hashes::Hash;
+use bitcoin::transaction::Version;
+use bitcoin::{Amount as Sats, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid, Witness};
+use borsh::{BorshDeserialize, BorshSerialize};
+use ciphersuite::group::GroupEncoding;
+use modular_frost::curve::{Ciphersuite, Secp256k1};
+use primitives::{Amount, ExternalAddress};
+use scanner::{
+    BlockRef, ChainBlock, Completion, Instruction, Network, NetworkError, NetworkParams,
+    OutputKind, Plan, PlanError, Planned, ReceivedOutput,
+};
+
+use crate::address::Address;
+use crate::instruction;
+use crate::params::Params;
+use crate::rpc::{BlockSource, Rpc, RpcError};
+use crate::sign::{script_pubkey, SignableTransaction};
+
+/// The group's public key (the untweaked DKG key).
+pub type GroupKey = <Secp256k1 as Ciphersuite>::G;
+
+/// A block and its height.
+#[derive(Clone, Debug)]
+pub struct Block {
+    /// Height.
+    pub number: u64,
+    /// The block.
+    pub block: bitcoin::Block,
+}
+
+impl ChainBlock for Block {
+    fn block_ref(&self) -> BlockRef {
+        BlockRef {
+            number: self.number,
+            id: self.block.block_hash().to_byte_array(),
+            parent: self.block.header.prev_blockhash.to_byte_array(),
+        }
+    }
+}
+
+/// An output paid to one of our keys.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Output {
+    /// Transaction id (internal byte order) and output index.
+    pub txid: [u8; 32],
+    /// Output index.
+    pub vout: u32,
+    /// Value in the smallest unit.
+    pub value: u64,
+    /// Which of our keys it pays.
+    pub kind: OutputKind,
+    /// The instruction ([`Instruction::Missing`] for our own outputs).
+    pub instruction: Instruction,
+    /// The spender's address (the first input's script), when standard.
+    pub refund: Option<ExternalAddress>,
+}
+
+impl Output {
+    /// The outpoint.
+    pub fn outpoint(&self) -> OutPoint {
+        OutPoint { txid: Txid::from_byte_array(self.txid), vout: self.vout }
+    }
+}
+
+impl ReceivedOutput for Output {
+    fn id(&self) -> Vec<u8> {
+        let mut id = self.txid.to_vec();
+        id.extend(self.vout.to_le_bytes());
+        id
+    }
+    fn kind(&self) -> OutputKind {
+        self.kind
+    }
+    fn amount(&self) -> Amount {
+        Amount(self.value)
+    }
+    fn instruction(&self) -> &Instruction {
+        &self.instruction
+    }
+    fn refund_address(&self) -> Option<&ExternalAddress> {
+        self.refund.as_ref()
+    }
+}
+
+/// What completes a plan: the transaction with this id (segwit ids exclude witnesses, so
+/// it is known before signing and commits to every input and output), spending these
+/// outpoints. Any other transaction spending one of them is a conflict.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Eventuality {
+    /// The planned transaction's id.
+    pub txid: [u8; 32],
+    /// The outpoints it spends, as `(txid, vout)`.
+    pub spends: Vec<([u8; 32], u32)>,
+}
+
+/// Bitcoin or Litecoin over a Bitcoin Core-compatible node.
+#[derive(Debug)]
+pub struct Bitcoin<B> {
+    rpc: Rpc,
+    blocks: B,
+    params: Params,
+}
+
+fn transient(e: RpcError) -> NetworkError {
+    if e.is_transient() {
+        NetworkError::Transient(Box::new(e))
+    } else {
+        // The node answered, but not what we need: retrying later may still help (a
+        // node restarting, a block not yet there), so only configuration errors are
+        // fatal.
+        match e {
+            RpcError::Unauthorized { .. } | RpcError::InvalidUrl(_) => {
+                NetworkError::Fatal(Box::new(e))
+            }
+            e => NetworkError::Transient(Box::new(e)),
+        }
+    }
+}
+
+/// Weight of the witness of a key-path spend: item count, length, 64-byte signature.
+const KEY_PATH_WITNESS: usize = 1 + 1 + 64;
+
+impl<B: BlockSource> Bitcoin<B> {
+    /// A network over `rpc` (headers, fees, publishing) and `blocks` (block bodies).
+    pub fn new(rpc: Rpc, blocks: B, params: Params) -> Self {
+        Bitcoin { rpc, blocks, params }
+    }
+
+    /// The chain parameters.
+    pub fn chain_params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The RPC client.
+    pub fn rpc(&self) -> &Rpc {
+        &self.rpc
+    }
+
+    /// Our address of `kind` for `key`.
+    pub fn address_of(&self, key: &GroupKey, kind: OutputKind) -> Result<Address, NetworkError> {
+        let script = script_pubkey(*key, kind).map_err(|e| NetworkError::Fatal(Box::new(e)))?;
+        Address::from_script(script).map_err(|e| NetworkError::Fatal(Box::new(e)))
+    }
+
+    fn scripts(&self, key: &GroupKey) -> Result<HashMap<ScriptBuf, OutputKind>, NetworkError> {
+        OutputKind::ALL
+            .into_iter()
+            .map(|kind| Ok((self.address_of(key, kind)?.script().clone(), kind)))
+            .collect()
+    }
+
+    async fn refund_of(&self, tx: &Transaction) -> Result<Option<ExternalAddress>, NetworkError> {
+        let Some(first) = tx.input.first() else { return Ok(None) };
+        if tx.is_coinbase() {
+            return Ok(None);
+        }
+        let prev = self.rpc.raw_transaction(first.previous_output.txid).await.map_err(transient)?;
+        let Some(spent) = prev.output.get(first.previous_output.vout as usize) else {
+            return Err(NetworkError::Fatal(
+                format!(
+                    "the node returned transaction {} without output {}",
+                    first.previous_output.txid, first.previous_output.vout
+                )
+                .into(),
+            ));
+        };
+        Ok(Address::from_script(spent.script_pubkey.clone()).ok().map(|a| a.to_external()))
+    }
+}
+
+/// The unsigned transaction a plan describes, with dummy witnesses when `with_witness`
+/// (for exact size computation).
+fn build(
+    plan: &Plan<Output, Address>,
+    change: Option<(ScriptBuf, u64)>,
+    branch: &ScriptBuf,
+    with_witness: bool,
+) -> Transaction {
+    let witness = if with_witness { Witness::from_slice(&[[0u8; 64]]) } else { Witness::new() };
+    let input = plan
+        .inputs
+        .iter()
+        .map(|o| TxIn {
+            previous_output: o.outpoint(),
+            script_sig: ScriptBuf::new(),
+            sequence: Sequence::MAX,
+            witness: witness.clone(),
+        })
+        .collect();
+    let mut output: Vec<TxOut> = plan
+        .payments
+        .iter()
+        .map(|p| TxOut { value: Sats::from_sat(p.amount.0), script_pubkey: p.address.script().clone() })
+        .collect();
+    output.extend(
+        plan.branches
+            .iter()
+            .map(|a| TxOut { value: Sats::from_sat(a.0), script_pubkey: branch.clone() }),
+    );
+    if let Some((script, value)) = change {
+        output.push(TxOut { value: Sats::from_sat(value), script_pubkey: script });
+    }
+    Transaction { version: Version::TWO, lock_time: LockTime::ZERO, input, output }
+}
+
+/// The fee for `tx` (built with dummy witnesses) at `rate` sat/kvB, rounded up.
+fn fee_for(tx: &Transaction, rate: u64) -> u64 {
+    let vsize = tx.vsize() as u64;
+    (vsize * rate).div_ceil(1000)
+}
+
+impl<B: BlockSource + 'static> Network for Bitcoin<B> {
+    type Key = GroupKey;
+    type Block = Block;
+    type Output = Output;
+    type Address = Address;
+    type Signable = SignableTransaction;
+    type Transaction = Transaction;
+    type Eventuality = Eventuality;
+
+    fn params(&self) -> &NetworkParams {
+        &self.params.network
+    }
+
+    async fn latest_finalized(&self) -> Result<Option<u64>, NetworkError> {
+        let height = self.rpc.block_count().await.map_err(transient)?;
+        Ok((height + 1).checked_sub(self.params.network.confirmations))
+    }
+
+    async fn block_ref(&self, number: u64) -> Result<BlockRef, NetworkError> {
+        let hash = self.rpc.block_hash(number).await.map_err(transient)?;
+        let header = self.rpc.block_header(hash).await.map_err(transient)?;
+        if header.block_hash() != hash {
+            return Err(NetworkError::Fatal(
+                format!("the node's header for block {hash} hashes to {}", header.block_hash())
+                    .into(),
+            ));
+        }
+        Ok(BlockRef {
+            number,
+            id: hash.to_byte_array(),
+            parent: header.prev_blockhash.to_byte_array(),
+        })
+    }
+
+    async fn block(&self, number: u64) -> Result<Block, NetworkError> {
+        let hash = self.rpc.block_hash(number).await.map_err(transient)?;
+        let block = self.blocks.block(&hash).await.map_err(transient)?;
+        // Never trust the transport: the body must hash to what we asked for and match
+        // its merkle root.
+        if block.block_hash() != hash || !block.check_merkle_root() {
+            return Err(NetworkError::Transient(
+                format!("block {hash} from the block source does not match its hash or merkle root")
+                    .into(),
+            ));
+        }
+        Ok(Block { number, block })
+    }
+
+    async fn scan(&self, block: &Block, key: &GroupKey) -> Result<Vec<Output>, NetworkError> {
+        let scripts = self.scripts(key)?;
+        let mut found = vec![];
+        for tx in &block.block.txdata {
+            let ours: Vec<_> = tx
+                .output
+                .iter()
+                .enumerate()
+                .filter_map(|(vout, o)| scripts.get(&o.script_pubkey).map(|kind| (vout, o, *kind)))
+                .collect();
+            if ours.is_empty() {
+                continue;
+            }
+            let txid = tx.compute_txid().to_byte_array();
+            let external = ours.iter().any(|(_, _, kind)| *kind == OutputKind::External);
+            let (instruction, refund) = if external {
+                (instruction::of_transaction(tx), self.refund_of(tx).await?)
+            } else {
+                (Instruction::Missing, None)
+            };
+            for (vout, o, kind) in ours {
+                let external = kind == OutputKind::External;
+                found.push(Output {
+                    txid,
+                    vout: u32::try_from(vout).unwrap_or(u32::MAX),
+                    value: o.value.to_sat(),
+                    kind,
+                    instruction: if external { instruction.clone() } else { Instruction::Missing },
+                    refund: if external { refund.clone() } else { None },
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    async fn fee_rate(&self) -> Result<u64, NetworkError> {
+        let estimate =
+            self.rpc.estimate_smart_fee(self.params.fee_target_blocks).await.map_err(transient)?;
+        match (estimate, self.params.fallback_fee_rate) {
+            (Some(rate), _) => Ok(rate),
+            (None, Some(fallback)) => Ok(fallback),
+            (None, None) => Err(NetworkError::Transient(
+                "the node has no fee estimate yet and no fallback is configured".into(),
+            )),
+        }
+    }
+
+    fn address(&self, address: &ExternalAddress) -> Option<Address> {
+        Address::from_external(address).ok()
+    }
+
+    fn plan(
+        &self,
+        key: &GroupKey,
+        plan: &Plan<Output, Address>,
+        fee_rate: u64,
+    ) -> Result<Planned<SignableTransaction, Eventuality>, PlanError> {
+        let limits = &self.params.network;
+        let outputs = plan.payments.len() + plan.branches.len() + usize::from(plan.change);
+        if plan.inputs.is_empty() || outputs == 0 {
+            return Err(PlanError::Empty);
+        }
+        if plan.inputs.len() > limits.max_inputs || outputs > limits.max_outputs {
+            return Err(PlanError::TooLarge {
+                inputs: plan.inputs.len(),
+                outputs,
+                max_inputs: limits.max_inputs,
+                max_outputs: limits.max_outputs,
+            });
+        }
+        if let Some((index, p)) =
+            plan.payments.iter().enumerate().find(|(_, p)| p.amount < limits.dust)
+        {
+            return Err(PlanError::Dust { index, amount: p.amount });
+        }
+        let script = |kind| {
+            script_pubkey(*key, kind).map_err(|e| PlanError::Key(e.to_string()))
+        };
+        let branch = script(OutputKind::Branch)?;
+        let change_script = script(OutputKind::Change)?;
+
+        let sum = |values: &mut dyn Iterator<Item = u64>| {
+            values.try_fold(0u64, |acc, v| acc.checked_add(v)).ok_or(PlanError::Overflow)
+        };
+        let inputs = sum(&mut plan.inputs.iter().map(|o| o.value))?;
+        let paid = sum(&mut plan
+            .payments
+            .iter()
+            .map(|p| p.amount.0)
+            .chain(plan.branches.iter().map(|a| a.0)))?;
+
+        let mut chosen = None;
+        if plan.change {
+            let fee = fee_for(&build(plan, Some((change_script.clone(), 0)), &branch, true), fee_rate);
+            let change = paid.checked_add(fee).and_then(|spent| inputs.checked_sub(spent));
+            if let Some(change) = change.filter(|c| *c >= limits.dust.0) {
+                chosen = Some((Some((change_script, change)), fee));
+            }
+        }
+        let (change, fee) = match chosen {
+            Some(chosen) => chosen,
+            None => {
+                // No change output: whatever is left over is the fee.
+                let needed = fee_for(&build(plan, None, &branch, true), fee_rate);
+                match inputs.checked_sub(paid).filter(|left| *left >= needed) {
+                    Some(left) => (None, left),
+                    None => {
+                        return Err(PlanError::InsufficientFunds {
+                            inputs: Amount(inputs),
+                            outputs: Amount(paid),
+                            fee: Amount(needed),
+                        })
+                    }
+                }
+            }
+        };
+        let change_value = change.as_ref().map_or(0, |(_, v)| *v);
+        let tx = build(plan, change, &branch, false);
+        let prevouts = plan
+            .inputs
+            .iter()
+            .map(|o| {
+                Ok(TxOut { value: Sats::from_sat(o.value), script_pubkey: script(o.kind)? })
+            })
+            .collect::<Result<Vec<_>, PlanError>>()?;
+        let kinds = plan.inputs.iter().map(|o| o.kind).collect();
+        let eventuality = Eventuality {
+            txid: tx.compute_txid().to_byte_array(),
+            spends: plan.inputs.iter().map(|o| (o.txid, o.vout)).collect(),
+        };
+        let signable = SignableTransaction::new(tx, prevouts, kinds)
+            .map_err(|e| PlanError::Key(e.to_string()))?;
+        Ok(Planned { signable, eventuality, fee: Amount(fee), change: Amount(change_value) })
+    }
+
+    async fn publish(&self, tx: &Transaction) -> Result<(), NetworkError> {
+        let txid = tx.compute_txid();
+        match self.rpc.send_raw_transaction(tx).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                // Already in the mempool or in the chain is success; ask rather than
+                // parse error strings, which differ between node versions.
+                let known = self.rpc.mempool_contains(txid).await.unwrap_or(false)
+                    || self.rpc.raw_transaction(txid).await.is_ok();
+                if known {
+                    Ok(())
+                } else {
+                    Err(transient(e))
+                }
+            }
+        }
+    }
+
+    fn check(&self, block: &Block, pending: &[Eventuality]) -> Vec<Completion> {
+        let mut by_outpoint = HashMap::new();
+        for (index, e) in pending.iter().enumerate() {
+            for spend in &e.spends {
+                by_outpoint.insert(*spend, index);
+            }
+        }
+        let mut found = vec![];
+        let mut seen = std::collections::BTreeSet::new();
+        for tx in &block.block.txdata {
+            let txid = tx.compute_txid().to_byte_array();
+            for input in &tx.input {
+                let spent = (input.previous_output.txid.to_byte_array(), input.previous_output.vout);
+                let Some(&index) = by_outpoint.get(&spent) else { continue };
+                if !seen.insert((index, txid)) {
+                    continue;
+                }
+                found.push(if pending[index].txid == txid {
+                    Completion::Completed { index, tx: txid.to_vec() }
+                } else {
+                    Completion::Conflict { index, tx: txid.to_vec() }
+                });
+            }
+        }
+        found
+    }
+}

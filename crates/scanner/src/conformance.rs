@@ -1,0 +1,329 @@
+//! The conformance suite: what every [`Network`] implementation must do against its real
+//! node. A network's tests implement [`TestChain`] over a node they started, then call
+//! each check; every check panics with a description of what went wrong.
+//!
+//! Checks: deposits are scanned with their kind, amount and instruction, and only once
+//! final; branch and change outputs are told apart from deposits; a plan is signed,
+//! published, mined and recognised by its eventuality; publishing again is success; a
+//! conflicting spend of a plan's inputs is reported; a reorg shallower than the
+//! confirmation depth changes nothing already indexed, and a deeper one is a fatal
+//! [`IndexError::DeepReorg`].
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::future::Future;
+
+use db::{Db, Schema};
+use primitives::{Amount, InInstruction, SettlementAccount};
+
+use crate::index::{Index, IndexError};
+use crate::{
+    BlockRef, ChainBlock, Completion, Instruction, Network, OutputKind, Plan, PlannedPayment,
+    ReceivedOutput,
+};
+
+type Addr<C> = <<C as TestChain>::N as Network>::Address;
+type Out<C> = <<C as TestChain>::N as Network>::Output;
+
+/// A network implementation plus control over its (regtest) node.
+pub trait TestChain: Send + Sync {
+    /// The implementation under test.
+    type N: Network;
+    /// It.
+    fn network(&self) -> &Self::N;
+    /// Our group key.
+    fn key(&self) -> <Self::N as Network>::Key;
+    /// Mines `n` blocks on the best chain (including pending transactions).
+    fn mine(&self, n: u64) -> impl Future<Output = ()> + Send;
+    /// The node's best height.
+    fn height(&self) -> impl Future<Output = u64> + Send;
+    /// Pays `amount` to our `kind` address from a funded test wallet, with `data` as the
+    /// network's instruction payload (raw bytes, possibly invalid) when given. Not mined.
+    fn deposit(
+        &self,
+        kind: OutputKind,
+        amount: Amount,
+        data: Option<Vec<u8>>,
+    ) -> impl Future<Output = ()> + Send;
+    /// The network's instruction payload for `instruction`.
+    fn encode_instruction(&self, instruction: &InInstruction) -> Vec<u8>;
+    /// Signs a planned transaction with a signing set of the group.
+    fn sign(
+        &self,
+        signable: <Self::N as Network>::Signable,
+    ) -> impl Future<Output = <Self::N as Network>::Transaction> + Send;
+    /// A fresh address of the test wallet.
+    fn payee(&self) -> impl Future<Output = Addr<Self>> + Send;
+    /// What the node says `address` received in the best chain, mined transactions only.
+    fn received(&self, address: &Addr<Self>) -> impl Future<Output = Amount> + Send;
+    /// Disconnects block `height` and everything above it, then mines `blocks` new ones.
+    fn reorg(&self, height: u64, blocks: u64) -> impl Future<Output = ()> + Send;
+}
+
+async fn finalized<C: TestChain>(chain: &C) -> Option<u64> {
+    chain.network().latest_finalized().await.unwrap()
+}
+
+/// Mines until the current tip is final; returns the range of blocks that became final.
+async fn finalize<C: TestChain>(chain: &C) -> std::ops::RangeInclusive<u64> {
+    let from = finalized(chain).await.map_or(0, |f| f + 1);
+    let tip = chain.height().await;
+    let confirmations = chain.network().params().confirmations;
+    chain.mine(confirmations - 1).await;
+    assert_eq!(finalized(chain).await, Some(tip), "the tip should be final after {confirmations} confirmations");
+    from..=tip
+}
+
+/// Every output paid to us in the given blocks.
+async fn scan_range<C: TestChain>(chain: &C, range: std::ops::RangeInclusive<u64>) -> Vec<Out<C>> {
+    let mut found = vec![];
+    for number in range {
+        let block = chain.network().block(number).await.unwrap();
+        assert_eq!(block.block_ref().number, number);
+        found.extend(chain.network().scan(&block, &chain.key()).await.unwrap());
+    }
+    found
+}
+
+fn instruction(seed: u8) -> InInstruction {
+    InInstruction { account: SettlementAccount([seed; 32]), return_address: None }
+}
+
+/// Deposits with a valid, an invalid and a missing instruction are scanned with the
+/// right kind, amount and instruction; none is visible before it is final.
+pub async fn deposits_are_scanned<C: TestChain>(chain: &C) {
+    let dust = chain.network().params().dust;
+    let amounts = [Amount(dust.0 * 3), Amount(dust.0 * 5), Amount(dust.0 * 7)];
+    let valid = instruction(7);
+    chain.deposit(OutputKind::External, amounts[0], Some(chain.encode_instruction(&valid))).await;
+    chain.deposit(OutputKind::External, amounts[1], Some(b"not an instruction".to_vec())).await;
+    chain.deposit(OutputKind::External, amounts[2], None).await;
+    chain.mine(1).await;
+    let height = chain.height().await;
+    // Not final yet: no scanner may read the block.
+    let confirmations = chain.network().params().confirmations;
+    chain.mine(confirmations - 2).await;
+    assert!(
+        finalized(chain).await < Some(height),
+        "a block with {} confirmations was reported final",
+        confirmations - 1
+    );
+    chain.mine(1).await;
+    assert!(finalized(chain).await >= Some(height));
+    let found = scan_range(chain, height..=height).await;
+    assert_eq!(found.len(), 3, "expected the 3 deposits, found {}", found.len());
+    let by_amount = |a: Amount| found.iter().find(|o| o.amount() == a).expect("deposit missing");
+    let o = by_amount(amounts[0]);
+    assert_eq!(o.kind(), OutputKind::External);
+    assert_eq!(o.instruction(), &Instruction::Valid(valid));
+    assert_eq!(by_amount(amounts[1]).instruction(), &Instruction::Invalid);
+    assert_eq!(by_amount(amounts[2]).instruction(), &Instruction::Missing);
+    for o in &found {
+        assert!(o.refund_address().is_some(), "a wallet's deposit has a standard refund address");
+    }
+}
+
+/// Outputs to the Branch and Change keys are scanned as such, not as deposits.
+pub async fn kinds_are_told_apart<C: TestChain>(chain: &C) {
+    let dust = chain.network().params().dust;
+    for (i, kind) in OutputKind::ALL.into_iter().enumerate() {
+        chain.deposit(kind, Amount(dust.0 * 2 + i as u64), None).await;
+    }
+    chain.mine(1).await;
+    let range = finalize(chain).await;
+    let found = scan_range(chain, range).await;
+    for (i, kind) in OutputKind::ALL.into_iter().enumerate() {
+        let o = found
+            .iter()
+            .find(|o| o.amount() == Amount(dust.0 * 2 + i as u64))
+            .unwrap_or_else(|| panic!("the {kind:?} output was not found"));
+        assert_eq!(o.kind(), kind);
+    }
+}
+
+/// Creates `n` final outputs of ours (deposits) and returns them.
+pub async fn outputs<C: TestChain>(chain: &C, n: usize, each: Amount) -> Vec<Out<C>> {
+    for _ in 0..n {
+        chain.deposit(OutputKind::External, each, None).await;
+    }
+    chain.mine(1).await;
+    let range = finalize(chain).await;
+    let found: Vec<_> = scan_range(chain, range).await.into_iter().filter(|o| o.amount() == each).collect();
+    assert_eq!(found.len(), n, "expected {n} outputs of {each:?}");
+    found
+}
+
+/// What [`plan_sign_publish_confirm`] observed.
+#[derive(Debug)]
+pub struct Confirmed {
+    /// The fee paid.
+    pub fee: Amount,
+    /// The change returned.
+    pub change: Amount,
+    /// The block that completed the plan.
+    pub block: BlockRef,
+}
+
+/// Plans a transaction spending `inputs` to two payees with change, signs and publishes
+/// it, and checks the mined block completes its eventuality, pays exactly, and returns
+/// the change to our Change key. Publishing again afterwards is success.
+pub async fn plan_sign_publish_confirm<C: TestChain>(chain: &C, inputs: Vec<Out<C>>) -> Confirmed {
+    let network = chain.network();
+    let dust = network.params().dust;
+    let total: u64 = inputs.iter().map(|o| o.amount().0).sum();
+    let (a, b) = (chain.payee().await, chain.payee().await);
+    let payments = vec![
+        PlannedPayment { address: a.clone(), amount: Amount(dust.0 * 2) },
+        PlannedPayment { address: b.clone(), amount: Amount(dust.0 + 1) },
+    ];
+    let plan = Plan { inputs, payments, branches: vec![], change: true };
+    let rate = network.fee_rate().await.unwrap();
+    let planned = network.plan(&chain.key(), &plan, rate).unwrap();
+    assert_eq!(
+        planned.fee.0 + planned.change.0 + dust.0 * 3 + 1,
+        total,
+        "inputs must equal payments + change + fee"
+    );
+    // Planning is deterministic.
+    let again = network.plan(&chain.key(), &plan, rate).unwrap();
+    assert_eq!(again.eventuality, planned.eventuality);
+
+    let tx = chain.sign(planned.signable).await;
+    network.publish(&tx).await.unwrap();
+    // Publishing again while in the mempool is success.
+    network.publish(&tx).await.unwrap();
+    chain.mine(1).await;
+    let height = chain.height().await;
+    finalize(chain).await;
+    let block = network.block(height).await.unwrap();
+    let completions = network.check(&block, std::slice::from_ref(&planned.eventuality));
+    assert!(
+        matches!(completions.as_slice(), [Completion::Completed { index: 0, .. }]),
+        "the mined plan was not recognised: {completions:?}"
+    );
+    // And publishing a mined transaction is success too.
+    network.publish(&tx).await.unwrap();
+
+    assert_eq!(chain.received(&a).await, Amount(dust.0 * 2));
+    assert_eq!(chain.received(&b).await, Amount(dust.0 + 1));
+    let change: Vec<_> = network
+        .scan(&block, &chain.key())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.kind() == OutputKind::Change)
+        .collect();
+    assert_eq!(change.len(), 1, "one change output expected");
+    assert_eq!(change[0].amount(), planned.change);
+    Confirmed { fee: planned.fee, change: planned.change, block: block.block_ref() }
+}
+
+/// A transaction spending a plan's input other than the planned one is a conflict.
+pub async fn conflicting_spend_is_reported<C: TestChain>(chain: &C) {
+    let network = chain.network();
+    let dust = network.params().dust;
+    let input = outputs(chain, 1, Amount(dust.0 * 10)).await;
+    let rate = network.fee_rate().await.unwrap();
+    let plan_for = |address| Plan {
+        inputs: input.clone(),
+        payments: vec![PlannedPayment { address, amount: Amount(dust.0 * 2) }],
+        branches: vec![],
+        change: true,
+    };
+    let planned = network.plan(&chain.key(), &plan_for(chain.payee().await), rate).unwrap();
+    let other = network.plan(&chain.key(), &plan_for(chain.payee().await), rate).unwrap();
+    let tx = chain.sign(other.signable).await;
+    network.publish(&tx).await.unwrap();
+    chain.mine(1).await;
+    let height = chain.height().await;
+    finalize(chain).await;
+    let block = network.block(height).await.unwrap();
+    let completions = network.check(&block, &[planned.eventuality, other.eventuality]);
+    assert!(
+        completions.contains(&Completion::Completed { index: 1, tx: completions_tx(&completions, 1) })
+            && completions.iter().any(|c| matches!(c, Completion::Conflict { index: 0, .. })),
+        "expected the other plan completed and ours in conflict: {completions:?}"
+    );
+}
+
+fn completions_tx(completions: &[Completion], index: usize) -> Vec<u8> {
+    completions
+        .iter()
+        .find_map(|c| match c {
+            Completion::Completed { index: i, tx } if *i == index => Some(tx.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+fn temp_db(dir: &tempfile::TempDir) -> Db {
+    Db::open(dir.path().join("index.redb"), Schema { app: "conformance", version: 1 }).unwrap()
+}
+
+async fn index_all<N: Network>(index: &Index, network: &N, db: &Db) -> Result<Vec<BlockRef>, IndexError> {
+    let mut indexed = vec![];
+    while let Some(block) = index.advance(network, db).await? {
+        indexed.push(block);
+    }
+    Ok(indexed)
+}
+
+/// A reorg shallower than the confirmation depth changes nothing already indexed, and a
+/// deposit in an orphaned block is scanned exactly once, from the block that replaced it.
+pub async fn shallow_reorg_changes_nothing<C: TestChain>(chain: &C) {
+    let network = chain.network();
+    let confirmations = network.params().confirmations;
+    let dir = tempfile::tempdir().unwrap();
+    let db = temp_db(&dir);
+    let start = chain.height().await.saturating_sub(2 * confirmations).max(1);
+    let index = Index::new(start);
+    let before = index_all(&index, network, &db).await.unwrap();
+    let final_tip = before.last().expect("the chain is long enough to index").number;
+
+    let dust = network.params().dust;
+    let amount = Amount(dust.0 * 4 + 17);
+    chain.deposit(OutputKind::External, amount, Some(chain.encode_instruction(&instruction(9)))).await;
+    chain.mine(1).await;
+    let tip = chain.height().await;
+    // Replace everything above the final tip (depth confirmations - 1).
+    assert!(tip - final_tip < confirmations);
+    chain.reorg(final_tip + 1, tip - final_tip + 1).await;
+
+    let after = index_all(&index, network, &db).await.expect("a shallow reorg must not stop the index");
+    let txn = db.read().unwrap();
+    for b in &before {
+        assert_eq!(index.get(&txn, b.number).unwrap(), Some(*b), "indexed block {} changed", b.number);
+    }
+    drop(txn);
+    // Scan everything newly final: the deposit appears exactly once.
+    chain.mine(confirmations).await;
+    let newly = index_all(&index, network, &db).await.unwrap();
+    let range = after.first().or(newly.first()).map(|b| b.number).unwrap_or(final_tip + 1)
+        ..=newly.last().map_or(final_tip, |b| b.number);
+    let found = scan_range(chain, range).await;
+    let hits = found.iter().filter(|o| o.amount() == amount).count();
+    assert_eq!(hits, 1, "the reorged deposit must be scanned exactly once, found {hits}");
+}
+
+/// A reorg deeper than the confirmation depth stops the index with
+/// [`IndexError::DeepReorg`] and writes nothing.
+pub async fn deep_reorg_is_fatal<C: TestChain>(chain: &C) {
+    let network = chain.network();
+    let confirmations = network.params().confirmations;
+    let dir = tempfile::tempdir().unwrap();
+    let db = temp_db(&dir);
+    let start = chain.height().await.saturating_sub(2 * confirmations).max(1);
+    let index = Index::new(start);
+    let before = index_all(&index, network, &db).await.unwrap();
+    let final_tip = before.last().expect("the chain is long enough to index").number;
+    // Disconnect the last final block: a reorg of depth `confirmations`.
+    chain.reorg(final_tip, confirmations + 1).await;
+    let err = index_all(&index, network, &db).await.expect_err("a deep reorg must stop the index");
+    assert!(matches!(err, IndexError::DeepReorg { .. }), "unexpected error: {err}");
+    assert!(!err.is_transient());
+    assert!(err.to_string().contains("reorganized deeper than the confirmation depth"), "{err}");
+    let txn = db.read().unwrap();
+    assert_eq!(index.tip(&txn).unwrap(), Some(final_tip), "nothing may be indexed past a deep reorg");
+    // Scanning the replaced final block is refused too.
+    let replaced = network.block(final_tip).await.unwrap();
+    assert!(matches!(index.expect(&txn, network, &replaced), Err(IndexError::DeepReorg { .. })));
+}
