@@ -1,1 +1,0 @@
-//! BIP340 FROST signing.
