@@ -1,1 +1,433 @@
 //! A litecoind/bitcoind regtest node for tests.
+//!
+//! [`Node::start`] runs `$BITCOIND` (default `litecoind` on `PATH`) in a temp dir on a
+//! free loopback port, with REST and `-txindex`, and leaves a legacy (or, on a recent
+//! bitcoind, descriptor) wallet `miner` funded with 101 mature coinbase outputs, so about
+//! a hundred deposits can be made before mining without chaining unconfirmed change.
+//! Watch-only imports go to a separate wallet `watch` (private keys disabled), which
+//! works with both wallet kinds. The node is stopped (SIGTERM, then SIGKILL) on drop.
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    str::FromStr,
+    time::{Duration, Instant},
+};
+
+use bitcoin::{BlockHash, OutPoint, Transaction, Txid};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::rpc::{btc_to_sats, format_btc, RestBlocks, Rpc, RpcAuth, RpcConfig, RpcError};
+
+/// How long the node may take to answer RPC after it is started.
+const STARTUP: Duration = Duration::from_secs(30);
+/// How long the node may take to exit after SIGTERM before it is killed.
+const SHUTDOWN: Duration = Duration::from_secs(5);
+/// Coinbase outputs are spendable after this many confirmations.
+const COINBASE_MATURITY: u64 = 100;
+/// Lines of `debug.log` shown when the node fails.
+const LOG_TAIL: usize = 30;
+
+/// A free loopback TCP port (bound, read, released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The node binary: `$BITCOIND`, else `litecoind` on `PATH`.
+fn binary() -> PathBuf {
+    std::env::var_os("BITCOIND").map_or_else(|| PathBuf::from("litecoind"), PathBuf::from)
+}
+
+/// Whether `binary` is Litecoin Core (`-version` prints "Litecoin Core version ...").
+fn is_litecoin_binary(binary: &Path) -> bool {
+    let output = Command::new(binary).arg("-version").output().unwrap_or_else(|e| {
+        panic!(
+            "cannot run {} ({e}): install litecoind (scripts/test does: apt-get install -y \
+             litecoind) or set BITCOIND=/path/to/bitcoind",
+            binary.display()
+        )
+    });
+    let version = String::from_utf8_lossy(&output.stdout);
+    let first = version.lines().next().unwrap_or_default();
+    assert!(first.contains("Core"), "{} -version printed {first:?}", binary.display());
+    first.contains("Litecoin")
+}
+
+/// The last `lines` lines of a file, or why it cannot be read.
+fn tail(path: &Path, lines: usize) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(e) => format!("({}: {e})", path.display()),
+    }
+}
+
+/// A regtest node in a temp dir, stopped and deleted on drop.
+#[derive(Debug)]
+pub struct Node {
+    child: Child,
+    rpc: Rpc,
+    wallet: Rpc,
+    watch: Rpc,
+    port: u16,
+    litecoin: bool,
+    /// Where [`mine`](Self::mine) sends coinbase outputs (a `miner` wallet address).
+    mining_address: String,
+    /// Declared last: removed after the process is gone.
+    dir: tempfile::TempDir,
+}
+
+impl Node {
+    /// Starts a node and funds its `miner` wallet with mature coins. Panics, with the end
+    /// of the node's log, if it does not answer within 30 s.
+    pub async fn start() -> Node {
+        let binary = binary();
+        let litecoin = is_litecoin_binary(&binary);
+        // A port picked here can be taken by someone else before the node binds it: the
+        // node then exits, and another port is tried.
+        let mut failures = Vec::new();
+        let mut node = loop {
+            match Node::spawn(&binary, litecoin).await {
+                Ok(node) => break node,
+                Err(why) if failures.len() < 2 => failures.push(why),
+                Err(why) => panic!(
+                    "{} did not start, 3 times:\n{}\n{why}",
+                    binary.display(),
+                    failures.join("\n")
+                ),
+            }
+        };
+        node.setup().await;
+        node
+    }
+
+    /// Starts the process and waits until RPC answers; on failure, why (with the log).
+    async fn spawn(binary: &Path, litecoin: bool) -> Result<Node, String> {
+        let dir = tempfile::Builder::new().prefix("tc-regtest-").tempdir().unwrap();
+        let port = free_port();
+        let mut command = Command::new(binary);
+        command
+            .args(["-regtest", "-server", "-rest", "-txindex", "-listen=0", "-daemon=0"])
+            .args(["-printtoconsole=0", "-rpcbind=127.0.0.1", "-rpcallowip=127.0.0.1"])
+            .arg("-fallbackfee=0.0002")
+            .arg(format!("-datadir={}", dir.path().display()))
+            .arg(format!("-rpcport={port}"));
+        if litecoin {
+            // Without it MWEB activates and blocks stop parsing (and mining stops at 431).
+            command.arg("-vbparams=mweb:4000000000:4000000001");
+        }
+        let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+
+        let url = format!("http://127.0.0.1:{port}");
+        let cookie = dir.path().join("regtest").join(".cookie");
+        let mut config = RpcConfig::new(url, RpcAuth::Cookie(cookie));
+        config.timeout = Duration::from_secs(60);
+        let rpc = Rpc::new(config).unwrap();
+        // The miner and watch wallets are created by `setup`.
+        let (wallet, watch) = (rpc.with_wallet("miner"), rpc.with_wallet("watch"));
+        let mut node =
+            Node { child, rpc, wallet, watch, port, litecoin, mining_address: String::new(), dir };
+        let probe = node.rpc.clone().with_timeout(Duration::from_secs(2), 0);
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            let error = match probe.call::<Value>("getblockchaininfo", json!([])).await {
+                Ok(_) => return Ok(node),
+                Err(error) => error,
+            };
+            if let Ok(Some(status)) = node.child.try_wait() {
+                return Err(format!("the node exited ({status}):\n{}", node.logs()));
+            }
+            if Instant::now() > deadline {
+                let why = format!("no RPC answer within {STARTUP:?} ({error}):\n{}", node.logs());
+                return Err(why);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Creates the wallets and mines mature coins to `miner`.
+    async fn setup(&mut self) {
+        let _: Value = self.rpc.call("createwallet", json!(["miner"])).await.unwrap();
+        // Private keys disabled and blank: accepts watch-only imports in both wallet kinds.
+        let _: Value = self.rpc.call("createwallet", json!(["watch", true, true])).await.unwrap();
+        self.mining_address = self.new_address().await;
+        self.mine(COINBASE_MATURITY).await;
+        self.mature().await;
+    }
+
+    /// The end of `debug.log` and of stderr, for failure messages.
+    pub fn logs(&self) -> String {
+        let debug_log = self.dir.path().join("regtest").join("debug.log");
+        format!(
+            "--- {} (last {LOG_TAIL} lines)\n{}\n--- stderr\n{}",
+            debug_log.display(),
+            tail(&debug_log, LOG_TAIL),
+            tail(&self.dir.path().join("stderr.log"), LOG_TAIL)
+        )
+    }
+
+    /// Node-level RPC (no wallet).
+    pub fn rpc(&self) -> &Rpc {
+        &self.rpc
+    }
+
+    /// RPC for the funded `miner` wallet.
+    pub fn wallet(&self) -> &Rpc {
+        &self.wallet
+    }
+
+    /// Base URL of the REST interface (the RPC port): `http://127.0.0.1:<port>`.
+    pub fn rest_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A REST block source for this node.
+    pub fn rest_blocks(&self) -> RestBlocks {
+        RestBlocks::new(self.rest_url()).unwrap()
+    }
+
+    /// The data directory (with `regtest/debug.log`).
+    pub fn datadir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The segwit address prefix: `rltc` on Litecoin regtest, `bcrt` on Bitcoin regtest.
+    pub fn hrp(&self) -> &'static str {
+        if self.litecoin {
+            "rltc"
+        } else {
+            "bcrt"
+        }
+    }
+
+    /// Whether the node is litecoind (else bitcoind).
+    pub fn is_litecoin(&self) -> bool {
+        self.litecoin
+    }
+
+    fn fail(&self, what: &str, error: RpcError) -> ! {
+        panic!("{what}: {error}\n{}", self.logs())
+    }
+
+    /// Mines `n` blocks to the `miner` wallet.
+    pub async fn mine(&self, n: u64) -> Vec<BlockHash> {
+        let address = self.mining_address.clone();
+        self.mine_to(n, &address).await
+    }
+
+    /// Mines `n` blocks paying their coinbase to `address`.
+    pub async fn mine_to(&self, n: u64, address: &str) -> Vec<BlockHash> {
+        let hashes: Vec<String> =
+            match self.rpc.call("generatetoaddress", json!([n, address])).await {
+                Ok(hashes) => hashes,
+                Err(e) => self.fail(&format!("mining {n} blocks to {address}"), e),
+            };
+        hashes.iter().map(|hash| BlockHash::from_str(hash).unwrap()).collect()
+    }
+
+    /// Mines `COINBASE_MATURITY + 1` blocks: at least one more coinbase output of the
+    /// `miner` wallet becomes spendable. [`start`](Self::start) already did this.
+    pub async fn mature(&self) {
+        self.mine(COINBASE_MATURITY + 1).await;
+    }
+
+    /// A new bech32 (P2WPKH) address of the `miner` wallet.
+    pub async fn new_address(&self) -> String {
+        match self.wallet.call("getnewaddress", json!(["", "bech32"])).await {
+            Ok(address) => address,
+            Err(e) => self.fail("getnewaddress", e),
+        }
+    }
+
+    /// Publishes, without mining, a `miner` wallet transaction paying `sats` to
+    /// `address`, with an OP_RETURN output carrying `op_return` if given (at most 80
+    /// bytes are standard).
+    pub async fn deposit(&self, address: &str, sats: u64, op_return: Option<&[u8]>) -> Txid {
+        #[derive(Deserialize)]
+        struct Hex {
+            hex: String,
+        }
+        #[derive(Deserialize)]
+        struct Signed {
+            hex: String,
+            complete: bool,
+        }
+        let mut payment = Map::new();
+        payment.insert(address.to_string(), json!(format_btc(sats)));
+        let mut outputs = vec![Value::Object(payment)];
+        if let Some(data) = op_return {
+            outputs.push(json!({ "data": hex::encode(data) }));
+        }
+        let context = format!("depositing {sats} sat to {address}");
+        let result = async {
+            let raw: String =
+                self.wallet.call("createrawtransaction", json!([[], outputs])).await?;
+            let funded: Hex = self.wallet.call("fundrawtransaction", json!([raw])).await?;
+            let signed: Signed =
+                self.wallet.call("signrawtransactionwithwallet", json!([funded.hex])).await?;
+            assert!(signed.complete, "{context}: the wallet could not sign every input");
+            let txid: String = self.rpc.call("sendrawtransaction", json!([signed.hex])).await?;
+            Ok::<_, RpcError>(txid)
+        };
+        match result.await {
+            Ok(txid) => Txid::from_str(&txid).unwrap(),
+            Err(e) => self.fail(&context, e),
+        }
+    }
+
+    /// Publishes `tx` (see [`Rpc::send_raw_transaction`]).
+    pub async fn send_raw(&self, tx: &Transaction) -> Result<Txid, RpcError> {
+        self.rpc.send_raw_transaction(tx).await
+    }
+
+    /// Satoshis received by `address` in transactions with at least one confirmation
+    /// (`getreceivedbyaddress`). The address must be a `miner` wallet address or have been
+    /// [`watch`](Self::watch)ed before the transactions.
+    pub async fn received_by(&self, address: &str) -> u64 {
+        let params = json!([address, 1]);
+        let btc = match self.wallet.call::<f64>("getreceivedbyaddress", params.clone()).await {
+            Ok(btc) => btc,
+            // -4: "Address not found in wallet": not the miner's, maybe watched.
+            Err(e) if e.rpc_code() == Some(-4) => {
+                match self.watch.call::<f64>("getreceivedbyaddress", params).await {
+                    Ok(btc) => btc,
+                    Err(e) => self.fail(&format!("{address} is not watched (call watch)"), e),
+                }
+            }
+            Err(e) => self.fail(&format!("getreceivedbyaddress {address}"), e),
+        };
+        btc_to_sats(btc).unwrap()
+    }
+
+    /// Imports `address` watch-only into the `watch` wallet, without rescanning: only
+    /// transactions seen afterwards count in [`received_by`](Self::received_by).
+    pub async fn watch(&self, address: &str) {
+        let legacy = self.watch.call::<Value>("importaddress", json!([address, "", false])).await;
+        let Err(legacy_error) = legacy else { return };
+        // A descriptor wallet (recent bitcoind): -4 "Only legacy wallets are supported",
+        // or -32601 once the legacy RPCs are gone.
+        if !matches!(legacy_error.rpc_code(), Some(-4 | -32601)) {
+            self.fail(&format!("importaddress {address}"), legacy_error);
+        }
+        #[derive(Deserialize)]
+        struct Info {
+            descriptor: String,
+        }
+        #[derive(Deserialize)]
+        struct Imported {
+            success: bool,
+            #[serde(default)]
+            error: Value,
+        }
+        let info: Info =
+            match self.rpc.call("getdescriptorinfo", json!([format!("addr({address})")])).await {
+                Ok(info) => info,
+                Err(e) => self.fail(&format!("getdescriptorinfo addr({address})"), e),
+            };
+        let request = json!([[{ "desc": info.descriptor, "timestamp": "now" }]]);
+        let imported: Vec<Imported> = match self.watch.call("importdescriptors", request).await {
+            Ok(imported) => imported,
+            Err(e) => self.fail(&format!("importdescriptors addr({address})"), e),
+        };
+        for result in imported {
+            assert!(result.success, "importing {address}: {}", result.error);
+        }
+    }
+
+    /// Confirmed unspent outputs paying `target` (an address, or a scriptPubKey in hex),
+    /// sorted, from the UTXO set (`scantxoutset`; the mempool is not included).
+    pub async fn utxos_of(&self, target: &str) -> Vec<(OutPoint, u64)> {
+        #[derive(Deserialize)]
+        struct Unspent {
+            txid: String,
+            vout: u32,
+            amount: f64,
+        }
+        #[derive(Deserialize)]
+        struct Scan {
+            success: bool,
+            unspents: Vec<Unspent>,
+        }
+        let is_script = hex::decode(target).is_ok();
+        let descriptor =
+            if is_script { format!("raw({target})") } else { format!("addr({target})") };
+        let scan: Scan = match self.rpc.call("scantxoutset", json!(["start", [descriptor]])).await {
+            Ok(scan) => scan,
+            Err(e) => self.fail(&format!("scantxoutset {descriptor}"), e),
+        };
+        assert!(scan.success, "scantxoutset {descriptor} did not complete");
+        let mut utxos: Vec<(OutPoint, u64)> = scan
+            .unspents
+            .iter()
+            .map(|u| {
+                let outpoint = OutPoint { txid: Txid::from_str(&u.txid).unwrap(), vout: u.vout };
+                (outpoint, btc_to_sats(u.amount).unwrap())
+            })
+            .collect();
+        utxos.sort();
+        utxos
+    }
+
+    /// Marks `hash` invalid: the chain reorganizes to its parent (`invalidateblock`).
+    pub async fn invalidate(&self, hash: BlockHash) {
+        if let Err(e) = self.rpc.invalidate_block(hash).await {
+            self.fail(&format!("invalidateblock {hash}"), e);
+        }
+    }
+
+    /// Undoes [`invalidate`](Self::invalidate) (`reconsiderblock`).
+    pub async fn reconsider(&self, hash: BlockHash) {
+        if let Err(e) = self.rpc.reconsider_block(hash).await {
+            self.fail(&format!("reconsiderblock {hash}"), e);
+        }
+    }
+
+    /// Height and hash of the best block, read atomically (`getblockchaininfo`).
+    pub async fn tip(&self) -> (u64, BlockHash) {
+        #[derive(Deserialize)]
+        struct Info {
+            blocks: u64,
+            bestblockhash: String,
+        }
+        let info: Info = match self.rpc.call("getblockchaininfo", json!([])).await {
+            Ok(info) => info,
+            Err(e) => self.fail("getblockchaininfo", e),
+        };
+        (info.blocks, BlockHash::from_str(&info.bestblockhash).unwrap())
+    }
+
+    /// Stops the node: SIGTERM, then SIGKILL if it has not exited within 5 s.
+    fn stop(&mut self) {
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: `kill` has no memory-safety preconditions; the pid is our unreaped
+            // child's, so it cannot have been reused by another process.
+            #[allow(unsafe_code)]
+            let _ = unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + SHUTDOWN;
+        while Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                _ => return,
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
