@@ -40,8 +40,20 @@ fn binary() -> PathBuf {
     std::env::var_os("BITCOIND").map_or_else(|| PathBuf::from("litecoind"), PathBuf::from)
 }
 
-/// Whether `binary` is Litecoin Core (`-version` prints "Litecoin Core version ...").
+/// Whether `binary` is Litecoin Core, remembered per process (`-version` takes 0.3 s).
 fn is_litecoin_binary(binary: &Path) -> bool {
+    static KNOWN: std::sync::Mutex<Vec<(PathBuf, bool)>> = std::sync::Mutex::new(Vec::new());
+    let mut known = KNOWN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, litecoin)) = known.iter().find(|(path, _)| path == binary) {
+        return *litecoin;
+    }
+    let litecoin = run_version(binary);
+    known.push((binary.to_path_buf(), litecoin));
+    litecoin
+}
+
+/// Whether `binary -version` prints "Litecoin Core version ..." (else Bitcoin Core).
+fn run_version(binary: &Path) -> bool {
     let output = Command::new(binary).arg("-version").output().unwrap_or_else(|e| {
         panic!(
             "cannot run {} ({e}): install litecoind (scripts/test does: apt-get install -y \
