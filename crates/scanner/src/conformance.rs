@@ -69,7 +69,11 @@ async fn finalize<C: TestChain>(chain: &C) -> std::ops::RangeInclusive<u64> {
     let tip = chain.height().await;
     let confirmations = chain.network().params().confirmations;
     chain.mine(confirmations - 1).await;
-    assert_eq!(finalized(chain).await, Some(tip), "the tip should be final after {confirmations} confirmations");
+    assert_eq!(
+        finalized(chain).await,
+        Some(tip),
+        "the tip should be final after {confirmations} confirmations"
+    );
     from..=tip
 }
 
@@ -140,6 +144,31 @@ pub async fn kinds_are_told_apart<C: TestChain>(chain: &C) {
     }
 }
 
+/// An output of every kind is spent in one transaction (each kind has its own key, so
+/// each input is signed with a different tweak of the group key).
+pub async fn spend_every_kind<C: TestChain>(chain: &C) -> Confirmed {
+    let dust = chain.network().params().dust;
+    let amount = |i: usize| Amount(dust.0 * 6 + 100 + i as u64);
+    for (i, kind) in OutputKind::ALL.into_iter().enumerate() {
+        chain.deposit(kind, amount(i), None).await;
+    }
+    chain.mine(1).await;
+    let range = finalize(chain).await;
+    let found = scan_range(chain, range).await;
+    let inputs: Vec<_> = OutputKind::ALL
+        .into_iter()
+        .enumerate()
+        .map(|(i, kind)| {
+            found
+                .iter()
+                .find(|o| o.kind() == kind && o.amount() == amount(i))
+                .unwrap_or_else(|| panic!("the {kind:?} output was not found"))
+                .clone()
+        })
+        .collect();
+    plan_sign_publish_confirm(chain, inputs).await
+}
+
 /// Creates `n` final outputs of ours (deposits) and returns them.
 pub async fn outputs<C: TestChain>(chain: &C, n: usize, each: Amount) -> Vec<Out<C>> {
     for _ in 0..n {
@@ -147,7 +176,8 @@ pub async fn outputs<C: TestChain>(chain: &C, n: usize, each: Amount) -> Vec<Out
     }
     chain.mine(1).await;
     let range = finalize(chain).await;
-    let found: Vec<_> = scan_range(chain, range).await.into_iter().filter(|o| o.amount() == each).collect();
+    let found: Vec<_> =
+        scan_range(chain, range).await.into_iter().filter(|o| o.amount() == each).collect();
     assert_eq!(found.len(), n, "expected {n} outputs of {each:?}");
     found
 }
@@ -212,8 +242,12 @@ pub async fn plan_sign_publish_confirm<C: TestChain>(chain: &C, inputs: Vec<Out<
         .into_iter()
         .filter(|o| o.kind() == OutputKind::Change)
         .collect();
-    assert_eq!(change.len(), 1, "one change output expected");
-    assert_eq!(change[0].amount(), planned.change);
+    if planned.change == Amount::ZERO {
+        assert!(change.is_empty(), "no change was planned, found {change:?}");
+    } else {
+        assert_eq!(change.len(), 1, "one change output expected");
+        assert_eq!(change[0].amount(), planned.change);
+    }
     Confirmed { fee: planned.fee, change: planned.change, block: block.block_ref() }
 }
 
@@ -239,7 +273,8 @@ pub async fn conflicting_spend_is_reported<C: TestChain>(chain: &C) {
     let block = network.block(height).await.unwrap();
     let completions = network.check(&block, &[planned.eventuality, other.eventuality]);
     assert!(
-        completions.contains(&Completion::Completed { index: 1, tx: completions_tx(&completions, 1) })
+        completions
+            .contains(&Completion::Completed { index: 1, tx: completions_tx(&completions, 1) })
             && completions.iter().any(|c| matches!(c, Completion::Conflict { index: 0, .. })),
         "expected the other plan completed and ours in conflict: {completions:?}"
     );
@@ -259,7 +294,11 @@ fn temp_db(dir: &tempfile::TempDir) -> Db {
     Db::open(dir.path().join("index.redb"), Schema { app: "conformance", version: 1 }).unwrap()
 }
 
-async fn index_all<N: Network>(index: &Index, network: &N, db: &Db) -> Result<Vec<BlockRef>, IndexError> {
+async fn index_all<N: Network>(
+    index: &Index,
+    network: &N,
+    db: &Db,
+) -> Result<Vec<BlockRef>, IndexError> {
     let mut indexed = vec![];
     while let Some(block) = index.advance(network, db).await? {
         indexed.push(block);
@@ -281,17 +320,27 @@ pub async fn shallow_reorg_changes_nothing<C: TestChain>(chain: &C) {
 
     let dust = network.params().dust;
     let amount = Amount(dust.0 * 4 + 17);
-    chain.deposit(OutputKind::External, amount, Some(chain.encode_instruction(&instruction(9)))).await;
+    chain
+        .deposit(OutputKind::External, amount, Some(chain.encode_instruction(&instruction(9))))
+        .await;
     chain.mine(1).await;
     let tip = chain.height().await;
-    // Replace everything above the final tip (depth confirmations - 1).
-    assert!(tip - final_tip < confirmations);
-    chain.reorg(final_tip + 1, tip - final_tip + 1).await;
+    // Replace every block that is not final yet (a reorg of depth confirmations - 1),
+    // the deposit's block included, with one more block than was there.
+    let final_now = finalized(chain).await.unwrap();
+    assert!(final_now >= final_tip && tip - final_now < confirmations);
+    chain.reorg(final_now + 1, tip - final_now + 1).await;
 
-    let after = index_all(&index, network, &db).await.expect("a shallow reorg must not stop the index");
+    let after =
+        index_all(&index, network, &db).await.expect("a shallow reorg must not stop the index");
     let txn = db.read().unwrap();
     for b in &before {
-        assert_eq!(index.get(&txn, b.number).unwrap(), Some(*b), "indexed block {} changed", b.number);
+        assert_eq!(
+            index.get(&txn, b.number).unwrap(),
+            Some(*b),
+            "indexed block {} changed",
+            b.number
+        );
     }
     drop(txn);
     // Scan everything newly final: the deposit appears exactly once.
@@ -322,7 +371,11 @@ pub async fn deep_reorg_is_fatal<C: TestChain>(chain: &C) {
     assert!(!err.is_transient());
     assert!(err.to_string().contains("reorganized deeper than the confirmation depth"), "{err}");
     let txn = db.read().unwrap();
-    assert_eq!(index.tip(&txn).unwrap(), Some(final_tip), "nothing may be indexed past a deep reorg");
+    assert_eq!(
+        index.tip(&txn).unwrap(),
+        Some(final_tip),
+        "nothing may be indexed past a deep reorg"
+    );
     // Scanning the replaced final block is refused too.
     let replaced = network.block(final_tip).await.unwrap();
     assert!(matches!(index.expect(&txn, network, &replaced), Err(IndexError::DeepReorg { .. })));

@@ -9,8 +9,8 @@
 //!   node.
 #![deny(missing_docs)]
 
-pub mod index;
-pub mod network;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod index;
+pub mod network;
 pub use network::*;

@@ -335,6 +335,9 @@ pub fn fund_branch(
     })
 }
 
+/// A payment with the fee shares it has borne so far.
+type Owed = (Payment, Amount);
+
 /// `total` split over `n` payments: the quotient each, plus one unit on the first
 /// `total % n`.
 fn shares(total: Amount, n: usize) -> Vec<Amount> {
@@ -352,7 +355,7 @@ fn group(
     payments: Vec<(Payment, Amount)>,
     limits: Limits,
     change: bool,
-) -> (Vec<(Payment, Amount)>, Vec<Vec<(Payment, Amount)>>) {
+) -> (Vec<Owed>, Vec<Vec<Owed>>) {
     // Room for direct outputs, one kept for change if there is any. A branch's own
     // transaction spends exactly its payments' sum, so it has no change and all
     // `max_outputs` fit: nesting always terminates.

@@ -17,7 +17,7 @@
 
 pub mod address;
 pub mod instruction;
-// pub mod network; (enabled once rpc and sign land)
+pub mod network;
 pub mod params;
 pub mod rpc;
 pub mod sign;
@@ -25,5 +25,5 @@ pub mod sign;
 pub mod testing;
 
 pub use address::Address;
-// pub use network::{Bitcoin, Block, Eventuality, GroupKey, Output};
+pub use network::{Bitcoin, Block, Eventuality, GroupKey, Output};
 pub use params::{Chain, Coin, Params};

@@ -4,9 +4,10 @@ use std::collections::HashMap;
 use bitcoin::absolute::LockTime;
 use bitcoin::hashes::Hash;
 use bitcoin::transaction::Version;
-use bitcoin::{Amount as Sats, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid, Witness};
+use bitcoin::{
+    Amount as Sats, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid, Witness,
+};
 use borsh::{BorshDeserialize, BorshSerialize};
-use ciphersuite::group::GroupEncoding;
 use modular_frost::curve::{Ciphersuite, Secp256k1};
 use primitives::{Amount, ExternalAddress};
 use scanner::{
@@ -121,9 +122,6 @@ fn transient(e: RpcError) -> NetworkError {
     }
 }
 
-/// Weight of the witness of a key-path spend: item count, length, 64-byte signature.
-const KEY_PATH_WITNESS: usize = 1 + 1 + 64;
-
 impl<B: BlockSource> Bitcoin<B> {
     /// A network over `rpc` (headers, fees, publishing) and `blocks` (block bodies).
     pub fn new(rpc: Rpc, blocks: B, params: Params) -> Self {
@@ -194,7 +192,10 @@ fn build(
     let mut output: Vec<TxOut> = plan
         .payments
         .iter()
-        .map(|p| TxOut { value: Sats::from_sat(p.amount.0), script_pubkey: p.address.script().clone() })
+        .map(|p| TxOut {
+            value: Sats::from_sat(p.amount.0),
+            script_pubkey: p.address.script().clone(),
+        })
         .collect();
     output.extend(
         plan.branches
@@ -205,6 +206,10 @@ fn build(
         output.push(TxOut { value: Sats::from_sat(value), script_pubkey: script });
     }
     Transaction { version: Version::TWO, lock_time: LockTime::ZERO, input, output }
+}
+
+fn checked_sum(values: impl Iterator<Item = u64>) -> Result<u64, PlanError> {
+    values.into_iter().try_fold(0u64, |acc, v| acc.checked_add(v)).ok_or(PlanError::Overflow)
 }
 
 /// The fee for `tx` (built with dummy witnesses) at `rate` sat/kvB, rounded up.
@@ -254,8 +259,10 @@ impl<B: BlockSource + 'static> Network for Bitcoin<B> {
         // its merkle root.
         if block.block_hash() != hash || !block.check_merkle_root() {
             return Err(NetworkError::Transient(
-                format!("block {hash} from the block source does not match its hash or merkle root")
-                    .into(),
+                format!(
+                    "block {hash} from the block source does not match its hash or merkle root"
+                )
+                .into(),
             ));
         }
         Ok(Block { number, block })
@@ -336,25 +343,19 @@ impl<B: BlockSource + 'static> Network for Bitcoin<B> {
         {
             return Err(PlanError::Dust { index, amount: p.amount });
         }
-        let script = |kind| {
-            script_pubkey(*key, kind).map_err(|e| PlanError::Key(e.to_string()))
-        };
+        let script = |kind| script_pubkey(*key, kind).map_err(|e| PlanError::Key(e.to_string()));
         let branch = script(OutputKind::Branch)?;
         let change_script = script(OutputKind::Change)?;
 
-        let sum = |values: &mut dyn Iterator<Item = u64>| {
-            values.try_fold(0u64, |acc, v| acc.checked_add(v)).ok_or(PlanError::Overflow)
-        };
-        let inputs = sum(&mut plan.inputs.iter().map(|o| o.value))?;
-        let paid = sum(&mut plan
-            .payments
-            .iter()
-            .map(|p| p.amount.0)
-            .chain(plan.branches.iter().map(|a| a.0)))?;
+        let inputs = checked_sum(plan.inputs.iter().map(|o| o.value))?;
+        let paid = checked_sum(
+            plan.payments.iter().map(|p| p.amount.0).chain(plan.branches.iter().map(|a| a.0)),
+        )?;
 
         let mut chosen = None;
         if plan.change {
-            let fee = fee_for(&build(plan, Some((change_script.clone(), 0)), &branch, true), fee_rate);
+            let fee =
+                fee_for(&build(plan, Some((change_script.clone(), 0)), &branch, true), fee_rate);
             let change = paid.checked_add(fee).and_then(|spent| inputs.checked_sub(spent));
             if let Some(change) = change.filter(|c| *c >= limits.dust.0) {
                 chosen = Some((Some((change_script, change)), fee));
@@ -382,9 +383,7 @@ impl<B: BlockSource + 'static> Network for Bitcoin<B> {
         let prevouts = plan
             .inputs
             .iter()
-            .map(|o| {
-                Ok(TxOut { value: Sats::from_sat(o.value), script_pubkey: script(o.kind)? })
-            })
+            .map(|o| Ok(TxOut { value: Sats::from_sat(o.value), script_pubkey: script(o.kind)? }))
             .collect::<Result<Vec<_>, PlanError>>()?;
         let kinds = plan.inputs.iter().map(|o| o.kind).collect();
         let eventuality = Eventuality {
@@ -415,10 +414,10 @@ impl<B: BlockSource + 'static> Network for Bitcoin<B> {
     }
 
     fn check(&self, block: &Block, pending: &[Eventuality]) -> Vec<Completion> {
-        let mut by_outpoint = HashMap::new();
+        let mut by_outpoint: HashMap<_, Vec<usize>> = HashMap::new();
         for (index, e) in pending.iter().enumerate() {
             for spend in &e.spends {
-                by_outpoint.insert(*spend, index);
+                by_outpoint.entry(*spend).or_default().push(index);
             }
         }
         let mut found = vec![];
@@ -426,16 +425,25 @@ impl<B: BlockSource + 'static> Network for Bitcoin<B> {
         for tx in &block.block.txdata {
             let txid = tx.compute_txid().to_byte_array();
             for input in &tx.input {
-                let spent = (input.previous_output.txid.to_byte_array(), input.previous_output.vout);
-                let Some(&index) = by_outpoint.get(&spent) else { continue };
-                if !seen.insert((index, txid)) {
-                    continue;
+                let spent =
+                    (input.previous_output.txid.to_byte_array(), input.previous_output.vout);
+                for &index in by_outpoint.get(&spent).into_iter().flatten() {
+                    if !seen.insert((index, txid)) {
+                        continue;
+                    }
+                    found.push(if pending[index].txid == txid {
+                        Completion::Completed { index, tx: txid.to_vec() }
+                    } else {
+                        tracing::error!(
+                            block = block.number,
+                            planned = %Txid::from_byte_array(pending[index].txid),
+                            found = %tx.compute_txid(),
+                            "ALARM: a transaction we did not plan spent a planned input; the group \
+                             key signed something unexpected or an input was double-spent"
+                        );
+                        Completion::Conflict { index, tx: txid.to_vec() }
+                    });
                 }
-                found.push(if pending[index].txid == txid {
-                    Completion::Completed { index, tx: txid.to_vec() }
-                } else {
-                    Completion::Conflict { index, tx: txid.to_vec() }
-                });
             }
         }
         found
