@@ -368,6 +368,7 @@ pub async fn deep_reorg_is_fatal<C: TestChain>(chain: &C) {
     chain.reorg(final_tip, confirmations + 1).await;
     let err = index_all(&index, network, &db).await.expect_err("a deep reorg must stop the index");
     assert!(matches!(err, IndexError::DeepReorg { .. }), "unexpected error: {err}");
+    eprintln!("deep reorg refused: {err}");
     assert!(!err.is_transient());
     assert!(err.to_string().contains("reorganized deeper than the confirmation depth"), "{err}");
     let txn = db.read().unwrap();
