@@ -32,9 +32,9 @@ pub enum IndexError {
         number: u64,
         /// The block below it.
         below: u64,
-        /// Its parent's id on the node's chain (hex).
+        /// Its parent's id on the node's chain, as the node shows it.
         found: String,
-        /// What we indexed (hex).
+        /// What we indexed, as the node shows it.
         indexed: String,
         /// The confirmation depth in force.
         confirmations: u64,
@@ -136,8 +136,8 @@ impl Index {
             Some(indexed) => Err(IndexError::DeepReorg {
                 number: block.number,
                 below,
-                found: hex::encode(block.parent),
-                indexed: hex::encode(indexed.id),
+                found: network.display_block_id(&block.parent),
+                indexed: network.display_block_id(&indexed.id),
                 confirmations: network.params().confirmations,
             }),
             // The tip is `below`, so it is indexed; a hole is corruption.
@@ -163,8 +163,8 @@ impl Index {
             Some(indexed) => Err(IndexError::DeepReorg {
                 number: got.number + 1,
                 below: got.number,
-                found: hex::encode(got.id),
-                indexed: hex::encode(indexed.id),
+                found: network.display_block_id(&got.id),
+                indexed: network.display_block_id(&indexed.id),
                 confirmations: network.params().confirmations,
             }),
             None => Err(DbError::Inconsistent {

@@ -239,6 +239,11 @@ pub trait Network: Send + Sync + 'static {
     /// The network's constants.
     fn params(&self) -> &NetworkParams;
 
+    /// A block id as the node's own tools show it (for errors and logs).
+    fn display_block_id(&self, id: &[u8; 32]) -> String {
+        hex::encode(id)
+    }
+
     /// The highest block with [`NetworkParams::confirmations`] confirmations, if any.
     fn latest_finalized(&self) -> impl Future<Output = Result<Option<u64>, NetworkError>> + Send;
 

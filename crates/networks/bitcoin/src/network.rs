@@ -231,6 +231,10 @@ impl<B: BlockSource + 'static> Network for Bitcoin<B> {
         &self.params.network
     }
 
+    fn display_block_id(&self, id: &[u8; 32]) -> String {
+        bitcoin::BlockHash::from_byte_array(*id).to_string()
+    }
+
     async fn latest_finalized(&self) -> Result<Option<u64>, NetworkError> {
         let height = self.rpc.block_count().await.map_err(transient)?;
         Ok((height + 1).checked_sub(self.params.network.confirmations))
