@@ -15,6 +15,7 @@ use std::future::Future;
 use db::{Db, Schema};
 use primitives::{Amount, InInstruction, SettlementAccount};
 
+use crate::disposition::{self, Disposition};
 use crate::index::{Index, IndexError};
 use crate::{
     BlockRef, ChainBlock, Completion, Instruction, Network, OutputKind, Plan, PlannedPayment,
@@ -101,6 +102,10 @@ pub async fn deposits_are_scanned<C: TestChain>(chain: &C) {
     chain.deposit(OutputKind::External, amounts[0], Some(chain.encode_instruction(&valid))).await;
     chain.deposit(OutputKind::External, amounts[1], Some(b"not an instruction".to_vec())).await;
     chain.deposit(OutputKind::External, amounts[2], None).await;
+    let small = Amount(dust.0 / 2);
+    chain
+        .deposit(OutputKind::External, small, Some(chain.encode_instruction(&instruction(8))))
+        .await;
     chain.mine(1).await;
     let height = chain.height().await;
     // Not final yet: no scanner may read the block.
@@ -114,7 +119,7 @@ pub async fn deposits_are_scanned<C: TestChain>(chain: &C) {
     chain.mine(1).await;
     assert!(finalized(chain).await >= Some(height));
     let found = scan_range(chain, height..=height).await;
-    assert_eq!(found.len(), 3, "expected the 3 deposits, found {}", found.len());
+    assert_eq!(found.len(), 4, "expected the 4 deposits, found {}", found.len());
     let by_amount = |a: Amount| found.iter().find(|o| o.amount() == a).expect("deposit missing");
     let o = by_amount(amounts[0]);
     assert_eq!(o.kind(), OutputKind::External);
@@ -124,6 +129,19 @@ pub async fn deposits_are_scanned<C: TestChain>(chain: &C) {
     for o in &found {
         assert!(o.refund_address().is_some(), "a wallet's deposit has a standard refund address");
     }
+    // What the processor does with each: report, refund, refund, and record the dust.
+    let network = chain.network().params().network;
+    let dispose = |a| disposition::dispose(network, dust, by_amount(a));
+    assert!(
+        matches!(dispose(amounts[0]), Disposition::Report(r) if r.balance.amount == amounts[0])
+    );
+    assert!(
+        matches!(dispose(amounts[1]), Disposition::Refund { amount, .. } if amount == amounts[1])
+    );
+    assert!(
+        matches!(dispose(amounts[2]), Disposition::Refund { amount, .. } if amount == amounts[2])
+    );
+    assert_eq!(dispose(small), Disposition::Dust { amount: small });
 }
 
 /// Outputs to the Branch and Change keys are scanned as such, not as deposits.
