@@ -45,7 +45,7 @@ fn payee(i: u8, segwit_v1: bool) -> Address {
 }
 
 fn pay(i: u8, amount: u64) -> PlannedPayment<Address> {
-    PlannedPayment { address: payee(i, i % 2 == 0), amount: Amount(amount) }
+    PlannedPayment { address: payee(i, i.is_multiple_of(2)), amount: Amount(amount) }
 }
 
 const RATE: u64 = 20_000;
