@@ -224,8 +224,21 @@ pub async fn plan_sign_publish_confirm<C: TestChain>(chain: &C, inputs: Vec<Out<
         PlannedPayment { address: b.clone(), amount: Amount(dust.0 + 1) },
     ];
     let plan = Plan { inputs, payments, branches: vec![], change: true };
-    let rate = network.fee_rate().await.unwrap();
+    let tip = network.block(chain.height().await).await.unwrap();
+    let rate = network.block_fee_rate(&tip).await.unwrap();
+    assert_eq!(
+        rate,
+        network.block_fee_rate(&tip).await.unwrap(),
+        "the block fee rate is deterministic"
+    );
+    assert!(network.fee_rate().await.unwrap() > 0);
     let planned = network.plan(&chain.key(), &plan, rate).unwrap();
+    // The fee model the scheduler uses is what the planner charges.
+    let inputs_n = plan.inputs.len();
+    let addresses: Vec<_> = plan.payments.iter().map(|p| &p.address).collect();
+    if planned.change != Amount::ZERO {
+        assert_eq!(network.fee(inputs_n, &addresses, 0, true, rate), planned.fee);
+    }
     assert_eq!(
         planned.fee.0 + planned.change.0 + dust.0 * 3 + 1,
         total,
@@ -274,7 +287,8 @@ pub async fn conflicting_spend_is_reported<C: TestChain>(chain: &C) {
     let network = chain.network();
     let dust = network.params().dust;
     let input = outputs(chain, 1, Amount(dust.0 * 10)).await;
-    let rate = network.fee_rate().await.unwrap();
+    let tip = network.block(chain.height().await).await.unwrap();
+    let rate = network.block_fee_rate(&tip).await.unwrap();
     let plan_for = |address| Plan {
         inputs: input.clone(),
         payments: vec![PlannedPayment { address, amount: Amount(dust.0 * 2) }],

@@ -262,8 +262,27 @@ pub trait Network: Send + Sync + 'static {
         key: &Self::Key,
     ) -> impl Future<Output = Result<Vec<Self::Output>, NetworkError>> + Send;
 
-    /// The fee rate to plan with now, in the network's unit (sat/kvB for Bitcoin).
+    /// The node's current fee estimate, in the network's unit (sat/kvB for Bitcoin). For
+    /// display and tools: plans use [`Network::block_fee_rate`].
     fn fee_rate(&self) -> impl Future<Output = Result<u64, NetworkError>> + Send;
+
+    /// The fee rate for plans made when `block` is acknowledged: a deterministic function
+    /// of that final block (and the network's configured floor), so that every processor
+    /// derives the same plans.
+    fn block_fee_rate(
+        &self,
+        block: &Self::Block,
+    ) -> impl Future<Output = Result<u64, NetworkError>> + Send;
+
+    /// The fee [`Network::plan`] charges a transaction of this shape at `rate`.
+    fn fee(
+        &self,
+        inputs: usize,
+        payments: &[&Self::Address],
+        branches: usize,
+        change: bool,
+        rate: u64,
+    ) -> Amount;
 
     /// Parses an address payments may go to.
     fn address(&self, address: &ExternalAddress) -> Option<Self::Address>;

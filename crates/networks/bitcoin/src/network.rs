@@ -319,6 +319,54 @@ impl<B: BlockSource + 'static> Network for Bitcoin<B> {
         }
     }
 
+    async fn block_fee_rate(&self, block: &Block) -> Result<u64, NetworkError> {
+        #[derive(serde::Deserialize)]
+        struct Stats {
+            feerate_percentiles: [u64; 5],
+        }
+        let hash = block.block.block_hash();
+        let stats: Stats = self
+            .rpc
+            .call("getblockstats", serde_json::json!([hash.to_string(), ["feerate_percentiles"]]))
+            .await
+            .map_err(transient)?;
+        // The block's median fee rate (sat/vB), never below the floor.
+        let median = stats.feerate_percentiles[2].saturating_mul(1000);
+        Ok(median.max(self.params.min_fee_rate))
+    }
+
+    fn fee(
+        &self,
+        inputs: usize,
+        payments: &[&Address],
+        branches: usize,
+        change: bool,
+        rate: u64,
+    ) -> Amount {
+        // Only sizes matter: dummy inputs, and P2TR scripts for our own outputs.
+        let ours = ScriptBuf::from_bytes([&[0x51, 0x20][..], &[0u8; 32]].concat());
+        let plan = Plan {
+            inputs: (0..inputs)
+                .map(|i| Output {
+                    txid: [0; 32],
+                    vout: u32::try_from(i).unwrap_or(u32::MAX),
+                    value: 0,
+                    kind: OutputKind::External,
+                    instruction: Instruction::Missing,
+                    refund: None,
+                })
+                .collect(),
+            payments: payments
+                .iter()
+                .map(|a| scanner::PlannedPayment { address: (*a).clone(), amount: Amount::ZERO })
+                .collect(),
+            branches: vec![Amount::ZERO; branches],
+            change,
+        };
+        let change = change.then(|| (ours.clone(), 0));
+        Amount(fee_for(&build(&plan, change, &ours, true), rate))
+    }
+
     fn address(&self, address: &ExternalAddress) -> Option<Address> {
         Address::from_external(address).ok()
     }

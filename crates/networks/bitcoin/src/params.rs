@@ -43,6 +43,9 @@ pub struct Params {
     pub fallback_fee_rate: Option<u64>,
     /// `estimatesmartfee`'s confirmation target.
     pub fee_target_blocks: u16,
+    /// The lowest fee rate plans use (sat per 1,000 vbytes): at least the node's minimum
+    /// relay fee.
+    pub min_fee_rate: u64,
 }
 
 /// Default output and input limits: far below the 400,000-weight standardness limit
@@ -84,6 +87,11 @@ impl Params {
             // 20 sat/vB: above Litecoin's 10 sat/vB minimum relay fee.
             fallback_fee_rate: (chain == Chain::Regtest).then_some(20_000),
             fee_target_blocks: 6,
+            // Bitcoin Core relays from 1 sat/vB; Litecoin Core from 10 sat/vB.
+            min_fee_rate: match coin {
+                Coin::Bitcoin => 1_000,
+                Coin::Litecoin => 10_000,
+            },
         }
     }
 
