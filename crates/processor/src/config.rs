@@ -56,9 +56,72 @@ pub struct Config {
     /// The HTTP endpoint.
     #[serde(default)]
     pub http: HttpConfig,
+    /// The network's node (Bitcoin-family). Without it the processor only generates keys.
+    #[serde(default)]
+    pub node: Option<NodeConfig>,
+    /// The scanning and signing pipeline.
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
     /// Test-only settings.
     #[serde(default)]
     pub testing: TestingConfig,
+}
+
+/// The config file's `[node]` table: a Bitcoin Core-compatible node (bitcoind or
+/// litecoind) with `-txindex` and `-rest`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// `mainnet`, `testnet` or `regtest`.
+    pub chain: String,
+    /// JSON-RPC endpoint, e.g. `http://127.0.0.1:8332`.
+    pub rpc_url: String,
+    /// The node's cookie file (`<datadir>/.cookie`); or use `rpc_user` + `rpc_password_file`.
+    pub rpc_cookie_file: Option<PathBuf>,
+    /// RPC user name.
+    pub rpc_user: Option<String>,
+    /// File holding the RPC password, mode 0600.
+    pub rpc_password_file: Option<PathBuf>,
+    /// REST endpoint for blocks; defaults to `rpc_url`.
+    pub rest_url: Option<String>,
+    /// RPC timeout in milliseconds (default 30,000).
+    pub rpc_timeout_ms: Option<u64>,
+    /// Overrides the coin's default confirmations (Bitcoin 6, Litecoin 12).
+    pub confirmations: Option<u64>,
+    /// Overrides the most inputs per transaction.
+    pub max_inputs: Option<usize>,
+    /// Overrides the most outputs per transaction (payment trees form above it).
+    pub max_outputs: Option<usize>,
+    /// Overrides the dust threshold, in the smallest unit.
+    pub dust: Option<u64>,
+    /// Overrides the lowest fee rate plans use (sat per 1,000 vbytes).
+    pub min_fee_rate: Option<u64>,
+}
+
+/// The config file's `[pipeline]` table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Most unacknowledged Batches the scanner runs ahead (default 10).
+    #[serde(default = "default_window")]
+    pub window: u32,
+    /// How often the scanner asks the node for new blocks when idle, in ms (default 1,000).
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+}
+
+fn default_window() -> u32 {
+    10
+}
+
+fn default_poll_ms() -> u64 {
+    1_000
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig { window: default_window(), poll_ms: default_poll_ms() }
+    }
 }
 
 /// The config file's `[testing]` table: misbehaviour for tests, debug builds only.
@@ -96,10 +159,71 @@ impl Config {
         config.party()?;
         config.coordinator_key()?;
         config.malice()?;
+        config.node()?;
         if config.validator == 0 {
             return Err(ConfigError::invalid("validator", "indices start at 1"));
         }
         Ok(config)
+    }
+
+    /// The node's chain parameters and RPC clients, if a node is configured.
+    pub fn node(
+        &self,
+    ) -> Result<
+        Option<(
+            bitcoin_network::Params,
+            bitcoin_network::rpc::Rpc,
+            bitcoin_network::rpc::RestBlocks,
+        )>,
+        ConfigError,
+    > {
+        use bitcoin_network::rpc::{RestBlocks, Rpc, RpcAuth, RpcConfig};
+        let Some(node) = &self.node else { return Ok(None) };
+        let mut params = bitcoin_network::Params::from_names(&self.network, &node.chain).ok_or_else(|| {
+            ConfigError::invalid(
+                "node.chain",
+                format!("{} on {:?}: expected a Bitcoin-family network and mainnet, testnet or regtest", self.network, node.chain),
+            )
+        })?;
+        let n = &mut params.network;
+        n.confirmations = node.confirmations.unwrap_or(n.confirmations);
+        n.max_inputs = node.max_inputs.unwrap_or(n.max_inputs);
+        n.max_outputs = node.max_outputs.unwrap_or(n.max_outputs);
+        n.dust = node.dust.map(primitives::Amount).unwrap_or(n.dust);
+        params.min_fee_rate = node.min_fee_rate.unwrap_or(params.min_fee_rate);
+        if n.confirmations == 0 || n.max_inputs == 0 || n.max_outputs < 2 {
+            return Err(ConfigError::invalid(
+                "node",
+                "need confirmations >= 1, max_inputs >= 1, max_outputs >= 2",
+            ));
+        }
+        let auth = match (&node.rpc_cookie_file, &node.rpc_user, &node.rpc_password_file) {
+            (Some(cookie), None, None) => RpcAuth::Cookie(cookie.clone()),
+            (None, Some(user), Some(file)) => {
+                let password = service::config::read_secret(
+                    "RPC password",
+                    "PROCESSOR_RPC_PASSWORD",
+                    "node.rpc_password_file",
+                    Some(file),
+                )?;
+                RpcAuth::UserPass { user: user.clone(), password: password.to_string() }
+            }
+            _ => {
+                return Err(ConfigError::invalid(
+                    "node",
+                    "set either rpc_cookie_file, or rpc_user and rpc_password_file",
+                ))
+            }
+        };
+        let mut rpc_config = RpcConfig::new(node.rpc_url.clone(), auth);
+        if let Some(ms) = node.rpc_timeout_ms {
+            rpc_config.timeout = std::time::Duration::from_millis(ms);
+        }
+        let rpc = Rpc::new(rpc_config)
+            .map_err(|e| ConfigError::invalid("node.rpc_url", e.to_string()))?;
+        let rest = RestBlocks::new(node.rest_url.as_deref().unwrap_or(&node.rpc_url))
+            .map_err(|e| ConfigError::invalid("node.rest_url", e.to_string()))?;
+        Ok(Some((params, rpc, rest)))
     }
 
     /// The network served.

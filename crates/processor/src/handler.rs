@@ -12,6 +12,11 @@ use primitives::codec::Versioned;
 use prometheus_client::metrics::counter::Counter;
 use task::{Task, TaskError};
 
+use crate::pipeline::glue::Pipeline;
+use crate::pipeline::settle;
+use crate::pipeline::state::{Active, ACTIVE};
+use messages::Session;
+
 use service::{db_error, send_error};
 
 /// Messages whose handlers arrive with later capabilities (signing, settlement of
@@ -33,12 +38,57 @@ pub struct InboxHandler {
     mailbox: Mailbox,
     keygen: Arc<KeyGen>,
     metrics: HandlerMetrics,
+    pipeline: Option<Pipeline>,
 }
 
 impl InboxHandler {
     /// A handler replying through `mailbox`.
-    pub fn new(db: Db, mailbox: Mailbox, keygen: Arc<KeyGen>, metrics: HandlerMetrics) -> Self {
-        InboxHandler { db, mailbox, keygen, metrics }
+    pub fn new(
+        db: Db,
+        mailbox: Mailbox,
+        keygen: Arc<KeyGen>,
+        metrics: HandlerMetrics,
+        pipeline: Option<Pipeline>,
+    ) -> Self {
+        InboxHandler { db, mailbox, keygen, metrics, pipeline }
+    }
+
+    /// A pipeline request refused: logged, counted, nothing changed (the transaction is
+    /// still committed for the inbox pop, but the pipeline functions return a refusal
+    /// before writing anything).
+    fn refused_pipeline(&self, received: &Received, e: settle::Refusal) {
+        self.metrics.rejected_requests.inc();
+        tracing::warn!(intent = %received.intent.to_hex(), error = %e, "refused a coordinator request");
+    }
+
+    /// Activates a newly confirmed key pair for the pipeline.
+    fn activate(&self, txn: &mut WriteTxn, session: Session) -> Result<(), TaskError> {
+        let Some(pipeline) = &self.pipeline else { return Ok(()) };
+        if let Some(active) = ACTIVE.get(txn, &()).map_err(db_error)? {
+            tracing::error!(
+                active = active.session,
+                confirmed = session.0,
+                "a second session's key was confirmed; key rotation is not supported yet: ignored"
+            );
+            return Ok(());
+        }
+        let generated = KeyGen::generated(txn, session)
+            .map_err(db_error)?
+            .ok_or_else(|| TaskError::fatal("confirmed keys are missing"))?;
+        let me = generated
+            .participants
+            .iter()
+            .position(|v| *v == pipeline.validator)
+            .map(|i| i as u16 + 1)
+            .ok_or_else(|| {
+                TaskError::fatal("this validator holds no share of the confirmed key")
+            })?;
+        ACTIVE.put(txn, &(), &Active { session: session.0, me, start: None }).map_err(db_error)?;
+        let participant = Pipeline::me(&Active { session: session.0, me, start: None })?;
+        *pipeline.signers.lock().map_err(|_| TaskError::fatal("signers lock poisoned"))? =
+            Some(signers::Signers::new(session, participant));
+        tracing::info!(session = session.0, me, "key active: scanning and signing");
+        Ok(())
     }
 
     fn reply(&self, txn: &mut WriteTxn, message: ProcessorMessage) -> Result<(), TaskError> {
@@ -96,10 +146,28 @@ impl Task for InboxHandler {
                 session,
                 ristretto_key,
                 network_key,
-            }) => {
-                if let Err(e) = self.keygen.confirm(&mut txn, session, ristretto_key, &network_key)
+            }) => match self.keygen.confirm(&mut txn, session, ristretto_key, &network_key) {
+                Ok(true) => self.activate(&mut txn, session)?,
+                Ok(false) => {}
+                Err(e) => self.refused(&received, e)?,
+            },
+            CoordinatorMessage::Sign(request) if self.pipeline.is_some() => {
+                let pipeline = self.pipeline.as_ref().unwrap_or_else(|| unreachable!());
+                if let Err(e) = settle::sign(pipeline, &mut txn, &request)? {
+                    self.refused_pipeline(&received, e);
+                }
+            }
+            CoordinatorMessage::Settlement(SettlementEvent::BlockAcknowledged {
+                settlement_block,
+                batches,
+                burns,
+                ..
+            }) if self.pipeline.is_some() => {
+                let pipeline = self.pipeline.as_ref().unwrap_or_else(|| unreachable!());
+                if let Err(e) =
+                    settle::acknowledge(pipeline, &mut txn, settlement_block, &batches, &burns)?
                 {
-                    self.refused(&received, e)?;
+                    self.refused_pipeline(&received, e);
                 }
             }
             other => {

@@ -12,6 +12,7 @@
 pub mod config;
 pub mod handler;
 pub mod http;
+pub mod pipeline;
 pub mod status;
 
 use std::{sync::Arc, time::Duration};
@@ -65,6 +66,9 @@ pub enum RunError {
     /// Key generation state could not be loaded.
     #[error(transparent)]
     KeyGen(#[from] key_gen::KeyGenError),
+    /// The pipeline could not start.
+    #[error("pipeline: {0}")]
+    Pipeline(String),
     /// Signal handlers could not be installed.
     #[error("installing signal handlers: {0}")]
     Signals(#[source] std::io::Error),
@@ -106,10 +110,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
     let transport = NatsTransport::connect(nats).await?;
 
     let (sender_waker, handler_waker) = (TaskWaker::new(), TaskWaker::new());
-    let stats: Vec<(String, Arc<TaskStats>)> = ["bus-sender", "bus-receiver", "inbox-handler"]
-        .into_iter()
-        .map(|n| (n.to_string(), Arc::new(TaskStats::default())))
-        .collect();
+    let stats: Vec<(String, Arc<TaskStats>)> =
+        ["bus-sender", "bus-receiver", "inbox-handler", "scanner", "publisher"]
+            .into_iter()
+            .map(|n| (n.to_string(), Arc::new(TaskStats::default())))
+            .collect();
     let run_config = RunConfig { idle_poll: Duration::from_millis(500), ..RunConfig::default() };
 
     let sender = SenderTask::new(
@@ -131,7 +136,35 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
         "Coordinator requests refused as invalid (nothing changed)",
         handler_metrics.rejected_requests.clone(),
     );
-    let handler = handler::InboxHandler::new(db.clone(), mailbox, keygen, handler_metrics);
+    // The scanning and signing pipeline, when a node is configured.
+    let pipeline = match config.node()? {
+        Some((params, rpc, rest)) => {
+            let network = Arc::new(bitcoin_network::Bitcoin::new(rpc, rest, params));
+            let active = pipeline::state::ACTIVE.get(&db.read()?, &())?;
+            let signers = match &active {
+                Some(active) => Some(signers::Signers::new(
+                    messages::Session(active.session),
+                    pipeline::glue::Pipeline::me(active)
+                        .map_err(|e| RunError::Pipeline(e.to_string()))?,
+                )),
+                None => None,
+            };
+            let metrics = pipeline::glue::PipelineMetrics::default();
+            metrics.register(&mut metrics_registry);
+            Some(pipeline::glue::Pipeline {
+                network,
+                keygen: keygen.clone(),
+                signers: Arc::new(std::sync::Mutex::new(signers)),
+                mailbox: mailbox.clone(),
+                window: config.pipeline.window,
+                validator: config.validator,
+                metrics,
+            })
+        }
+        None => None,
+    };
+    let handler =
+        handler::InboxHandler::new(db.clone(), mailbox, keygen, handler_metrics, pipeline.clone());
 
     // Bind first: a taken port must stop us before any task consumed anything.
     let listen = config.http.listen;
@@ -159,10 +192,32 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
         handler,
         run_config,
         handler_waker,
-        vec![sender_waker],
+        vec![sender_waker.clone()],
         shutdown.clone(),
         stats[2].1.clone(),
     ));
+
+    if let Some(pipeline) = pipeline {
+        // The scanner polls for new final blocks; both wake the sender after progress.
+        let scan_config =
+            RunConfig { idle_poll: Duration::from_millis(config.pipeline.poll_ms), ..run_config };
+        tasks.spawn(task::run(
+            pipeline::scan::ScanTask::new(db.clone(), pipeline.clone()),
+            scan_config,
+            TaskWaker::new(),
+            vec![sender_waker.clone()],
+            shutdown.clone(),
+            stats[3].1.clone(),
+        ));
+        tasks.spawn(task::run(
+            pipeline::publish::PublishTask::new(db.clone(), pipeline),
+            scan_config,
+            TaskWaker::new(),
+            vec![sender_waker.clone()],
+            shutdown.clone(),
+            stats[4].1.clone(),
+        ));
+    }
 
     let http_state = http::HttpState::new(
         db,

@@ -1,0 +1,107 @@
+//! Every table of the pipeline, declared in one place.
+use borsh::{BorshDeserialize, BorshSerialize};
+use db::{Queue, Table};
+use primitives::{Batch, ExternalAddress};
+use scheduler::{Branch, Dropped, Tx};
+
+/// The active key: set when the coordinator confirms a key pair.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Active {
+    /// Its session.
+    pub session: u32,
+    /// Our 1-based participant index in it.
+    pub me: u16,
+    /// The first block scanned (the first non-final block when the key was activated).
+    pub start: Option<u64>,
+}
+
+/// What the scanner recorded about one deposit that is not reported.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum Unreported {
+    /// Refunded to the spender once its block is acknowledged.
+    Refund {
+        /// Output id.
+        output: Vec<u8>,
+        /// Where to.
+        to: ExternalAddress,
+    },
+    /// No instruction and no refund address: kept.
+    Unattributed {
+        /// Output id.
+        output: Vec<u8>,
+    },
+    /// Below dust: ignored.
+    Dust {
+        /// Output id.
+        output: Vec<u8>,
+    },
+}
+
+/// A block's deposits, confirmed when all its Batches are acknowledged.
+#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct BlockDeposits {
+    /// The block's Batch ids.
+    pub batches: Vec<u32>,
+    /// Outputs reported in them, by id.
+    pub reported: Vec<Vec<u8>>,
+    /// Outputs to refund, by id, with the address.
+    pub refunds: Vec<(Vec<u8>, ExternalAddress)>,
+}
+
+/// A planned transaction.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct PlanRecord {
+    /// What the scheduler decided.
+    pub tx: Tx,
+    /// The fee rate it was planned at.
+    pub rate: u64,
+    /// The eventuality (the network's encoding).
+    pub eventuality: Vec<u8>,
+    /// Set once its eventuality was seen on chain.
+    pub completed: Option<Vec<u8>>,
+}
+
+/// The active key.
+pub const ACTIVE: Table<(), Active> = Table::new("pipeline/v1/active");
+/// The last scanned block.
+pub const SCANNED: Table<(), u64> = Table::new("pipeline/v1/scanned");
+/// Every output of ours ever scanned, by id (the network's encoding).
+pub const OUTPUTS: Table<Vec<u8>, Vec<u8>> = Table::new("pipeline/v1/outputs");
+/// Deposits per scanned block with Batches.
+pub const BLOCK_DEPOSITS: Table<u64, BlockDeposits> = Table::new("pipeline/v1/block_deposits");
+/// Deposits not reported (refunds, unattributed, dust), per block.
+pub const UNREPORTED: Table<u64, Vec<Unreported>> = Table::new("pipeline/v1/unreported");
+/// Batches by id, with their block number.
+pub const BATCHES: Table<u32, (Batch, u64)> = Table::new("pipeline/v1/batches");
+/// The next Batch id.
+pub const NEXT_BATCH: Table<(), u32> = Table::new("pipeline/v1/next_batch");
+/// The block of the last Batch made.
+pub const LAST_BATCH_BLOCK: Table<(), u64> = Table::new("pipeline/v1/last_batch_block");
+/// Acknowledged Batch ids.
+pub const ACKED: Table<u32, u64> = Table::new("pipeline/v1/acked");
+/// The number of Batches acknowledged (ids are contiguous, acknowledgements may not be).
+pub const ACKED_COUNT: Table<(), u32> = Table::new("pipeline/v1/acked_count");
+/// The last block whose deposits were confirmed.
+pub const CONFIRMED: Table<(), u64> = Table::new("pipeline/v1/confirmed");
+/// The last settlement block handled.
+pub const SETTLEMENT: Table<(), u64> = Table::new("pipeline/v1/settlement");
+/// The fee rate of each scanned block.
+pub const FEE_RATE: Table<u64, u64> = Table::new("pipeline/v1/fee_rate");
+/// The scheduler's state.
+pub const SCHEDULER: Table<(), scheduler::State> = Table::new("pipeline/v1/scheduler");
+/// The next payment id.
+pub const NEXT_PAYMENT: Table<(), u64> = Table::new("pipeline/v1/next_payment");
+/// Plans by id.
+pub const PLANS: Table<[u8; 32], PlanRecord> = Table::new("pipeline/v1/plans");
+/// Plans whose eventuality has not been seen yet.
+pub const PENDING: Table<[u8; 32], ()> = Table::new("pipeline/v1/pending");
+/// Branch outputs a plan creates, waiting for it to complete.
+pub const BRANCHES: Table<[u8; 32], Vec<Branch>> = Table::new("pipeline/v1/branches");
+/// Payments dropped as dust, by payment id.
+pub const DROPPED: Table<u64, Dropped> = Table::new("pipeline/v1/dropped");
+/// Burns that could not be paid (wrong coin, unparsable address), by settlement block.
+pub const UNPAYABLE: Table<(u64, u32), primitives::Payment> = Table::new("pipeline/v1/unpayable");
+/// Plans whose inputs a transaction we did not plan spent (ALARM), by plan id.
+pub const CONFLICTS: Table<[u8; 32], Vec<u8>> = Table::new("pipeline/v1/conflicts");
+/// Signed transactions to publish: (plan id, the network's encoding).
+pub const TO_PUBLISH: Queue<([u8; 32], Vec<u8>)> = Queue::new("pipeline/v1/to_publish");
