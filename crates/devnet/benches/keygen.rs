@@ -91,11 +91,8 @@ fn crate_path(t: u16, n: u16) -> Duration {
 /// from the start of key generation to the confirmation of the key pair.
 fn full_stack(t: u16, n: u16) -> Duration {
     let mut cluster = Cluster::start(&Options {
-        network: "bitcoin".into(),
-        n,
-        threshold: t,
-        malice: vec![],
         keygen_timeout: Duration::from_secs(600),
+        ..Options::keys_only("bitcoin", n, t)
     })
     .unwrap();
     let elapsed = cluster

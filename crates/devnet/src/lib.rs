@@ -145,6 +145,59 @@ pub struct Options {
     pub malice: Vec<(u16, String)>,
     /// coordinator-sim's key-generation round timeout.
     pub keygen_timeout: Duration,
+    /// The network's node, for the scanning and signing pipeline (none: keys only).
+    pub node: Option<NodeOptions>,
+    /// Extra top-level lines for coordinator-sim's config (e.g. `sign_timeout_ms = 5000`).
+    pub coordinator_extra: String,
+}
+
+/// The processors' `[node]` table.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// `regtest`, `testnet` or `mainnet`.
+    pub chain: String,
+    /// The node's RPC URL (REST on the same port).
+    pub rpc_url: String,
+    /// The node's cookie file.
+    pub cookie_file: PathBuf,
+    /// Confirmations override.
+    pub confirmations: Option<u64>,
+    /// Output limit override (lowered to exercise payment trees).
+    pub max_outputs: Option<usize>,
+    /// The scanner's idle poll, in ms.
+    pub poll_ms: u64,
+}
+
+impl Options {
+    /// Key generation only, with the defaults the tests use.
+    pub fn keys_only(network: &str, n: u16, threshold: u16) -> Options {
+        Options {
+            network: network.into(),
+            n,
+            threshold,
+            malice: vec![],
+            keygen_timeout: Duration::from_secs(60),
+            node: None,
+            coordinator_extra: String::new(),
+        }
+    }
+}
+
+fn node_table(node: &NodeOptions) -> String {
+    let mut out = format!(
+        "\n[node]\nchain = \"{}\"\nrpc_url = \"{}\"\nrpc_cookie_file = \"{}\"\n",
+        node.chain,
+        node.rpc_url,
+        node.cookie_file.display()
+    );
+    if let Some(c) = node.confirmations {
+        out += &format!("confirmations = {c}\n");
+    }
+    if let Some(m) = node.max_outputs {
+        out += &format!("max_outputs = {m}\n");
+    }
+    out += &format!("\n[pipeline]\npoll_ms = {}\n", node.poll_ms);
+    out
 }
 
 /// One processor process and its files.
@@ -238,12 +291,13 @@ impl Cluster {
                      [bus]\nnats_url = \"{url}\"\nnamespace = \"{namespace}\"\nresend_after_ms = 1000\nack_wait_ms = 5000\n\n\
                      [coordinator]\npublic_key = \"{coordinator_public}\"\n\n\
                      [secrets]\nidentity_key_file = \"{key}\"\ndb_secret_file = \"{secret}\"\n\n\
-                     [http]\nlisten = \"127.0.0.1:{http}\"\n{malice}",
+                     [http]\nlisten = \"127.0.0.1:{http}\"\n{malice}{node}",
                     network = options.network,
                     data = home.join("data").display(),
                     url = nats.url(),
                     key = key.display(),
                     secret = secret.display(),
+                    node = options.node.as_ref().map(node_table).unwrap_or_default(),
                 ),
             )
             .map_err(io("writing a processor config"))?;
@@ -264,7 +318,7 @@ impl Cluster {
         std::fs::write(
             &coordinator_config,
             format!(
-                "data_dir = \"{data}\"\nkeygen_timeout_ms = {timeout}\n\n\
+                "data_dir = \"{data}\"\nkeygen_timeout_ms = {timeout}\n{extra}\n\
                  [bus]\nnats_url = \"{url}\"\nnamespace = \"{namespace}\"\nresend_after_ms = 1000\nack_wait_ms = 5000\n\n\
                  [secrets]\nidentity_key_file = \"{key}\"\n\n\
                  [http]\nlisten = \"127.0.0.1:{http}\"\n\n\
@@ -276,6 +330,7 @@ impl Cluster {
                 http = coordinator_http,
                 network = options.network,
                 t = options.threshold,
+                extra = options.coordinator_extra,
             ),
         )
         .map_err(io("writing the coordinator-sim config"))?;

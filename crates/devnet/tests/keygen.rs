@@ -14,11 +14,9 @@ use processor::status::KeyPair;
 
 fn options(network: &str, malice: Vec<(u16, String)>, timeout_s: u64) -> Options {
     Options {
-        network: network.into(),
-        n: 4,
-        threshold: 3,
         malice,
         keygen_timeout: Duration::from_secs(timeout_s),
+        ..Options::keys_only(network, 4, 3)
     }
 }
 

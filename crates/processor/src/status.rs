@@ -23,6 +23,93 @@ pub struct StatusReport {
     pub routes: Vec<Route>,
     /// Generated key pairs, by session.
     pub keys: Vec<KeyPair>,
+    /// The scanning and signing pipeline (absent when no key is active).
+    #[serde(default)]
+    pub pipeline: Option<PipelineStatus>,
+}
+
+/// Where the pipeline stands.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PipelineStatus {
+    /// The active session.
+    pub session: u32,
+    /// The first block scanned.
+    pub start: Option<u64>,
+    /// The last block scanned.
+    pub scanned: Option<u64>,
+    /// Batches made.
+    pub batches: u32,
+    /// Batches acknowledged (a contiguous prefix).
+    pub batches_acknowledged: u32,
+    /// The last block whose deposits were confirmed.
+    pub confirmed_block: Option<u64>,
+    /// The last settlement block handled.
+    pub settlement_block: u64,
+    /// Outputs available to the scheduler, and their sum.
+    pub outputs: u64,
+    /// Their sum, in the smallest unit.
+    pub outputs_amount: u64,
+    /// Payments waiting for funds.
+    pub payments_queued: u64,
+    /// Plans made.
+    pub plans: u64,
+    /// Plans whose eventuality has not been seen.
+    pub plans_pending: u64,
+    /// Signed transactions waiting to be published.
+    pub to_publish: u64,
+    /// Payments dropped as dust.
+    pub dropped_payments: u64,
+    /// Plans whose inputs an unplanned transaction spent (ALARM when non-zero).
+    pub conflicts: u64,
+    /// Deposits refunded, unattributed or dust.
+    pub unreported_deposits: u64,
+    /// Signing items with their highest attempt and whether complete.
+    pub signing: Vec<SigningItem>,
+}
+
+/// One item being (or done being) signed.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SigningItem {
+    /// `batch/<id>` or `plan/<hex>`.
+    pub kind: String,
+    /// The highest attempt this processor preprocessed.
+    pub attempt: u32,
+    /// Done.
+    pub complete: bool,
+}
+
+fn pipeline(txn: &impl Get) -> Result<Option<PipelineStatus>, DbError> {
+    use crate::pipeline::state::*;
+    let Some(active) = ACTIVE.get(txn, &())? else { return Ok(None) };
+    let state = SCHEDULER.get(txn, &())?.unwrap_or_default();
+    let signing = signers::Signers::attempts(txn, messages::Session(active.session))?
+        .into_iter()
+        .map(|(kind, attempt, complete)| SigningItem {
+            kind: signers::attempts::kind_label(&kind),
+            attempt,
+            complete,
+        })
+        .filter(|i| !i.complete)
+        .collect();
+    Ok(Some(PipelineStatus {
+        session: active.session,
+        start: active.start,
+        scanned: SCANNED.get(txn, &())?,
+        batches: NEXT_BATCH.get(txn, &())?.unwrap_or(0),
+        batches_acknowledged: ACKED_COUNT.get(txn, &())?.unwrap_or(0),
+        confirmed_block: CONFIRMED.get(txn, &())?,
+        settlement_block: SETTLEMENT.get(txn, &())?.unwrap_or(0),
+        outputs: state.utxos.len() as u64,
+        outputs_amount: state.utxos.iter().map(|u| u.amount.0).sum(),
+        payments_queued: state.queue.len() as u64,
+        plans: PLANS.iter(txn)?.len() as u64,
+        plans_pending: PENDING.iter(txn)?.len() as u64,
+        to_publish: TO_PUBLISH.len(txn)?,
+        dropped_payments: DROPPED.iter(txn)?.len() as u64,
+        conflicts: CONFLICTS.iter(txn)?.len() as u64,
+        unreported_deposits: UNREPORTED.iter(txn)?.iter().map(|(_, v)| v.len() as u64).sum(),
+        signing,
+    }))
 }
 
 /// A generated key pair (public data only).
@@ -79,6 +166,7 @@ impl StatusReport {
                     active: g.confirmed,
                 })
                 .collect(),
+            pipeline: pipeline(txn)?,
         })
     }
 
@@ -99,6 +187,34 @@ impl StatusReport {
                 k.ristretto_key,
                 k.network_key
             );
+        }
+        if let Some(p) = &self.pipeline {
+            out += &format!(
+                "pipeline       session {}, scanned {} (from {}), batches {} ({} acknowledged), confirmed block {}, settlement block {}\n\
+                 scheduler      {} outputs ({} units), {} payments queued, {} dropped as dust\n\
+                 plans          {} made, {} pending, {} to publish, {} conflicts{}\n\
+                 deposits       {} not reported (refund, unattributed or dust)\n",
+                p.session,
+                p.scanned.map_or("-".into(), |s| s.to_string()),
+                p.start.map_or("-".into(), |s| s.to_string()),
+                p.batches,
+                p.batches_acknowledged,
+                p.confirmed_block.map_or("-".into(), |s| s.to_string()),
+                p.settlement_block,
+                p.outputs,
+                p.outputs_amount,
+                p.payments_queued,
+                p.dropped_payments,
+                p.plans,
+                p.plans_pending,
+                p.to_publish,
+                p.conflicts,
+                if p.conflicts > 0 { " (ALARM)" } else { "" },
+                p.unreported_deposits,
+            );
+            for i in &p.signing {
+                out += &format!("signing        {} attempt {}\n", i.kind, i.attempt);
+            }
         }
         for r in &self.routes {
             out +=
