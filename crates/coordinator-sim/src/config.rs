@@ -37,6 +37,14 @@ fn default_keygen_timeout_ms() -> u64 {
     60_000
 }
 
+fn default_sign_timeout_ms() -> u64 {
+    30_000
+}
+
+fn default_chain() -> String {
+    "regtest".to_string()
+}
+
 /// One `[[sets.processors]]` entry.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,6 +103,14 @@ pub struct Config {
     /// or its last progress is restarted without the participants that did not answer.
     #[serde(default = "default_keygen_timeout_ms")]
     pub keygen_timeout_ms: u64,
+    /// A signing attempt without progress this long is reattempted without the members
+    /// that did not answer.
+    #[serde(default = "default_sign_timeout_ms")]
+    pub sign_timeout_ms: u64,
+    /// The external networks' chain, for the addresses of burns: `mainnet`, `testnet`
+    /// or `regtest`.
+    #[serde(default = "default_chain")]
+    pub chain: String,
     /// The validator sets.
     pub sets: Vec<SetEntry>,
 }
@@ -141,6 +157,15 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.keygen_timeout_ms == 0 {
             return Err(invalid("keygen_timeout_ms", "must be positive"));
+        }
+        if self.sign_timeout_ms == 0 {
+            return Err(invalid("sign_timeout_ms", "must be positive"));
+        }
+        if bitcoin_network::Params::from_names("bitcoin", &self.chain).is_none() {
+            return Err(invalid(
+                "chain",
+                format!("{:?} is not mainnet, testnet or regtest", self.chain),
+            ));
         }
         self.set_configs()?;
         self.registry()?;

@@ -1,4 +1,5 @@
-//! The two tasks that drive key generation: the inbox handler and the round timer.
+//! The two tasks that drive the simulator: the inbox handler and the timer (key-generation
+//! rounds and signing attempts).
 
 use std::sync::Arc;
 
@@ -11,10 +12,11 @@ use task::{Task, TaskError};
 use crate::{
     db_error,
     keygen::{KeyGenCoordinator, SimError},
+    signing::SignCoordinator,
 };
 
-/// Messages whose handlers arrive with later capabilities (Batches, signing). They are
-/// kept, in order, never dropped.
+/// Messages kept by earlier versions, which had no signing handlers. The inbox handler
+/// handles them, in order, before the inbox.
 pub const DEFERRED: Queue<Received> = Queue::new("coordinator-sim/v1/deferred");
 
 /// Maps a key-generation error to its task error class.
@@ -32,13 +34,25 @@ pub fn sim_error(e: SimError) -> TaskError {
 pub struct InboxHandler {
     db: Db,
     keygen: Arc<KeyGenCoordinator>,
+    sign: Arc<SignCoordinator>,
 }
 
 impl InboxHandler {
-    /// A handler feeding `keygen`.
-    pub fn new(db: Db, keygen: Arc<KeyGenCoordinator>) -> Self {
-        InboxHandler { db, keygen }
+    /// A handler feeding `keygen` and `sign`.
+    pub fn new(db: Db, keygen: Arc<KeyGenCoordinator>, sign: Arc<SignCoordinator>) -> Self {
+        InboxHandler { db, keygen, sign }
     }
+}
+
+/// Pops the oldest deferred message, else the oldest inbox message, in a new write
+/// transaction.
+fn pop(db: &Db) -> Result<Option<(db::WriteTxn, Received)>, TaskError> {
+    let mut txn = db.write().map_err(db_error)?;
+    if let Some((_, received)) = DEFERRED.pop(&mut txn).map_err(db_error)? {
+        return Ok(Some((txn, received)));
+    }
+    drop(txn);
+    service::pop_inbox(db)
 }
 
 impl Task for InboxHandler {
@@ -47,7 +61,7 @@ impl Task for InboxHandler {
     }
 
     async fn run_iteration(&mut self) -> Result<bool, TaskError> {
-        let Some((mut txn, received)) = service::pop_inbox(&self.db)? else {
+        let Some((mut txn, received)) = pop(&self.db)? else {
             return Ok(false);
         };
         // The mailbox pins processor keys only and refuses coordinator-to-coordinator.
@@ -73,9 +87,19 @@ impl Task for InboxHandler {
                     .map_err(|e| sim_error(SimError::Send(e)))?;
             }
             ProcessorMessage::Status(Status::Pong { .. }) => {}
-            ProcessorMessage::Sign(_) | ProcessorMessage::Batch(_) => {
-                tracing::warn!(sender = %received.sender, intent = %received.intent.to_hex(), "no handler yet; message deferred");
-                DEFERRED.push(&mut txn, &received).map_err(db_error)?;
+            ProcessorMessage::Sign(response) => {
+                let outcome = self
+                    .sign
+                    .handle_sign(&mut txn, received.sender, &response)
+                    .map_err(sim_error)?;
+                tracing::debug!(sender = %received.sender, ?outcome, "signing message handled");
+            }
+            ProcessorMessage::Batch(report) => {
+                let outcome = self
+                    .sign
+                    .handle_batch(&mut txn, received.sender, &report)
+                    .map_err(sim_error)?;
+                tracing::debug!(sender = %received.sender, ?outcome, "Batch message handled");
             }
         }
         txn.commit().map_err(db_error)?;
@@ -83,34 +107,46 @@ impl Task for InboxHandler {
     }
 }
 
-/// Restarts attempts whose round is past its deadline. Its idle poll is its tick: run it
-/// with an idle poll well below the key-generation timeout.
+/// Restarts key-generation attempts whose round is past its deadline, and reattempts
+/// signing attempts without progress. Its idle poll is its tick: run it with an idle poll
+/// well below both timeouts.
 #[derive(Debug)]
 pub struct TimeoutTask {
     db: Db,
     keygen: Arc<KeyGenCoordinator>,
+    sign: Arc<SignCoordinator>,
 }
 
 impl TimeoutTask {
-    /// A timer for `keygen`'s rounds.
-    pub fn new(db: Db, keygen: Arc<KeyGenCoordinator>) -> Self {
-        TimeoutTask { db, keygen }
+    /// A timer for `keygen`'s rounds and `sign`'s attempts.
+    pub fn new(db: Db, keygen: Arc<KeyGenCoordinator>, sign: Arc<SignCoordinator>) -> Self {
+        TimeoutTask { db, keygen, sign }
     }
 }
 
 impl Task for TimeoutTask {
     fn name(&self) -> &str {
-        "keygen-timeout"
+        "timeouts"
     }
 
     async fn run_iteration(&mut self) -> Result<bool, TaskError> {
         // Look first without the writer lock: almost every tick finds nothing due.
-        let due = self.keygen.timeout_due(&self.db.read().map_err(db_error)?).map_err(sim_error)?;
-        if !due {
+        let read = self.db.read().map_err(db_error)?;
+        let keygen_due = self.keygen.timeout_due(&read).map_err(sim_error)?;
+        let sign_due = self.sign.timeout_due(&read).map_err(sim_error)?;
+        drop(read);
+        if !keygen_due && !sign_due {
             return Ok(false);
         }
         let mut txn = self.db.write().map_err(db_error)?;
-        if !self.keygen.check_timeouts(&mut txn).map_err(sim_error)? {
+        let mut changed = false;
+        if keygen_due {
+            changed |= self.keygen.check_timeouts(&mut txn).map_err(sim_error)?;
+        }
+        if sign_due {
+            changed |= self.sign.check_timeouts(&mut txn).map_err(sim_error)?;
+        }
+        if !changed {
             return Ok(false);
         }
         txn.commit().map_err(db_error)?;

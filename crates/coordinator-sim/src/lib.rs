@@ -1,6 +1,7 @@
-//! `coordinator-sim`: the devnet stand-in for the coordinator (DESIGN §1, §5). Today it
-//! drives key generation among each configured set's processors; Batches, Burns and
-//! signing come later.
+//! `coordinator-sim`: the devnet stand-in for the coordinator and the settlement chain
+//! (DESIGN §1, §5). It drives key generation and signing among each configured set's
+//! processors, verifies signed Batches, credits them in its ledger, accepts Burns
+//! (`POST /burn`) and acknowledges external blocks with them.
 //!
 //! Guarantees:
 //! - All state is in the simulator's own database (`<data_dir>/coordinator-sim.redb`,
@@ -14,6 +15,20 @@
 //!   progress is restarted without the silent participants; the key pair is confirmed
 //!   (`ConfirmKeyPair` to every participant) only when every participant reported the
 //!   same one. A set left with fewer than `threshold` participants fails, loudly.
+//! - Signing, per item (see [`signing::SignCoordinator`]): the signing set of each attempt
+//!   is a deterministic choice of `t` key holders ([`signing::signing_set`]); a round is
+//!   relayed only once every member answered it; a blame reattempts at once without the
+//!   accused, and an attempt without progress for `sign_timeout_ms` reattempts without
+//!   the silent members (`Reattempt` to every key holder). A complete item (a verified
+//!   signed Batch, a plan reported `Completed`, relayed once to the other key holders) is
+//!   never reattempted.
+//! - Settlement: a signed Batch changes state only if it verifies under the set's
+//!   confirmed Ristretto key. Verified Batches are settled strictly in id order per
+//!   network; each one credits its instructions and makes one settlement block, whose
+//!   `BlockAcknowledged` carries every burn of the network accepted since the previous
+//!   one, in order, exactly once. A burn is refused (changing nothing) unless the
+//!   network, address and amount are valid and the balance covers it; an accepted burn
+//!   is debited and queued in one transaction.
 //! - A second, different message from one sender for one (session, attempt, round) is
 //!   counted (`conflicts`), logged as an error, and otherwise ignored. Messages for
 //!   unknown sessions or from validators outside the set change nothing.
@@ -22,12 +37,15 @@
 //!   threshold or validators differ from what the database recorded.
 #![deny(missing_docs)]
 
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod handler;
 pub mod http;
 pub mod keygen;
+pub mod ledger;
 pub mod metrics;
+pub mod signing;
 pub mod state;
 pub mod status;
 
@@ -45,7 +63,9 @@ use crate::{
     handler::{InboxHandler, TimeoutTask},
     http::NamedStats,
     keygen::{KeyGenCoordinator, SimError},
-    metrics::KeyGenMetrics,
+    ledger::Burner,
+    metrics::{KeyGenMetrics, SignMetrics},
+    signing::SignCoordinator,
 };
 
 /// The simulator database's application name and schema version.
@@ -112,16 +132,50 @@ pub struct Timing {
 }
 
 impl Timing {
-    /// The timing for a resend delay and a key-generation timeout: the timer ticks at a
+    /// The timing for a resend delay and the shortest timeout: the timer ticks at a
     /// quarter of the timeout, between 10 ms and 1 s.
-    pub fn new(resend_after: Duration, keygen_timeout: Duration) -> Self {
+    pub fn new(resend_after: Duration, timeout: Duration) -> Self {
         Timing {
             resend_after,
             receive_wait: Duration::from_millis(500),
             idle_poll: Duration::from_millis(500),
-            timeout_poll: (keygen_timeout / 4)
-                .clamp(Duration::from_millis(10), Duration::from_secs(1)),
+            timeout_poll: (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)),
         }
+    }
+}
+
+/// What the simulator runs: its sets, its timeouts and the chain of burn addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// The validator sets.
+    pub sets: Vec<SetConfig>,
+    /// The key-generation round timeout.
+    pub keygen_timeout: Duration,
+    /// The signing attempt timeout.
+    pub sign_timeout: Duration,
+    /// `mainnet`, `testnet` or `regtest`.
+    pub chain: String,
+}
+
+impl Settings {
+    /// `sets` with the default timeouts (60 s, 30 s) on regtest.
+    pub fn new(sets: Vec<SetConfig>) -> Self {
+        Settings {
+            sets,
+            keygen_timeout: Duration::from_secs(60),
+            sign_timeout: Duration::from_secs(30),
+            chain: "regtest".into(),
+        }
+    }
+
+    /// From a validated config.
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        Ok(Settings {
+            sets: config.set_configs()?,
+            keygen_timeout: Duration::from_millis(config.keygen_timeout_ms),
+            sign_timeout: Duration::from_millis(config.sign_timeout_ms),
+            chain: config.chain.clone(),
+        })
     }
 }
 
@@ -131,25 +185,43 @@ impl Timing {
 pub struct Sim {
     db: Db,
     keygen: Arc<KeyGenCoordinator>,
+    sign: Arc<SignCoordinator>,
+    burner: Burner,
+    timeout_tick: Duration,
 }
 
 impl Sim {
     /// The coordinator over `db`, signing with `identity`, accepting the processors in
-    /// `registry`, and generating keys for `sets`. Registers its metrics in `metrics`.
+    /// `registry`, and running `settings`. Registers its metrics in `metrics`.
     pub fn new(
         db: Db,
         identity: Arc<Identity>,
         registry: KeyRegistry,
-        sets: Vec<SetConfig>,
-        keygen_timeout: Duration,
+        settings: Settings,
         clock: Arc<dyn Clock>,
         metrics: &mut prometheus_client::registry::Registry,
     ) -> Self {
         let bus_metrics = BusMetrics::registered(metrics);
         let mailbox = Mailbox::new(Party::Coordinator, identity, Arc::new(registry), bus_metrics);
         let keygen_metrics = KeyGenMetrics::registered(metrics);
+        let sign_metrics = SignMetrics::registered(metrics);
+        let Settings { sets, keygen_timeout, sign_timeout, chain } = settings;
+        let burner = Burner::new(chain, sets.iter().map(|s| s.network).collect());
+        let sign = SignCoordinator::new(
+            sets.clone(),
+            mailbox.clone(),
+            clock.clone(),
+            sign_timeout,
+            sign_metrics,
+        );
         let keygen = KeyGenCoordinator::new(sets, mailbox, clock, keygen_timeout, keygen_metrics);
-        Sim { db, keygen: Arc::new(keygen) }
+        Sim {
+            db,
+            keygen: Arc::new(keygen),
+            sign: Arc::new(sign),
+            burner,
+            timeout_tick: keygen_timeout.min(sign_timeout),
+        }
     }
 
     /// The database.
@@ -162,11 +234,28 @@ impl Sim {
         &self.keygen
     }
 
-    /// Starts key generation for sets the database does not know yet, in one committed
-    /// transaction (see [`KeyGenCoordinator::start`]).
+    /// The signing and settlement logic.
+    pub fn sign(&self) -> &Arc<SignCoordinator> {
+        &self.sign
+    }
+
+    /// What accepts burns.
+    pub fn burner(&self) -> &Burner {
+        &self.burner
+    }
+
+    /// The shorter of the two timeouts: what the timer's tick is derived from.
+    pub fn shortest_timeout(&self) -> Duration {
+        self.timeout_tick
+    }
+
+    /// Starts key generation for sets the database does not know yet, and gives attempts
+    /// whose deadline passed while stopped a full timeout, in one committed transaction
+    /// (see [`KeyGenCoordinator::start`], [`SignCoordinator::start`]).
     pub fn start(&self) -> Result<(), SimError> {
         let mut txn = self.db.write()?;
         self.keygen.start(&mut txn)?;
+        self.sign.start(&mut txn)?;
         txn.commit()?;
         Ok(())
     }
@@ -185,11 +274,10 @@ impl Sim {
     {
         let mailbox = self.keygen.mailbox().clone();
         let (sender_waker, handler_waker) = (TaskWaker::new(), TaskWaker::new());
-        let stats: Vec<NamedStats> =
-            ["bus-sender", "bus-receiver", "inbox-handler", "keygen-timeout"]
-                .into_iter()
-                .map(|n| (n.to_string(), Arc::new(TaskStats::default())))
-                .collect();
+        let stats: Vec<NamedStats> = ["bus-sender", "bus-receiver", "inbox-handler", "timeouts"]
+            .into_iter()
+            .map(|n| (n.to_string(), Arc::new(TaskStats::default())))
+            .collect();
         let run_config = RunConfig { idle_poll: timing.idle_poll, ..RunConfig::default() };
         let sender = SenderTask::new(
             self.db.clone(),
@@ -221,7 +309,7 @@ impl Sim {
             stats[1].1.clone(),
         ));
         tasks.spawn(task::run(
-            InboxHandler::new(self.db.clone(), self.keygen.clone()),
+            InboxHandler::new(self.db.clone(), self.keygen.clone(), self.sign.clone()),
             run_config,
             handler_waker,
             vec![sender_waker.clone()],
@@ -229,7 +317,7 @@ impl Sim {
             stats[2].1.clone(),
         ));
         tasks.spawn(task::run(
-            TimeoutTask::new(self.db.clone(), self.keygen.clone()),
+            TimeoutTask::new(self.db.clone(), self.keygen.clone(), self.sign.clone()),
             RunConfig { idle_poll: timing.timeout_poll, ..run_config },
             TaskWaker::new(),
             vec![sender_waker],
@@ -242,23 +330,15 @@ impl Sim {
 
 /// Runs the simulator until `shutdown` triggers or a task fails fatally.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
-    let sets = config.set_configs()?;
+    let settings = Settings::from_config(&config)?;
     let registry = config.registry()?;
     let identity = Arc::new(config.identity()?);
     let db = open_db(&config)?;
-    tracing::info!(db = %config.db_path().display(), identity = %hex::encode(identity.public().as_bytes()), sets = sets.len(), "starting");
+    tracing::info!(db = %config.db_path().display(), identity = %hex::encode(identity.public().as_bytes()), sets = settings.sets.len(), chain = %settings.chain, "starting");
 
     let mut metrics = prometheus_client::registry::Registry::with_prefix("coordinator_sim");
-    let timeout = Duration::from_millis(config.keygen_timeout_ms);
-    let sim = Sim::new(
-        db.clone(),
-        identity,
-        registry,
-        sets,
-        timeout,
-        Arc::new(SystemClock),
-        &mut metrics,
-    );
+    let sim =
+        Sim::new(db.clone(), identity, registry, settings, Arc::new(SystemClock), &mut metrics);
     sim.start()?;
 
     let mut nats = NatsConfig::new(config.bus.nats_url.clone(), config.bus.namespace.clone());
@@ -271,11 +351,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
         .await
         .map_err(|source| RunError::Http { listen, source })?;
     let mut tasks = JoinSet::new();
-    let timing = Timing::new(Duration::from_millis(config.bus.resend_after_ms), timeout);
+    let timing =
+        Timing::new(Duration::from_millis(config.bus.resend_after_ms), sim.shortest_timeout());
     let stats = sim.spawn(transport, timing, &shutdown, &mut tasks);
 
-    let http_state = http::HttpState::new(db, http::SimReporter::default(), metrics, stats);
-    service::run::supervise(tasks, listener, http_state, shutdown).await.map_err(|e| match e {
+    let http_state = http::HttpState::new(db, sim.burner().clone(), metrics, stats);
+    http::supervise(tasks, listener, http_state, shutdown).await.map_err(|e| match e {
         service::run::Stopped::Task(fatal) => RunError::Task(fatal),
         service::run::Stopped::Http(source) => RunError::Http { listen, source },
     })

@@ -1,10 +1,12 @@
-//! `coordinator-sim`: run the simulator, show its status, or make an identity key.
+//! `coordinator-sim`: run the simulator, show its status or ledger, order a burn, or make
+//! an identity key.
 
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use coordinator_sim::{
     config::{Config, Overrides},
+    ledger::{BurnRequest, LedgerReport},
     status::StatusReport,
 };
 
@@ -41,6 +43,39 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Order a burn on the running simulator (its `POST /burn`): debit the account and
+    /// pay `amount` to `to` with the network's next acknowledgement.
+    Burn {
+        /// The TOML config file (for the HTTP listen address).
+        #[arg(long, env = "COORDINATOR_CONFIG")]
+        config: PathBuf,
+        #[command(flatten)]
+        overrides: Overrides,
+        /// `bitcoin` or `litecoin`.
+        #[arg(long)]
+        network: String,
+        /// The settlement account, 64 hex characters.
+        #[arg(long)]
+        account: String,
+        /// The payee, an address of the configured chain.
+        #[arg(long)]
+        to: String,
+        /// In the coin's smallest unit.
+        #[arg(long)]
+        amount: u64,
+    },
+    /// Show the settlement ledger (the running simulator's `GET /ledger`, or the
+    /// database when the simulator is stopped).
+    Ledger {
+        /// The TOML config file.
+        #[arg(long, env = "COORDINATOR_CONFIG")]
+        config: PathBuf,
+        #[command(flatten)]
+        overrides: Overrides,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create a new identity key file (mode 0600) and print its public key.
     NewIdentity {
         /// Where to write it (must not exist).
@@ -62,6 +97,32 @@ async fn status(config: &Config, json: bool) -> Result<(), String> {
     service::cli::print_report(&report, json, StatusReport::human).map_err(|e| e.to_string())
 }
 
+async fn burn(config: &Config, request: BurnRequest) -> Result<(), String> {
+    let receipt = coordinator_sim::client::burn(config.http.listen, &request)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "burn #{} queued: {} {} from {} to {} (balance left {})",
+        receipt.id, receipt.amount, receipt.network, receipt.account, receipt.to, receipt.balance
+    );
+    Ok(())
+}
+
+async fn ledger(config: &Config, json: bool) -> Result<(), String> {
+    let report = match coordinator_sim::client::ledger(config.http.listen).await {
+        Ok(report) => report,
+        // Not running: the database can be opened.
+        Err(http @ coordinator_sim::client::ClientError::Io { .. }) => {
+            let db = db::Db::open_existing(config.db_path(), coordinator_sim::SCHEMA)
+                .map_err(|e| format!("{http}; and the database: {e}"))?;
+            let txn = db.read().map_err(|e| e.to_string())?;
+            LedgerReport::read(&txn).map_err(|e| e.to_string())?
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    service::cli::print_report(&report, json, LedgerReport::human).map_err(|e| e.to_string())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -77,6 +138,16 @@ async fn main() -> ExitCode {
         Command::Status { config, overrides, json } => match Config::load(&config, &overrides) {
             Err(e) => Err(e.to_string()),
             Ok(config) => status(&config, json).await,
+        },
+        Command::Burn { config, overrides, network, account, to, amount } => {
+            match Config::load(&config, &overrides) {
+                Err(e) => Err(e.to_string()),
+                Ok(config) => burn(&config, BurnRequest { network, account, to, amount }).await,
+            }
+        }
+        Command::Ledger { config, overrides, json } => match Config::load(&config, &overrides) {
+            Err(e) => Err(e.to_string()),
+            Ok(config) => ledger(&config, json).await,
         },
         Command::NewIdentity { out } => service::cli::new_identity(&out).map_err(|e| e.to_string()),
     };

@@ -1,5 +1,6 @@
-//! Key-generation counters (Prometheus). They count events in this process; the durable
-//! `conflicts` count lives in the database, and the counter starts from it.
+//! Key-generation, signing and settlement counters (Prometheus). They count events in
+//! this process; the durable counts (`conflicts`, per-set signing counts, bad Batch
+//! signatures) live in the database and are what `/status` reports.
 
 use prometheus_client::{
     metrics::{counter::Counter, family::Family},
@@ -57,6 +58,78 @@ impl KeyGenMetrics {
 
     pub(crate) fn ignored(&self, reason: &'static str) {
         self.ignored.get_or_create(&vec![("reason".to_string(), reason.to_string())]).inc();
+    }
+
+    /// Messages ignored for `reason`.
+    pub fn ignored_count(&self, reason: &str) -> u64 {
+        self.ignored.get_or_create(&vec![("reason".to_string(), reason.to_string())]).get()
+    }
+}
+
+/// Signing and settlement counters. Clones share them.
+#[derive(Clone, Debug, Default)]
+pub struct SignMetrics {
+    /// Signing attempts started (first attempts and reattempts).
+    pub attempts: Counter,
+    /// Reattempts (after a blame or a timeout).
+    pub reattempts: Counter,
+    /// Blames accepted.
+    pub blames: Counter,
+    /// Signed Batches whose signature did not verify.
+    pub bad_batch_signatures: Counter,
+    /// Settlement blocks made.
+    pub settlement_blocks: Counter,
+    /// Burns carried by acknowledgements.
+    pub burns: Counter,
+    completed: Family<Vec<(String, String)>, Counter>,
+    ignored: Family<Vec<(String, String)>, Counter>,
+}
+
+impl SignMetrics {
+    /// Counters registered in `registry` under `sign_*` and `settlement_*`.
+    pub fn registered(registry: &mut Registry) -> Self {
+        let metrics = SignMetrics::default();
+        registry.register("sign_attempts", "Signing attempts started", metrics.attempts.clone());
+        registry.register(
+            "sign_reattempts",
+            "Signing reattempts (blame or timeout)",
+            metrics.reattempts.clone(),
+        );
+        registry.register("sign_blames", "Signing blames accepted", metrics.blames.clone());
+        registry.register(
+            "sign_completed",
+            "Signing items completed, by kind",
+            metrics.completed.clone(),
+        );
+        registry.register(
+            "sign_ignored_messages",
+            "Signing and Batch messages ignored, by reason",
+            metrics.ignored.clone(),
+        );
+        registry.register(
+            "settlement_bad_batch_signatures",
+            "Signed Batches whose signature did not verify",
+            metrics.bad_batch_signatures.clone(),
+        );
+        registry.register(
+            "settlement_blocks",
+            "Settlement blocks made",
+            metrics.settlement_blocks.clone(),
+        );
+        registry.register(
+            "settlement_burns",
+            "Burns carried by acknowledgements",
+            metrics.burns.clone(),
+        );
+        metrics
+    }
+
+    pub(crate) fn ignored(&self, reason: &'static str) {
+        self.ignored.get_or_create(&vec![("reason".to_string(), reason.to_string())]).inc();
+    }
+
+    pub(crate) fn completed(&self, kind: &'static str) {
+        self.completed.get_or_create(&vec![("kind".to_string(), kind.to_string())]).inc();
     }
 
     /// Messages ignored for `reason`.

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     handler::DEFERRED,
+    ledger,
+    signing::{self, SignItem},
     state::{self, SETS},
 };
 
@@ -23,6 +25,9 @@ pub struct StatusReport {
     pub deferred: u64,
     /// Messages sent, not yet acknowledged end to end.
     pub outbox_pending: u64,
+    /// The last settlement block made (0: none yet).
+    #[serde(default)]
+    pub last_settlement_block: u64,
 }
 
 /// One set's key generation.
@@ -54,6 +59,63 @@ pub struct SetStatus {
     pub failure: Option<String>,
     /// Every ended attempt, in order.
     pub history: Vec<AttemptStatus>,
+    /// Signing with the set's key, and its network's settlement.
+    #[serde(default)]
+    pub signing: SigningStatus,
+}
+
+/// One set's signing, and its network's settlement.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SigningStatus {
+    /// Items not complete yet, by kind.
+    pub in_progress: Vec<SignItemStatus>,
+    /// Batches whose signature verified.
+    pub completed_batches: u64,
+    /// Plans reported completed.
+    pub completed_plans: u64,
+    /// Blames accepted.
+    pub blames: u64,
+    /// Reattempts (blame or timeout).
+    pub reattempts: u64,
+    /// The network's signed Batches whose signature did not verify.
+    pub bad_batch_signatures: u64,
+    /// The network's next Batch id to settle.
+    pub next_batch: u32,
+}
+
+/// A signing item in progress.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SignItemStatus {
+    /// `batch` or `plan`.
+    pub kind: String,
+    /// The Batch id, or the plan id in hex.
+    pub id: String,
+    /// The current attempt.
+    pub attempt: u32,
+    /// `preprocesses`, `shares` or `completing`.
+    pub stage: String,
+    /// The attempt's signing set.
+    pub selected: Vec<u16>,
+    /// Key holders excluded from the attempt.
+    pub excluded: Vec<u16>,
+    /// Members that have not sent what the stage needs.
+    pub waiting_for: Vec<u16>,
+}
+
+fn item_status(txn: &impl Get, item: &SignItem) -> Result<SignItemStatus, DbError> {
+    let (kind, id) = match item.kind {
+        messages::SignKind::Batch(id) => ("batch", id.to_string()),
+        messages::SignKind::Plan(plan) => ("plan", hex::encode(plan)),
+    };
+    Ok(SignItemStatus {
+        kind: kind.into(),
+        id,
+        attempt: item.attempt,
+        stage: item.stage.name().into(),
+        selected: item.selected.clone(),
+        excluded: item.excluded.clone(),
+        waiting_for: signing::waiting_for(txn, item)?,
+    })
 }
 
 /// An excluded validator.
@@ -95,7 +157,23 @@ impl StatusReport {
     /// Reads the report in one read transaction.
     pub fn read(txn: &impl Get) -> Result<Self, DbError> {
         let mut sets = Vec::new();
-        for (_, s) in SETS.iter(txn)? {
+        let active = signing::active_items(txn)?;
+        for (key, s) in SETS.iter(txn)? {
+            let counts = signing::counts(txn, key)?;
+            let settlement = signing::network_settlement(txn, s.network)?;
+            let mut in_progress = vec![];
+            for item in active.iter().filter(|i| i.set() == key) {
+                in_progress.push(item_status(txn, item)?);
+            }
+            let signing = SigningStatus {
+                in_progress,
+                completed_batches: counts.completed_batches,
+                completed_plans: counts.completed_plans,
+                blames: counts.blames,
+                reattempts: counts.reattempts,
+                bad_batch_signatures: settlement.bad_signatures,
+                next_batch: settlement.next_batch,
+            };
             sets.push(SetStatus {
                 network: s.network.name().to_string(),
                 session: s.session,
@@ -135,6 +213,7 @@ impl StatusReport {
                         outcome: h.outcome.clone(),
                     })
                     .collect(),
+                signing,
             });
         }
         Ok(StatusReport {
@@ -143,14 +222,15 @@ impl StatusReport {
             inbox_pending: INBOX.len(txn)?,
             deferred: DEFERRED.len(txn)?,
             outbox_pending: Mailbox::pending(txn)?.len() as u64,
+            last_settlement_block: ledger::last_block(txn)?,
         })
     }
 
     /// Lines for a terminal.
     pub fn human(&self) -> String {
         let mut out = format!(
-            "conflicts      {}\ninbox pending  {}\ndeferred       {}\noutbox pending {}\n",
-            self.conflicts, self.inbox_pending, self.deferred, self.outbox_pending
+            "conflicts      {}\ninbox pending  {}\ndeferred       {}\noutbox pending {}\nsettlement     block {}\n",
+            self.conflicts, self.inbox_pending, self.deferred, self.outbox_pending, self.last_settlement_block
         );
         for s in &self.sets {
             out += &format!(
@@ -177,6 +257,17 @@ impl StatusReport {
             }
             for h in &s.history {
                 out += &format!("  attempt {}    {:?}: {}\n", h.attempt, h.participants, h.outcome);
+            }
+            let g = &s.signing;
+            out += &format!(
+                "  signing      batches {} plans {} blames {} reattempts {} bad batch signatures {}; next batch {}\n",
+                g.completed_batches, g.completed_plans, g.blames, g.reattempts, g.bad_batch_signatures, g.next_batch
+            );
+            for i in &g.in_progress {
+                out += &format!(
+                    "  signing      {} {} attempt {} stage {} set {:?} excluded {:?} waiting for {:?}\n",
+                    i.kind, i.id, i.attempt, i.stage, i.selected, i.excluded, i.waiting_for
+                );
             }
         }
         out

@@ -16,7 +16,7 @@ use coordinator_sim::{
     config::SetConfig,
     keygen::{Outcome, SimError},
     status::StatusReport,
-    Sim, SCHEMA,
+    Settings, Sim, SCHEMA,
 };
 use db::Db;
 use messages::{
@@ -70,12 +70,12 @@ impl Rig {
         sets: Vec<SetConfig>,
     ) -> Result<Sim, SimError> {
         let db = Db::open(dir.path().join("sim.redb"), SCHEMA).unwrap();
+        let settings = Settings { keygen_timeout: TIMEOUT, ..Settings::new(sets) };
         let sim = Sim::new(
             db,
             identity.clone(),
             KeyRegistry::new(),
-            sets,
-            TIMEOUT,
+            settings,
             Arc::new(clock.clone()),
             &mut prometheus_client::registry::Registry::default(),
         );

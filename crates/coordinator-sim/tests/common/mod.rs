@@ -12,7 +12,7 @@ use std::{
 
 use bus::{BusMetrics, Mailbox, MemoryTransport, ReceiverTask, SenderTask, Transport, INBOX};
 use coordinator_sim::{
-    clock::ManualClock, config::SetConfig, status::StatusReport, Sim, Timing, SCHEMA,
+    clock::ManualClock, config::SetConfig, status::StatusReport, Settings, Sim, Timing, SCHEMA,
 };
 use db::{Db, Schema};
 use key_gen::{store::Generated, GeneratedKeys, KeyGen, Malice, Sealer};
@@ -240,12 +240,12 @@ impl Harness {
             threshold: spec.threshold,
             validators: spec.validators.clone(),
         };
+        let settings = Settings { keygen_timeout: spec.timeout, ..Settings::new(vec![set]) };
         let sim = Sim::new(
             db,
             coordinator,
             registry,
-            vec![set],
-            spec.timeout,
+            settings,
             Arc::new(clock.clone()),
             &mut prometheus_client::registry::Registry::default(),
         );

@@ -1,0 +1,840 @@
+//! The coordinator's side of signing (Batches and planned transactions) and the
+//! settlement chain's acceptance of signed Batches (docs/protocol.md §5.2).
+//!
+//! Per item `(set, kind)`, attempt by attempt:
+//! - Each key holder (a participant of the set's confirmed key-generation attempt) that
+//!   has the item ready sends `Preprocess` for attempt 0 unasked. The first one creates
+//!   the item.
+//! - The attempt's signing set is [`signing_set`]: the `t` key holders with the lowest
+//!   `hash("tc/sim/v1/signing-set", [borsh(kind), attempt LE, participant LE])`, without
+//!   the attempt's excluded ones. Once every member preprocessed, each member gets
+//!   `Preprocesses` with the `t` preprocesses; once every member sent its share, each
+//!   gets `Shares` with the `t` shares. Messages from non-members are stored and ignored.
+//! - A member's `Blame` reattempts at once without the accused; an attempt without
+//!   progress for the timeout reattempts without the members that did not send what the
+//!   stage needed. A reattempt sends `Reattempt { attempt + 1 }` to every key holder. If
+//!   the exclusions leave fewer than `t` key holders, nobody is excluded.
+//! - A Batch is complete when a `SignedBatch` verifies under the set's Ristretto key; a
+//!   plan when a key holder reports `Completed` (relayed once to every other key holder).
+//!   Complete items get no more timeouts, and late messages for them are ignored.
+//! - Verified Batches are settled strictly in id order per network: credit the ledger,
+//!   make the next settlement block, and send every key holder `BlockAcknowledged` with
+//!   the burns queued for the network since the previous acknowledgement.
+//!
+//! Every method runs inside the caller's write transaction and queues what it sends in
+//! it. Nothing here does I/O.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use bus::Mailbox;
+use db::{DbError, Get, Table, WriteTxn};
+use messages::{
+    BatchReport, CoordinatorMessage, Participant, Party, Session, SettlementEvent, SignId,
+    SignKind, SignRequest, SignResponse,
+};
+use primitives::{codec::encode_body, codec::Versioned, Batch, NetworkId};
+
+use crate::{
+    clock::Clock,
+    config::SetConfig,
+    keygen::SimError,
+    ledger,
+    metrics::SignMetrics,
+    state::{set_key, SetKey, SetState, SETS},
+};
+
+/// An item's table key: `hash("tc/sim/v1/sign-item", [network, session LE, borsh(kind)])`.
+pub type ItemId = [u8; 32];
+
+/// The key of `kind` signed by `set`.
+pub fn item_id(set: SetKey, kind: &SignKind) -> ItemId {
+    primitives::hash(b"tc/sim/v1/sign-item", &[&[set.0], &set.1.to_le_bytes(), &encode_body(kind)])
+}
+
+/// The signing set of `kind`'s `attempt`: the `threshold` members of `holders` not in
+/// `excluded` with the lowest `hash("tc/sim/v1/signing-set", [borsh(kind), attempt LE,
+/// participant LE])`, ascending. If fewer than `threshold` remain after the exclusions,
+/// nobody is excluded.
+pub fn signing_set(
+    kind: &SignKind,
+    attempt: u32,
+    holders: &[Participant],
+    excluded: &[Participant],
+    threshold: u16,
+) -> Vec<Participant> {
+    let mut candidates: Vec<Participant> =
+        holders.iter().copied().filter(|p| !excluded.contains(p)).collect();
+    if candidates.len() < usize::from(threshold) {
+        candidates = holders.to_vec();
+    }
+    let kind = encode_body(kind);
+    let mut ranked: Vec<([u8; 32], Participant)> = candidates
+        .into_iter()
+        .map(|p| {
+            let h = primitives::hash(
+                b"tc/sim/v1/signing-set",
+                &[&kind, &attempt.to_le_bytes(), &p.to_le_bytes()],
+            );
+            (h, p)
+        })
+        .collect();
+    ranked.sort_unstable();
+    let mut set: Vec<Participant> =
+        ranked.into_iter().take(usize::from(threshold)).map(|(_, p)| p).collect();
+    set.sort_unstable();
+    set
+}
+
+/// Where a signing item stands.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub enum SignStage {
+    /// Waiting for every member's preprocess.
+    Preprocesses,
+    /// Preprocesses relayed; waiting for every member's share.
+    Shares,
+    /// Shares relayed; waiting for the signed Batch or the plan's completion.
+    Completing,
+    /// Complete. Final.
+    Completed,
+}
+
+impl SignStage {
+    /// The name used in logs and status.
+    pub fn name(self) -> &'static str {
+        match self {
+            SignStage::Preprocesses => "preprocesses",
+            SignStage::Shares => "shares",
+            SignStage::Completing => "completing",
+            SignStage::Completed => "completed",
+        }
+    }
+}
+
+/// How an attempt ended.
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub struct SignAttemptEnd {
+    /// The attempt.
+    pub attempt: u32,
+    /// Its signing set.
+    pub selected: Vec<Participant>,
+    /// What happened.
+    pub outcome: String,
+}
+
+/// One item being signed (or signed).
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub struct SignItem {
+    /// The set's network.
+    pub network: NetworkId,
+    /// The set's session.
+    pub session: u32,
+    /// What is signed.
+    pub kind: SignKind,
+    /// The current attempt.
+    pub attempt: u32,
+    /// Where it stands.
+    pub stage: SignStage,
+    /// The current attempt's signing set, ascending.
+    pub selected: Vec<Participant>,
+    /// Key holders excluded from the current attempt.
+    pub excluded: Vec<Participant>,
+    /// Unix ms of the attempt's start or its last progress.
+    pub last_progress_ms: u64,
+    /// Every ended attempt, in order.
+    pub history: Vec<SignAttemptEnd>,
+    /// A plan's transaction, once complete.
+    pub tx: Option<Vec<u8>>,
+}
+
+impl SignItem {
+    /// The set's key.
+    pub fn set(&self) -> SetKey {
+        set_key(self.network, self.session)
+    }
+
+    /// The table key.
+    pub fn id(&self) -> ItemId {
+        item_id(self.set(), &self.kind)
+    }
+
+    /// The current attempt's id.
+    pub fn sign_id(&self) -> SignId {
+        SignId { session: Session(self.session), kind: self.kind, attempt: self.attempt }
+    }
+}
+
+/// Per-set signing counters (durable).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, BorshSerialize, BorshDeserialize)]
+pub struct SignCounts {
+    /// Batches whose signature verified.
+    pub completed_batches: u64,
+    /// Plans reported completed.
+    pub completed_plans: u64,
+    /// Blames accepted.
+    pub blames: u64,
+    /// Reattempts (after a blame or a timeout).
+    pub reattempts: u64,
+}
+
+/// Per-network settlement state.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, BorshSerialize, BorshDeserialize)]
+pub struct NetworkSettlement {
+    /// The next Batch id to settle.
+    pub next_batch: u32,
+    /// Signed Batches whose signature did not verify.
+    pub bad_signatures: u64,
+}
+
+/// Every item, by id.
+pub const ITEMS: Table<ItemId, SignItem> = Table::new("sim/v1/sign/items");
+/// The items not complete yet.
+pub const ACTIVE: Table<ItemId, ()> = Table::new("sim/v1/sign/active");
+/// Preprocesses by `(item, attempt, sender)`; pruned when the attempt ends.
+pub const PREPROCESSES: Table<(ItemId, u32, Participant), Vec<u8>> =
+    Table::new("sim/v1/sign/preprocesses");
+/// Shares by `(item, attempt, sender)`; pruned when the attempt ends.
+pub const SHARES: Table<(ItemId, u32, Participant), Vec<u8>> = Table::new("sim/v1/sign/shares");
+/// Counters per set.
+pub const COUNTS: Table<SetKey, SignCounts> = Table::new("sim/v1/sign/counts");
+/// Settlement state per network (as `u8`).
+pub const NETWORKS: Table<u8, NetworkSettlement> = Table::new("sim/v1/settlement/networks");
+/// Verified Batches waiting for their predecessors, by `(network, id)`, with the set
+/// that signed them.
+pub const VERIFIED: Table<(u8, u32), (SetKey, Batch)> = Table::new("sim/v1/settlement/verified");
+
+/// The counters of `set`.
+pub fn counts(txn: &impl Get, set: SetKey) -> Result<SignCounts, DbError> {
+    Ok(COUNTS.get(txn, &set)?.unwrap_or_default())
+}
+
+/// The settlement state of `network`.
+pub fn network_settlement(
+    txn: &impl Get,
+    network: NetworkId,
+) -> Result<NetworkSettlement, DbError> {
+    Ok(NETWORKS.get(txn, &(network as u8))?.unwrap_or_default())
+}
+
+/// The members of `item`'s current attempt that have not sent what its stage needs.
+pub fn waiting_for(txn: &impl Get, item: &SignItem) -> Result<Vec<Participant>, DbError> {
+    let table = match item.stage {
+        SignStage::Preprocesses => PREPROCESSES,
+        SignStage::Shares => SHARES,
+        SignStage::Completing | SignStage::Completed => return Ok(vec![]),
+    };
+    let mut out = vec![];
+    for p in &item.selected {
+        if table.get(txn, &(item.id(), item.attempt, *p))?.is_none() {
+            out.push(*p);
+        }
+    }
+    Ok(out)
+}
+
+/// Every item not complete yet.
+pub fn active_items(txn: &impl Get) -> Result<Vec<SignItem>, DbError> {
+    let mut out = vec![];
+    for (id, ()) in ACTIVE.iter(txn)? {
+        if let Some(item) = ITEMS.get(txn, &id)? {
+            out.push(item);
+        }
+    }
+    out.sort_by(|a, b| (a.set(), a.kind).cmp(&(b.set(), b.kind)));
+    Ok(out)
+}
+
+/// What [`SignCoordinator`] did with a message.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SignOutcome {
+    /// It advanced an item (stored and relayed, reattempted, completed or settled).
+    Progress,
+    /// Stored, but it does not advance the item (a preprocess from a non-member).
+    Stored,
+    /// Recorded nothing but a log line (a Batch report).
+    Noted,
+    /// Ignored; the reason.
+    Ignored(&'static str),
+}
+
+/// Drives signing for every configured set, and settles signed Batches.
+#[derive(Debug)]
+pub struct SignCoordinator {
+    sets: Vec<SetConfig>,
+    mailbox: Mailbox,
+    clock: Arc<dyn Clock>,
+    timeout_ms: u64,
+    metrics: SignMetrics,
+}
+
+/// A set that can sign: its state (with the key holders) and its Ristretto key.
+struct Signer {
+    state: SetState,
+    ristretto_key: [u8; 32],
+}
+
+impl Signer {
+    fn holders(&self) -> &[Participant] {
+        &self.state.participants
+    }
+}
+
+impl SignCoordinator {
+    /// A coordinator for `sets`, sending through `mailbox`.
+    pub fn new(
+        sets: Vec<SetConfig>,
+        mailbox: Mailbox,
+        clock: Arc<dyn Clock>,
+        timeout: Duration,
+        metrics: SignMetrics,
+    ) -> Self {
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+        SignCoordinator { sets, mailbox, clock, timeout_ms, metrics }
+    }
+
+    /// The attempt timeout.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    /// At startup: an attempt whose deadline passed while the simulator was down gets a
+    /// full timeout from now.
+    pub fn start(&self, txn: &mut WriteTxn) -> Result<(), SimError> {
+        let now = self.clock.now_ms();
+        for mut item in active_items(txn)? {
+            if now.saturating_sub(item.last_progress_ms) >= self.timeout_ms {
+                item.last_progress_ms = now;
+                ITEMS.put(txn, &item.id(), &item)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn configured(&self, key: SetKey) -> bool {
+        self.sets.iter().any(|s| s.key() == key)
+    }
+
+    /// The configured, confirmed set `(network, session)`, or why not.
+    fn signer(
+        &self,
+        txn: &impl Get,
+        network: NetworkId,
+        session: u32,
+    ) -> Result<Result<Signer, &'static str>, SimError> {
+        let key = set_key(network, session);
+        let Some(state) = SETS.get(txn, &key)?.filter(|_| self.configured(key)) else {
+            return Ok(Err("unknown_session"));
+        };
+        let Some(ristretto_key) = state.confirmed.as_ref().map(|c| c.ristretto_key) else {
+            return Ok(Err("no_key"));
+        };
+        Ok(Ok(Signer { state, ristretto_key }))
+    }
+
+    fn send(
+        &self,
+        txn: &mut WriteTxn,
+        network: NetworkId,
+        to: Participant,
+        message: CoordinatorMessage,
+    ) -> Result<(), SimError> {
+        let recipient = Party::Processor { network, validator: to };
+        self.mailbox.send(txn, recipient, message.encode())?;
+        Ok(())
+    }
+
+    fn bump(
+        &self,
+        txn: &mut WriteTxn,
+        set: SetKey,
+        f: impl FnOnce(&mut SignCounts),
+    ) -> Result<(), SimError> {
+        let mut c = counts(txn, set)?;
+        f(&mut c);
+        COUNTS.put(txn, &set, &c)?;
+        Ok(())
+    }
+
+    /// Handles one signing message from `sender`, inside `txn`. On `Err`, the caller
+    /// MUST drop `txn` uncommitted.
+    pub fn handle_sign(
+        &self,
+        txn: &mut WriteTxn,
+        sender: Party,
+        response: &SignResponse,
+    ) -> Result<SignOutcome, SimError> {
+        let outcome = self.handle_sign_inner(txn, sender, response)?;
+        if let SignOutcome::Ignored(reason) = outcome {
+            self.metrics.ignored(reason);
+        }
+        Ok(outcome)
+    }
+
+    fn handle_sign_inner(
+        &self,
+        txn: &mut WriteTxn,
+        sender: Party,
+        response: &SignResponse,
+    ) -> Result<SignOutcome, SimError> {
+        let Party::Processor { network, validator } = sender else {
+            return Ok(SignOutcome::Ignored("not_a_processor"));
+        };
+        let (session, kind, attempt) = match response {
+            SignResponse::Preprocess { id, .. }
+            | SignResponse::Share { id, .. }
+            | SignResponse::Blame { id, .. } => (id.session, id.kind, Some(id.attempt)),
+            SignResponse::Completed { session, plan, .. } => {
+                (*session, SignKind::Plan(*plan), None)
+            }
+        };
+        let span = tracing::info_span!("sign", %network, session = session.0, kind = %kind_name(&kind), attempt, validator);
+        let _enter = span.enter();
+        let signer = match self.signer(txn, network, session.0)? {
+            Ok(signer) => signer,
+            Err(reason) => {
+                tracing::warn!(reason, "signing message for a set that cannot sign; ignored");
+                return Ok(SignOutcome::Ignored(reason));
+            }
+        };
+        if !signer.holders().contains(&validator) {
+            tracing::warn!("signing message from a validator holding no key share; ignored");
+            return Ok(SignOutcome::Ignored("not_a_key_holder"));
+        }
+        let id = item_id(signer.state.key(), &kind);
+        let existing = ITEMS.get(txn, &id)?;
+        if let SignResponse::Completed { tx, .. } = response {
+            return self.on_completed(txn, &signer, existing, kind, validator, tx);
+        }
+        let Some(attempt) = attempt else { return Ok(SignOutcome::Ignored("unreachable")) };
+        let mut item = match existing {
+            Some(item) => item,
+            None if attempt == 0 && matches!(response, SignResponse::Preprocess { .. }) => {
+                self.new_item(&signer, kind)
+            }
+            None => return Ok(SignOutcome::Ignored("unknown_item")),
+        };
+        if item.stage == SignStage::Completed {
+            return Ok(SignOutcome::Ignored("completed"));
+        }
+        if attempt != item.attempt {
+            tracing::debug!(current = item.attempt, "signing message for another attempt; ignored");
+            return Ok(SignOutcome::Ignored("other_attempt"));
+        }
+        let outcome = match response {
+            SignResponse::Preprocess { preprocess, .. } => {
+                self.on_preprocess(txn, &mut item, validator, preprocess)?
+            }
+            SignResponse::Share { share, .. } => self.on_share(txn, &mut item, validator, share)?,
+            SignResponse::Blame { accused, .. } => {
+                self.on_blame(txn, &signer, &mut item, validator, *accused)?
+            }
+            SignResponse::Completed { .. } => SignOutcome::Ignored("unreachable"),
+        };
+        if matches!(outcome, SignOutcome::Progress | SignOutcome::Stored) {
+            ITEMS.put(txn, &id, &item)?;
+            if item.stage != SignStage::Completed {
+                ACTIVE.put(txn, &id, &())?;
+            }
+        }
+        Ok(outcome)
+    }
+
+    fn new_item(&self, signer: &Signer, kind: SignKind) -> SignItem {
+        let selected = signing_set(&kind, 0, signer.holders(), &[], signer.state.threshold);
+        tracing::info!(?selected, "new signing item");
+        self.metrics.attempts.inc();
+        SignItem {
+            network: signer.state.network,
+            session: signer.state.session,
+            kind,
+            attempt: 0,
+            stage: SignStage::Preprocesses,
+            selected,
+            excluded: vec![],
+            last_progress_ms: self.clock.now_ms(),
+            history: vec![],
+            tx: None,
+        }
+    }
+
+    fn on_preprocess(
+        &self,
+        txn: &mut WriteTxn,
+        item: &mut SignItem,
+        validator: Participant,
+        preprocess: &[u8],
+    ) -> Result<SignOutcome, SimError> {
+        let key = (item.id(), item.attempt, validator);
+        if PREPROCESSES.get(txn, &key)?.is_some() {
+            return Ok(SignOutcome::Ignored("duplicate"));
+        }
+        PREPROCESSES.put(txn, &key, &preprocess.to_vec())?;
+        if !item.selected.contains(&validator) || item.stage != SignStage::Preprocesses {
+            tracing::debug!("preprocess from a key holder outside the signing set; stored");
+            return Ok(SignOutcome::Stored);
+        }
+        item.last_progress_ms = self.clock.now_ms();
+        let Some(all) = self.gather(txn, item, PREPROCESSES)? else {
+            return Ok(SignOutcome::Progress);
+        };
+        for to in item.selected.clone() {
+            let request =
+                SignRequest::Preprocesses { id: item.sign_id(), preprocesses: all.clone() };
+            self.send(txn, item.network, to, CoordinatorMessage::Sign(request))?;
+        }
+        item.stage = SignStage::Shares;
+        tracing::info!(selected = ?item.selected, "all preprocesses in; relayed");
+        Ok(SignOutcome::Progress)
+    }
+
+    fn on_share(
+        &self,
+        txn: &mut WriteTxn,
+        item: &mut SignItem,
+        validator: Participant,
+        share: &[u8],
+    ) -> Result<SignOutcome, SimError> {
+        if !item.selected.contains(&validator) {
+            return Ok(SignOutcome::Ignored("not_selected"));
+        }
+        if item.stage != SignStage::Shares {
+            return Ok(SignOutcome::Ignored("out_of_order"));
+        }
+        let key = (item.id(), item.attempt, validator);
+        if SHARES.get(txn, &key)?.is_some() {
+            return Ok(SignOutcome::Ignored("duplicate"));
+        }
+        SHARES.put(txn, &key, &share.to_vec())?;
+        item.last_progress_ms = self.clock.now_ms();
+        let Some(all) = self.gather(txn, item, SHARES)? else {
+            return Ok(SignOutcome::Progress);
+        };
+        for to in item.selected.clone() {
+            let request = SignRequest::Shares { id: item.sign_id(), shares: all.clone() };
+            self.send(txn, item.network, to, CoordinatorMessage::Sign(request))?;
+        }
+        item.stage = SignStage::Completing;
+        tracing::info!("all shares in; relayed");
+        Ok(SignOutcome::Progress)
+    }
+
+    fn on_blame(
+        &self,
+        txn: &mut WriteTxn,
+        signer: &Signer,
+        item: &mut SignItem,
+        accuser: Participant,
+        accused: Participant,
+    ) -> Result<SignOutcome, SimError> {
+        if !item.selected.contains(&accuser) {
+            return Ok(SignOutcome::Ignored("not_selected"));
+        }
+        if item.stage == SignStage::Preprocesses {
+            // Nothing was relayed: there is nothing the accuser can have checked.
+            return Ok(SignOutcome::Ignored("premature_blame"));
+        }
+        if accused == accuser || !item.selected.contains(&accused) {
+            return Ok(SignOutcome::Ignored("bad_blame"));
+        }
+        tracing::warn!(accuser, accused, "blame; reattempting without the accused");
+        self.metrics.blames.inc();
+        self.bump(txn, item.set(), |c| c.blames += 1)?;
+        let outcome = format!("validator {accuser} blamed validator {accused}");
+        self.reattempt(txn, signer, item, vec![accused], outcome)?;
+        Ok(SignOutcome::Progress)
+    }
+
+    fn on_completed(
+        &self,
+        txn: &mut WriteTxn,
+        signer: &Signer,
+        existing: Option<SignItem>,
+        kind: SignKind,
+        validator: Participant,
+        tx: &[u8],
+    ) -> Result<SignOutcome, SimError> {
+        let mut item = existing.unwrap_or_else(|| {
+            let mut item = self.new_item(signer, kind);
+            item.selected = vec![];
+            item
+        });
+        if item.stage == SignStage::Completed {
+            if item.tx.as_deref() != Some(tx) {
+                tracing::warn!(tx = %hex::encode(tx), first = ?item.tx.as_ref().map(hex::encode), "plan completed again with another transaction; ignored");
+            }
+            return Ok(SignOutcome::Ignored("completed"));
+        }
+        let SignKind::Plan(plan) = kind else { return Ok(SignOutcome::Ignored("unreachable")) };
+        for to in signer.holders().iter().copied().filter(|p| *p != validator) {
+            let request =
+                SignRequest::Completed { session: Session(item.session), plan, tx: tx.to_vec() };
+            self.send(txn, item.network, to, CoordinatorMessage::Sign(request))?;
+        }
+        item.tx = Some(tx.to_vec());
+        self.complete(txn, &mut item, format!("completed by validator {validator}"))?;
+        self.bump(txn, item.set(), |c| c.completed_plans += 1)?;
+        self.metrics.completed("plan");
+        tracing::info!(tx = %hex::encode(tx), "plan completed; relayed");
+        Ok(SignOutcome::Progress)
+    }
+
+    /// Marks `item` complete and stores it.
+    fn complete(
+        &self,
+        txn: &mut WriteTxn,
+        item: &mut SignItem,
+        outcome: String,
+    ) -> Result<(), SimError> {
+        self.prune(txn, item)?;
+        item.history.push(SignAttemptEnd {
+            attempt: item.attempt,
+            selected: item.selected.clone(),
+            outcome,
+        });
+        item.stage = SignStage::Completed;
+        let id = item.id();
+        ITEMS.put(txn, &id, item)?;
+        ACTIVE.del(txn, &id)?;
+        Ok(())
+    }
+
+    fn prune(&self, txn: &mut WriteTxn, item: &SignItem) -> Result<(), SimError> {
+        let Some(state) = SETS.get(txn, &item.set())? else { return Ok(()) };
+        for p in &state.participants {
+            let key = (item.id(), item.attempt, *p);
+            PREPROCESSES.del(txn, &key)?;
+            SHARES.del(txn, &key)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the current attempt and starts the next without `culprits` (unless that
+    /// leaves fewer than `t`), telling every key holder.
+    fn reattempt(
+        &self,
+        txn: &mut WriteTxn,
+        signer: &Signer,
+        item: &mut SignItem,
+        culprits: Vec<Participant>,
+        outcome: String,
+    ) -> Result<(), SimError> {
+        let Some(next) = item.attempt.checked_add(1) else {
+            tracing::error!("no attempt numbers left; the item is stuck");
+            return Ok(());
+        };
+        self.prune(txn, item)?;
+        item.history.push(SignAttemptEnd {
+            attempt: item.attempt,
+            selected: item.selected.clone(),
+            outcome,
+        });
+        let holders = signer.holders();
+        let mut excluded: Vec<Participant> =
+            culprits.into_iter().filter(|p| holders.contains(p)).collect();
+        excluded.sort_unstable();
+        excluded.dedup();
+        if holders.len() - excluded.len() < usize::from(signer.state.threshold) {
+            tracing::warn!(?excluded, "excluding them would leave fewer than t; excluding nobody");
+            excluded.clear();
+        }
+        item.attempt = next;
+        item.selected = signing_set(&item.kind, next, holders, &excluded, signer.state.threshold);
+        item.excluded = excluded;
+        item.stage = SignStage::Preprocesses;
+        item.last_progress_ms = self.clock.now_ms();
+        for to in holders {
+            let request = SignRequest::Reattempt { id: item.sign_id() };
+            self.send(txn, item.network, *to, CoordinatorMessage::Sign(request))?;
+        }
+        self.bump(txn, item.set(), |c| c.reattempts += 1)?;
+        self.metrics.reattempts.inc();
+        self.metrics.attempts.inc();
+        tracing::info!(attempt = next, selected = ?item.selected, excluded = ?item.excluded, "reattempting");
+        Ok(())
+    }
+
+    /// Every member's stored message of the current attempt, if all are in.
+    fn gather(
+        &self,
+        txn: &impl Get,
+        item: &SignItem,
+        table: Table<(ItemId, u32, Participant), Vec<u8>>,
+    ) -> Result<Option<BTreeMap<Participant, Vec<u8>>>, SimError> {
+        let mut out = BTreeMap::new();
+        for p in &item.selected {
+            match table.get(txn, &(item.id(), item.attempt, *p))? {
+                Some(bytes) => out.insert(*p, bytes),
+                None => return Ok(None),
+            };
+        }
+        Ok(Some(out))
+    }
+
+    /// Handles one Batch message from `sender`, inside `txn`. On `Err`, the caller MUST
+    /// drop `txn` uncommitted.
+    pub fn handle_batch(
+        &self,
+        txn: &mut WriteTxn,
+        sender: Party,
+        report: &BatchReport,
+    ) -> Result<SignOutcome, SimError> {
+        let outcome = self.handle_batch_inner(txn, sender, report)?;
+        if let SignOutcome::Ignored(reason) = outcome {
+            self.metrics.ignored(reason);
+        }
+        Ok(outcome)
+    }
+
+    fn handle_batch_inner(
+        &self,
+        txn: &mut WriteTxn,
+        sender: Party,
+        report: &BatchReport,
+    ) -> Result<SignOutcome, SimError> {
+        let Party::Processor { network, validator } = sender else {
+            return Ok(SignOutcome::Ignored("not_a_processor"));
+        };
+        let (BatchReport::Batch(batch) | BatchReport::SignedBatch { batch, .. }) = report;
+        let span = tracing::info_span!("batch", %network, id = batch.id, validator);
+        let _enter = span.enter();
+        if batch.network != network {
+            tracing::warn!(batch_network = %batch.network, "Batch for another network; ignored");
+            return Ok(SignOutcome::Ignored("wrong_network"));
+        }
+        let BatchReport::SignedBatch { batch, signature } = report else {
+            tracing::debug!(instructions = batch.instructions.len(), "Batch reported");
+            return Ok(SignOutcome::Noted);
+        };
+        let mut settlement = network_settlement(txn, network)?;
+        if batch.id < settlement.next_batch
+            || VERIFIED.get(txn, &(network as u8, batch.id))?.is_some()
+        {
+            return Ok(SignOutcome::Ignored("batch_done"));
+        }
+        // The set whose confirmed key the signature verifies under.
+        let mut signed_by = None;
+        for config in self.sets.iter().filter(|s| s.network == network) {
+            if let Ok(signer) = self.signer(txn, network, config.session)? {
+                if signers::batch::verify(&signer.ristretto_key, batch, signature).is_ok() {
+                    signed_by = Some(signer);
+                    break;
+                }
+            }
+        }
+        let Some(signer) = signed_by else {
+            settlement.bad_signatures += 1;
+            NETWORKS.put(txn, &(network as u8), &settlement)?;
+            self.metrics.bad_batch_signatures.inc();
+            tracing::warn!(
+                bad_signatures = settlement.bad_signatures,
+                "a signed Batch does not verify under any confirmed key of its network; ignored"
+            );
+            return Ok(SignOutcome::Ignored("bad_signature"));
+        };
+        let set = signer.state.key();
+        VERIFIED.put(txn, &(network as u8, batch.id), &(set, batch.clone()))?;
+        let kind = SignKind::Batch(batch.id);
+        let mut item = match ITEMS.get(txn, &item_id(set, &kind))? {
+            Some(item) => item,
+            None => {
+                let mut item = self.new_item(&signer, kind);
+                item.selected = vec![];
+                item
+            }
+        };
+        if item.stage != SignStage::Completed {
+            self.complete(
+                txn,
+                &mut item,
+                format!("signed Batch reported by validator {validator}"),
+            )?;
+        }
+        self.bump(txn, set, |c| c.completed_batches += 1)?;
+        self.metrics.completed("batch");
+        tracing::info!("signed Batch verified");
+        self.settle(txn, network, settlement)?;
+        Ok(SignOutcome::Progress)
+    }
+
+    /// Settles `network`'s verified Batches from `settlement.next_batch` on, as long as
+    /// they are contiguous.
+    fn settle(
+        &self,
+        txn: &mut WriteTxn,
+        network: NetworkId,
+        mut settlement: NetworkSettlement,
+    ) -> Result<(), SimError> {
+        while let Some((set, batch)) = VERIFIED.get(txn, &(network as u8, settlement.next_batch))? {
+            VERIFIED.del(txn, &(network as u8, batch.id))?;
+            ledger::credit(txn, &batch)?;
+            let settlement_block = ledger::next_block(txn)?;
+            let burns = ledger::take_burns(txn, network, settlement_block)?;
+            let holders = SETS.get(txn, &set)?.map(|s| s.participants).unwrap_or_default();
+            tracing::info!(
+                id = batch.id,
+                settlement_block,
+                burns = burns.len(),
+                "Batch settled; acknowledging"
+            );
+            self.metrics.settlement_blocks.inc();
+            self.metrics.burns.inc_by(burns.len() as u64);
+            for to in holders {
+                let event = SettlementEvent::BlockAcknowledged {
+                    settlement_block,
+                    network_block: batch.block,
+                    batches: vec![batch.id],
+                    burns: burns.clone(),
+                };
+                self.send(txn, network, to, CoordinatorMessage::Settlement(event))?;
+            }
+            let Some(next) = settlement.next_batch.checked_add(1) else {
+                tracing::error!("no Batch ids left");
+                break;
+            };
+            settlement.next_batch = next;
+        }
+        NETWORKS.put(txn, &(network as u8), &settlement)?;
+        Ok(())
+    }
+
+    /// Whether some item's attempt is past its deadline (read-only).
+    pub fn timeout_due(&self, txn: &impl Get) -> Result<bool, SimError> {
+        let now = self.clock.now_ms();
+        Ok(active_items(txn)?.iter().any(|item| self.overdue(item, now)))
+    }
+
+    fn overdue(&self, item: &SignItem, now: u64) -> bool {
+        self.configured(item.set()) && now.saturating_sub(item.last_progress_ms) >= self.timeout_ms
+    }
+
+    /// Reattempts every item past its deadline, without the members that did not send
+    /// what its stage needed. Returns whether anything changed.
+    pub fn check_timeouts(&self, txn: &mut WriteTxn) -> Result<bool, SimError> {
+        let now = self.clock.now_ms();
+        let mut changed = false;
+        for mut item in active_items(txn)? {
+            if !self.overdue(&item, now) {
+                continue;
+            }
+            let Ok(signer) = self.signer(txn, item.network, item.session)? else { continue };
+            let silent = waiting_for(txn, &item)?;
+            let span = tracing::info_span!("sign", network = %item.network, session = item.session, kind = %kind_name(&item.kind), attempt = item.attempt);
+            let _enter = span.enter();
+            tracing::warn!(stage = item.stage.name(), ?silent, "signing attempt timed out");
+            let outcome =
+                format!("timed out in the {} stage waiting for {silent:?}", item.stage.name());
+            self.reattempt(txn, &signer, &mut item, silent, outcome)?;
+            ITEMS.put(txn, &item.id(), &item)?;
+            changed = true;
+        }
+        Ok(changed)
+    }
+}
+
+/// `batch <id>` or `plan <hex>`.
+pub fn kind_name(kind: &SignKind) -> String {
+    match kind {
+        SignKind::Batch(id) => format!("batch {id}"),
+        SignKind::Plan(plan) => format!("plan {}", hex::encode(plan)),
+    }
+}
