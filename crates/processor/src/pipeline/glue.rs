@@ -303,6 +303,9 @@ impl Pipeline {
                 )
                 .map_err(db_error)?;
             PENDING.put(txn, &tx.id, &()).map_err(db_error)?;
+            for input in &tx.inputs {
+                PLAN_BY_INPUT.put(txn, &input.id, &tx.id).map_err(db_error)?;
+            }
             self.metrics.plans.inc();
             let machine = TransactionMachine::new(network_keys.clone(), signable)
                 .map_err(TaskError::fatal)?;

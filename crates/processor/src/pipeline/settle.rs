@@ -4,11 +4,11 @@ use borsh::BorshDeserialize;
 use db::WriteTxn;
 use messages::{BatchReport, ProcessorMessage, SignKind, SignRequest, SignResponse};
 use primitives::{Amount, Payment as Burn};
-use scanner::{Network, ReceivedOutput};
+use scanner::{Network, OutputKind, ReceivedOutput};
 use signers::Handled;
 use task::TaskError;
 
-use super::glue::Pipeline;
+use super::glue::{eventuality, Pipeline};
 use super::state::*;
 use crate::db_error;
 
@@ -51,9 +51,14 @@ fn utxo(o: &Output) -> scheduler::Utxo {
     scheduler::Utxo { id: o.id(), amount: o.amount() }
 }
 
-/// Handles `BlockAcknowledged`: marks the Batches acknowledged, confirms the deposits of
-/// every block whose Batches are all acknowledged (in block order), queues refunds and
-/// burns, and plans what the confirmed outputs fund.
+/// Handles `BlockAcknowledged`: marks the Batches acknowledged, then applies, in block
+/// order, every scanned block up to the last one whose Batch this acknowledgement covers
+/// (completed plans, conflicts, change, branch outputs funding their payments, confirmed
+/// deposits, refunds), queues the burns, and plans what the outputs fund.
+///
+/// Block effects are applied here and not when scanned: every processor of the set sees
+/// the same acknowledgements in the same order, but scans at its own pace, so this is what
+/// keeps their schedulers, and so their plans, identical.
 pub fn acknowledge(
     p: &Pipeline,
     txn: &mut WriteTxn,
@@ -66,13 +71,15 @@ pub fn acknowledge(
     if settlement_block <= last {
         return Ok(Err(Refusal::StaleSettlement { got: settlement_block, last }));
     }
-    let mut rate_block = None;
+    let mut target = None;
     for id in batches {
         let Some((_, block)) = BATCHES.get(txn, id).map_err(db_error)? else {
             return Ok(Err(Refusal::UnknownBatch(*id)));
         };
+        target = target.max(Some(block));
+    }
+    for id in batches {
         ACKED.put(txn, id, &settlement_block).map_err(db_error)?;
-        rate_block = rate_block.max(Some(block));
     }
     let mut count = ACKED_COUNT.get(txn, &()).map_err(db_error)?.unwrap_or(0);
     while ACKED.get(txn, &count).map_err(db_error)?.is_some() {
@@ -80,25 +87,108 @@ pub fn acknowledge(
     }
     ACKED_COUNT.put(txn, &(), &count).map_err(db_error)?;
 
+    let keys = p.keys(txn, active.session)?;
     let mut state = SCHEDULER.get(txn, &()).map_err(db_error)?.unwrap_or_default();
     let mut next_payment = NEXT_PAYMENT.get(txn, &()).map_err(db_error)?.unwrap_or(0);
     let mut payments = vec![];
-    // Confirm blocks in order, while all of a block's Batches are acknowledged.
-    for (block, deposits) in BLOCK_DEPOSITS.iter(txn).map_err(db_error)? {
-        let mut all = true;
-        for id in &deposits.batches {
-            all &= ACKED.get(txn, id).map_err(db_error)?.is_some();
-        }
-        if !all {
+    let scheduler_error = |e: scheduler::ScheduleError| TaskError::fatal(format!("scheduler: {e}"));
+    for (block, events) in BLOCK_EVENTS.iter(txn).map_err(db_error)? {
+        if Some(block) > target {
             break;
         }
-        let mut utxos = vec![];
-        for id in &deposits.reported {
-            utxos.push(utxo(&output(txn, id)?));
+        let mut all_acked = true;
+        for id in &events.batches {
+            all_acked &= ACKED.get(txn, id).map_err(db_error)?.is_some();
         }
-        for (id, to) in &deposits.refunds {
+        if !all_acked {
+            break;
+        }
+        // Spends of our outputs: plans completed, or conflicts.
+        let mut completed: Vec<([u8; 32], [u8; 32])> = vec![];
+        for (output, spender) in &events.spends {
+            state.utxos.retain(|u| &u.id != output);
+            match PLAN_BY_INPUT.get(txn, output).map_err(db_error)? {
+                Some(plan) => {
+                    let mut record = PLANS
+                        .get(txn, &plan)
+                        .map_err(db_error)?
+                        .ok_or_else(|| TaskError::fatal("a plan input without its plan"))?;
+                    if eventuality(&record)?.txid == *spender {
+                        if record.completed.is_none() {
+                            record.completed = Some(spender.to_vec());
+                            PLANS.put(txn, &plan, &record).map_err(db_error)?;
+                            PENDING.del(txn, &plan).map_err(db_error)?;
+                            p.metrics.plans_completed.inc();
+                            completed.push((plan, *spender));
+                            let mut guard = p
+                                .signers
+                                .lock()
+                                .map_err(|_| TaskError::fatal("signers lock poisoned"))?;
+                            if let Some(signers) = guard.as_mut() {
+                                signers.complete(txn, SignKind::Plan(plan)).map_err(db_error)?;
+                            }
+                            tracing::info!(plan = %hex::encode(plan), tx = %display_txid(spender), block, "plan completed on chain");
+                        }
+                    } else {
+                        tracing::error!(plan = %hex::encode(plan), tx = %display_txid(spender), block, "ALARM: a transaction we did not plan spent a planned input");
+                        p.metrics.conflicts.inc();
+                        CONFLICTS.put(txn, &plan, &spender.to_vec()).map_err(db_error)?;
+                    }
+                }
+                None => {
+                    tracing::error!(output = %hex::encode(output), tx = %display_txid(spender), block, "ALARM: one of our outputs was spent without a plan");
+                    p.metrics.conflicts.inc();
+                    UNPLANNED_SPENDS.put(txn, output, spender).map_err(db_error)?;
+                }
+            }
+        }
+        // Our own outputs: change and forwarded funds are available; branch outputs
+        // fund, in output order, the branches of the plan that made them.
+        let mut funded = vec![];
+        for (plan, tx) in &completed {
+            let Some(branches) = BRANCHES.get(txn, plan).map_err(db_error)? else { continue };
+            let outs: Vec<_> = events
+                .internal
+                .iter()
+                .filter(|(_, kind, _, creator)| *kind == OutputKind::Branch as u8 && creator == tx)
+                .collect();
+            if outs.len() != branches.len() {
+                return Err(TaskError::fatal(format!(
+                    "plan {} completed with {} branch outputs, {} planned",
+                    hex::encode(plan),
+                    outs.len(),
+                    branches.len()
+                )));
+            }
+            for (branch, (id, _, amount, _)) in branches.into_iter().zip(outs) {
+                let utxo = scheduler::Utxo { id: id.clone(), amount: Amount(*amount) };
+                let s = scheduler::fund_branch(branch, utxo, p.limits(), &p.fees(events.rate))
+                    .map_err(scheduler_error)?;
+                record_dropped(p, txn, &s.dropped)?;
+                state.add_utxos(s.unused).map_err(scheduler_error)?;
+                funded.extend(s.txs);
+            }
+            BRANCHES.del(txn, plan).map_err(db_error)?;
+        }
+        let branch_tx = |creator: &[u8; 32]| completed.iter().any(|(_, tx)| tx == creator);
+        for (id, kind, amount, creator) in &events.internal {
+            let is_branch = *kind == OutputKind::Branch as u8;
+            if !is_branch || !branch_tx(creator) {
+                if is_branch {
+                    tracing::warn!(output = %hex::encode(id), "a branch output no plan made: kept as funds");
+                }
+                state
+                    .add_utxos([scheduler::Utxo { id: id.clone(), amount: Amount(*amount) }])
+                    .map_err(scheduler_error)?;
+            }
+        }
+        // Deposits confirmed; refunds queued.
+        for id in &events.reported {
+            state.add_utxos([utxo(&output(txn, id)?)]).map_err(scheduler_error)?;
+        }
+        for (id, to) in &events.refunds {
             let o = output(txn, id)?;
-            utxos.push(utxo(&o));
+            state.add_utxos([utxo(&o)]).map_err(scheduler_error)?;
             payments.push(scheduler::Payment {
                 id: next_payment,
                 address: to.clone(),
@@ -106,16 +196,18 @@ pub fn acknowledge(
             });
             next_payment += 1;
         }
-        state.add_utxos(utxos).map_err(|e| TaskError::fatal(format!("scheduler: {e}")))?;
-        BLOCK_DEPOSITS.del(txn, &block).map_err(db_error)?;
+        LAST_RATE.put(txn, &(), &events.rate).map_err(db_error)?;
+        BLOCK_EVENTS.del(txn, &block).map_err(db_error)?;
         CONFIRMED.put(txn, &(), &block).map_err(db_error)?;
-        rate_block = rate_block.max(Some(block));
-        tracing::info!(
-            block,
-            reported = deposits.reported.len(),
-            refunds = deposits.refunds.len(),
-            "deposits confirmed"
-        );
+        if !events.reported.is_empty() || !events.refunds.is_empty() {
+            tracing::info!(
+                block,
+                reported = events.reported.len(),
+                refunds = events.refunds.len(),
+                "deposits confirmed"
+            );
+        }
+        p.new_plans(txn, &keys, funded, events.rate)?;
     }
     let coin = p.network.params().network.native_coin();
     for (i, burn) in burns.iter().enumerate() {
@@ -138,15 +230,23 @@ pub fn acknowledge(
         next_payment += 1;
     }
     state.add_payments(payments);
-    let rate = match rate_block {
-        Some(block) => FEE_RATE.get(txn, &block).map_err(db_error)?,
-        None => None,
-    }
-    .ok_or_else(|| TaskError::fatal("no fee rate recorded for the acknowledged block"))?;
-    let scheduled = state
-        .schedule(p.limits(), &p.fees(rate))
-        .map_err(|e| TaskError::fatal(format!("scheduler: {e}")))?;
-    for d in &scheduled.dropped {
+    let rate =
+        LAST_RATE.get(txn, &()).map_err(db_error)?.unwrap_or(p.network.chain_params().min_fee_rate);
+    let scheduled = state.schedule(p.limits(), &p.fees(rate)).map_err(scheduler_error)?;
+    record_dropped(p, txn, &scheduled.dropped)?;
+    SCHEDULER.put(txn, &(), &state).map_err(db_error)?;
+    NEXT_PAYMENT.put(txn, &(), &next_payment).map_err(db_error)?;
+    SETTLEMENT.put(txn, &(), &settlement_block).map_err(db_error)?;
+    p.new_plans(txn, &keys, scheduled.txs, rate)?;
+    Ok(Ok(()))
+}
+
+fn record_dropped(
+    p: &Pipeline,
+    txn: &mut WriteTxn,
+    dropped: &[scheduler::Dropped],
+) -> Result<(), TaskError> {
+    for d in dropped {
         tracing::warn!(
             payment = d.payment.id,
             amount = d.payment.amount.0,
@@ -156,12 +256,12 @@ pub fn acknowledge(
         p.metrics.dropped_payments.inc();
         DROPPED.put(txn, &d.payment.id, d).map_err(db_error)?;
     }
-    SCHEDULER.put(txn, &(), &state).map_err(db_error)?;
-    NEXT_PAYMENT.put(txn, &(), &next_payment).map_err(db_error)?;
-    SETTLEMENT.put(txn, &(), &settlement_block).map_err(db_error)?;
-    let keys = p.keys(txn, active.session)?;
-    p.new_plans(txn, &keys, scheduled.txs, rate)?;
-    Ok(Ok(()))
+    Ok(())
+}
+
+fn display_txid(txid: &[u8; 32]) -> String {
+    use bitcoin::hashes::Hash;
+    bitcoin::Txid::from_byte_array(*txid).to_string()
 }
 
 /// Handles a signing request from the coordinator.

@@ -37,15 +37,25 @@ pub enum Unreported {
     },
 }
 
-/// A block's deposits, confirmed when all its Batches are acknowledged.
+/// What a scanned block means for the scheduler. Recorded when the block is scanned and
+/// applied, in block order, when an acknowledgement covers the block: acknowledgements
+/// are the one sequence every processor of the set sees identically, so applying block
+/// effects at them (never at scan time) keeps every processor's scheduler identical.
 #[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
-pub struct BlockDeposits {
-    /// The block's Batch ids.
+pub struct BlockEvents {
+    /// The block's Batch ids (none for most blocks).
     pub batches: Vec<u32>,
-    /// Outputs reported in them, by id.
+    /// Deposits reported in them, by output id.
     pub reported: Vec<Vec<u8>>,
-    /// Outputs to refund, by id, with the address.
+    /// Deposits to refund, by output id, with the address.
     pub refunds: Vec<(Vec<u8>, ExternalAddress)>,
+    /// Outputs to our Change, Branch and Forwarded keys: (output id, kind byte, amount,
+    /// creating transaction id).
+    pub internal: Vec<(Vec<u8>, u8, u64, [u8; 32])>,
+    /// Our outputs spent in this block: (output id, spending transaction id).
+    pub spends: Vec<(Vec<u8>, [u8; 32])>,
+    /// The block's fee rate.
+    pub rate: u64,
 }
 
 /// A planned transaction.
@@ -67,8 +77,12 @@ pub const ACTIVE: Table<(), Active> = Table::new("pipeline/v1/active");
 pub const SCANNED: Table<(), u64> = Table::new("pipeline/v1/scanned");
 /// Every output of ours ever scanned, by id (the network's encoding).
 pub const OUTPUTS: Table<Vec<u8>, Vec<u8>> = Table::new("pipeline/v1/outputs");
-/// Deposits per scanned block with Batches.
-pub const BLOCK_DEPOSITS: Table<u64, BlockDeposits> = Table::new("pipeline/v1/block_deposits");
+/// Per scanned block not yet applied: what it means for the scheduler.
+pub const BLOCK_EVENTS: Table<u64, BlockEvents> = Table::new("pipeline/v1/block_events");
+/// Which plan spends an output, by output id.
+pub const PLAN_BY_INPUT: Table<Vec<u8>, [u8; 32]> = Table::new("pipeline/v1/plan_by_input");
+/// Our outputs spent by a transaction we did not plan (ALARM), by output id.
+pub const UNPLANNED_SPENDS: Table<Vec<u8>, [u8; 32]> = Table::new("pipeline/v1/unplanned_spends");
 /// Deposits not reported (refunds, unattributed, dust), per block.
 pub const UNREPORTED: Table<u64, Vec<Unreported>> = Table::new("pipeline/v1/unreported");
 /// Batches by id, with their block number.
@@ -81,12 +95,12 @@ pub const LAST_BATCH_BLOCK: Table<(), u64> = Table::new("pipeline/v1/last_batch_
 pub const ACKED: Table<u32, u64> = Table::new("pipeline/v1/acked");
 /// The number of Batches acknowledged (ids are contiguous, acknowledgements may not be).
 pub const ACKED_COUNT: Table<(), u32> = Table::new("pipeline/v1/acked_count");
-/// The last block whose deposits were confirmed.
+/// The last block whose events were applied.
 pub const CONFIRMED: Table<(), u64> = Table::new("pipeline/v1/confirmed");
+/// The fee rate of the last applied block (plans use it).
+pub const LAST_RATE: Table<(), u64> = Table::new("pipeline/v1/last_rate");
 /// The last settlement block handled.
 pub const SETTLEMENT: Table<(), u64> = Table::new("pipeline/v1/settlement");
-/// The fee rate of each scanned block.
-pub const FEE_RATE: Table<u64, u64> = Table::new("pipeline/v1/fee_rate");
 /// The scheduler's state.
 pub const SCHEDULER: Table<(), scheduler::State> = Table::new("pipeline/v1/scheduler");
 /// The next payment id.
