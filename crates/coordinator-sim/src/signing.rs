@@ -240,7 +240,7 @@ pub fn active_items(txn: &impl Get) -> Result<Vec<SignItem>, DbError> {
             out.push(item);
         }
     }
-    out.sort_by(|a, b| (a.set(), a.kind).cmp(&(b.set(), b.kind)));
+    out.sort_by_key(|a| (a.set(), a.kind));
     Ok(out)
 }
 

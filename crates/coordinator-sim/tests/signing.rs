@@ -1,0 +1,748 @@
+//! Signing and settlement, driven message by message through `SignCoordinator` with
+//! opaque preprocesses and shares (the coordinator never parses them), and real Batch
+//! signatures by a Ristretto key from a real DKG. What the simulator sends is read back
+//! from its real outbox and opened as each recipient would.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
+use bitcoin_network::{Address, Params};
+use bus::Mailbox;
+use coordinator_sim::{
+    clock::ManualClock,
+    config::SetConfig,
+    http::HttpState,
+    ledger::{BurnRequest, LedgerReport},
+    signing::{signing_set, SignOutcome},
+    status::StatusReport,
+    Settings, Sim, SCHEMA,
+};
+use db::Db;
+use key_gen::{
+    dkg::{commitments, complete, shares, KeyGenParams},
+    GeneratedKeys,
+};
+use messages::{
+    open, BatchReport, Content, CoordinatorMessage, Identity, KeyGenId, KeyGenResponse,
+    KeyRegistry, Party, Session, SettlementEvent, SignId, SignKind, SignRequest, SignResponse,
+};
+use primitives::{
+    Amount, Balance, Batch, BlockHash, Coin, InInstruction, InInstructionWithBalance, NetworkId,
+    Payment, SettlementAccount,
+};
+use rand_core::OsRng;
+
+const NET: NetworkId = NetworkId::Litecoin;
+const SIGN_TIMEOUT: Duration = Duration::from_secs(30);
+const HOLDERS: [u16; 4] = [1, 2, 3, 4];
+
+/// A real 3-of-4 key pair for session 0 (computed once per test binary).
+fn keys() -> &'static BTreeMap<u16, GeneratedKeys> {
+    static KEYS: OnceLock<BTreeMap<u16, GeneratedKeys>> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let params = |me| KeyGenParams {
+            id: KeyGenId { session: Session(0), attempt: 0 },
+            network: NET,
+            threshold: 3,
+            participants: HOLDERS.to_vec(),
+            me,
+        };
+        let entropy = |v: u16| [v as u8; 32];
+        let r1: BTreeMap<u16, Vec<u8>> =
+            HOLDERS.iter().map(|v| (*v, commitments(&entropy(*v), &params(*v)).unwrap())).collect();
+        let others = |me: u16| -> BTreeMap<u16, Vec<u8>> {
+            r1.iter().filter(|(v, _)| **v != me).map(|(v, m)| (*v, m.clone())).collect()
+        };
+        let r2: BTreeMap<u16, BTreeMap<u16, Vec<u8>>> = HOLDERS
+            .iter()
+            .map(|v| (*v, shares(&entropy(*v), &params(*v), &others(*v)).unwrap().unwrap()))
+            .collect();
+        HOLDERS
+            .iter()
+            .map(|me| {
+                let inbound =
+                    r2.iter().filter(|(s, _)| *s != me).map(|(s, m)| (*s, m[me].clone())).collect();
+                let keys =
+                    complete(&entropy(*me), &params(*me), &others(*me), &inbound, None).unwrap();
+                (*me, keys.unwrap())
+            })
+            .collect()
+    })
+}
+
+fn ristretto_key() -> [u8; 32] {
+    keys()[&1].ristretto_key()
+}
+
+/// A real signature of `batch` by validators 1, 2 and 3.
+fn sign_batch(batch: &Batch) -> [u8; 64] {
+    let signers: Vec<_> = [1u16, 2, 3].iter().map(|v| keys()[v].ristretto.clone()).collect();
+    let signature = key_gen::testing::sign::<_, signers::batch::BatchHram>(
+        &signers,
+        &signers::batch::message(batch),
+    );
+    signers::batch::signature_bytes(&signature)
+}
+
+fn account(a: u8) -> [u8; 32] {
+    [a; 32]
+}
+
+fn batch(id: u32, deposits: &[(u8, u64)]) -> Batch {
+    Batch {
+        network: NET,
+        id,
+        block: BlockHash([id as u8 + 100; 32]),
+        instructions: deposits
+            .iter()
+            .map(|(a, amount)| InInstructionWithBalance {
+                instruction: InInstruction {
+                    account: SettlementAccount(account(*a)),
+                    return_address: None,
+                },
+                balance: Balance { coin: Coin::Litecoin, amount: Amount(*amount) },
+            })
+            .collect(),
+    }
+}
+
+fn p(validator: u16) -> Party {
+    Party::Processor { network: NET, validator }
+}
+
+fn sid(kind: SignKind, attempt: u32) -> SignId {
+    SignId { session: Session(0), kind, attempt }
+}
+
+fn pre(v: u16, attempt: u32) -> Vec<u8> {
+    format!("pre{v}@{attempt}").into_bytes()
+}
+
+fn share(v: u16, attempt: u32) -> Vec<u8> {
+    format!("share{v}@{attempt}").into_bytes()
+}
+
+/// A regtest Litecoin P2WPKH address (and its script).
+fn address(tag: u8) -> (String, Vec<u8>) {
+    let mut script = vec![0x00, 0x14];
+    script.extend([tag; 20]);
+    let address = Address::from_script(bitcoin::ScriptBuf::from_bytes(script.clone())).unwrap();
+    (address.display(&Params::from_names("litecoin", "regtest").unwrap()), script)
+}
+
+struct Rig {
+    dir: tempfile::TempDir,
+    identity: Arc<Identity>,
+    clock: ManualClock,
+    sim: Sim,
+    seen: BTreeSet<(u32, u64)>,
+}
+
+impl Rig {
+    /// Litecoin session 0, 3-of-{1..4}, its key pair confirmed, the outbox read.
+    fn confirmed() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Arc::new(Identity::generate(&mut OsRng));
+        let clock = ManualClock::new(1_000_000);
+        let sim = Self::open(&dir, &identity, &clock);
+        let mut rig = Rig { dir, identity, clock, sim, seen: BTreeSet::new() };
+        let id = KeyGenId { session: Session(0), attempt: 0 };
+        for v in HOLDERS {
+            rig.keygen(v, KeyGenResponse::Commitments { id, commitments: vec![v as u8] });
+        }
+        for v in HOLDERS {
+            let shares =
+                HOLDERS.iter().filter(|r| **r != v).map(|r| (*r, vec![*r as u8])).collect();
+            rig.keygen(v, KeyGenResponse::Shares { id, shares });
+        }
+        for v in HOLDERS {
+            let pair = KeyGenResponse::GeneratedKeyPair {
+                id,
+                ristretto_key: ristretto_key(),
+                network_key: keys()[&1].network_key(),
+            };
+            rig.keygen(v, pair);
+        }
+        assert_eq!(rig.status().sets[0].stage, "confirmed");
+        rig.sent();
+        rig
+    }
+
+    fn open(dir: &tempfile::TempDir, identity: &Arc<Identity>, clock: &ManualClock) -> Sim {
+        let db = Db::open(dir.path().join("sim.redb"), SCHEMA).unwrap();
+        let set =
+            SetConfig { network: NET, session: 0, threshold: 3, validators: HOLDERS.to_vec() };
+        let settings = Settings { sign_timeout: SIGN_TIMEOUT, ..Settings::new(vec![set]) };
+        let sim = Sim::new(
+            db,
+            identity.clone(),
+            KeyRegistry::new(),
+            settings,
+            Arc::new(clock.clone()),
+            &mut prometheus_client::registry::Registry::default(),
+        );
+        sim.start().unwrap();
+        sim
+    }
+
+    /// Closes the database and opens it again in a new simulator.
+    fn restart(mut self) -> Self {
+        drop(self.sim);
+        self.sim = Self::open(&self.dir, &self.identity, &self.clock);
+        self
+    }
+
+    fn keygen(&self, from: u16, response: KeyGenResponse) {
+        let mut txn = self.sim.db().write().unwrap();
+        self.sim.keygen().handle(&mut txn, p(from), &response).unwrap();
+        txn.commit().unwrap();
+    }
+
+    fn sign(&self, from: u16, response: SignResponse) -> SignOutcome {
+        let mut txn = self.sim.db().write().unwrap();
+        let outcome = self.sim.sign().handle_sign(&mut txn, p(from), &response).unwrap();
+        txn.commit().unwrap();
+        outcome
+    }
+
+    fn report(&self, from: u16, report: BatchReport) -> SignOutcome {
+        let mut txn = self.sim.db().write().unwrap();
+        let outcome = self.sim.sign().handle_batch(&mut txn, p(from), &report).unwrap();
+        txn.commit().unwrap();
+        outcome
+    }
+
+    fn preprocess(&self, v: u16, kind: SignKind, attempt: u32) -> SignOutcome {
+        self.sign(
+            v,
+            SignResponse::Preprocess { id: sid(kind, attempt), preprocess: pre(v, attempt) },
+        )
+    }
+
+    fn share(&self, v: u16, kind: SignKind, attempt: u32) -> SignOutcome {
+        self.sign(v, SignResponse::Share { id: sid(kind, attempt), share: share(v, attempt) })
+    }
+
+    fn signed(&self, from: u16, batch: &Batch) -> SignOutcome {
+        let signature = sign_batch(batch);
+        self.report(from, BatchReport::SignedBatch { batch: batch.clone(), signature })
+    }
+
+    fn status(&self) -> StatusReport {
+        StatusReport::read(&self.sim.db().read().unwrap()).unwrap()
+    }
+
+    fn ledger(&self) -> LedgerReport {
+        LedgerReport::read(&self.sim.db().read().unwrap()).unwrap()
+    }
+
+    fn timeout_due(&self) -> bool {
+        self.sim.sign().timeout_due(&self.sim.db().read().unwrap()).unwrap()
+    }
+
+    fn check_timeouts(&self) -> bool {
+        let mut txn = self.sim.db().write().unwrap();
+        let changed = self.sim.sign().check_timeouts(&mut txn).unwrap();
+        txn.commit().unwrap();
+        changed
+    }
+
+    /// Messages queued since the last call, opened by their recipients, in route order.
+    fn sent(&mut self) -> Vec<(u16, CoordinatorMessage)> {
+        let mut registry = KeyRegistry::new();
+        registry.insert(Party::Coordinator, self.identity.public());
+        let pending = Mailbox::pending(&self.sim.db().read().unwrap()).unwrap();
+        let mut out = vec![];
+        for (key, outgoing) in pending {
+            if !self.seen.insert(key) {
+                continue;
+            }
+            let opened = open(&outgoing.envelope, &registry, outgoing.recipient).unwrap();
+            let Content::Coordinator(message) = opened.content else { panic!("not a message") };
+            let Party::Processor { validator, .. } = outgoing.recipient else { panic!() };
+            out.push((validator, message));
+        }
+        out
+    }
+
+    /// Every selected member preprocesses and shares attempt `attempt` of `kind`.
+    fn sign_round(&mut self, kind: SignKind, attempt: u32) -> Vec<u16> {
+        let selected = signing_set(&kind, attempt, &HOLDERS, &[], 3);
+        for v in &selected {
+            assert_eq!(self.preprocess(*v, kind, attempt), SignOutcome::Progress);
+        }
+        for v in &selected {
+            assert_eq!(self.share(*v, kind, attempt), SignOutcome::Progress);
+        }
+        self.sent();
+        selected
+    }
+}
+
+fn reattempts(sent: &[(u16, CoordinatorMessage)]) -> Vec<(u16, SignId)> {
+    sent.iter()
+        .map(|(to, m)| match m {
+            CoordinatorMessage::Sign(SignRequest::Reattempt { id }) => (*to, *id),
+            other => panic!("expected a Reattempt, got {other:?}"),
+        })
+        .collect()
+}
+
+/// `(recipient, settlement block, network block, batches, burns)`.
+type Ack = (u16, u64, BlockHash, Vec<u32>, Vec<Payment>);
+
+fn acks(sent: &[(u16, CoordinatorMessage)]) -> Vec<Ack> {
+    sent.iter()
+        .map(|(to, m)| match m {
+            CoordinatorMessage::Settlement(SettlementEvent::BlockAcknowledged {
+                settlement_block,
+                network_block,
+                batches,
+                burns,
+            }) => (*to, *settlement_block, *network_block, batches.clone(), burns.clone()),
+            other => panic!("expected a BlockAcknowledged, got {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn selection_is_deterministic_has_t_members_and_respects_exclusions() {
+    let holders = [1u16, 2, 3, 4, 5, 6, 7];
+    let mut distinct = BTreeSet::new();
+    for attempt in 0..32 {
+        for kind in [SignKind::Batch(attempt), SignKind::Plan([attempt as u8; 32])] {
+            let set = signing_set(&kind, attempt, &holders, &[], 5);
+            assert_eq!(set, signing_set(&kind, attempt, &holders, &[], 5), "not deterministic");
+            assert_eq!(set.len(), 5);
+            assert!(set.windows(2).all(|w| w[0] < w[1]), "not ascending: {set:?}");
+            assert!(set.iter().all(|v| holders.contains(v)));
+            // Excluding two members never selects them (7 - 2 >= 5).
+            let excluded = [set[0], set[1]];
+            let without = signing_set(&kind, attempt, &holders, &excluded, 5);
+            assert_eq!(without.len(), 5);
+            assert!(!without.contains(&set[0]) && !without.contains(&set[1]), "{without:?}");
+            // Excluding three would leave fewer than 5: nobody is excluded.
+            let too_many = [set[0], set[1], set[2]];
+            assert_eq!(signing_set(&kind, attempt, &holders, &too_many, 5), set);
+            distinct.insert(set);
+        }
+    }
+    assert!(distinct.len() > 1, "the choice never varies with the item and attempt");
+}
+
+#[test]
+fn preprocesses_and_shares_are_relayed_only_once_every_member_answered() {
+    let mut rig = Rig::confirmed();
+    let kind = SignKind::Batch(0);
+    assert_eq!(rig.report(1, BatchReport::Batch(batch(0, &[]))), SignOutcome::Noted);
+    let selected = signing_set(&kind, 0, &HOLDERS, &[], 3);
+    let outsider = *HOLDERS.iter().find(|v| !selected.contains(v)).unwrap();
+
+    // The non-member's preprocess is stored and ignored; two members are not enough.
+    assert_eq!(rig.preprocess(outsider, kind, 0), SignOutcome::Stored);
+    assert_eq!(rig.preprocess(selected[0], kind, 0), SignOutcome::Progress);
+    assert_eq!(rig.preprocess(selected[0], kind, 0), SignOutcome::Ignored("duplicate"));
+    assert_eq!(rig.preprocess(selected[1], kind, 0), SignOutcome::Progress);
+    assert!(rig.sent().is_empty(), "relayed before every member preprocessed");
+    let item = rig.status().sets[0].signing.in_progress[0].clone();
+    assert_eq!(
+        (item.kind.as_str(), item.id.as_str(), item.stage.as_str()),
+        ("batch", "0", "preprocesses")
+    );
+    assert_eq!(item.selected, selected);
+    assert_eq!(item.waiting_for, vec![selected[2]]);
+    // A share before the preprocesses were relayed changes nothing.
+    assert_eq!(rig.share(selected[0], kind, 0), SignOutcome::Ignored("out_of_order"));
+
+    assert_eq!(rig.preprocess(selected[2], kind, 0), SignOutcome::Progress);
+    let relayed = rig.sent();
+    assert_eq!(relayed.iter().map(|(to, _)| *to).collect::<Vec<_>>(), selected);
+    let expected: BTreeMap<u16, Vec<u8>> = selected.iter().map(|v| (*v, pre(*v, 0))).collect();
+    for (_, message) in &relayed {
+        let request =
+            SignRequest::Preprocesses { id: sid(kind, 0), preprocesses: expected.clone() };
+        assert_eq!(*message, CoordinatorMessage::Sign(request));
+    }
+    assert_eq!(rig.status().sets[0].signing.in_progress[0].stage, "shares");
+
+    // Shares: from members only; relayed once all t are in.
+    assert_eq!(rig.share(outsider, kind, 0), SignOutcome::Ignored("not_selected"));
+    assert_eq!(rig.share(selected[0], kind, 0), SignOutcome::Progress);
+    assert_eq!(rig.share(selected[1], kind, 0), SignOutcome::Progress);
+    assert!(rig.sent().is_empty(), "relayed before every member's share");
+    assert_eq!(rig.share(selected[2], kind, 0), SignOutcome::Progress);
+    let relayed = rig.sent();
+    assert_eq!(relayed.iter().map(|(to, _)| *to).collect::<Vec<_>>(), selected);
+    let expected: BTreeMap<u16, Vec<u8>> = selected.iter().map(|v| (*v, share(*v, 0))).collect();
+    for (_, message) in &relayed {
+        let request = SignRequest::Shares { id: sid(kind, 0), shares: expected.clone() };
+        assert_eq!(*message, CoordinatorMessage::Sign(request));
+    }
+    assert_eq!(rig.status().sets[0].signing.in_progress[0].stage, "completing");
+}
+
+#[test]
+fn a_silent_member_times_out_and_the_next_attempt_excludes_it() {
+    let mut rig = Rig::confirmed();
+    let kind = SignKind::Plan([7; 32]);
+    let selected = signing_set(&kind, 0, &HOLDERS, &[], 3);
+    let silent = selected[1];
+    for v in HOLDERS.iter().filter(|v| **v != silent) {
+        rig.preprocess(*v, kind, 0);
+    }
+    let timeout = SIGN_TIMEOUT.as_millis() as u64;
+    rig.clock.advance(timeout - 1);
+    assert!(!rig.timeout_due());
+    assert!(!rig.check_timeouts());
+    assert!(rig.sent().is_empty());
+    rig.clock.advance(1);
+    assert!(rig.timeout_due());
+    assert!(rig.check_timeouts());
+
+    // Every key holder (the silent one too) is told to start attempt 1.
+    let sent = reattempts(&rig.sent());
+    assert_eq!(sent, HOLDERS.iter().map(|v| (*v, sid(kind, 1))).collect::<Vec<_>>());
+    let item = rig.status().sets[0].signing.in_progress[0].clone();
+    assert_eq!((item.attempt, item.stage.as_str()), (1, "preprocesses"));
+    assert_eq!(item.excluded, vec![silent]);
+    let expected: Vec<u16> = HOLDERS.iter().copied().filter(|v| *v != silent).collect();
+    assert_eq!(item.selected, expected, "3 of the 3 remaining");
+    assert_eq!(rig.status().sets[0].signing.reattempts, 1);
+
+    // Attempt 0's late answers change nothing; attempt 1 runs without the silent one.
+    assert_eq!(rig.preprocess(silent, kind, 0), SignOutcome::Ignored("other_attempt"));
+    assert_eq!(rig.preprocess(silent, kind, 1), SignOutcome::Stored);
+    for v in &expected {
+        assert_eq!(rig.preprocess(*v, kind, 1), SignOutcome::Progress);
+    }
+    let relayed = rig.sent();
+    assert_eq!(relayed.iter().map(|(to, _)| *to).collect::<Vec<_>>(), expected);
+    let CoordinatorMessage::Sign(SignRequest::Preprocesses { id, preprocesses }) = &relayed[0].1
+    else {
+        panic!("{relayed:?}")
+    };
+    assert_eq!(*id, sid(kind, 1));
+    assert_eq!(preprocesses.keys().copied().collect::<Vec<_>>(), expected);
+
+    // Silent in the shares stage of attempt 1: attempt 2 excludes that member only.
+    rig.share(expected[0], kind, 1);
+    rig.share(expected[1], kind, 1);
+    rig.clock.advance(timeout);
+    assert!(rig.check_timeouts());
+    assert_eq!(reattempts(&rig.sent()).len(), 4);
+    let item = rig.status().sets[0].signing.in_progress[0].clone();
+    assert_eq!(item.attempt, 2);
+    assert_eq!(item.excluded, vec![expected[2]]);
+    assert!(!item.selected.contains(&expected[2]));
+}
+
+#[test]
+fn a_blame_reattempts_at_once_without_the_accused() {
+    let mut rig = Rig::confirmed();
+    let kind = SignKind::Batch(0);
+    let selected = signing_set(&kind, 0, &HOLDERS, &[], 3);
+    for v in &selected {
+        rig.preprocess(*v, kind, 0);
+    }
+    rig.sent();
+    let outsider = *HOLDERS.iter().find(|v| !selected.contains(v)).unwrap();
+    let blame = |accused| SignResponse::Blame { id: sid(kind, 0), accused };
+    // Blames that cannot hold: from a non-member, of a non-member, of oneself.
+    assert_eq!(rig.sign(outsider, blame(selected[0])), SignOutcome::Ignored("not_selected"));
+    assert_eq!(rig.sign(selected[0], blame(outsider)), SignOutcome::Ignored("bad_blame"));
+    assert_eq!(rig.sign(selected[0], blame(selected[0])), SignOutcome::Ignored("bad_blame"));
+    assert!(rig.sent().is_empty());
+
+    let accused = selected[2];
+    assert_eq!(rig.sign(selected[0], blame(accused)), SignOutcome::Progress);
+    let sent = reattempts(&rig.sent());
+    assert_eq!(sent, HOLDERS.iter().map(|v| (*v, sid(kind, 1))).collect::<Vec<_>>());
+    let set = rig.status().sets[0].clone();
+    assert_eq!(set.signing.blames, 1);
+    assert_eq!(set.signing.reattempts, 1);
+    let item = &set.signing.in_progress[0];
+    assert_eq!(item.attempt, 1);
+    assert_eq!(item.excluded, vec![accused]);
+    assert!(!item.selected.contains(&accused));
+    assert_eq!(item.selected.len(), 3);
+}
+
+#[test]
+fn a_bad_batch_signature_changes_nothing() {
+    let mut rig = Rig::confirmed();
+    let b = batch(0, &[(1, 500)]);
+    rig.sign_round(SignKind::Batch(0), 0);
+    let before = (rig.status(), rig.ledger());
+
+    let mut signature = sign_batch(&b);
+    signature[40] ^= 1;
+    let tampered = BatchReport::SignedBatch { batch: b.clone(), signature };
+    assert_eq!(rig.report(1, tampered), SignOutcome::Ignored("bad_signature"));
+    // A valid signature of another Batch under the same id.
+    let other = batch(0, &[(1, 5_000_000)]);
+    let wrong = BatchReport::SignedBatch { batch: b.clone(), signature: sign_batch(&other) };
+    assert_eq!(rig.report(2, wrong), SignOutcome::Ignored("bad_signature"));
+    assert!(rig.sent().is_empty());
+    let (status, ledger) = (rig.status(), rig.ledger());
+    assert_eq!(ledger, before.1);
+    assert_eq!(status.sets[0].signing.bad_batch_signatures, 2);
+    assert_eq!(status.sets[0].signing.completed_batches, 0);
+    assert_eq!(status.sets[0].signing.next_batch, 0);
+    assert_eq!(status.sets[0].signing.in_progress, before.0.sets[0].signing.in_progress);
+    assert_eq!(status.last_settlement_block, 0);
+
+    // The genuine one still settles.
+    assert_eq!(rig.signed(3, &b), SignOutcome::Progress);
+    assert_eq!(rig.ledger().accounts[0].balances["litecoin"], 500);
+}
+
+#[test]
+fn batches_settle_strictly_in_id_order_and_credit_the_ledger() {
+    let mut rig = Rig::confirmed();
+    let b0 = batch(0, &[(1, 1_000), (2, 250)]);
+    let b1 = batch(1, &[(1, 40)]);
+    let b2 = batch(2, &[]);
+    for id in 0..3 {
+        rig.sign_round(SignKind::Batch(id), 0);
+    }
+    assert_eq!(rig.status().sets[0].signing.in_progress.len(), 3);
+
+    // Batch 1 first: verified and complete, but nothing is acknowledged before batch 0.
+    assert_eq!(rig.signed(2, &b1), SignOutcome::Progress);
+    assert_eq!(rig.signed(3, &b1), SignOutcome::Ignored("batch_done"));
+    assert!(rig.sent().is_empty());
+    assert!(rig.ledger().accounts.is_empty());
+    let status = rig.status();
+    assert_eq!(status.last_settlement_block, 0);
+    assert_eq!(status.sets[0].signing.next_batch, 0);
+    assert_eq!(status.sets[0].signing.in_progress.len(), 2, "batch 1's item is complete");
+
+    assert_eq!(rig.signed(1, &b0), SignOutcome::Progress);
+    let sent = acks(&rig.sent());
+    let expected: Vec<_> = [(1u64, &b0), (2, &b1)]
+        .into_iter()
+        .flat_map(|(block, b)| {
+            HOLDERS.iter().map(move |v| (*v, block, b.block, vec![b.id], vec![]))
+        })
+        .collect();
+    let mut sorted = sent.clone();
+    sorted.sort_by_key(|(to, block, ..)| (*block, *to));
+    assert_eq!(sorted, expected);
+    // Each holder receives block 1 before block 2.
+    for v in HOLDERS {
+        let blocks: Vec<u64> = sent.iter().filter(|a| a.0 == v).map(|a| a.1).collect();
+        assert_eq!(blocks, vec![1, 2], "validator {v}");
+    }
+    let ledger = rig.ledger();
+    assert_eq!(ledger.accounts.len(), 2);
+    assert_eq!(ledger.accounts[0].account, hex::encode(account(1)));
+    assert_eq!(ledger.accounts[0].balances["litecoin"], 1_040);
+    assert_eq!(ledger.accounts[1].balances["litecoin"], 250);
+    assert_eq!(ledger.total_credited["litecoin"], 1_290);
+    assert_eq!(ledger.last_settlement_block, 2);
+
+    // An empty Batch is a normal progress update: block 3, nothing credited.
+    assert_eq!(rig.signed(4, &b2), SignOutcome::Progress);
+    let sent = acks(&rig.sent());
+    assert_eq!(sent.len(), 4);
+    assert!(sent.iter().all(|a| a.1 == 3 && a.3 == vec![2] && a.4.is_empty()));
+    assert_eq!(rig.ledger().total_credited["litecoin"], 1_290);
+    // Late messages for settled Batches change nothing.
+    assert_eq!(rig.signed(2, &b0), SignOutcome::Ignored("batch_done"));
+    assert_eq!(rig.preprocess(1, SignKind::Batch(0), 0), SignOutcome::Ignored("completed"));
+    let status = rig.status();
+    assert_eq!(status.sets[0].signing.completed_batches, 3);
+    assert_eq!(status.sets[0].signing.next_batch, 3);
+    assert!(status.sets[0].signing.in_progress.is_empty());
+    // No timeouts for complete items.
+    rig.clock.advance(10 * SIGN_TIMEOUT.as_millis() as u64);
+    assert!(!rig.timeout_due());
+    assert!(rig.sent().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burns_are_refused_over_the_balance_and_carried_exactly_once_in_order() {
+    let mut rig = Rig::confirmed();
+    rig.signed(1, &batch(0, &[(1, 1_000)]));
+    assert_eq!(acks(&rig.sent()).len(), 4);
+
+    // The real HTTP endpoint, over the simulator's database.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listen = listener.local_addr().unwrap();
+    let state = HttpState::new(
+        rig.sim.db().clone(),
+        rig.sim.burner().clone(),
+        prometheus_client::registry::Registry::default(),
+        vec![],
+    );
+    let shutdown = task::Shutdown::new();
+    let server = tokio::spawn(coordinator_sim::http::serve_on(listener, state, shutdown.clone()));
+
+    let (to_a, script_a) = address(0xaa);
+    let (to_b, script_b) = address(0xbb);
+    let request = |to: &str, amount| BurnRequest {
+        network: "litecoin".into(),
+        account: hex::encode(account(1)),
+        to: to.into(),
+        amount,
+    };
+    let refused = |request: BurnRequest| async move {
+        let body = serde_json::to_vec(&request).unwrap();
+        let (status, body) =
+            coordinator_sim::client::request(listen, "POST", "/burn", Some(&body)).await.unwrap();
+        let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+        (status, error["error"].as_str().unwrap().to_string())
+    };
+    let before = rig.ledger();
+    let (status, error) = refused(request(&to_a, 1_001)).await;
+    assert_eq!(status, 400);
+    assert!(error.contains("insufficient balance"), "{error}");
+    let (status, error) = refused(request(&to_a, 0)).await;
+    assert_eq!((status, error.contains("above 0")), (400, true), "{error}");
+    let (status, error) = refused(request("bc1qnotanaddress", 5)).await;
+    assert_eq!((status, error.contains("bad address")), (400, true), "{error}");
+    let (status, error) =
+        refused(BurnRequest { network: "monero".into(), ..request(&to_a, 5) }).await;
+    assert_eq!((status, error.contains("unknown network")), (400, true), "{error}");
+    let (status, _) =
+        coordinator_sim::client::request(listen, "POST", "/burn", Some(b"{")).await.unwrap();
+    assert_eq!(status, 400);
+    assert_eq!(rig.ledger(), before, "a refused burn changed the ledger");
+
+    // Two accepted burns, then the next acknowledgement carries both, in order.
+    let first = coordinator_sim::client::burn(listen, &request(&to_a, 300)).await.unwrap();
+    assert_eq!((first.id, first.balance), (1, 700));
+    let second = coordinator_sim::client::burn(listen, &request(&to_b, 200)).await.unwrap();
+    assert_eq!((second.id, second.balance), (2, 500));
+    let ledger = coordinator_sim::client::ledger(listen).await.unwrap();
+    assert_eq!(ledger.accounts[0].balances["litecoin"], 500);
+    assert_eq!(ledger.burns_queued.iter().map(|b| b.id).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(ledger.total_burned["litecoin"], 500);
+    assert!(rig.sent().is_empty(), "burns wait for the next acknowledgement");
+
+    rig.signed(2, &batch(1, &[]));
+    let sent = acks(&rig.sent());
+    assert_eq!(sent.len(), 4);
+    let payment = |script: &[u8], amount| Payment {
+        address: primitives::ExternalAddress::new(script.to_vec()).unwrap(),
+        balance: Balance { coin: Coin::Litecoin, amount: Amount(amount) },
+    };
+    for (_, block, _, batches, burns) in &sent {
+        assert_eq!((*block, batches.clone()), (2, vec![1]));
+        assert_eq!(*burns, vec![payment(&script_a, 300), payment(&script_b, 200)]);
+    }
+    // Exactly once: the following acknowledgement carries none.
+    rig.signed(3, &batch(2, &[]));
+    assert!(acks(&rig.sent()).iter().all(|a| a.1 == 3 && a.4.is_empty()));
+    let ledger = coordinator_sim::client::ledger(listen).await.unwrap();
+    assert!(ledger.burns_queued.is_empty());
+    assert_eq!(
+        ledger.burns_made.iter().map(|b| (b.id, b.settlement_block)).collect::<Vec<_>>(),
+        vec![(1, Some(2)), (2, Some(2))]
+    );
+    assert_eq!(ledger.burns_made[0].to, to_a);
+    shutdown.trigger();
+    server.await.unwrap().unwrap();
+}
+
+#[test]
+fn a_restart_mid_attempt_continues() {
+    let mut rig = Rig::confirmed();
+    let kind = SignKind::Batch(0);
+    let selected = signing_set(&kind, 0, &HOLDERS, &[], 3);
+    rig.preprocess(selected[0], kind, 0);
+    rig.preprocess(selected[1], kind, 0);
+    rig.clock.advance(SIGN_TIMEOUT.as_millis() as u64 - 10);
+
+    rig = rig.restart();
+    // The stored progress survived, and so did the deadline.
+    let item = rig.status().sets[0].signing.in_progress[0].clone();
+    assert_eq!(item.waiting_for, vec![selected[2]]);
+    assert!(!rig.timeout_due());
+    assert_eq!(rig.preprocess(selected[1], kind, 0), SignOutcome::Ignored("duplicate"));
+    assert_eq!(rig.preprocess(selected[2], kind, 0), SignOutcome::Progress);
+    let relayed = rig.sent();
+    assert_eq!(relayed.len(), 3);
+    let CoordinatorMessage::Sign(SignRequest::Preprocesses { preprocesses, .. }) = &relayed[0].1
+    else {
+        panic!("{relayed:?}")
+    };
+    assert_eq!(preprocesses.keys().copied().collect::<Vec<_>>(), selected);
+
+    // Down for longer than the timeout: a full timeout from the restart.
+    rig.clock.advance(10 * SIGN_TIMEOUT.as_millis() as u64);
+    rig = rig.restart();
+    assert!(!rig.timeout_due());
+    for v in &selected {
+        rig.share(*v, kind, 0);
+    }
+    assert_eq!(rig.sent().len(), 3);
+    rig = rig.restart();
+    assert_eq!(rig.signed(1, &batch(0, &[(5, 9)])), SignOutcome::Progress);
+    assert_eq!(acks(&rig.sent()).len(), 4);
+    assert_eq!(rig.ledger().accounts[0].balances["litecoin"], 9);
+}
+
+#[test]
+fn a_completed_plan_is_relayed_once_to_the_other_key_holders() {
+    let mut rig = Rig::confirmed();
+    let plan = [9; 32];
+    let kind = SignKind::Plan(plan);
+    let selected = rig.sign_round(kind, 0);
+    let completed =
+        |tx: &[u8]| SignResponse::Completed { session: Session(0), plan, tx: tx.to_vec() };
+    assert_eq!(rig.sign(selected[0], completed(b"txid")), SignOutcome::Progress);
+    let sent = rig.sent();
+    let expected: Vec<(u16, CoordinatorMessage)> = HOLDERS
+        .iter()
+        .filter(|v| **v != selected[0])
+        .map(|v| {
+            let request =
+                SignRequest::Completed { session: Session(0), plan, tx: b"txid".to_vec() };
+            (*v, CoordinatorMessage::Sign(request))
+        })
+        .collect();
+    assert_eq!(sent, expected);
+    // Once: later reports (even of another transaction) and messages are ignored.
+    assert_eq!(rig.sign(selected[1], completed(b"txid")), SignOutcome::Ignored("completed"));
+    assert_eq!(rig.sign(selected[1], completed(b"other")), SignOutcome::Ignored("completed"));
+    assert_eq!(rig.share(selected[1], kind, 0), SignOutcome::Ignored("completed"));
+    assert!(rig.sent().is_empty());
+    let status = rig.status();
+    assert_eq!(status.sets[0].signing.completed_plans, 1);
+    assert!(status.sets[0].signing.in_progress.is_empty());
+    rig.clock.advance(10 * SIGN_TIMEOUT.as_millis() as u64);
+    assert!(!rig.timeout_due());
+
+    // A plan never seen before, completed by a key holder: relayed too.
+    let other = [8; 32];
+    let report = SignResponse::Completed { session: Session(0), plan: other, tx: b"t2".to_vec() };
+    assert_eq!(rig.sign(4, report), SignOutcome::Progress);
+    assert_eq!(rig.sent().iter().map(|(to, _)| *to).collect::<Vec<_>>(), vec![1, 2, 3]);
+}
+
+#[test]
+fn strangers_and_unconfirmed_sets_change_nothing() {
+    let mut rig = Rig::confirmed();
+    let kind = SignKind::Batch(0);
+    let message = SignResponse::Preprocess { id: sid(kind, 0), preprocess: vec![1] };
+    assert_eq!(rig.sign(5, message.clone()), SignOutcome::Ignored("not_a_key_holder"));
+    let other_session = SignResponse::Preprocess {
+        id: SignId { session: Session(9), kind, attempt: 0 },
+        preprocess: vec![1],
+    };
+    assert_eq!(rig.sign(1, other_session), SignOutcome::Ignored("unknown_session"));
+    let bitcoin = Batch { network: NetworkId::Bitcoin, ..batch(0, &[]) };
+    let signature = sign_batch(&bitcoin);
+    assert_eq!(
+        rig.report(1, BatchReport::SignedBatch { batch: bitcoin, signature }),
+        SignOutcome::Ignored("wrong_network")
+    );
+    assert_eq!(rig.preprocess(1, kind, 3), SignOutcome::Ignored("unknown_item"));
+    assert!(rig.sent().is_empty());
+    assert!(rig.status().sets[0].signing.in_progress.is_empty());
+}
