@@ -16,10 +16,28 @@ pub fn free_port() -> u16 {
 /// A plain HTTP/1.0 GET on loopback, for tests and tools polling a daemon's endpoints:
 /// (status code, body), or `None` while nothing answers properly.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_request(port, "GET", path, None)
+}
+
+/// One loopback HTTP/1.0 POST of a JSON body: `(status, body)`, or `None` if nothing
+/// answered.
+pub fn http_post_json(port: u16, path: &str, json: &str) -> Option<(u16, String)> {
+    http_request(port, "POST", path, Some(json))
+}
+
+fn http_request(port: u16, method: &str, path: &str, json: Option<&str>) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    match json {
+        None => write!(stream, "{method} {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?,
+        Some(body) => write!(
+            stream,
+            "{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .ok()?,
+    }
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let code = response.get(9..12)?.parse().ok()?;

@@ -1,0 +1,227 @@
+//! The whole flow on real processes: 3 processors (2-of-3), coordinator-sim, nats-server
+//! and litecoind in regtest. Deposits with instructions become Batches, signed and
+//! verified, credited in the simulator's ledger; burns become payments (a payment tree,
+//! with the output limit lowered), signed, published and confirmed. Every check is made
+//! against the node's own RPC.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bitcoin_network::params::{Chain, Coin, Params};
+use bitcoin_network::sign::script_pubkey;
+use bitcoin_network::testing::node::Node;
+use bitcoin_network::Address;
+use bus::testing::{http_get, http_post_json};
+use ciphersuite::group::GroupEncoding;
+use devnet::{Cluster, NodeOptions, Options};
+use modular_frost::curve::{Ciphersuite, Secp256k1};
+use primitives::{InInstruction, SettlementAccount};
+use scanner::OutputKind;
+use serde_json::{json, Value};
+
+/// What the test knows about the group's keys.
+struct Group {
+    scripts: BTreeSet<Vec<u8>>,
+    deposit: String,
+}
+
+fn group(cluster: &mut Cluster, params: &Params) -> Group {
+    let key = cluster
+        .wait_for(Duration::from_secs(180), "an active key pair", |c| {
+            let status = c.processor_status(1).ok()?;
+            status.keys.iter().find(|k| k.active).map(|k| k.network_key.clone())
+        })
+        .unwrap();
+    let bytes = hex::decode(key).unwrap();
+    let point = <Secp256k1 as Ciphersuite>::read_G(&mut bytes.as_slice()).unwrap();
+    assert_eq!(point.to_bytes().as_slice(), bytes.as_slice());
+    let scripts =
+        OutputKind::ALL.iter().map(|k| script_pubkey(point, *k).unwrap().to_bytes()).collect();
+    let deposit = Address::from_script(script_pubkey(point, OutputKind::External).unwrap())
+        .unwrap()
+        .display(params);
+    Group { scripts, deposit }
+}
+
+fn ledger(cluster: &Cluster) -> Value {
+    let (code, body) =
+        http_get(cluster.coordinator_http, "/ledger").expect("coordinator-sim answers");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The balance the simulator's ledger holds for `account` (hex), in litoshis.
+fn balance(ledger: &Value, account: &str) -> u64 {
+    let accounts = ledger["accounts"].as_array().cloned().unwrap_or_default();
+    accounts
+        .iter()
+        .filter(|a| a["account"].as_str() == Some(account))
+        .flat_map(|a| a["balances"].as_array().cloned().unwrap_or_default())
+        .filter(|b| b["coin"].as_str().is_some_and(|c| c.eq_ignore_ascii_case("litecoin")))
+        .map(|b| b["amount"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+#[test]
+fn deposits_batches_burns_and_payments_end_to_end() {
+    let started = Instant::now();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let node = Arc::new(rt.block_on(Node::start()));
+    assert!(node.is_litecoin(), "this test's amounts and params are Litecoin's");
+    let params = Params::new(Coin::Litecoin, Chain::Regtest);
+    let options = Options {
+        node: Some(NodeOptions {
+            chain: "regtest".into(),
+            rpc_url: node.rpc().url(),
+            cookie_file: node.datadir().join("regtest").join(".cookie"),
+            confirmations: Some(3),
+            max_outputs: Some(4),
+            poll_ms: 200,
+        }),
+        coordinator_extra: "sign_timeout_ms = 15000\nchain = \"regtest\"\n".into(),
+        ..Options::keys_only("litecoin", 3, 2)
+    };
+    let mut cluster = Cluster::start(&options).unwrap();
+    let group = group(&mut cluster, &params);
+    eprintln!("[{:?}] key active; deposit address {}", started.elapsed(), group.deposit);
+
+    // Watch our addresses in a watch-only wallet, to find our transactions later.
+    let watch = node.rpc().with_wallet("watch");
+    for script in &group.scripts {
+        let address = Address::from_script(bitcoin::ScriptBuf::from_bytes(script.clone())).unwrap();
+        rt.block_on(node.watch(&address.display(&params)));
+    }
+
+    // A miner: one block every 250 ms, so blocks keep becoming final.
+    let mining = Arc::new(AtomicBool::new(true));
+    {
+        let (node, mining) = (node.clone(), mining.clone());
+        rt.spawn(async move {
+            while mining.load(Ordering::Relaxed) {
+                node.mine(1).await;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+    }
+
+    // 20 deposits to 4 accounts.
+    let accounts: Vec<[u8; 32]> = (1..=4u8).map(|i| [i; 32]).collect();
+    let mut deposited: BTreeMap<[u8; 32], u64> = BTreeMap::new();
+    for i in 0..20u64 {
+        let account = accounts[(i % 4) as usize];
+        let amount = 2_000_000 + i * 100_000;
+        let instruction =
+            InInstruction { account: SettlementAccount(account), return_address: None };
+        let data = bitcoin_network::instruction::encode(&instruction).unwrap();
+        rt.block_on(node.deposit(&group.deposit, amount, Some(&data)));
+        *deposited.entry(account).or_default() += amount;
+    }
+    let total_deposited: u64 = deposited.values().sum();
+    cluster
+        .wait_for(Duration::from_secs(240), "every deposit credited", |c| {
+            let l = ledger(c);
+            deposited
+                .iter()
+                .all(|(a, amount)| balance(&l, &hex::encode(a)) == *amount)
+                .then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs_tail(40)));
+    eprintln!("[{:?}] 20 deposits credited ({total_deposited} litoshis)", started.elapsed());
+
+    // 30 burns to fresh addresses, all in one settlement block (more than the 4 outputs
+    // a transaction may have: a payment tree).
+    let mut burns = vec![];
+    for i in 0..30u64 {
+        let to = rt.block_on(node.new_address());
+        let amount = 400_000 + i * 7_000;
+        let account = hex::encode(accounts[(i % 4) as usize]);
+        let body = json!({"network": "litecoin", "account": account, "to": to, "amount": amount})
+            .to_string();
+        let (code, reply) = http_post_json(cluster.coordinator_http, "/burn", &body)
+            .expect("coordinator-sim answers");
+        assert_eq!(code, 200, "burn refused: {reply}");
+        burns.push((to, amount));
+    }
+    // One over the balance is refused, changing nothing.
+    let before = ledger(&cluster);
+    let body = json!({"network": "litecoin", "account": hex::encode(accounts[0]), "to": burns[0].0, "amount": 1_000_000_000u64}).to_string();
+    let (code, _) = http_post_json(cluster.coordinator_http, "/burn", &body).unwrap();
+    assert_eq!(code, 400);
+    assert_eq!(
+        balance(&ledger(&cluster), &hex::encode(accounts[0])),
+        balance(&before, &hex::encode(accounts[0]))
+    );
+
+    let received = |to: &str| rt.block_on(node.received_by(to));
+    cluster
+        .wait_for(Duration::from_secs(300), "every payee paid", |_| {
+            burns.iter().all(|(to, _)| received(to) > 0).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs_tail(60)));
+    eprintln!("[{:?}] 30 payees paid", started.elapsed());
+    // Let anything in flight settle, then stop mining.
+    std::thread::sleep(Duration::from_secs(3));
+    mining.store(false, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(500));
+
+    // Every payee got its amount minus a fee share, exactly once.
+    let mut paid_total = 0;
+    for (to, amount) in &burns {
+        let got = received(to);
+        let txs: Vec<Value> = rt
+            .block_on(node.wallet().call("listreceivedbyaddress", json!([1, false, false, to])))
+            .unwrap();
+        let count = txs.first().and_then(|t| t["txids"].as_array().map(Vec::len)).unwrap_or(0);
+        assert_eq!(count, 1, "{to} was paid by {count} transactions");
+        assert!(
+            got <= *amount && got > amount - amount / 10,
+            "{to}: burned {amount}, received {got}"
+        );
+        paid_total += got;
+    }
+
+    // Our transactions, from the node: every transaction spending one of our outputs.
+    let listed: Vec<Value> =
+        rt.block_on(watch.call("listtransactions", json!(["*", 10_000, 0, true]))).unwrap();
+    let txids: BTreeSet<String> =
+        listed.iter().filter_map(|t| t["txid"].as_str().map(String::from)).collect();
+    let mut fees = 0u64;
+    let mut ours_spent = 0;
+    for txid in &txids {
+        let tx = rt.block_on(node.rpc().raw_transaction(txid.parse().unwrap())).unwrap();
+        let mut input_value = 0;
+        let mut spends_ours = false;
+        for input in &tx.input {
+            if input.previous_output.is_null() {
+                continue;
+            }
+            let prev = rt.block_on(node.rpc().raw_transaction(input.previous_output.txid)).unwrap();
+            let spent = &prev.output[input.previous_output.vout as usize];
+            spends_ours |= group.scripts.contains(spent.script_pubkey.as_bytes());
+            input_value += spent.value.to_sat();
+        }
+        if spends_ours {
+            ours_spent += 1;
+            let out: u64 = tx.output.iter().map(|o| o.value.to_sat()).sum();
+            fees += input_value - out;
+        }
+    }
+    let remaining: u64 = group
+        .scripts
+        .iter()
+        .map(|s| rt.block_on(node.utxos_of(&hex::encode(s))).iter().map(|(_, v)| v).sum::<u64>())
+        .sum();
+    eprintln!(
+        "[{:?}] deposited {total_deposited}, paid {paid_total}, fees {fees} over {ours_spent} transactions, remaining {remaining}",
+        started.elapsed()
+    );
+    assert!(ours_spent >= 2, "a payment tree needs several transactions");
+    assert_eq!(
+        remaining,
+        total_deposited - paid_total - fees,
+        "the group's outputs must equal deposits - payments - fees"
+    );
+}
