@@ -105,6 +105,12 @@ fn status_json(config: &Path) -> StatusReport {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+fn ledger_json(config: &Path) -> coordinator_sim::ledger::LedgerReport {
+    let out = sim(&["ledger", "--json", "--config"]).arg(config).output().unwrap();
+    assert!(out.status.success(), "ledger failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 struct Daemon(Child);
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -175,6 +181,33 @@ async fn generates_keys_over_nats_and_reports_them_online_and_offline() {
     let signers: Vec<_> = nodes[1..].iter().map(|n| n.keys(3)).collect();
     sign_and_verify_both(&signers, b"over nats");
 
+    // The settlement chain's CLI goes to the running daemon: an empty ledger, and burns
+    // refused with the daemon's reason (no balance yet; an address of another chain).
+    let ledger = ledger_json(&s.config);
+    assert!(ledger.accounts.is_empty() && ledger.burns_queued.is_empty());
+    assert_eq!(ledger.last_settlement_block, 0);
+    let burn = |to: &str, amount: &str| {
+        let out = sim(&["burn", "--network", "litecoin", "--account", &"ab".repeat(32)])
+            .args(["--to", to, "--amount", amount, "--config"])
+            .arg(&s.config)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "a burn without balance was accepted");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // A Litecoin regtest P2WPKH address.
+    let mut script = vec![0x00, 0x14];
+    script.extend([7u8; 20]);
+    let params = bitcoin_network::Params::from_names("litecoin", "regtest").unwrap();
+    let to = bitcoin_network::Address::from_script(bitcoin::ScriptBuf::from_bytes(script))
+        .unwrap()
+        .display(&params);
+    let err = burn(&to, "5");
+    assert!(err.contains("400") && err.contains("insufficient balance"), "{err}");
+    let err = burn("bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4", "5");
+    assert!(err.contains("bad address"), "{err}");
+    assert_eq!(ledger_json(&s.config), ledger);
+
     let (_, metrics) = http_get(s.http, "/metrics").unwrap();
     assert!(metrics.contains("coordinator_sim_keygen_confirmed_total 1"), "{metrics}");
     assert!(metrics.contains("coordinator_sim_keygen_conflicts_total 0"), "{metrics}");
@@ -194,6 +227,7 @@ async fn generates_keys_over_nats_and_reports_them_online_and_offline() {
     assert!(exit.success());
     let offline = status_json(&s.config);
     assert_eq!(offline.sets, online.sets);
+    assert_eq!(ledger_json(&s.config).last_settlement_block, 0, "read from the database");
 
     shutdown.trigger();
     while let Some(joined) = tasks.join_next().await {
@@ -226,6 +260,8 @@ fn refuses_a_readable_key_bad_configs_and_a_missing_database() {
     let text = std::fs::read_to_string(&s.config).unwrap();
     for (bad, expected) in [
         (text.replace("keygen_timeout_ms", "keygen_timeout"), "unknown field"),
+        (text.replace("keygen_timeout_ms = 60000", "sign_timeout_ms = 0"), "sign_timeout_ms"),
+        (text.replace("keygen_timeout_ms = 60000", "chain = \"moonnet\""), "moonnet"),
         (text.replace("\"litecoin\"", "\"dogecoin\""), "dogecoin"),
         (text.replace("threshold = 2", "threshold = 4"), "threshold"),
         (text.replace("validator = 3", "validator = 2"), "listed twice"),

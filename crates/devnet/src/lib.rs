@@ -67,12 +67,15 @@ pub fn bin_dir() -> PathBuf {
     }
 }
 
-/// The path of one of the workspace's binaries, building it (in this build's profile) if
-/// it is missing, e.g. when only this crate's tests were built.
+/// The path of one of the workspace's binaries, built (in this build's profile) once per
+/// process: cargo does nothing when it is up to date, and a stale binary left by an
+/// earlier build would test old code.
 pub fn binary(name: &str) -> Result<PathBuf, DevnetError> {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let dir = bin_dir();
     let path = dir.join(name);
-    if !path.exists() {
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         // Every binary of the workspace lives in the package `tc-<name>`.
@@ -87,6 +90,7 @@ pub fn binary(name: &str) -> Result<PathBuf, DevnetError> {
                 stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             });
         }
+        built.push(name.to_string());
     }
     Ok(path)
 }

@@ -60,6 +60,7 @@ pub struct Node {
     pub keygen: Arc<KeyGen>,
     pub mailbox: Mailbox,
     pub sender_waker: TaskWaker,
+    other: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Node {
@@ -98,8 +99,13 @@ impl Node {
             Duration::from_millis(20),
             handler_waker.clone(),
         );
-        let handler =
-            ProcessorHandler { db: db.clone(), keygen: keygen.clone(), mailbox: mailbox.clone() };
+        let other = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let handler = ProcessorHandler {
+            db: db.clone(),
+            keygen: keygen.clone(),
+            mailbox: mailbox.clone(),
+            other: other.clone(),
+        };
         let stats = || Arc::new(TaskStats::default());
         let idle = Duration::from_millis(50);
         tasks.spawn(task::run(
@@ -126,7 +132,12 @@ impl Node {
             shutdown.clone(),
             stats(),
         ));
-        Node { validator, party, db, keygen, mailbox, sender_waker }
+        Node { validator, party, db, keygen, mailbox, sender_waker, other }
+    }
+
+    /// Signing and settlement messages received so far.
+    pub fn other_messages(&self) -> u64 {
+        self.other.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn generated(&self, session: u32) -> Option<Generated> {
@@ -145,6 +156,7 @@ struct ProcessorHandler {
     db: Db,
     keygen: Arc<KeyGen>,
     mailbox: Mailbox,
+    other: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Task for ProcessorHandler {
@@ -169,6 +181,12 @@ impl Task for ProcessorHandler {
                 ristretto_key,
                 network_key,
             }) => self.keygen.confirm(&mut txn, session, ristretto_key, &network_key).map(|_| ()),
+            // Signing and settlement: what the real processor does with them is not
+            // this harness's concern; they are counted and consumed.
+            CoordinatorMessage::Sign(_) | CoordinatorMessage::Settlement(_) => {
+                self.other.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            }
             other => panic!("unexpected message {other:?}"),
         };
         if let Err(e) = result {
