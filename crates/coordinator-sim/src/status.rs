@@ -21,7 +21,7 @@ pub struct StatusReport {
     pub sets: Vec<SetStatus>,
     /// Messages received, not yet handled.
     pub inbox_pending: u64,
-    /// Messages kept for handlers not yet available.
+    /// Messages kept by versions without signing handlers, not yet handled.
     pub deferred: u64,
     /// Messages sent, not yet acknowledged end to end.
     pub outbox_pending: u64,
