@@ -279,13 +279,29 @@ fn coin_from_u8(coin: u8) -> String {
         .map_or_else(|| format!("coin-{coin}"), |c| coin_name(c).to_string())
 }
 
+/// One coin's balance (`GET /ledger`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoinBalance {
+    /// `bitcoin`, `litecoin`, `monero` or `ether`.
+    pub coin: String,
+    /// In the coin's smallest unit.
+    pub amount: u64,
+}
+
 /// One account's balances (`GET /ledger`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountReport {
     /// The account, 64 hex.
     pub account: String,
-    /// By coin name.
-    pub balances: BTreeMap<String, u64>,
+    /// By coin, in coin order.
+    pub balances: Vec<CoinBalance>,
+}
+
+impl AccountReport {
+    /// The balance in `coin` (by name), 0 if none.
+    pub fn balance(&self, coin: &str) -> u64 {
+        self.balances.iter().filter(|b| b.coin == coin).map(|b| b.amount).sum()
+    }
 }
 
 /// A burn (`GET /ledger`).
@@ -339,9 +355,12 @@ fn burn_report(record: &BurnRecord) -> BurnReport {
 impl LedgerReport {
     /// Reads the ledger.
     pub fn read(txn: &impl Get) -> Result<Self, DbError> {
-        let mut accounts: BTreeMap<[u8; 32], BTreeMap<String, u64>> = BTreeMap::new();
+        let mut accounts: BTreeMap<[u8; 32], Vec<CoinBalance>> = BTreeMap::new();
         for ((account, coin), amount) in BALANCES.iter(txn)? {
-            accounts.entry(account).or_default().insert(coin_from_u8(coin), amount);
+            accounts
+                .entry(account)
+                .or_default()
+                .push(CoinBalance { coin: coin_from_u8(coin), amount });
         }
         let mut queued: Vec<BurnRecord> =
             BURNS_QUEUED.iter(txn)?.into_iter().map(|(_, r)| r).collect();
@@ -375,7 +394,7 @@ impl LedgerReport {
         out += &format!("\naccounts ({})\n", self.accounts.len());
         for a in &self.accounts {
             let balances: Vec<String> =
-                a.balances.iter().map(|(c, v)| format!("{v} {c}")).collect();
+                a.balances.iter().map(|b| format!("{} {}", b.amount, b.coin)).collect();
             out += &format!("  {}  {}\n", a.account, balances.join(", "));
         }
         for (title, burns) in [("queued", &self.burns_queued), ("made", &self.burns_made)] {

@@ -497,7 +497,7 @@ fn a_bad_batch_signature_changes_nothing() {
 
     // The genuine one still settles.
     assert_eq!(rig.signed(3, &b), SignOutcome::Progress);
-    assert_eq!(rig.ledger().accounts[0].balances["litecoin"], 500);
+    assert_eq!(rig.ledger().accounts[0].balance("litecoin"), 500);
 }
 
 #[test]
@@ -540,8 +540,8 @@ fn batches_settle_strictly_in_id_order_and_credit_the_ledger() {
     let ledger = rig.ledger();
     assert_eq!(ledger.accounts.len(), 2);
     assert_eq!(ledger.accounts[0].account, hex::encode(account(1)));
-    assert_eq!(ledger.accounts[0].balances["litecoin"], 1_040);
-    assert_eq!(ledger.accounts[1].balances["litecoin"], 250);
+    assert_eq!(ledger.accounts[0].balance("litecoin"), 1_040);
+    assert_eq!(ledger.accounts[1].balance("litecoin"), 250);
     assert_eq!(ledger.total_credited["litecoin"], 1_290);
     assert_eq!(ledger.last_settlement_block, 2);
 
@@ -619,7 +619,7 @@ async fn burns_are_refused_over_the_balance_and_carried_exactly_once_in_order() 
     let second = coordinator_sim::client::burn(listen, &request(&to_b, 200)).await.unwrap();
     assert_eq!((second.id, second.balance), (2, 500));
     let ledger = coordinator_sim::client::ledger(listen).await.unwrap();
-    assert_eq!(ledger.accounts[0].balances["litecoin"], 500);
+    assert_eq!(ledger.accounts[0].balance("litecoin"), 500);
     assert_eq!(ledger.burns_queued.iter().map(|b| b.id).collect::<Vec<_>>(), vec![1, 2]);
     assert_eq!(ledger.total_burned["litecoin"], 500);
     assert!(rig.sent().is_empty(), "burns wait for the next acknowledgement");
@@ -684,7 +684,7 @@ fn a_restart_mid_attempt_continues() {
     rig = rig.restart();
     assert_eq!(rig.signed(1, &batch(0, &[(5, 9)])), SignOutcome::Progress);
     assert_eq!(acks(&rig.sent()).len(), 4);
-    assert_eq!(rig.ledger().accounts[0].balances["litecoin"], 9);
+    assert_eq!(rig.ledger().accounts[0].balance("litecoin"), 9);
 }
 
 #[test]

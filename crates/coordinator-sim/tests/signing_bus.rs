@@ -70,7 +70,7 @@ async fn a_batch_is_relayed_signed_verified_and_acknowledged_over_the_bus() {
     assert_eq!((signing.completed_batches, signing.next_batch), (1, 1));
     assert!(signing.in_progress.is_empty());
     let ledger = coordinator_sim::ledger::LedgerReport::read(&h.sim.db().read().unwrap()).unwrap();
-    assert_eq!(ledger.accounts[0].balances["litecoin"], 12_345);
+    assert_eq!(ledger.accounts[0].balance("litecoin"), 12_345);
 
     // Every processor received, through the bus, what was addressed to it: the members
     // Preprocesses and Shares, and everyone the acknowledgement.
