@@ -81,7 +81,7 @@ fn deposits_batches_burns_and_payments_end_to_end() {
             max_outputs: Some(4),
             poll_ms: 200,
         }),
-        coordinator_extra: "sign_timeout_ms = 15000\nchain = \"regtest\"\n".into(),
+        coordinator_extra: "sign_timeout_ms = 5000\nchain = \"regtest\"\n".into(),
         ..Options::keys_only("litecoin", 3, 2)
     };
     let mut cluster = Cluster::start(&options).unwrap();

@@ -14,7 +14,7 @@ use task::{Task, TaskError};
 
 use crate::pipeline::glue::Pipeline;
 use crate::pipeline::settle;
-use crate::pipeline::state::{Active, ACTIVE};
+use crate::pipeline::state::{Active, WaitingAck, ACTIVE};
 use messages::Session;
 
 use service::{db_error, send_error};
@@ -164,9 +164,8 @@ impl Task for InboxHandler {
                 ..
             }) if self.pipeline.is_some() => {
                 let pipeline = self.pipeline.as_ref().unwrap_or_else(|| unreachable!());
-                if let Err(e) =
-                    settle::acknowledge(pipeline, &mut txn, settlement_block, &batches, &burns)?
-                {
+                let ack = WaitingAck { settlement_block, batches, burns };
+                if let Err(e) = settle::receive_ack(pipeline, &mut txn, ack)? {
                     self.refused_pipeline(&received, e);
                 }
             }

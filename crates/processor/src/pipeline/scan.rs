@@ -153,6 +153,9 @@ impl Task for ScanTask {
             LAST_BATCH_BLOCK.put(&mut txn, &(), &number).map_err(db_error)?;
         }
         BLOCK_EVENTS.put(&mut txn, &number, &events).map_err(db_error)?;
+        if !events.batches.is_empty() {
+            super::settle::drain_waiting(p, &mut txn)?;
+        }
         SCANNED.put(&mut txn, &(), &number).map_err(db_error)?;
         txn.commit().map_err(db_error)?;
         p.metrics.scanned_height.set(i64::try_from(number).unwrap_or(i64::MAX));

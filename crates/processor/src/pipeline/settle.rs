@@ -264,6 +264,42 @@ fn display_txid(txid: &[u8; 32]) -> String {
     bitcoin::Txid::from_byte_array(*txid).to_string()
 }
 
+/// Handles `BlockAcknowledged` in order: applied at once if this processor made every
+/// Batch it names and nothing is waiting before it; otherwise queued until the scanner
+/// catches up ([`drain_waiting`]).
+pub fn receive_ack(
+    p: &Pipeline,
+    txn: &mut WriteTxn,
+    ack: WaitingAck,
+) -> Result<Result<(), Refusal>, TaskError> {
+    if WAITING_ACKS.is_empty(txn).map_err(db_error)? && made_all(txn, &ack.batches)? {
+        return acknowledge(p, txn, ack.settlement_block, &ack.batches, &ack.burns);
+    }
+    tracing::info!(settlement_block = ack.settlement_block, batches = ?ack.batches, "acknowledgement ahead of this processor's scanning: waiting");
+    WAITING_ACKS.push(txn, &ack).map_err(db_error)?;
+    Ok(Ok(()))
+}
+
+fn made_all(txn: &WriteTxn, batches: &[u32]) -> Result<bool, TaskError> {
+    let made = NEXT_BATCH.get(txn, &()).map_err(db_error)?.unwrap_or(0);
+    Ok(batches.iter().all(|id| *id < made))
+}
+
+/// Applies waiting acknowledgements, in order, while this processor has made every
+/// Batch they name. Called by the scanner after it makes Batches.
+pub fn drain_waiting(p: &Pipeline, txn: &mut WriteTxn) -> Result<(), TaskError> {
+    while let Some((_, ack)) = WAITING_ACKS.peek(txn).map_err(db_error)? {
+        if !made_all(txn, &ack.batches)? {
+            break;
+        }
+        WAITING_ACKS.pop(txn).map_err(db_error)?;
+        if let Err(refusal) = acknowledge(p, txn, ack.settlement_block, &ack.batches, &ack.burns)? {
+            tracing::warn!(settlement_block = ack.settlement_block, error = %refusal, "waiting acknowledgement refused");
+        }
+    }
+    Ok(())
+}
+
 /// Handles a signing request from the coordinator.
 pub fn sign(
     p: &Pipeline,
@@ -337,7 +373,7 @@ pub fn sign(
             );
         }
         Handled::Ignored(reason) => {
-            tracing::debug!(?id, reason, "signing request ignored");
+            tracing::info!(?id, reason, "signing request ignored");
         }
     }
     Ok(Ok(()))

@@ -117,5 +117,19 @@ pub const DROPPED: Table<u64, Dropped> = Table::new("pipeline/v1/dropped");
 pub const UNPAYABLE: Table<(u64, u32), primitives::Payment> = Table::new("pipeline/v1/unpayable");
 /// Plans whose inputs a transaction we did not plan spent (ALARM), by plan id.
 pub const CONFLICTS: Table<[u8; 32], Vec<u8>> = Table::new("pipeline/v1/conflicts");
+/// An acknowledgement received before this processor scanned every Batch it names.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct WaitingAck {
+    /// The settlement block.
+    pub settlement_block: u64,
+    /// The Batches acknowledged.
+    pub batches: Vec<u32>,
+    /// The burns ordered.
+    pub burns: Vec<primitives::Payment>,
+}
+
+/// Acknowledgements waiting for the scanner to make the Batches they name (the others of
+/// the set may sign a Batch before this processor even scanned its block), in order.
+pub const WAITING_ACKS: Queue<WaitingAck> = Queue::new("pipeline/v1/waiting_acks");
 /// Signed transactions to publish: (plan id, the network's encoding).
 pub const TO_PUBLISH: Queue<([u8; 32], Vec<u8>)> = Queue::new("pipeline/v1/to_publish");
