@@ -65,8 +65,108 @@ fn balance(ledger: &Value, account: &str) -> u64 {
         .sum()
 }
 
+/// Kills and restarts processors at random moments (SIGKILL: no chance to clean up).
+struct Chaos {
+    enabled: bool,
+    state: u64,
+    next: Instant,
+    /// (validator, what it was doing).
+    kills: Vec<(u16, String)>,
+}
+
+impl Chaos {
+    fn new(enabled: bool, seed: u64) -> Self {
+        Chaos { enabled, state: seed | 1, next: Instant::now(), kills: vec![] }
+    }
+
+    fn random(&mut self, below: u64) -> u64 {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        self.state % below
+    }
+
+    /// What a processor is in the middle of, from its own status.
+    fn stage(cluster: &Cluster, validator: u16, phase: &str) -> String {
+        let Ok(status) = cluster.processor_status(validator) else {
+            return format!("{phase}: starting");
+        };
+        let Some(p) = status.pipeline else { return format!("{phase}: no key yet") };
+        let stage = if p.to_publish > 0 {
+            "between signing and publishing"
+        } else if p.plans_pending > 0 {
+            "mid-payment-signing or between publish and confirm"
+        } else if p.batches > p.batches_acknowledged {
+            "mid-batch-signing"
+        } else {
+            "mid-scan"
+        };
+        format!("{phase}: {stage}")
+    }
+
+    fn tick(&mut self, cluster: &mut Cluster, phase: &str) {
+        if !self.enabled || Instant::now() < self.next {
+            return;
+        }
+        let validator = 1 + self.random(3) as u16;
+        let stage = Self::stage(cluster, validator, phase);
+        cluster.kill_processor(validator);
+        std::thread::sleep(Duration::from_millis(100 + self.random(600)));
+        cluster.start_processor(validator).unwrap();
+        eprintln!("killed and restarted processor {validator} ({stage})");
+        self.kills.push((validator, stage));
+        self.next = Instant::now() + Duration::from_millis(300 + self.random(600));
+    }
+}
+
+/// Every `(kind, attempt)` a processor released a preprocess for, from its log (which
+/// survives its restarts): each must appear once.
+fn released_preprocesses(log: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut clean = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            clean.push(c);
+        }
+    }
+    clean
+        .lines()
+        .filter(|l| l.contains("preprocess released"))
+        .map(|l| {
+            let field = |name: &str| {
+                l.split_whitespace().find_map(|w| w.strip_prefix(name)).unwrap_or("?").to_string()
+            };
+            format!("{} {} {}", field("session="), field("kind="), field("attempt="))
+        })
+        .collect()
+}
+
 #[test]
 fn deposits_batches_burns_and_payments_end_to_end() {
+    scenario(Chaos::new(false, 0));
+}
+
+/// The same with a processor SIGKILLed and restarted every one to two seconds: nothing
+/// is paid twice or lost, no nonce is used twice, and the run completes.
+#[test]
+fn the_same_through_processor_crashes() {
+    let seed =
+        std::env::var("TC_CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+                as u64
+        });
+    eprintln!("chaos seed {seed} (replay with TC_CHAOS_SEED={seed})");
+    scenario(Chaos::new(true, seed));
+}
+
+fn scenario(mut chaos: Chaos) {
     let started = Instant::now();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let node = Arc::new(rt.block_on(Node::start()));
@@ -107,60 +207,65 @@ fn deposits_batches_burns_and_payments_end_to_end() {
         });
     }
 
-    // 20 deposits to 4 accounts.
+    // 20 deposits to 4 accounts, in 4 rounds of 5 (each credited before the next).
     let accounts: Vec<[u8; 32]> = (1..=4u8).map(|i| [i; 32]).collect();
     let mut deposited: BTreeMap<[u8; 32], u64> = BTreeMap::new();
-    for i in 0..20u64 {
-        let account = accounts[(i % 4) as usize];
-        let amount = 2_000_000 + i * 100_000;
-        let instruction =
-            InInstruction { account: SettlementAccount(account), return_address: None };
-        let data = bitcoin_network::instruction::encode(&instruction).unwrap();
-        rt.block_on(node.deposit(&group.deposit, amount, Some(&data)));
-        *deposited.entry(account).or_default() += amount;
+    for round in 0..4u64 {
+        for i in round * 5..round * 5 + 5 {
+            let account = accounts[(i % 4) as usize];
+            let amount = 2_000_000 + i * 100_000;
+            let instruction =
+                InInstruction { account: SettlementAccount(account), return_address: None };
+            let data = bitcoin_network::instruction::encode(&instruction).unwrap();
+            rt.block_on(node.deposit(&group.deposit, amount, Some(&data)));
+            *deposited.entry(account).or_default() += amount;
+        }
+        cluster
+            .wait_for(Duration::from_secs(240), "the round's deposits credited", |c| {
+                chaos.tick(c, "deposits");
+                let l = ledger(c);
+                deposited
+                    .iter()
+                    .all(|(a, amount)| balance(&l, &hex::encode(a)) == *amount)
+                    .then_some(())
+            })
+            .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs_tail(40)));
     }
     let total_deposited: u64 = deposited.values().sum();
-    cluster
-        .wait_for(Duration::from_secs(240), "every deposit credited", |c| {
-            let l = ledger(c);
-            deposited
-                .iter()
-                .all(|(a, amount)| balance(&l, &hex::encode(a)) == *amount)
-                .then_some(())
-        })
-        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs_tail(40)));
     eprintln!("[{:?}] 20 deposits credited ({total_deposited} litoshis)", started.elapsed());
 
-    // 30 burns to fresh addresses, all in one settlement block (more than the 4 outputs
-    // a transaction may have: a payment tree).
-    let mut burns = vec![];
-    for i in 0..30u64 {
-        let to = rt.block_on(node.new_address());
-        let amount = 400_000 + i * 7_000;
-        let account = hex::encode(accounts[(i % 4) as usize]);
-        let body = json!({"network": "litecoin", "account": account, "to": to, "amount": amount})
-            .to_string();
-        let (code, reply) = http_post_json(cluster.coordinator_http, "/burn", &body)
-            .expect("coordinator-sim answers");
-        assert_eq!(code, 200, "burn refused: {reply}");
-        burns.push((to, amount));
-    }
-    // One over the balance is refused, changing nothing.
+    // One burn over the balance is refused, changing nothing.
     let before = ledger(&cluster);
-    let body = json!({"network": "litecoin", "account": hex::encode(accounts[0]), "to": burns[0].0, "amount": 1_000_000_000u64}).to_string();
+    let to = rt.block_on(node.new_address());
+    let body = json!({"network": "litecoin", "account": hex::encode(accounts[0]), "to": to, "amount": 1_000_000_000u64}).to_string();
     let (code, _) = http_post_json(cluster.coordinator_http, "/burn", &body).unwrap();
     assert_eq!(code, 400);
-    assert_eq!(
-        balance(&ledger(&cluster), &hex::encode(accounts[0])),
-        balance(&before, &hex::encode(accounts[0]))
-    );
+    assert_eq!(ledger(&cluster), before);
 
+    // 30 burns to fresh addresses in 3 rounds of 10; each round lands in one settlement
+    // block and exceeds the 4 outputs a transaction may have: a payment tree.
     let received = |to: &str| rt.block_on(node.received_by(to));
-    cluster
-        .wait_for(Duration::from_secs(300), "every payee paid", |_| {
-            burns.iter().all(|(to, _)| received(to) > 0).then_some(())
-        })
-        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs_tail(60)));
+    let mut burns = vec![];
+    for round in 0..3u64 {
+        for i in round * 10..round * 10 + 10 {
+            let to = rt.block_on(node.new_address());
+            let amount = 400_000 + i * 7_000;
+            let account = hex::encode(accounts[(i % 4) as usize]);
+            let body =
+                json!({"network": "litecoin", "account": account, "to": to, "amount": amount})
+                    .to_string();
+            let (code, reply) = http_post_json(cluster.coordinator_http, "/burn", &body)
+                .expect("coordinator-sim answers");
+            assert_eq!(code, 200, "burn refused: {reply}");
+            burns.push((to, amount));
+        }
+        cluster
+            .wait_for(Duration::from_secs(300), "the round's payees paid", |c| {
+                chaos.tick(c, "payments");
+                burns.iter().all(|(to, _)| received(to) > 0).then_some(())
+            })
+            .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs_tail(60)));
+    }
     eprintln!("[{:?}] 30 payees paid", started.elapsed());
     // Let anything in flight settle, then stop mining.
     std::thread::sleep(Duration::from_secs(3));
@@ -219,6 +324,32 @@ fn deposits_batches_burns_and_payments_end_to_end() {
         started.elapsed()
     );
     assert!(ours_spent >= 2, "a payment tree needs several transactions");
+    // No processor released a preprocess twice for one (item, attempt), across restarts.
+    for p in &cluster.processors {
+        let released = released_preprocesses(&p.log);
+        let unique: BTreeSet<&String> = released.iter().collect();
+        assert_eq!(
+            unique.len(),
+            released.len(),
+            "processor {} reused a nonce: {released:?}",
+            p.validator
+        );
+        eprintln!(
+            "processor {}: {} preprocesses released, all distinct",
+            p.validator,
+            released.len()
+        );
+    }
+    if chaos.enabled {
+        eprintln!("{} kills: {:?}", chaos.kills.len(), chaos.kills);
+        assert!(chaos.kills.len() >= 10, "only {} kill points", chaos.kills.len());
+        for phase in ["deposits", "payments"] {
+            assert!(
+                chaos.kills.iter().any(|(_, s)| s.starts_with(phase)),
+                "no kill during {phase}"
+            );
+        }
+    }
     assert_eq!(
         remaining,
         total_deposited - paid_total - fees,
