@@ -268,6 +268,35 @@ impl Node {
     /// `address`, with an OP_RETURN output carrying `op_return` if given (at most 80
     /// bytes are standard).
     pub async fn deposit(&self, address: &str, sats: u64, op_return: Option<&[u8]>) -> Txid {
+        self.deposit_from(&self.wallet, address, sats, op_return).await
+    }
+
+    /// A funded wallet of its own, named `name` (a distinct depositor: its coins, and so
+    /// its deposits' refund addresses, are its own). Funded with `sats` from the miner and
+    /// one block mined.
+    pub async fn sender(&self, name: &str, sats: u64) -> Rpc {
+        let created = self.rpc.call::<Value>("createwallet", json!([name])).await;
+        if let Err(e) = created {
+            self.fail(&format!("createwallet {name}"), e);
+        }
+        let wallet = self.rpc.with_wallet(name);
+        let address: String = match wallet.call("getnewaddress", json!(["", "bech32"])).await {
+            Ok(a) => a,
+            Err(e) => self.fail("getnewaddress", e),
+        };
+        self.deposit(&address, sats, None).await;
+        self.mine(1).await;
+        wallet
+    }
+
+    /// Like [`deposit`](Self::deposit), paid by `wallet`'s coins.
+    pub async fn deposit_from(
+        &self,
+        wallet: &Rpc,
+        address: &str,
+        sats: u64,
+        op_return: Option<&[u8]>,
+    ) -> Txid {
         #[derive(Deserialize)]
         struct Hex {
             hex: String,
@@ -285,11 +314,10 @@ impl Node {
         }
         let context = format!("depositing {sats} sat to {address}");
         let result = async {
-            let raw: String =
-                self.wallet.call("createrawtransaction", json!([[], outputs])).await?;
-            let funded: Hex = self.wallet.call("fundrawtransaction", json!([raw])).await?;
+            let raw: String = wallet.call("createrawtransaction", json!([[], outputs])).await?;
+            let funded: Hex = wallet.call("fundrawtransaction", json!([raw])).await?;
             let signed: Signed =
-                self.wallet.call("signrawtransactionwithwallet", json!([funded.hex])).await?;
+                wallet.call("signrawtransactionwithwallet", json!([funded.hex])).await?;
             assert!(signed.complete, "{context}: the wallet could not sign every input");
             let txid: String = self.rpc.call("sendrawtransaction", json!([signed.hex])).await?;
             Ok::<_, RpcError>(txid)
