@@ -15,6 +15,8 @@ use scanner::{Network, OutputKind};
 
 struct Harness {
     node: Node,
+    /// Pays the deposits: many non-coinbase outputs (see `Node::many_coins`).
+    sender: bitcoin_network::rpc::Rpc,
     network: Bitcoin<RestBlocks>,
     params: Params,
     /// The signing set used for every transaction.
@@ -26,6 +28,7 @@ impl Harness {
     /// (1-based participant indexes, at least `t`).
     async fn start(t: u16, n: u16, signers: &[u16]) -> Harness {
         let node = Node::start().await;
+        let sender = node.many_coins("sender", 150, 10_000_000).await;
         let coin = if node.is_litecoin() { Coin::Litecoin } else { Coin::Bitcoin };
         let params = Params::new(coin, Chain::Regtest);
         let network = Bitcoin::new(
@@ -35,7 +38,7 @@ impl Harness {
         );
         let all = keys::dkg(t, n, u64::from(t) * 1000 + u64::from(n));
         let signers = signers.iter().map(|i| all[usize::from(*i) - 1].clone()).collect();
-        Harness { node, network, params, signers }
+        Harness { node, sender, network, params, signers }
     }
 }
 
@@ -60,7 +63,7 @@ impl TestChain for Harness {
 
     async fn deposit(&self, kind: OutputKind, amount: Amount, data: Option<Vec<u8>>) {
         let address = self.network.address_of(&self.key(), kind).unwrap().display(&self.params);
-        self.node.deposit(&address, amount.0, data.as_deref()).await;
+        self.node.deposit_from(&self.sender, &address, amount.0, data.as_deref()).await;
     }
 
     fn encode_instruction(&self, instruction: &InInstruction) -> Vec<u8> {

@@ -289,6 +289,32 @@ impl Node {
         wallet
     }
 
+    /// A wallet named `name` holding `count` confirmed outputs of `each` sats, none of
+    /// them coinbase outputs: its payments survive reorgs (a coinbase output near
+    /// maturity becomes immature when blocks are disconnected, and the node then drops
+    /// what spends it), and it can pay many times before a block without long chains of
+    /// unconfirmed transactions. The funding is buried under 40 blocks, so that a test's
+    /// reorg does not disconnect it (its own inputs are coinbase outputs).
+    pub async fn many_coins(&self, name: &str, count: usize, each: u64) -> Rpc {
+        if let Err(e) = self.rpc.call::<Value>("createwallet", json!([name])).await {
+            self.fail(&format!("createwallet {name}"), e);
+        }
+        let wallet = self.rpc.with_wallet(name);
+        let mut outputs = Map::new();
+        for _ in 0..count {
+            let address: String = match wallet.call("getnewaddress", json!(["", "bech32"])).await {
+                Ok(a) => a,
+                Err(e) => self.fail("getnewaddress", e),
+            };
+            outputs.insert(address, json!(format_btc(each)));
+        }
+        if let Err(e) = self.wallet.call::<String>("sendmany", json!(["", outputs])).await {
+            self.fail("sendmany", e);
+        }
+        self.mine(40).await;
+        wallet
+    }
+
     /// Like [`deposit`](Self::deposit), paid by `wallet`'s coins.
     pub async fn deposit_from(
         &self,
