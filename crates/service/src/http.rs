@@ -172,18 +172,32 @@ async fn status<R: Reporter>(State(state): State<Arc<HttpState<R>>>) -> impl Int
     }
 }
 
-/// Serves on `listener` until `shutdown` triggers.
+/// The `/metrics`, `/health` and `/status` routes over `state`; a daemon with routes of
+/// its own merges them in ([`Router::merge`]) and serves with [`serve_router`].
+pub fn routes<R: Reporter>(state: HttpState<R>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::<R>))
+        .route("/health", get(health::<R>))
+        .route("/status", get(status::<R>))
+        .with_state(Arc::new(state))
+}
+
+/// Serves [`routes`] on `listener` until `shutdown` triggers.
 pub async fn serve_on<R: Reporter>(
     listener: tokio::net::TcpListener,
     state: HttpState<R>,
     shutdown: task::Shutdown,
 ) -> std::io::Result<()> {
-    let app = Router::new()
-        .route("/metrics", get(metrics::<R>))
-        .route("/health", get(health::<R>))
-        .route("/status", get(status::<R>))
-        .with_state(Arc::new(state));
+    serve_router(listener, routes(state), shutdown).await
+}
+
+/// Serves `app` on `listener` until `shutdown` triggers.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: task::Shutdown,
+) -> std::io::Result<()> {
     let listen = listener.local_addr()?;
-    tracing::info!(%listen, "serving /metrics, /health and /status");
+    tracing::info!(%listen, "serving HTTP");
     axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.wait().await }).await
 }

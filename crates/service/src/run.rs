@@ -3,7 +3,9 @@
 use task::{FatalError, Shutdown};
 use tokio::{net::TcpListener, task::JoinSet};
 
-use crate::http::{serve_on, HttpState, Reporter};
+use axum::Router;
+
+use crate::http::{routes, serve_router, HttpState, Reporter};
 
 /// Why a daemon stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -20,13 +22,23 @@ pub enum Stopped {
 /// fatally triggers `shutdown`, which stops the others between iterations; the first
 /// failure is returned. A task's panic is a bug: it is propagated.
 pub async fn supervise<R: Reporter>(
-    mut tasks: JoinSet<Result<(), FatalError>>,
+    tasks: JoinSet<Result<(), FatalError>>,
     listener: TcpListener,
     http: HttpState<R>,
     shutdown: Shutdown,
 ) -> Result<(), Stopped> {
+    supervise_router(tasks, listener, routes(http), shutdown).await
+}
+
+/// [`supervise`] with any router (e.g. [`routes`] merged with a daemon's own).
+pub async fn supervise_router(
+    mut tasks: JoinSet<Result<(), FatalError>>,
+    listener: TcpListener,
+    app: Router,
+    shutdown: Shutdown,
+) -> Result<(), Stopped> {
     let http_shutdown = shutdown.clone();
-    let http = tokio::spawn(async move { serve_on(listener, http, http_shutdown).await });
+    let http = tokio::spawn(async move { serve_router(listener, app, http_shutdown).await });
 
     let mut result = Ok(());
     while let Some(joined) = tasks.join_next().await {
