@@ -6,6 +6,8 @@
 //! killed when the [`Cluster`] is dropped.
 #![deny(missing_docs)]
 
+pub mod scenario;
+
 use std::{
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
@@ -48,9 +50,12 @@ pub enum DevnetError {
     /// Waited too long.
     #[error("timed out after {0:?} waiting for {1}")]
     Timeout(Duration, String),
+    /// The scenario could not go on.
+    #[error("{0}")]
+    Failed(String),
 }
 
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DevnetError {
+pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DevnetError {
     let what = what.into();
     move |source| DevnetError::Io { what, source }
 }
@@ -75,7 +80,10 @@ pub fn binary(name: &str) -> Result<PathBuf, DevnetError> {
     let dir = bin_dir();
     let path = dir.join(name);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if !built.iter().any(|b| b == name) {
+    // `scripts/devnet` builds every binary in one cargo invocation first; building one
+    // package alone again could pick other features and rebuild everything.
+    let prebuilt = std::env::var_os("TC_DEVNET_PREBUILT").is_some() && path.exists();
+    if !prebuilt && !built.iter().any(|b| b == name) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         // Every binary of the workspace lives in the package `tc-<name>`.
