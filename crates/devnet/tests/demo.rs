@@ -1,0 +1,32 @@
+//! The `devnet demo` command itself (the README's first command runs it): a smaller
+//! scenario through the binary, and its refusal of impossible options.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+#[test]
+fn demo_command_runs_a_small_scenario_and_reports_a_passing_table() {
+    let out = Command::new(env!("CARGO_BIN_EXE_devnet"))
+        .args(["demo", "--deposits", "4", "--burns", "6"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("ALL CHECKS PASSED"), "{stdout}");
+    assert!(!stdout.contains("[FAIL]"), "{stdout}");
+    // Progress went to standard error, stage by stage.
+    for stage in ["key active", "deposits credited", "payees paid"] {
+        assert!(stderr.contains(stage), "no progress line for {stage}:\n{stderr}");
+    }
+}
+
+#[test]
+fn demo_command_refuses_a_threshold_above_the_validators() {
+    let out = Command::new(env!("CARGO_BIN_EXE_devnet"))
+        .args(["demo", "--validators", "2", "--threshold", "3"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--threshold"));
+}
