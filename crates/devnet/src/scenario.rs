@@ -336,6 +336,24 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
         .display(&params);
     say(format!("key active; the group's deposit address is {deposit}"));
 
+    // Each processor scans from the first block that is not final when its key activates.
+    // Nothing is mined until all of them have fixed that block, so it is the same for
+    // all (the protocol does not carry an agreed activation block yet).
+    let n = s.validators;
+    let start = cluster
+        .wait_for(Duration::from_secs(60), "every processor's first block", |c| {
+            let starts = (1..=n)
+                .map(|v| c.processor_status(v).ok()?.pipeline?.start)
+                .collect::<Option<BTreeSet<u64>>>()?;
+            Some(starts)
+        })
+        .map_err(with_logs(&cluster))?;
+    if start.len() != 1 {
+        return Err(DevnetError::Failed(format!(
+            "the processors start scanning at different blocks {start:?}: their Batches would differ"
+        )));
+    }
+
     // Watch our addresses, to find our transactions at the end; mine continuously.
     let watch = node.rpc().with_wallet("watch");
     for script in &scripts {
@@ -454,7 +472,6 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
     }
     report.burned = burns.iter().map(|(_, a)| a).sum();
     say(format!("{} payees paid; settling", burns.len()));
-    let n = s.validators;
     cluster
         .wait_for(Duration::from_secs(120), "every processor settled", |c| {
             let all: Vec<_> = (1..=n)
@@ -466,6 +483,30 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
             done.then_some(())
         })
         .map_err(with_logs(&cluster))?;
+    // What an operator's Prometheus would see.
+    let metrics = cluster
+        .processors
+        .first()
+        .and_then(|p| http_get(p.http, "/metrics"))
+        .map(|(_, body)| body)
+        .unwrap_or_default();
+    let value = |name: &str| {
+        metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+    };
+    report.check(
+        "/metrics shows the pipeline settled, without ALARMs",
+        value("processor_plans_pending") == Some(0.0)
+            && value("processor_scanned_height").is_some_and(|h| h > 0.0)
+            && value("processor_conflicts_total") == Some(0.0)
+            && value("processor_plans_total").is_some_and(|p| p > 0.0),
+        format!(
+            "scanned_height {:?}, plans_total {:?}, plans_pending {:?}, conflicts_total {:?}",
+            value("processor_scanned_height"),
+            value("processor_plans_total"),
+            value("processor_plans_pending"),
+            value("processor_conflicts_total")
+        ),
+    );
     std::thread::sleep(Duration::from_secs(2));
     mining.store(false, Ordering::Relaxed);
     std::thread::sleep(Duration::from_millis(500));
