@@ -483,7 +483,7 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
             done.then_some(())
         })
         .map_err(with_logs(&cluster))?;
-    // What an operator's Prometheus would see.
+    // What an operator's Prometheus would see (gauges: counters restart with a process).
     let metrics = cluster
         .processors
         .first()
@@ -497,8 +497,7 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
         "/metrics shows the pipeline settled, without ALARMs",
         value("processor_plans_pending") == Some(0.0)
             && value("processor_scanned_height").is_some_and(|h| h > 0.0)
-            && value("processor_conflicts_total") == Some(0.0)
-            && value("processor_plans_total").is_some_and(|p| p > 0.0),
+            && value("processor_conflicts_total") == Some(0.0),
         format!(
             "scanned_height {:?}, plans_total {:?}, plans_pending {:?}, conflicts_total {:?}",
             value("processor_scanned_height"),
