@@ -85,8 +85,7 @@ impl InboxHandler {
             })?;
         ACTIVE.put(txn, &(), &Active { session: session.0, me, start: None }).map_err(db_error)?;
         let participant = Pipeline::me(&Active { session: session.0, me, start: None })?;
-        *pipeline.signers.lock().map_err(|_| TaskError::fatal("signers lock poisoned"))? =
-            Some(signers::Signers::new(session, participant));
+        *pipeline.lock_signers()? = Some(signers::Signers::new(session, participant));
         tracing::info!(session = session.0, me, "key active: scanning and signing");
         Ok(())
     }

@@ -338,16 +338,24 @@ async fn index_all<N: Network>(
     Ok(indexed)
 }
 
+/// A fresh index (in a temp DB) over the last `2 * confirmations` blocks, advanced to the
+/// final tip; the blocks it indexed.
+async fn indexed<C: TestChain>(chain: &C) -> (tempfile::TempDir, Db, Index, Vec<BlockRef>) {
+    let confirmations = chain.network().params().confirmations;
+    let dir = tempfile::tempdir().unwrap();
+    let db = temp_db(&dir);
+    let start = chain.height().await.saturating_sub(2 * confirmations).max(1);
+    let index = Index::new(start);
+    let before = index_all(&index, chain.network(), &db).await.unwrap();
+    (dir, db, index, before)
+}
+
 /// A reorg shallower than the confirmation depth changes nothing already indexed, and a
 /// deposit in an orphaned block is scanned exactly once, from the block that replaced it.
 pub async fn shallow_reorg_changes_nothing<C: TestChain>(chain: &C) {
     let network = chain.network();
     let confirmations = network.params().confirmations;
-    let dir = tempfile::tempdir().unwrap();
-    let db = temp_db(&dir);
-    let start = chain.height().await.saturating_sub(2 * confirmations).max(1);
-    let index = Index::new(start);
-    let before = index_all(&index, network, &db).await.unwrap();
+    let (_dir, db, index, before) = indexed(chain).await;
     let final_tip = before.last().expect("the chain is long enough to index").number;
 
     let dust = network.params().dust;
@@ -390,11 +398,7 @@ pub async fn shallow_reorg_changes_nothing<C: TestChain>(chain: &C) {
 pub async fn deep_reorg_is_fatal<C: TestChain>(chain: &C) {
     let network = chain.network();
     let confirmations = network.params().confirmations;
-    let dir = tempfile::tempdir().unwrap();
-    let db = temp_db(&dir);
-    let start = chain.height().await.saturating_sub(2 * confirmations).max(1);
-    let index = Index::new(start);
-    let before = index_all(&index, network, &db).await.unwrap();
+    let (_dir, db, index, before) = indexed(chain).await;
     let final_tip = before.last().expect("the chain is long enough to index").number;
     // Disconnect the last final block: a reorg of depth `confirmations`.
     chain.reorg(final_tip, confirmations + 1).await;

@@ -144,6 +144,19 @@ impl FeeModel for Fees<'_> {
 }
 
 impl Pipeline {
+    /// The signing attempts, locked (a poisoned lock means a task panicked: fatal).
+    pub fn lock_signers(&self) -> Result<std::sync::MutexGuard<'_, Option<Signers>>, TaskError> {
+        self.signers.lock().map_err(|_| TaskError::fatal("signers lock poisoned"))
+    }
+
+    /// Marks `kind` done, if a session is active.
+    pub fn complete_signing(&self, txn: &mut WriteTxn, kind: SignKind) -> Result<(), TaskError> {
+        if let Some(signers) = self.lock_signers()?.as_mut() {
+            signers.complete(txn, kind).map_err(db_error)?;
+        }
+        Ok(())
+    }
+
     /// The fee model at `rate`.
     pub fn fees(&self, rate: u64) -> Fees<'_> {
         Fees { network: &self.network, rate }
@@ -202,8 +215,7 @@ impl Pipeline {
         machine: Box<dyn Machine>,
     ) -> Result<(), TaskError> {
         let response = {
-            let mut guard =
-                self.signers.lock().map_err(|_| TaskError::fatal("signers lock poisoned"))?;
+            let mut guard = self.lock_signers()?;
             let Some(signers) = guard.as_mut() else {
                 return Err(TaskError::fatal("signing without an active session"));
             };

@@ -120,13 +120,7 @@ pub fn acknowledge(
                             PENDING.del(txn, &plan).map_err(db_error)?;
                             p.metrics.plans_completed.inc();
                             completed.push((plan, *spender));
-                            let mut guard = p
-                                .signers
-                                .lock()
-                                .map_err(|_| TaskError::fatal("signers lock poisoned"))?;
-                            if let Some(signers) = guard.as_mut() {
-                                signers.complete(txn, SignKind::Plan(plan)).map_err(db_error)?;
-                            }
+                            p.complete_signing(txn, SignKind::Plan(plan))?;
                             tracing::info!(plan = %hex::encode(plan), tx = %display_txid(spender), block, "plan completed on chain");
                         }
                     } else {
@@ -325,7 +319,7 @@ pub fn sign(
         _ => None,
     };
     let handled = {
-        let mut guard = p.signers.lock().map_err(|_| TaskError::fatal("signers lock poisoned"))?;
+        let mut guard = p.lock_signers()?;
         let Some(signers) = guard.as_mut() else { return Ok(Err(Refusal::NoActiveKey)) };
         signers.handle(txn, request, |_| machine).map_err(db_error)?
     };
@@ -359,11 +353,7 @@ pub fn sign(
                     TO_PUBLISH.push(txn, &(plan, signed)).map_err(db_error)?;
                 }
             }
-            let mut guard =
-                p.signers.lock().map_err(|_| TaskError::fatal("signers lock poisoned"))?;
-            if let Some(signers) = guard.as_mut() {
-                signers.complete(txn, id.kind).map_err(db_error)?;
-            }
+            p.complete_signing(txn, id.kind)?;
         }
         Handled::Failed { id, reason } => {
             tracing::warn!(
@@ -377,9 +367,4 @@ pub fn sign(
         }
     }
     Ok(Ok(()))
-}
-
-/// The amount a set of outputs holds (for status).
-pub fn total(outputs: &[scheduler::Utxo]) -> Amount {
-    Amount(outputs.iter().map(|u| u.amount.0).sum())
 }
