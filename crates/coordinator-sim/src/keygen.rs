@@ -23,9 +23,9 @@ use crate::{
     config::SetConfig,
     metrics::KeyGenMetrics,
     state::{
-        answered, message_hash, prune_attempt, round, set_key, AttemptEnd, ByValidator,
-        ConfirmedKeys, Exclusion, SetKey, SetState, Stage, COMMITMENTS, CONFLICTS, KEY_PAIRS, SEEN,
-        SETS, SHARES,
+        activation_block, answered, message_hash, prune_attempt, round, set_key, AttemptEnd,
+        ByValidator, ConfirmedKeys, Exclusion, SetKey, SetState, Stage, COMMITMENTS, CONFLICTS,
+        KEY_PAIRS, SEEN, SETS, SHARES,
     },
 };
 
@@ -343,9 +343,18 @@ impl KeyGenCoordinator {
             KeyGenResponse::Blame { accused, evidence, .. } => {
                 self.on_blame(txn, &mut state, validator, *accused, evidence)?
             }
-            KeyGenResponse::GeneratedKeyPair { ristretto_key, network_key, .. } => {
-                self.on_key_pair(txn, &mut state, validator, *ristretto_key, network_key)?
-            }
+            KeyGenResponse::GeneratedKeyPair {
+                ristretto_key,
+                network_key,
+                proposed_activation,
+                ..
+            } => self.on_key_pair(
+                txn,
+                &mut state,
+                validator,
+                (*ristretto_key, network_key.clone()),
+                *proposed_activation,
+            )?,
         };
         if outcome == Outcome::Progress {
             SETS.put(txn, &key, &state)?;
@@ -492,8 +501,8 @@ impl KeyGenCoordinator {
         txn: &mut WriteTxn,
         state: &mut SetState,
         validator: Participant,
-        ristretto_key: [u8; 32],
-        network_key: &[u8],
+        pair: ([u8; 32], Vec<u8>),
+        proposed_activation: Option<u64>,
     ) -> Result<Outcome, SimError> {
         if state.stage != Stage::KeyPairs {
             return Ok(Outcome::Ignored("out_of_order"));
@@ -501,28 +510,30 @@ impl KeyGenCoordinator {
         KEY_PAIRS.put(
             txn,
             &(state.key(), state.attempt, validator),
-            &(ristretto_key, network_key.to_vec()),
+            &(pair.clone(), proposed_activation),
         )?;
         if !self.round_complete(txn, state)? {
             return Ok(Outcome::Progress);
         }
         let all = Self::gather(txn, state, KEY_PAIRS)?;
-        let first = (ristretto_key, network_key.to_vec());
-        if all.values().any(|pair| *pair != first) {
+        if all.values().any(|(reported, _)| *reported != pair) {
             let reported: Vec<String> = all
                 .iter()
-                .map(|(v, (r, n))| format!("{v}: {}/{}", hex::encode(r), hex::encode(n)))
+                .map(|(v, ((r, n), _))| format!("{v}: {}/{}", hex::encode(r), hex::encode(n)))
                 .collect();
             tracing::error!(?reported, "participants generated different key pairs; restarting");
             let outcome = format!("key pairs disagreed ({})", reported.join(", "));
             self.restart(txn, state, vec![], outcome)?;
             return Ok(Outcome::Progress);
         }
+        let activation_block = activation_block(all.values().map(|(_, proposal)| *proposal));
+        let (ristretto_key, network_key) = pair;
         for to in &state.participants {
             let event = SettlementEvent::ConfirmKeyPair {
                 session: Session(state.session),
                 ristretto_key,
-                network_key: network_key.to_vec(),
+                network_key: network_key.clone(),
+                activation_block,
             };
             self.send(txn, state, *to, CoordinatorMessage::Settlement(event))?;
         }
@@ -536,12 +547,13 @@ impl KeyGenCoordinator {
         state.confirmed = Some(ConfirmedKeys {
             attempt: state.attempt,
             ristretto_key,
-            network_key: network_key.to_vec(),
+            network_key: network_key.clone(),
             started_ms: state.started_ms,
             confirmed_ms: self.clock.now_ms(),
+            activation_block,
         });
         self.metrics.confirmed.inc();
-        tracing::info!(ristretto_key = %hex::encode(ristretto_key), network_key = %hex::encode(network_key), "key pair confirmed");
+        tracing::info!(ristretto_key = %hex::encode(ristretto_key), network_key = %hex::encode(network_key), ?activation_block, "key pair confirmed");
         Ok(Outcome::Progress)
     }
 

@@ -92,6 +92,20 @@ pub struct ConfirmedKeys {
     pub started_ms: u64,
     /// Unix ms when the key pair was confirmed.
     pub confirmed_ms: u64,
+    /// The agreed first external block scanned for the key (see [`activation_block`]).
+    pub activation_block: Option<u64>,
+}
+
+/// The activation block agreed from the participants' proposals: the lower median of
+/// those made. Every honest proposal is a block that was not final before the key was
+/// confirmed, so with an honest majority the median is at most the highest honest one
+/// (no deposit to the new key can be in an earlier block) and at least the lowest honest
+/// one (a minority cannot make the processors rescan old history). `None` when nobody
+/// proposed one.
+pub fn activation_block(proposals: impl IntoIterator<Item = Option<u64>>) -> Option<u64> {
+    let mut made: Vec<u64> = proposals.into_iter().flatten().collect();
+    made.sort_unstable();
+    made.get(made.len().checked_sub(1)? / 2).copied()
 }
 
 /// One set's key generation.
@@ -140,8 +154,9 @@ pub const COMMITMENTS: Table<ByValidator, Vec<u8>> =
 /// Round 2: each participant's encrypted shares, by recipient.
 pub const SHARES: Table<ByValidator, BTreeMap<Participant, Vec<u8>>> =
     Table::new("coordinator-sim/v1/keygen/shares");
-/// Round 3: each participant's generated key pair.
-pub const KEY_PAIRS: Table<ByValidator, ([u8; 32], Vec<u8>)> =
+/// Round 3: each participant's generated key pair (Ristretto key, network key) and its
+/// proposed activation block.
+pub const KEY_PAIRS: Table<ByValidator, (([u8; 32], Vec<u8>), Option<u64>)> =
     Table::new("coordinator-sim/v1/keygen/key_pairs");
 /// The hash of every key-generation message received, by ((set, attempt), round, sender).
 pub const SEEN: Table<((SetKey, u32), u8, Participant), Hash32> =
@@ -200,4 +215,25 @@ pub fn prune_attempt(txn: &mut WriteTxn, state: &SetState) -> Result<(), DbError
         KEY_PAIRS.del(txn, &key)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::activation_block;
+
+    #[test]
+    fn activation_is_the_lower_median_of_the_proposals_made() {
+        assert_eq!(activation_block([None, None]), None);
+        assert_eq!(activation_block([Some(7)]), Some(7));
+        assert_eq!(activation_block([Some(9), None, Some(5)]), Some(5));
+        assert_eq!(activation_block([Some(9), Some(5), Some(7)]), Some(7));
+        // A minority's extreme proposals (0: rescan everything; u64::MAX: never scan)
+        // do not move it outside the honest ones.
+        assert_eq!(activation_block([Some(0), Some(100), Some(101)]), Some(100));
+        assert_eq!(activation_block([Some(u64::MAX), Some(100), Some(101)]), Some(101));
+        assert_eq!(
+            activation_block([Some(0), Some(u64::MAX), Some(100), Some(101), Some(100)]),
+            Some(100)
+        );
+    }
 }

@@ -140,6 +140,8 @@ pub struct KeysStatus {
     pub network_key: String,
     /// Milliseconds from the start of key generation to confirmation.
     pub elapsed_ms: u64,
+    /// The agreed first external block scanned for the key.
+    pub activation_block: Option<u64>,
 }
 
 /// How an attempt ended.
@@ -201,6 +203,7 @@ impl StatusReport {
                     ristretto_key: hex::encode(k.ristretto_key),
                     network_key: hex::encode(&k.network_key),
                     elapsed_ms: k.confirmed_ms.saturating_sub(k.started_ms),
+                    activation_block: k.activation_block,
                 }),
                 failed: s.failure.is_some(),
                 failure: s.failure.clone(),
@@ -245,6 +248,9 @@ impl StatusReport {
                     "  confirmed    ristretto {} network {} (attempt {})\n",
                     k.ristretto_key, k.network_key, k.attempt
                 );
+                if let Some(block) = k.activation_block {
+                    out += &format!("  activation   scanning from block {block}\n");
+                }
             }
             if let Some(f) = &s.failure {
                 out += &format!("  FAILED       {f}\n");

@@ -169,6 +169,7 @@ async fn a_conflicting_second_message_is_counted_and_changes_nothing_else() {
             id,
             ristretto_key: [7; 32],
             network_key: vec![2; 33],
+            proposed_activation: None,
         }),
     );
     let after = h.wait_for("two conflicts", |s| s.conflicts == 2).await;

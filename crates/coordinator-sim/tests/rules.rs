@@ -189,11 +189,15 @@ fn rounds_are_relayed_once_complete_and_the_agreed_pair_is_confirmed() {
         );
     }
 
+    // The proposals differ (and one processor has none): the lower median of those made,
+    // [120, 130, 500] -> 130, is what every participant is told to scan from.
+    let proposals = [Some(130), None, Some(500), Some(120)];
     for v in [1, 2, 3, 4] {
         let pair = KeyGenResponse::GeneratedKeyPair {
             id: id(0, 0),
             ristretto_key: [9; 32],
             network_key: vec![3; 33],
+            proposed_activation: proposals[usize::from(v) - 1],
         };
         assert_eq!(rig.handle(v, pair), Outcome::Progress);
     }
@@ -204,6 +208,7 @@ fn rounds_are_relayed_once_complete_and_the_agreed_pair_is_confirmed() {
             session: Session(0),
             ristretto_key: [9; 32],
             network_key: vec![3; 33],
+            activation_block: Some(130),
         };
         assert_eq!(message, CoordinatorMessage::Settlement(event));
     }
@@ -211,8 +216,8 @@ fn rounds_are_relayed_once_complete_and_the_agreed_pair_is_confirmed() {
     assert_eq!(s.stage, "confirmed");
     let keys = s.confirmed.unwrap();
     assert_eq!(
-        (keys.ristretto_key, keys.network_key),
-        (hex::encode([9; 32]), hex::encode([3; 33]))
+        (keys.ristretto_key, keys.network_key, keys.activation_block),
+        (hex::encode([9; 32]), hex::encode([3; 33]), Some(130))
     );
     // Session 1 was untouched by all of this.
     assert_eq!(rig.status().sets[1].stage, "commitments");
@@ -293,6 +298,7 @@ fn disagreeing_key_pairs_restart_with_the_same_participants() {
             id: id(0, 0),
             ristretto_key: [if v == 4 { 8 } else { 9 }; 32],
             network_key: vec![3; 33],
+            proposed_activation: None,
         };
         rig.handle(v, pair);
     }

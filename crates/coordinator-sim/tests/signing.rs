@@ -164,6 +164,7 @@ impl Rig {
                 id,
                 ristretto_key: ristretto_key(),
                 network_key: keys()[&1].network_key(),
+                proposed_activation: Some(7),
             };
             rig.keygen(v, pair);
         }

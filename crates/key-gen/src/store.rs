@@ -280,6 +280,9 @@ impl KeyGen {
                                 id: *id,
                                 ristretto_key: generated.ristretto_key,
                                 network_key: generated.network_key,
+                                // Network state is not key generation's: the processor
+                                // fills in its proposal before sending.
+                                proposed_activation: None,
                             }
                         }
                         Err(fault) => blame(*id, fault),

@@ -147,6 +147,10 @@ pub enum KeyGenResponse {
         ristretto_key: [u8; 32],
         /// The network's key, in the network's encoding.
         network_key: Vec<u8>,
+        /// The first external block this processor did not yet see final when it
+        /// generated the keys: its proposal for the key's activation block. `None` when
+        /// it runs no network node (keys only) or has not heard from it yet.
+        proposed_activation: Option<u64>,
     },
 }
 
@@ -229,6 +233,10 @@ pub enum SettlementEvent {
         ristretto_key: [u8; 32],
         /// The network key.
         network_key: Vec<u8>,
+        /// The first external block every processor scans for this key, agreed by the
+        /// settlement layer from the participants' `proposed_activation`s (the same for
+        /// all, so their Batches are identical). `None` when nobody proposed one.
+        activation_block: Option<u64>,
     },
     /// A settlement block acknowledged an external block's Batches and ordered Burns.
     BlockAcknowledged {
@@ -301,7 +309,7 @@ pub enum ProcessorMessage {
 }
 
 /// The protocol version this build speaks (the message encodings' version byte).
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 
 impl Versioned for CoordinatorMessage {
     const VERSION: u8 = PROTOCOL_VERSION;

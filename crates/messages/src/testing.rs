@@ -79,9 +79,14 @@ pub fn coordinator_message() -> impl Strategy<Value = CoordinatorMessage> {
             .prop_map(|(s, plan, tx)| SignRequest::Completed { session: Session(s), plan, tx }),
     ];
     let settlement = prop_oneof![
-        (any::<u32>(), any::<[u8; 32]>(), blob()).prop_map(|(s, ristretto_key, network_key)| {
-            SettlementEvent::ConfirmKeyPair { session: Session(s), ristretto_key, network_key }
-        }),
+        (any::<u32>(), any::<[u8; 32]>(), blob(), any::<Option<u64>>()).prop_map(
+            |(s, ristretto_key, network_key, activation_block)| SettlementEvent::ConfirmKeyPair {
+                session: Session(s),
+                ristretto_key,
+                network_key,
+                activation_block,
+            }
+        ),
         (
             any::<u64>(),
             p::block_hash(),
@@ -113,9 +118,16 @@ pub fn processor_message() -> impl Strategy<Value = ProcessorMessage> {
             .prop_map(|(id, shares)| KeyGenResponse::Shares { id, shares }),
         (key_gen_id(), any::<u16>(), blob())
             .prop_map(|(id, accused, evidence)| KeyGenResponse::Blame { id, accused, evidence }),
-        (key_gen_id(), any::<[u8; 32]>(), blob()).prop_map(|(id, ristretto_key, network_key)| {
-            KeyGenResponse::GeneratedKeyPair { id, ristretto_key, network_key }
-        }),
+        (key_gen_id(), any::<[u8; 32]>(), blob(), any::<Option<u64>>()).prop_map(
+            |(id, ristretto_key, network_key, proposed_activation)| {
+                KeyGenResponse::GeneratedKeyPair {
+                    id,
+                    ristretto_key,
+                    network_key,
+                    proposed_activation,
+                }
+            }
+        ),
     ];
     let sign = prop_oneof![
         (sign_id(), blob())

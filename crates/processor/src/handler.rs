@@ -6,7 +6,8 @@ use bus::{Mailbox, Received};
 use db::{Db, Queue, WriteTxn};
 use key_gen::{KeyGen, KeyGenError};
 use messages::{
-    CoordinatorMessage, Party, ProcessorMessage, SettlementEvent, Status, PROTOCOL_VERSION,
+    CoordinatorMessage, KeyGenResponse, Party, ProcessorMessage, SettlementEvent, Status,
+    PROTOCOL_VERSION,
 };
 use primitives::codec::Versioned;
 use prometheus_client::metrics::counter::Counter;
@@ -61,8 +62,14 @@ impl InboxHandler {
         tracing::warn!(intent = %received.intent.to_hex(), error = %e, "refused a coordinator request");
     }
 
-    /// Activates a newly confirmed key pair for the pipeline.
-    fn activate(&self, txn: &mut WriteTxn, session: Session) -> Result<(), TaskError> {
+    /// Activates a newly confirmed key pair for the pipeline, scanning from the agreed
+    /// `activation_block`.
+    fn activate(
+        &self,
+        txn: &mut WriteTxn,
+        session: Session,
+        activation_block: Option<u64>,
+    ) -> Result<(), TaskError> {
         let Some(pipeline) = &self.pipeline else { return Ok(()) };
         if let Some(active) = ACTIVE.get(txn, &()).map_err(db_error)? {
             tracing::error!(
@@ -83,10 +90,16 @@ impl InboxHandler {
             .ok_or_else(|| {
                 TaskError::fatal("this validator holds no share of the confirmed key")
             })?;
-        ACTIVE.put(txn, &(), &Active { session: session.0, me, start: None }).map_err(db_error)?;
-        let participant = Pipeline::me(&Active { session: session.0, me, start: None })?;
+        let active = Active { session: session.0, me, start: activation_block };
+        ACTIVE.put(txn, &(), &active).map_err(db_error)?;
+        let participant = Pipeline::me(&active)?;
         *pipeline.lock_signers()? = Some(signers::Signers::new(session, participant));
-        tracing::info!(session = session.0, me, "key active: scanning and signing");
+        tracing::info!(
+            session = session.0,
+            me,
+            ?activation_block,
+            "key active: scanning and signing"
+        );
         Ok(())
     }
 
@@ -137,7 +150,15 @@ impl Task for InboxHandler {
             }
             CoordinatorMessage::Status(Status::Pong { .. }) => {}
             CoordinatorMessage::KeyGen(request) => match self.keygen.handle(&mut txn, &request) {
-                Ok(Some(response)) => self.reply(&mut txn, ProcessorMessage::KeyGen(response))?,
+                Ok(Some(mut response)) => {
+                    if let KeyGenResponse::GeneratedKeyPair { proposed_activation, .. } =
+                        &mut response
+                    {
+                        *proposed_activation =
+                            self.pipeline.as_ref().and_then(Pipeline::proposed_activation);
+                    }
+                    self.reply(&mut txn, ProcessorMessage::KeyGen(response))?
+                }
                 Ok(None) => {}
                 Err(e) => self.refused(&received, e)?,
             },
@@ -145,8 +166,9 @@ impl Task for InboxHandler {
                 session,
                 ristretto_key,
                 network_key,
+                activation_block,
             }) => match self.keygen.confirm(&mut txn, session, ristretto_key, &network_key) {
-                Ok(true) => self.activate(&mut txn, session)?,
+                Ok(true) => self.activate(&mut txn, session, activation_block)?,
                 Ok(false) => {}
                 Err(e) => self.refused(&received, e)?,
             },

@@ -17,7 +17,7 @@ use db::{Db, Schema};
 use messages::{
     envelope::{seal, Body},
     CoordinatorMessage, Identity, KeyGenId, KeyGenRequest, KeyGenResponse, KeyRegistry, Party,
-    ProcessorMessage, Session, SignId, SignKind, SignRequest, Status,
+    ProcessorMessage, Session, SignId, SignKind, SignRequest, Status, PROTOCOL_VERSION,
 };
 use primitives::{codec::Versioned, NetworkId};
 use processor::status::StatusReport;
@@ -173,7 +173,10 @@ async fn answers_pings_counts_forgeries_and_stops_gracefully() {
     assert_eq!(pong.sender, ME);
     assert_eq!(
         pong.processor_message().unwrap(),
-        ProcessorMessage::Status(Status::Pong { nonce: 42, protocol_version: 1 })
+        ProcessorMessage::Status(Status::Pong {
+            nonce: 42,
+            protocol_version: PROTOCOL_VERSION.into()
+        })
     );
     wait_until("our ping acknowledged end to end", || {
         Mailbox::pending(&cdb.read().unwrap()).unwrap().is_empty()

@@ -180,6 +180,7 @@ impl Task for ProcessorHandler {
                 session,
                 ristretto_key,
                 network_key,
+                ..
             }) => self.keygen.confirm(&mut txn, session, ristretto_key, &network_key).map(|_| ()),
             // Signing and settlement: what the real processor does with them is not
             // this harness's concern; they are counted and consumed.

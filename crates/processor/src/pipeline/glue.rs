@@ -1,7 +1,10 @@
 //! The pipeline's shared context: keys, signing machines, plans and the scheduler's fee
 //! model, over the Bitcoin-family network.
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc, Mutex,
+};
 
 use bitcoin_network::sign::{SignError, SignableTransaction, TransactionMachine};
 use bitcoin_network::{Address, Eventuality, GroupKey, Output};
@@ -103,6 +106,10 @@ pub struct Pipeline {
     pub validator: u16,
     /// Metrics.
     pub metrics: PipelineMetrics,
+    /// The first block the node did not report final at the scanner's last look before
+    /// a key was active (`u64::MAX`: not known yet): this processor's proposal for the
+    /// next key's activation block.
+    pub first_unfinalized: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -144,6 +151,12 @@ impl FeeModel for Fees<'_> {
 }
 
 impl Pipeline {
+    /// This processor's proposal for a new key's activation block, if it has heard from
+    /// its node.
+    pub fn proposed_activation(&self) -> Option<u64> {
+        Some(self.first_unfinalized.load(Ordering::Relaxed)).filter(|b| *b != u64::MAX)
+    }
+
     /// The signing attempts, locked (a poisoned lock means a task panicked: fatal).
     pub fn lock_signers(&self) -> Result<std::sync::MutexGuard<'_, Option<Signers>>, TaskError> {
         self.signers.lock().map_err(|_| TaskError::fatal("signers lock poisoned"))

@@ -1,6 +1,8 @@
 //! The scanner task: index the next final block, scan it for our outputs, record what it
 //! means for the scheduler (applied at acknowledgement), and report its deposits as
 //! Batches.
+use std::sync::atomic::Ordering;
+
 use bitcoin::hashes::Hash;
 use db::Db;
 use messages::{BatchReport, ProcessorMessage, SignKind};
@@ -38,15 +40,27 @@ impl Task for ScanTask {
         let p = &self.pipeline;
         let network = &*p.network;
         let read = self.db.read().map_err(db_error)?;
-        let Some(mut active) = p.active(&read)? else { return Ok(false) };
+        let Some(mut active) = p.active(&read)? else {
+            // No key yet: keep this processor's proposal for the next key's activation
+            // block current (the first block that can hold outputs to a new key).
+            let first = network.latest_finalized().await?.map_or(0, |f| f + 1);
+            p.first_unfinalized.store(first, Ordering::Relaxed);
+            return Ok(false);
+        };
         let Some(start) = active.start else {
-            // The first block that can hold outputs to the new key: the first not final.
+            // The confirmation carried no agreed block (no participant proposed one): the
+            // first block not final here. Other processors may pick another block, and
+            // then their Batches differ from ours.
             let first = network.latest_finalized().await?.map_or(0, |f| f + 1);
             let mut txn = self.db.write().map_err(db_error)?;
             active.start = Some(first);
             ACTIVE.put(&mut txn, &(), &active).map_err(db_error)?;
             txn.commit().map_err(db_error)?;
-            tracing::info!(session = active.session, first, "scanning from block");
+            tracing::warn!(
+                session = active.session,
+                first,
+                "no activation block was agreed for the key: scanning from this node's first non-final block"
+            );
             return Ok(true);
         };
         // Bounded window ahead of acknowledgements.

@@ -11,7 +11,8 @@ pub struct Active {
     pub session: u32,
     /// Our 1-based participant index in it.
     pub me: u16,
-    /// The first block scanned (the first non-final block when the key was activated).
+    /// The first block scanned: the activation block the confirmation carried (or, if it
+    /// carried none, the first block not final here when the scanner first looked).
     pub start: Option<u64>,
 }
 
