@@ -91,6 +91,10 @@ pub struct Report {
     pub burned: u64,
     /// Received by the payees, per the node.
     pub paid: u64,
+    /// Deposits without a valid instruction (refunded, never credited).
+    pub unattributed: u64,
+    /// Received back by their depositors, per the node.
+    pub refunded: u64,
     /// Fees of every transaction spending the group's outputs, per the node.
     pub fees: u64,
     /// Those transactions.
@@ -125,6 +129,8 @@ impl Report {
             ("credited (settlement ledger)", self.credited),
             ("burned", self.burned),
             ("paid (node: payees received)", self.paid),
+            ("unattributed deposits", self.unattributed),
+            ("refunded (node: depositors got)", self.refunded),
             ("fees (node: our transactions)", self.fees),
             ("remaining (node: our outputs)", self.remaining),
         ] {
@@ -216,12 +222,12 @@ fn ledger(cluster: &Cluster) -> Option<Value> {
     (code == 200).then(|| serde_json::from_str(&body).ok()).flatten()
 }
 
-/// The ledger's balance of `account` (hex), in litoshis.
+/// The ledger's balance of `account` (hex; every account: `*`), in litoshis.
 fn balance(ledger: &Value, account: &str) -> u64 {
     let accounts = ledger["accounts"].as_array().cloned().unwrap_or_default();
     accounts
         .iter()
-        .filter(|a| a["account"].as_str() == Some(account))
+        .filter(|a| account == "*" || a["account"].as_str() == Some(account))
         .flat_map(|a| a["balances"].as_array().cloned().unwrap_or_default())
         .filter(|b| b["coin"].as_str().is_some_and(|c| c.eq_ignore_ascii_case("litecoin")))
         .map(|b| b["amount"].as_u64().unwrap_or(0))
@@ -419,6 +425,53 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
         }
     }
     report.deposited = deposited.values().sum();
+
+    // Deposits without a valid instruction (none; bytes that are not one), each from a
+    // depositor of its own: never credited, refunded to the script of their first input
+    // once their block is acknowledged.
+    let failed = |e: bitcoin_network::rpc::RpcError| DevnetError::Failed(e.to_string());
+    let mut refunds = vec![];
+    for (i, data) in [None, Some(b"not an instruction".as_slice())].into_iter().enumerate() {
+        let wallet = rt.block_on(node.sender(&format!("refundee-{i}"), 10_000_000));
+        let coins: Vec<Value> =
+            rt.block_on(wallet.call("listunspent", json!([0]))).map_err(failed)?;
+        let from = coins
+            .first()
+            .and_then(|c| c["address"].as_str())
+            .map(String::from)
+            .ok_or_else(|| DevnetError::Failed("the depositor has no coin".into()))?;
+        let amount = 3_000_000 + i as u64 * 500_000;
+        rt.block_on(node.deposit_from(&wallet, &deposit, amount, data));
+        refunds.push((wallet, from, amount));
+    }
+    let received_back = |(wallet, from, _): &(bitcoin_network::rpc::Rpc, String, u64)| -> u64 {
+        let btc: f64 =
+            rt.block_on(wallet.call("getreceivedbyaddress", json!([from, 1]))).unwrap_or_default();
+        // Less the 10,000,000 the depositor was funded with.
+        bitcoin::Amount::from_btc(btc).map_or(0, |a| a.to_sat()).saturating_sub(10_000_000)
+    };
+    report.unattributed = refunds.iter().map(|(_, _, amount)| amount).sum();
+    report.deposited += report.unattributed;
+    say(format!(
+        "{} deposits without a valid instruction sent; waiting for their refunds",
+        refunds.len()
+    ));
+    let mut failure = None;
+    cluster
+        .wait_for(Duration::from_secs(240), "refunds paid", |c| {
+            if let Err(e) = chaos.tick(c, "refunds") {
+                failure = Some(e);
+                return Some(());
+            }
+            refunds.iter().all(|r| received_back(r) > 0).then_some(())
+        })
+        .map_err(with_logs(&cluster))?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    report.refunded = refunds.iter().map(received_back).sum();
+    say(format!("{} refunds paid: {} litoshis", refunds.len(), report.refunded));
+
     let l = ledger(&cluster).unwrap_or_default();
     report.credited = accounts.iter().map(|a| balance(&l, &hex::encode(a))).sum();
     say(format!("{} deposits credited: {} litoshis", s.deposits, report.credited));
@@ -426,6 +479,11 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
         "every deposit credited to its account",
         deposited.iter().all(|(a, amount)| balance(&l, &hex::encode(a)) == *amount),
         format!("{} accounts, {} litoshis", deposited.len(), report.credited),
+    );
+    report.check(
+        "deposits without a valid instruction credited nowhere",
+        balance(&l, "*") == report.credited,
+        format!("ledger total {} litoshis", balance(&l, "*")),
     );
 
     // A burn over the balance is refused and changes nothing.
@@ -562,9 +620,12 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
         .map(|s| rt.block_on(node.utxos_of(&hex::encode(s))).iter().map(|(_, v)| v).sum::<u64>())
         .sum();
     report.check(
-        "our outputs = deposits - payments - fees, to the litoshi",
-        report.remaining + report.paid + report.fees == report.deposited,
-        format!("{} = {} - {} - {}", report.remaining, report.deposited, report.paid, report.fees),
+        "our outputs = deposits - payments - refunds - fees, to the litoshi",
+        report.remaining + report.paid + report.refunded + report.fees == report.deposited,
+        format!(
+            "{} = {} - {} - {} - {}",
+            report.remaining, report.deposited, report.paid, report.refunded, report.fees
+        ),
     );
 
     // Plans, from each processor's database: identical, and each payee got exactly its
@@ -598,6 +659,29 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
         "each payee received exactly its burn minus its fee share",
         exact,
         format!("fee shares total {}", report.burned - report.paid),
+    );
+    let mut refunded_once = true;
+    for refund in &refunds {
+        let (wallet, from, amount) = refund;
+        let back = received_back(refund);
+        refunded_once &= matches!(
+            shares.get(from).map(Vec::as_slice),
+            Some([(net, fee)]) if net + fee == *amount && back == *net
+        );
+        // The funding and the refund.
+        let txs: Vec<Value> = rt
+            .block_on(wallet.call("listreceivedbyaddress", json!([1, false, false, from])))
+            .unwrap_or_default();
+        refunded_once &= txs.first().and_then(|t| t["txids"].as_array().map(Vec::len)) == Some(2);
+    }
+    report.check(
+        "each depositor without an instruction refunded once, its deposit minus its fee share",
+        refunded_once,
+        format!(
+            "{} refunds, fee shares total {}",
+            refunds.len(),
+            report.unattributed - report.refunded
+        ),
     );
 
     // The nonce rule, from the logs (which survive restarts).

@@ -1,7 +1,8 @@
 //! The whole flow on real processes (`devnet::scenario`, which `devnet demo` runs too):
 //! 3 processors (2-of-3), coordinator-sim, nats-server and litecoind in regtest. 20
 //! deposits with instructions from 4 senders become Batches, signed and verified, and
-//! credited in the simulator's ledger. 30 burns become payments through payment trees
+//! credited in the simulator's ledger; 2 deposits without a valid instruction are refunded
+//! to their depositors and credited nowhere. 30 burns become payments through payment trees
 //! (the output limit is 4), signed, published and confirmed. The checks use the node's own
 //! RPC and the processors' databases: exact payments, identical plans, conservation to
 //! the litoshi, and no nonce reuse.
@@ -14,7 +15,8 @@ fn deposits_batches_burns_and_payments_end_to_end() {
     let report = run(&Scenario::default()).unwrap();
     eprintln!("{}", report.table());
     assert!(report.passed(), "{}", report.table());
-    assert_eq!(report.deposited, report.credited);
+    assert_eq!(report.deposited, report.credited + report.unattributed);
+    assert!(report.refunded > 0 && report.refunded < report.unattributed);
     assert!(report.transactions >= 2, "a payment tree needs several transactions");
 }
 
