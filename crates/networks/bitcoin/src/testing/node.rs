@@ -26,7 +26,7 @@ const STARTUP: Duration = Duration::from_secs(30);
 /// How long the node may take to exit after SIGTERM before it is killed.
 const SHUTDOWN: Duration = Duration::from_secs(5);
 /// Coinbase outputs are spendable after this many confirmations.
-const COINBASE_MATURITY: u64 = 100;
+pub const COINBASE_MATURITY: u64 = 100;
 /// Lines of `debug.log` shown when the node fails.
 const LOG_TAIL: usize = 30;
 
@@ -36,8 +36,29 @@ fn free_port() -> u16 {
 }
 
 /// The node binary: `$BITCOIND`, else `litecoind` on `PATH`.
-fn binary() -> PathBuf {
+pub fn binary() -> PathBuf {
     std::env::var_os("BITCOIND").map_or_else(|| PathBuf::from("litecoind"), PathBuf::from)
+}
+
+/// The command line [`Node::start`] runs: regtest in the foreground, RPC (and REST) on
+/// loopback `port`, `-txindex`, no P2P, data in `datadir`. `devnet up` runs the same,
+/// detached, for a node that outlives it.
+pub fn command(binary: &Path, litecoin: bool, datadir: &Path, port: u16) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .args(["-regtest", "-server", "-rest", "-txindex", "-listen=0", "-daemon=0"])
+        .args(["-printtoconsole=0", "-rpcbind=127.0.0.1", "-rpcallowip=127.0.0.1"])
+        .arg("-fallbackfee=0.0002")
+        // The default keypool (1000 keys each for external, change and MWEB) makes
+        // creating the wallet take 2 s instead of 0.1 s; the pool refills as used.
+        .arg("-keypool=20")
+        .arg(format!("-datadir={}", datadir.display()))
+        .arg(format!("-rpcport={port}"));
+    if litecoin {
+        // Without it MWEB activates and blocks stop parsing (and mining stops at 431).
+        command.arg("-vbparams=mweb:4000000000:4000000001");
+    }
+    command
 }
 
 /// Whether `binary` is Litecoin Core, remembered per process (`-version` takes 0.3 s).
@@ -121,20 +142,7 @@ impl Node {
     async fn spawn(binary: &Path, litecoin: bool) -> Result<Node, String> {
         let dir = tempfile::Builder::new().prefix("tc-regtest-").tempdir().unwrap();
         let port = free_port();
-        let mut command = Command::new(binary);
-        command
-            .args(["-regtest", "-server", "-rest", "-txindex", "-listen=0", "-daemon=0"])
-            .args(["-printtoconsole=0", "-rpcbind=127.0.0.1", "-rpcallowip=127.0.0.1"])
-            .arg("-fallbackfee=0.0002")
-            // The default keypool (1000 keys each for external, change and MWEB) makes
-            // creating the wallet take 2 s instead of 0.1 s; the pool refills as used.
-            .arg("-keypool=20")
-            .arg(format!("-datadir={}", dir.path().display()))
-            .arg(format!("-rpcport={port}"));
-        if litecoin {
-            // Without it MWEB activates and blocks stop parsing (and mining stops at 431).
-            command.arg("-vbparams=mweb:4000000000:4000000001");
-        }
+        let mut command = command(binary, litecoin, dir.path(), port);
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
         let child = command
             .stdin(Stdio::null())
