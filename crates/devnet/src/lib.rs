@@ -2,10 +2,14 @@
 //! processors, each with its own data directory, config file, identity key and sealing
 //! secret, under one working directory with a log file per process.
 //!
-//! Used by the end-to-end tests (and, later, by the `devnet` command). Processes are
-//! killed when the [`Cluster`] is dropped.
+//! The end-to-end tests use a [`Cluster`], whose processes are killed when it is dropped.
+//! `devnet up` ([`commands`]) starts the same [`Layout`] detached, records every process in
+//! `devnet.json`, and leaves it running until `devnet down`.
 #![deny(missing_docs)]
 
+pub mod chain;
+pub mod commands;
+pub mod record;
 pub mod scenario;
 
 use std::{
@@ -47,6 +51,18 @@ pub enum DevnetError {
         #[source]
         source: serde_json::Error,
     },
+    /// The node refused or failed an RPC call.
+    #[error("{what}: {source}")]
+    Rpc {
+        /// The call.
+        what: String,
+        /// Why.
+        #[source]
+        source: bitcoin_network::rpc::RpcError,
+    },
+    /// No devnet is recorded in the directory.
+    #[error("no devnet is up in {} (no devnet.json there): start one with `devnet up`", .0.display())]
+    NotUp(PathBuf),
     /// Waited too long.
     #[error("timed out after {0:?} waiting for {1}")]
     Timeout(Duration, String),
@@ -88,6 +104,26 @@ pub fn binary(name: &str) -> Result<PathBuf, DevnetError> {
         let mut cmd = Command::new(cargo);
         // Every binary of the workspace lives in the package `tc-<name>`.
         cmd.args(["build", "-p", &format!("tc-{name}"), "--bin", name]);
+        // What `cargo test` sets for the test binary is not build configuration, but
+        // build scripts that watch such variables (ring's watches CARGO_MANIFEST_DIR)
+        // would see a change, and each build from a test and from the shell would
+        // rebuild half the workspace for the other.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            let set_by_cargo = ["CARGO_PKG_", "CARGO_BIN_EXE_"].iter().any(|p| key.starts_with(p))
+                || [
+                    "CARGO_MANIFEST_DIR",
+                    "CARGO_MANIFEST_PATH",
+                    "CARGO_CRATE_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                    "CARGO_MAKEFLAGS",
+                ]
+                .contains(&key.as_ref());
+            if set_by_cargo {
+                cmd.env_remove(key.as_ref());
+            }
+        }
         if dir.ends_with("release") {
             cmd.arg("--release");
         }
@@ -212,80 +248,62 @@ fn node_table(node: &NodeOptions) -> String {
     out
 }
 
-/// One processor process and its files.
-#[derive(Debug)]
-pub struct ProcessorNode {
+/// One processor's files, as [`Layout::write`] made them.
+#[derive(Clone, Debug)]
+pub struct ProcessorFiles {
     /// Its validator index.
     pub validator: u16,
+    /// Its home: identity key, sealing secret, config, data dir and log.
+    pub home: PathBuf,
     /// Its config file.
     pub config: PathBuf,
     /// Its HTTP port.
     pub http: u16,
     /// Its log file.
     pub log: PathBuf,
-    child: Option<Child>,
 }
 
-/// A running network.
-#[derive(Debug)]
-pub struct Cluster {
-    /// The working directory (kept when [`Cluster::keep`] is called).
-    pub dir: tempfile::TempDir,
-    /// The broker.
-    pub nats: NatsServer,
+/// Every config file, identity key and sealing secret of a network, under one directory:
+/// `processor-<network>-<v>/{identity.key,db.secret,processor.toml,data/,processor.log}`
+/// per validator, and `coordinator.key`, `coordinator-sim.toml`, `coordinator-sim/` and
+/// `coordinator-sim.log`. Both the [`Cluster`] of the tests and `devnet up` start their
+/// processes from one.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// The working directory.
+    pub dir: PathBuf,
     /// The processors, by validator order.
-    pub processors: Vec<ProcessorNode>,
+    pub processors: Vec<ProcessorFiles>,
     /// coordinator-sim's config file.
     pub coordinator_config: PathBuf,
     /// coordinator-sim's log file.
     pub coordinator_log: PathBuf,
-    /// coordinator-sim's HTTP port (`/status`, `/metrics`).
+    /// coordinator-sim's HTTP port (`/status`, `/ledger`, `/burn`, `/metrics`).
     pub coordinator_http: u16,
-    coordinator: Option<Child>,
-    processor_bin: PathBuf,
-    coordinator_bin: PathBuf,
 }
 
-fn spawn(bin: &Path, config: &Path, log: &Path) -> Result<Child, DevnetError> {
-    let log_file = std::fs::File::options()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(io(format!("opening {}", log.display())))?;
-    Command::new(bin)
-        .arg("run")
-        .arg("--config")
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .map_err(io(format!("starting {}", bin.display())))
-}
-
-impl Cluster {
-    /// Writes every config and key, and starts nats-server, the processors and
-    /// coordinator-sim (which starts key generation).
-    pub fn start(options: &Options) -> Result<Cluster, DevnetError> {
-        let processor_bin = binary("processor")?;
-        let coordinator_bin = binary("coordinator-sim")?;
-        let dir = tempfile::Builder::new()
-            .prefix("devnet-")
-            .tempdir()
-            .map_err(io("creating the working directory"))?;
-        let nats = NatsServer::start();
+impl Layout {
+    /// Creates the identities and secrets and writes the configs under `dir` (which must
+    /// not hold an earlier layout: identity files are never overwritten), for a broker at
+    /// `nats_url`. Ports are free loopback ports picked now.
+    pub fn write(
+        dir: &Path,
+        options: &Options,
+        nats_url: &str,
+        processor_bin: &Path,
+        coordinator_bin: &Path,
+    ) -> Result<Layout, DevnetError> {
         let namespace = "devnet";
-
-        let coordinator_key = dir.path().join("coordinator.key");
-        let coordinator_public = new_identity(&coordinator_bin, &coordinator_key)?;
+        let coordinator_key = dir.join("coordinator.key");
+        let coordinator_public = new_identity(coordinator_bin, &coordinator_key)?;
 
         let mut processors = vec![];
         let mut set_entries = String::new();
         for validator in 1..=options.n {
-            let home = dir.path().join(format!("processor-{}-{validator}", options.network));
+            let home = dir.join(format!("processor-{}-{validator}", options.network));
             std::fs::create_dir_all(&home).map_err(io("creating a processor directory"))?;
             let key = home.join("identity.key");
-            let public = new_identity(&processor_bin, &key)?;
+            let public = new_identity(processor_bin, &key)?;
             let secret = home.join("db.secret");
             write_secret(&secret, &format!("devnet sealing secret of validator {validator}"))?;
             let http = free_port();
@@ -306,7 +324,7 @@ impl Cluster {
                      [http]\nlisten = \"127.0.0.1:{http}\"\n{malice}{node}",
                     network = options.network,
                     data = home.join("data").display(),
-                    url = nats.url(),
+                    url = nats_url,
                     key = key.display(),
                     secret = secret.display(),
                     node = options.node.as_ref().map(node_table).unwrap_or_default(),
@@ -316,16 +334,16 @@ impl Cluster {
             set_entries += &format!(
                 "\n[[sets.processors]]\nvalidator = {validator}\npublic_key = \"{public}\"\n"
             );
-            processors.push(ProcessorNode {
+            processors.push(ProcessorFiles {
                 validator,
+                log: home.join("processor.log"),
+                home,
                 config,
                 http,
-                log: home.join("processor.log"),
-                child: None,
             });
         }
 
-        let coordinator_config = dir.path().join("coordinator-sim.toml");
+        let coordinator_config = dir.join("coordinator-sim.toml");
         let coordinator_http = free_port();
         std::fs::write(
             &coordinator_config,
@@ -335,9 +353,9 @@ impl Cluster {
                  [secrets]\nidentity_key_file = \"{key}\"\n\n\
                  [http]\nlisten = \"127.0.0.1:{http}\"\n\n\
                  [[sets]]\nnetwork = \"{network}\"\nsession = 0\nthreshold = {t}\n{set_entries}",
-                data = dir.path().join("coordinator-sim").display(),
+                data = dir.join("coordinator-sim").display(),
                 timeout = options.keygen_timeout.as_millis(),
-                url = nats.url(),
+                url = nats_url,
                 key = coordinator_key.display(),
                 http = coordinator_http,
                 network = options.network,
@@ -346,14 +364,143 @@ impl Cluster {
             ),
         )
         .map_err(io("writing the coordinator-sim config"))?;
-
-        let mut cluster = Cluster {
-            coordinator_log: dir.path().join("coordinator-sim.log"),
-            dir,
-            nats,
+        Ok(Layout {
+            dir: dir.to_path_buf(),
             processors,
+            coordinator_log: dir.join("coordinator-sim.log"),
             coordinator_config,
             coordinator_http,
+        })
+    }
+
+    /// Waits until every processor answers `/health` with 200. coordinator-sim starts key
+    /// generation when it starts, so it is started after this: timings then measure the
+    /// protocol, not process start-up.
+    pub fn wait_healthy(&self, timeout: Duration) -> Result<(), DevnetError> {
+        poll(timeout, "every processor's /health", || {
+            self.processors
+                .iter()
+                .all(|p| http_get(p.http, "/health").is_some_and(|(code, _)| code == 200))
+                .then_some(())
+        })
+    }
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, for at most `timeout`.
+pub fn poll<T>(
+    timeout: Duration,
+    what: &str,
+    mut f: impl FnMut() -> Option<T>,
+) -> Result<T, DevnetError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = f() {
+            return Ok(value);
+        }
+        if Instant::now() >= deadline {
+            return Err(DevnetError::Timeout(timeout, what.to_string()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One processor process and its files.
+#[derive(Debug)]
+pub struct ProcessorNode {
+    /// Its validator index.
+    pub validator: u16,
+    /// Its config file.
+    pub config: PathBuf,
+    /// Its HTTP port.
+    pub http: u16,
+    /// Its log file.
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+/// A running network.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The working directory (removed when the cluster is dropped).
+    pub dir: tempfile::TempDir,
+    /// The broker.
+    pub nats: NatsServer,
+    /// The processors, by validator order.
+    pub processors: Vec<ProcessorNode>,
+    /// coordinator-sim's config file.
+    pub coordinator_config: PathBuf,
+    /// coordinator-sim's log file.
+    pub coordinator_log: PathBuf,
+    /// coordinator-sim's HTTP port (`/status`, `/metrics`).
+    pub coordinator_http: u16,
+    coordinator: Option<Child>,
+    processor_bin: PathBuf,
+    coordinator_bin: PathBuf,
+}
+
+/// Starts `<bin> run --config <config>` with its standard error appended to `log`.
+/// A `detached` process runs in a process group of its own: it outlives the caller, and
+/// a terminal's Ctrl-C to the caller does not reach it (`devnet up`).
+pub fn spawn(bin: &Path, config: &Path, log: &Path, detached: bool) -> Result<Child, DevnetError> {
+    let mut command = Command::new(bin);
+    command.arg("run").arg("--config").arg(config);
+    spawn_logged(command, log, detached)
+}
+
+/// Starts `command` with standard input and output closed and standard error appended to
+/// `log` (see [`spawn`] for `detached`).
+pub fn spawn_logged(
+    mut command: Command,
+    log: &Path,
+    detached: bool,
+) -> Result<Child, DevnetError> {
+    use std::os::unix::process::CommandExt;
+    let log_file = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(io(format!("opening {}", log.display())))?;
+    if detached {
+        command.process_group(0);
+    }
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .map_err(io(format!("starting {}", command.get_program().to_string_lossy())))
+}
+
+impl Cluster {
+    /// Writes every config and key, and starts nats-server, the processors and
+    /// coordinator-sim (which starts key generation).
+    pub fn start(options: &Options) -> Result<Cluster, DevnetError> {
+        let processor_bin = binary("processor")?;
+        let coordinator_bin = binary("coordinator-sim")?;
+        let dir = tempfile::Builder::new()
+            .prefix("devnet-")
+            .tempdir()
+            .map_err(io("creating the working directory"))?;
+        let nats = NatsServer::start();
+        let layout =
+            Layout::write(dir.path(), options, &nats.url(), &processor_bin, &coordinator_bin)?;
+        let mut cluster = Cluster {
+            processors: layout
+                .processors
+                .iter()
+                .map(|p| ProcessorNode {
+                    validator: p.validator,
+                    config: p.config.clone(),
+                    http: p.http,
+                    log: p.log.clone(),
+                    child: None,
+                })
+                .collect(),
+            coordinator_config: layout.coordinator_config.clone(),
+            coordinator_log: layout.coordinator_log.clone(),
+            coordinator_http: layout.coordinator_http,
+            dir,
+            nats,
             coordinator: None,
             processor_bin,
             coordinator_bin,
@@ -361,19 +508,12 @@ impl Cluster {
         for i in 0..cluster.processors.len() {
             cluster.start_processor(cluster.processors[i].validator)?;
         }
-        // Key generation starts with coordinator-sim: let every processor finish starting
-        // first, so that timings measure the protocol, not process start-up.
-        let ports: Vec<u16> = cluster.processors.iter().map(|p| p.http).collect();
-        cluster.wait_for(Duration::from_secs(60), "every processor's /health", |_| {
-            ports
-                .iter()
-                .all(|port| http_get(*port, "/health").is_some_and(|(code, _)| code == 200))
-                .then_some(())
-        })?;
+        layout.wait_healthy(Duration::from_secs(60))?;
         cluster.coordinator = Some(spawn(
             &cluster.coordinator_bin,
             &cluster.coordinator_config,
             &cluster.coordinator_log,
+            false,
         )?);
         Ok(cluster)
     }
@@ -386,7 +526,7 @@ impl Cluster {
     pub fn start_processor(&mut self, validator: u16) -> Result<(), DevnetError> {
         let bin = self.processor_bin.clone();
         let node = self.node(validator);
-        node.child = Some(spawn(&bin, &node.config, &node.log)?);
+        node.child = Some(spawn(&bin, &node.config, &node.log, false)?);
         Ok(())
     }
 
@@ -435,16 +575,7 @@ impl Cluster {
         what: &str,
         mut f: impl FnMut(&mut Self) -> Option<T>,
     ) -> Result<T, DevnetError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(value) = f(self) {
-                return Ok(value);
-            }
-            if Instant::now() >= deadline {
-                return Err(DevnetError::Timeout(timeout, what.to_string()));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        poll(timeout, what, || f(self))
     }
 
     /// The last lines of every log, for a failing test's message.
