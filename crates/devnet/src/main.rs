@@ -3,10 +3,18 @@
 //! `devnet demo` starts litecoind (regtest), nats-server, `n` processors and
 //! coordinator-sim, runs the scenario of [`devnet::scenario`] with live progress, prints
 //! the verification table, and exits 0 only if every check passed.
-use std::process::ExitCode;
+//!
+//! `devnet up` starts the same processes and leaves them running in a directory;
+//! `status`, `deposit`, `mine` and `down` drive and stop them ([`devnet::commands`]).
+use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use devnet::scenario::{run, Scenario};
+use devnet::{
+    commands::{self, Down, UpOptions},
+    record::Stopped,
+    scenario::{run, Scenario},
+    DevnetError,
+};
 
 #[derive(Parser)]
 #[command(name = "devnet", about = "A local threshold-custody network and its demo")]
@@ -39,6 +47,78 @@ enum Command {
         #[arg(long)]
         chaos_seed: Option<u64>,
     },
+    /// Start a devnet in DIR and leave it running: litecoind (regtest), nats-server, the
+    /// processors and coordinator-sim, until `devnet down`.
+    Up {
+        #[command(flatten)]
+        dir: Dir,
+        /// Processors.
+        #[arg(long, default_value_t = 3)]
+        validators: u16,
+        /// Signers needed.
+        #[arg(long, default_value_t = 2)]
+        threshold: u16,
+        /// Confirmations before a block is final (Litecoin's own is 12).
+        #[arg(long, default_value_t = 3)]
+        confirmations: u64,
+        /// Outputs per transaction (default: the network's).
+        #[arg(long)]
+        max_outputs: Option<usize>,
+    },
+    /// Each process, and each processor's status side by side, the chain tip and the
+    /// ledger. Exits 1 if a process is not running, 2 if no devnet is up.
+    Status {
+        #[command(flatten)]
+        dir: Dir,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop every process `up` started (SIGTERM, SIGKILL after 10 s) and check each is
+    /// gone; keeps the logs.
+    Down {
+        #[command(flatten)]
+        dir: Dir,
+        /// Also remove DIR.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Deposit from the node's wallet to the group, with an instruction crediting an
+    /// account. Mines nothing: see `devnet mine`.
+    Deposit {
+        #[command(flatten)]
+        dir: Dir,
+        /// The settlement account: 64 hex characters, or a name of up to 32 printable
+        /// ASCII characters (its bytes, zero-padded to 32: `alice` is 616c696365 00..00).
+        #[arg(long)]
+        account: String,
+        /// In litoshis.
+        #[arg(long)]
+        amount: u64,
+    },
+    /// Mine blocks (to the node's wallet), so deposits and payments confirm.
+    Mine {
+        #[command(flatten)]
+        dir: Dir,
+        /// Blocks (default: the confirmation depth).
+        #[arg(long)]
+        blocks: Option<u64>,
+    },
+}
+
+#[derive(clap::Args)]
+struct Dir {
+    /// The devnet's directory: configs, data, logs and devnet.json.
+    #[arg(long = "dir", env = "DEVNET_DIR", default_value = ".devnet")]
+    path: PathBuf,
+}
+
+fn fail(e: &DevnetError) -> ExitCode {
+    eprintln!("error: {e}");
+    match e {
+        DevnetError::NotUp(_) => ExitCode::from(2),
+        _ => ExitCode::FAILURE,
+    }
 }
 
 fn main() -> ExitCode {
@@ -73,5 +153,108 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Up { dir, validators, threshold, confirmations, max_outputs } => {
+            if threshold == 0 || threshold > validators {
+                eprintln!("error: need 1 <= --threshold <= --validators");
+                return ExitCode::from(2);
+            }
+            let options = UpOptions {
+                dir: dir.path,
+                validators,
+                threshold,
+                confirmations,
+                max_outputs,
+                progress: true,
+            };
+            match commands::up(&options) {
+                Ok(up) => {
+                    println!("{}", commands::next_steps(&up));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Status { dir, json } => match commands::status(&dir.path) {
+            Ok(status) => {
+                if json {
+                    match serde_json::to_string_pretty(&status) {
+                        Ok(text) => println!("{text}"),
+                        Err(e) => {
+                            eprintln!("error: encoding the status: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                } else {
+                    print!("{}", status.table());
+                }
+                if status.all_running() {
+                    ExitCode::SUCCESS
+                } else {
+                    eprintln!(
+                        "not every process of the devnet is running (or `up` did not finish)"
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => fail(&e),
+        },
+        Command::Down { dir, purge } => match commands::down(&dir.path, purge) {
+            Ok(Down::NothingUp { purged }) => {
+                println!(
+                    "no devnet is up in {}{}",
+                    dir.path.display(),
+                    if purged { "; removed it" } else { "" }
+                );
+                ExitCode::SUCCESS
+            }
+            Ok(Down::Stopped { processes, purged }) => {
+                for (p, how) in &processes {
+                    let how = match how {
+                        Stopped::NotRunning => "was not running",
+                        Stopped::Terminated => "stopped (SIGTERM)",
+                        Stopped::Killed => "killed (SIGKILL after 10 s)",
+                        Stopped::StillRunning => "STILL RUNNING",
+                    };
+                    println!("  {:<16} pid {:<8} {how}", p.name(), p.pid);
+                }
+                println!(
+                    "devnet in {} is down: every process is gone; {}",
+                    dir.path.display(),
+                    if purged {
+                        "the directory is removed"
+                    } else {
+                        "the logs are kept (--purge removes them)"
+                    }
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        Command::Deposit { dir, account, amount } => {
+            match commands::deposit(&dir.path, &account, amount) {
+                Ok(d) => {
+                    println!(
+                        "deposited {} litoshis to {} for account {}\ntxid {}\n\
+                         credited once final: after {} confirmations (`devnet mine` mines {} \
+                         blocks), a Batch is signed and coordinator-sim credits the account",
+                        d.amount,
+                        d.address,
+                        hex::encode(d.account),
+                        d.txid,
+                        d.confirmations,
+                        d.confirmations
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Mine { dir, blocks } => match commands::mine(&dir.path, blocks) {
+            Ok((mined, tip)) => {
+                println!("mined {mined} blocks; the tip is at height {tip}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
     }
 }
