@@ -648,7 +648,7 @@ const ROWS: &[(&str, Cell)] = &[
     ("payments queued", |s| pipeline_cell(s, |p| p.payments_queued.to_string())),
     ("plans made/pending", |s| pipeline_cell(s, |p| format!("{}/{}", p.plans, p.plans_pending))),
     ("to publish", |s| pipeline_cell(s, |p| p.to_publish.to_string())),
-    ("signing (max attempt)", |s| {
+    ("signing open (attempt)", |s| {
         pipeline_cell(s, |p| match p.signing.iter().map(|i| i.attempt).max() {
             Some(attempt) => format!("{} ({attempt})", p.signing.len()),
             None => "0".into(),
