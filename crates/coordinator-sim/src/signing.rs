@@ -175,6 +175,11 @@ pub struct SignCounts {
     pub blames: u64,
     /// Reattempts (after a blame or a timeout).
     pub reattempts: u64,
+    /// Preprocesses accepted (one per signer and attempt).
+    pub preprocesses: u64,
+    /// A second, different preprocess from one signer for one attempt: the nonce rule
+    /// broken (a redelivery repeats the same bytes and is not counted).
+    pub conflicting_preprocesses: u64,
 }
 
 /// Per-network settlement state.
@@ -465,10 +470,20 @@ impl SignCoordinator {
         preprocess: &[u8],
     ) -> Result<SignOutcome, SimError> {
         let key = (item.id(), item.attempt, validator);
-        if PREPROCESSES.get(txn, &key)?.is_some() {
+        if let Some(first) = PREPROCESSES.get(txn, &key)? {
+            if first != preprocess {
+                tracing::error!(
+                    validator,
+                    attempt = item.attempt,
+                    "a signer sent a second, different preprocess for one attempt: the nonce rule is broken"
+                );
+                self.bump(txn, item.set(), |c| c.conflicting_preprocesses += 1)?;
+                return Ok(SignOutcome::Ignored("conflicting"));
+            }
             return Ok(SignOutcome::Ignored("duplicate"));
         }
         PREPROCESSES.put(txn, &key, &preprocess.to_vec())?;
+        self.bump(txn, item.set(), |c| c.preprocesses += 1)?;
         if !item.selected.contains(&validator) || item.stage != SignStage::Preprocesses {
             tracing::debug!("preprocess from a key holder outside the signing set; stored");
             return Ok(SignOutcome::Stored);

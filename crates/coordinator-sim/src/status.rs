@@ -77,6 +77,10 @@ pub struct SigningStatus {
     pub blames: u64,
     /// Reattempts (blame or timeout).
     pub reattempts: u64,
+    /// Preprocesses accepted.
+    pub preprocesses: u64,
+    /// Second, different preprocesses for one signer and attempt (nonce rule broken).
+    pub conflicting_preprocesses: u64,
     /// The network's signed Batches whose signature did not verify.
     pub bad_batch_signatures: u64,
     /// The network's next Batch id to settle.
@@ -173,6 +177,8 @@ impl StatusReport {
                 completed_plans: counts.completed_plans,
                 blames: counts.blames,
                 reattempts: counts.reattempts,
+                preprocesses: counts.preprocesses,
+                conflicting_preprocesses: counts.conflicting_preprocesses,
                 bad_batch_signatures: settlement.bad_signatures,
                 next_batch: settlement.next_batch,
             };
@@ -266,8 +272,8 @@ impl StatusReport {
             }
             let g = &s.signing;
             out += &format!(
-                "  signing      batches {} plans {} blames {} reattempts {} bad batch signatures {}; next batch {}\n",
-                g.completed_batches, g.completed_plans, g.blames, g.reattempts, g.bad_batch_signatures, g.next_batch
+                "  signing      batches {} plans {} blames {} reattempts {} preprocesses {} (conflicting {}) bad batch signatures {}; next batch {}\n",
+                g.completed_batches, g.completed_plans, g.blames, g.reattempts, g.preprocesses, g.conflicting_preprocesses, g.bad_batch_signatures, g.next_batch
             );
             for i in &g.in_progress {
                 out += &format!(
