@@ -347,6 +347,10 @@ fn preprocesses_and_shares_are_relayed_only_once_every_member_answered() {
     assert_eq!(rig.preprocess(outsider, kind, 0), SignOutcome::Stored);
     assert_eq!(rig.preprocess(selected[0], kind, 0), SignOutcome::Progress);
     assert_eq!(rig.preprocess(selected[0], kind, 0), SignOutcome::Ignored("duplicate"));
+    // A second, different preprocess for the same attempt (the nonce rule broken) is
+    // counted, and the first one stays the one relayed.
+    let other = SignResponse::Preprocess { id: sid(kind, 0), preprocess: b"other".to_vec() };
+    assert_eq!(rig.sign(selected[0], other), SignOutcome::Ignored("conflicting"));
     assert_eq!(rig.preprocess(selected[1], kind, 0), SignOutcome::Progress);
     assert!(rig.sent().is_empty(), "relayed before every member preprocessed");
     let item = rig.status().sets[0].signing.in_progress[0].clone();
@@ -369,6 +373,8 @@ fn preprocesses_and_shares_are_relayed_only_once_every_member_answered() {
         assert_eq!(*message, CoordinatorMessage::Sign(request));
     }
     assert_eq!(rig.status().sets[0].signing.in_progress[0].stage, "shares");
+    let signing = rig.status().sets[0].signing.clone();
+    assert_eq!((signing.preprocesses, signing.conflicting_preprocesses), (4, 1));
 
     // Shares: from members only; relayed once all t are in.
     assert_eq!(rig.share(outsider, kind, 0), SignOutcome::Ignored("not_selected"));
