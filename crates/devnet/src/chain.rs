@@ -11,6 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use bitcoin::ScriptBuf;
 use bitcoin_network::{
     params::{Chain, Coin, Params},
     rpc::{format_btc, Rpc, RpcAuth, RpcConfig, RpcError},
@@ -18,6 +19,7 @@ use bitcoin_network::{
     testing::node::{self, COINBASE_MATURITY},
     Address,
 };
+use ciphersuite::group::GroupEncoding;
 use modular_frost::curve::{Ciphersuite, Secp256k1};
 use primitives::{InInstruction, SettlementAccount};
 use scanner::OutputKind;
@@ -233,13 +235,21 @@ pub fn start_node(
 /// The group's deposit address (its External key's taproot address) from the network
 /// key a processor reports (hex, compressed).
 pub fn deposit_address(network_key: &str) -> Result<String, DevnetError> {
+    let script = group_script(network_key, OutputKind::External)?;
+    let address = Address::from_script(script)
+        .map_err(|e| DevnetError::Failed(format!("the reported key {network_key}: {e}")))?;
+    Ok(address.display(&params()))
+}
+
+/// The group's output script of `kind` from the network key a processor reports (hex,
+/// compressed).
+pub fn group_script(network_key: &str, kind: OutputKind) -> Result<ScriptBuf, DevnetError> {
     let bad = |why: String| DevnetError::Failed(format!("the reported key {network_key}: {why}"));
     let bytes = hex::decode(network_key).map_err(|e| bad(e.to_string()))?;
     let point = <Secp256k1 as Ciphersuite>::read_G(&mut bytes.as_slice())
         .map_err(|e| bad(format!("not a point ({e})")))?;
-    let script = script_pubkey(point, OutputKind::External).map_err(|e| bad(e.to_string()))?;
-    let address = Address::from_script(script).map_err(|e| bad(e.to_string()))?;
-    Ok(address.display(&params()))
+    debug_assert_eq!(point.to_bytes().as_slice(), bytes.as_slice());
+    script_pubkey(point, kind).map_err(|e| bad(e.to_string()))
 }
 
 /// Longest account name.

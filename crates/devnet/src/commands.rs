@@ -232,11 +232,7 @@ pub fn up(o: &UpOptions) -> Result<Up, DevnetError> {
         Ok(payee) => Ok(Up { record, payee, elapsed: started_at.elapsed() }),
         Err(e) => {
             let stopped = record::stop_all(&record.processes, GRACE);
-            let left: Vec<String> = stopped
-                .iter()
-                .filter(|(_, s)| *s == Stopped::StillRunning)
-                .map(|(p, _)| format!("{} (pid {})", p.name(), p.pid))
-                .collect();
+            let left = record::still_running(&stopped);
             let cleanup = if left.is_empty() {
                 let _ = std::fs::remove_file(Record::path(&dir));
                 format!(
@@ -729,11 +725,7 @@ pub fn down(dir: &Path, purge: bool) -> Result<Down, DevnetError> {
         Err(e) => return Err(e),
     };
     let processes = record::stop_all(&record.processes, GRACE);
-    let left: Vec<String> = processes
-        .iter()
-        .filter(|(_, s)| *s == Stopped::StillRunning)
-        .map(|(p, _)| format!("{} (pid {})", p.name(), p.pid))
-        .collect();
+    let left = record::still_running(&processes);
     if !left.is_empty() {
         return Err(DevnetError::Failed(format!(
             "still running after SIGKILL: {}; {} kept",

@@ -271,6 +271,15 @@ pub enum Stopped {
     StillRunning,
 }
 
+/// The processes [`stop_all`] could not stop, named for a message: `name (pid N)`.
+pub fn still_running(stopped: &[(ProcessRecord, Stopped)]) -> Vec<String> {
+    stopped
+        .iter()
+        .filter(|(_, s)| *s == Stopped::StillRunning)
+        .map(|(p, _)| format!("{} (pid {})", p.name(), p.pid))
+        .collect()
+}
+
 /// Stops every recorded process: SIGTERM to all (the last started first), up to `grace`
 /// for them to exit, SIGKILL to what is left, and a last check. Returns each process's
 /// outcome, in the record's order.

@@ -13,17 +13,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bitcoin_network::params::{Chain, Coin, Params};
-use bitcoin_network::sign::script_pubkey;
 use bitcoin_network::testing::node::Node;
 use bitcoin_network::Address;
 use bus::testing::{http_get, http_post_json};
-use ciphersuite::group::GroupEncoding;
-use modular_frost::curve::{Ciphersuite, Secp256k1};
-use primitives::{InInstruction, SettlementAccount};
 use scanner::OutputKind;
 use serde_json::{json, Value};
 
-use crate::{Cluster, DevnetError, NodeOptions, Options};
+use crate::{chain, Cluster, DevnetError, NodeOptions, Options};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -209,6 +205,29 @@ impl Chaos {
         self.next = Instant::now() + Duration::from_millis(150 + self.random(300));
         Ok(())
     }
+
+    /// Waits until `done` holds, killing and restarting processors meanwhile (`phase`
+    /// names what the kills interrupt).
+    fn wait(
+        &mut self,
+        cluster: &mut Cluster,
+        timeout: Duration,
+        what: &str,
+        phase: &str,
+        mut done: impl FnMut(&mut Cluster) -> bool,
+    ) -> Result<(), DevnetError> {
+        let mut failure = None;
+        cluster
+            .wait_for(timeout, what, |c| {
+                if let Err(e) = self.tick(c, phase) {
+                    failure = Some(e);
+                    return Some(());
+                }
+                done(c).then_some(())
+            })
+            .map_err(with_logs(cluster))?;
+        failure.map_or(Ok(()), Err)
+    }
 }
 
 fn say(progress: bool, started: Instant, message: impl AsRef<str>) {
@@ -326,20 +345,11 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
             status.keys.iter().find(|k| k.active).map(|k| k.network_key.clone())
         })
         .map_err(with_logs(&cluster))?;
-    let bytes = hex::decode(&key).map_err(|e| DevnetError::Failed(e.to_string()))?;
-    let point = <Secp256k1 as Ciphersuite>::read_G(&mut bytes.as_slice())
-        .map_err(|e| DevnetError::Failed(format!("the reported key is not a point: {e}")))?;
-    debug_assert_eq!(point.to_bytes().as_slice(), bytes.as_slice());
-    let script = |kind| {
-        script_pubkey(point, kind).map_err(|e| DevnetError::Failed(format!("our address: {e}")))
-    };
     let mut scripts = BTreeSet::new();
     for kind in OutputKind::ALL {
-        scripts.insert(script(kind)?.to_bytes());
+        scripts.insert(chain::group_script(&key, kind)?.to_bytes());
     }
-    let deposit = Address::from_script(script(OutputKind::External)?)
-        .map_err(|e| DevnetError::Failed(e.to_string()))?
-        .display(&params);
+    let deposit = chain::deposit_address(&key)?;
     say(format!("key active; the group's deposit address is {deposit}"));
 
     // Every processor scans from the activation block the key's confirmation carried
@@ -393,10 +403,7 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
         for i in made..(made + per_round).min(s.deposits) {
             let account = accounts[(i % 4) as usize];
             let amount = 2_000_000 + i * 100_000;
-            let instruction =
-                InInstruction { account: SettlementAccount(account), return_address: None };
-            let data = bitcoin_network::instruction::encode(&instruction)
-                .map_err(|e| DevnetError::Failed(e.to_string()))?;
+            let data = chain::instruction(account)?;
             let sender = &senders[(i % 4) as usize];
             rt.block_on(node.deposit_from(sender, &deposit, amount, Some(&data)));
             *deposited.entry(account).or_default() += amount;
@@ -406,23 +413,17 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
             "{made}/{} deposits sent; waiting for Batches to be signed and credited",
             s.deposits
         ));
-        let mut failure = None;
-        cluster
-            .wait_for(Duration::from_secs(240), "deposits credited", |c| {
-                if let Err(e) = chaos.tick(c, "deposits") {
-                    failure = Some(e);
-                    return Some(());
-                }
-                let l = ledger(c)?;
-                deposited
-                    .iter()
-                    .all(|(a, amount)| balance(&l, &hex::encode(a)) == *amount)
-                    .then_some(())
-            })
-            .map_err(with_logs(&cluster))?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
+        chaos.wait(
+            &mut cluster,
+            Duration::from_secs(240),
+            "deposits credited",
+            "deposits",
+            |c| {
+                ledger(c).is_some_and(|l| {
+                    deposited.iter().all(|(a, amount)| balance(&l, &hex::encode(a)) == *amount)
+                })
+            },
+        )?;
     }
     report.deposited = deposited.values().sum();
 
@@ -456,19 +457,9 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
         "{} deposits without a valid instruction sent; waiting for their refunds",
         refunds.len()
     ));
-    let mut failure = None;
-    cluster
-        .wait_for(Duration::from_secs(240), "refunds paid", |c| {
-            if let Err(e) = chaos.tick(c, "refunds") {
-                failure = Some(e);
-                return Some(());
-            }
-            refunds.iter().all(|r| received_back(r) > 0).then_some(())
-        })
-        .map_err(with_logs(&cluster))?;
-    if let Some(e) = failure {
-        return Err(e);
-    }
+    chaos.wait(&mut cluster, Duration::from_secs(240), "refunds paid", "refunds", |_| {
+        refunds.iter().all(|r| received_back(r) > 0)
+    })?;
     report.refunded = refunds.iter().map(received_back).sum();
     say(format!("{} refunds paid: {} litoshis", refunds.len(), report.refunded));
 
@@ -518,19 +509,9 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
             }
         }
         say(format!("{}/{} burns ordered; waiting for the payments", burns.len(), s.burns));
-        let mut failure = None;
-        cluster
-            .wait_for(Duration::from_secs(300), "payees paid", |c| {
-                if let Err(e) = chaos.tick(c, "payments") {
-                    failure = Some(e);
-                    return Some(());
-                }
-                burns.iter().all(|(to, _)| received(to) > 0).then_some(())
-            })
-            .map_err(with_logs(&cluster))?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
+        chaos.wait(&mut cluster, Duration::from_secs(300), "payees paid", "payments", |_| {
+            burns.iter().all(|(to, _)| received(to) > 0)
+        })?;
     }
     report.burned = burns.iter().map(|(_, a)| a).sum();
     say(format!("{} payees paid; settling", burns.len()));

@@ -155,7 +155,7 @@ impl Task for InboxHandler {
                         &mut response
                     {
                         *proposed_activation =
-                            self.pipeline.as_ref().and_then(Pipeline::proposed_activation);
+                            self.pipeline.as_ref().and_then(|p| p.proposal.get());
                     }
                     self.reply(&mut txn, ProcessorMessage::KeyGen(response))?
                 }

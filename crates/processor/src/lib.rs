@@ -159,7 +159,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
                 window: config.pipeline.window,
                 validator: config.validator,
                 metrics,
-                first_unfinalized: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
+                proposal: Arc::default(),
             })
         }
         None => None,

@@ -106,10 +106,32 @@ pub struct Pipeline {
     pub validator: u16,
     /// Metrics.
     pub metrics: PipelineMetrics,
-    /// The first block the node did not report final at the scanner's last look before
-    /// a key was active (`u64::MAX`: not known yet): this processor's proposal for the
-    /// next key's activation block.
-    pub first_unfinalized: Arc<AtomicU64>,
+    /// This processor's proposal for the next key's activation block.
+    pub proposal: Arc<ActivationProposal>,
+}
+
+/// The first block the node did not report final at the scanner's last look while no key
+/// was active: this processor's proposal for a new key's activation block.
+#[derive(Debug)]
+pub struct ActivationProposal(AtomicU64);
+
+impl Default for ActivationProposal {
+    fn default() -> Self {
+        // Not known until the scanner has heard from the node.
+        ActivationProposal(AtomicU64::new(u64::MAX))
+    }
+}
+
+impl ActivationProposal {
+    /// Records the node's first non-final block.
+    pub fn set(&self, first_unfinalized: u64) {
+        self.0.store(first_unfinalized, Ordering::Relaxed);
+    }
+
+    /// The proposal, if the scanner has heard from the node.
+    pub fn get(&self) -> Option<u64> {
+        Some(self.0.load(Ordering::Relaxed)).filter(|b| *b != u64::MAX)
+    }
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -151,12 +173,6 @@ impl FeeModel for Fees<'_> {
 }
 
 impl Pipeline {
-    /// This processor's proposal for a new key's activation block, if it has heard from
-    /// its node.
-    pub fn proposed_activation(&self) -> Option<u64> {
-        Some(self.first_unfinalized.load(Ordering::Relaxed)).filter(|b| *b != u64::MAX)
-    }
-
     /// The signing attempts, locked (a poisoned lock means a task panicked: fatal).
     pub fn lock_signers(&self) -> Result<std::sync::MutexGuard<'_, Option<Signers>>, TaskError> {
         self.signers.lock().map_err(|_| TaskError::fatal("signers lock poisoned"))

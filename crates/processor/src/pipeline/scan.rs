@@ -1,8 +1,6 @@
 //! The scanner task: index the next final block, scan it for our outputs, record what it
 //! means for the scheduler (applied at acknowledgement), and report its deposits as
 //! Batches.
-use std::sync::atomic::Ordering;
-
 use bitcoin::hashes::Hash;
 use db::Db;
 use messages::{BatchReport, ProcessorMessage, SignKind};
@@ -15,6 +13,7 @@ use task::{Task, TaskError};
 
 use super::glue::Pipeline;
 use super::state::*;
+use super::Net;
 use crate::db_error;
 
 /// Scans one final block per iteration (one commit each).
@@ -31,6 +30,12 @@ impl ScanTask {
     }
 }
 
+/// The first block the node does not report final: the first that can hold outputs to a
+/// key activated now.
+async fn first_unfinalized(network: &Net) -> Result<u64, TaskError> {
+    Ok(network.latest_finalized().await?.map_or(0, |f| f + 1))
+}
+
 impl Task for ScanTask {
     fn name(&self) -> &str {
         "scanner"
@@ -43,15 +48,14 @@ impl Task for ScanTask {
         let Some(mut active) = p.active(&read)? else {
             // No key yet: keep this processor's proposal for the next key's activation
             // block current (the first block that can hold outputs to a new key).
-            let first = network.latest_finalized().await?.map_or(0, |f| f + 1);
-            p.first_unfinalized.store(first, Ordering::Relaxed);
+            p.proposal.set(first_unfinalized(network).await?);
             return Ok(false);
         };
         let Some(start) = active.start else {
             // The confirmation carried no agreed block (no participant proposed one): the
             // first block not final here. Other processors may pick another block, and
             // then their Batches differ from ours.
-            let first = network.latest_finalized().await?.map_or(0, |f| f + 1);
+            let first = first_unfinalized(network).await?;
             let mut txn = self.db.write().map_err(db_error)?;
             active.start = Some(first);
             ACTIVE.put(&mut txn, &(), &active).map_err(db_error)?;
