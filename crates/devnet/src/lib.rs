@@ -9,6 +9,7 @@
 
 pub mod chain;
 pub mod commands;
+pub mod progress;
 pub mod record;
 pub mod scenario;
 

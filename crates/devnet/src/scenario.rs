@@ -19,6 +19,7 @@ use bus::testing::{http_get, http_post_json};
 use scanner::OutputKind;
 use serde_json::{json, Value};
 
+use crate::progress::Bar;
 use crate::{chain, Cluster, DevnetError, NodeOptions, Options};
 
 /// What to run.
@@ -206,27 +207,45 @@ impl Chaos {
         Ok(())
     }
 
-    /// Waits until `done` holds, killing and restarting processors meanwhile (`phase`
-    /// names what the kills interrupt).
+    /// Waits until `poll` says the wait is over, showing its count on `bar` and killing
+    /// and restarting processors meanwhile (`phase` names what the kills interrupt).
     fn wait(
         &mut self,
         cluster: &mut Cluster,
         timeout: Duration,
-        what: &str,
-        phase: &str,
-        mut done: impl FnMut(&mut Cluster) -> bool,
+        (what, phase): (&str, &str),
+        mut bar: Bar,
+        mut poll: impl FnMut(&mut Cluster) -> Standing,
     ) -> Result<(), DevnetError> {
         let mut failure = None;
-        cluster
-            .wait_for(timeout, what, |c| {
-                if let Err(e) = self.tick(c, phase) {
-                    failure = Some(e);
-                    return Some(());
-                }
-                done(c).then_some(())
-            })
-            .map_err(with_logs(cluster))?;
+        let mut last = (0, 0);
+        let waited = cluster.wait_for(timeout, what, |c| {
+            if let Err(e) = self.tick(c, phase) {
+                failure = Some(e);
+                return Some(());
+            }
+            let standing = poll(c);
+            last = (standing.count, standing.of);
+            bar.update(standing.count, standing.of);
+            standing.over.then_some(())
+        });
+        bar.finish(last.0, last.1);
+        waited.map_err(with_logs(cluster))?;
         failure.map_or(Ok(()), Err)
+    }
+}
+
+/// Where a wait stands: over or not, and how far (`count` of `of`) for its progress bar.
+struct Standing {
+    over: bool,
+    count: u64,
+    of: u64,
+}
+
+impl Standing {
+    /// A wait that is over once `count` of `of` items are done.
+    fn counted(count: usize, of: usize) -> Standing {
+        Standing { over: count >= of, count: count as u64, of: of as u64 }
     }
 }
 
@@ -413,15 +432,20 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
             "{made}/{} deposits sent; waiting for Batches to be signed and credited",
             s.deposits
         ));
+        let expected: u64 = deposited.values().sum();
         chaos.wait(
             &mut cluster,
             Duration::from_secs(240),
-            "deposits credited",
-            "deposits",
+            ("deposits credited", "deposits"),
+            Bar::new(s.progress, started, "credited", "litoshis"),
             |c| {
-                ledger(c).is_some_and(|l| {
-                    deposited.iter().all(|(a, amount)| balance(&l, &hex::encode(a)) == *amount)
-                })
+                let l = ledger(c).unwrap_or_default();
+                let credited = |(a, _): (&[u8; 32], &u64)| balance(&l, &hex::encode(a));
+                Standing {
+                    over: deposited.iter().all(|d| credited(d) == *d.1),
+                    count: deposited.iter().map(credited).sum(),
+                    of: expected,
+                }
             },
         )?;
     }
@@ -457,9 +481,18 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
         "{} deposits without a valid instruction sent; waiting for their refunds",
         refunds.len()
     ));
-    chaos.wait(&mut cluster, Duration::from_secs(240), "refunds paid", "refunds", |_| {
-        refunds.iter().all(|r| received_back(r) > 0)
-    })?;
+    chaos.wait(
+        &mut cluster,
+        Duration::from_secs(240),
+        ("refunds paid", "refunds"),
+        Bar::new(s.progress, started, "refunded", "depositors"),
+        |_| {
+            Standing::counted(
+                refunds.iter().filter(|r| received_back(r) > 0).count(),
+                refunds.len(),
+            )
+        },
+    )?;
     report.refunded = refunds.iter().map(received_back).sum();
     say(format!("{} refunds paid: {} litoshis", refunds.len(), report.refunded));
 
@@ -509,9 +542,18 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
             }
         }
         say(format!("{}/{} burns ordered; waiting for the payments", burns.len(), s.burns));
-        chaos.wait(&mut cluster, Duration::from_secs(300), "payees paid", "payments", |_| {
-            burns.iter().all(|(to, _)| received(to) > 0)
-        })?;
+        chaos.wait(
+            &mut cluster,
+            Duration::from_secs(300),
+            ("payees paid", "payments"),
+            Bar::new(s.progress, started, "paid", "payees"),
+            |_| {
+                Standing::counted(
+                    burns.iter().filter(|(to, _)| received(to) > 0).count(),
+                    burns.len(),
+                )
+            },
+        )?;
     }
     report.burned = burns.iter().map(|(_, a)| a).sum();
     say(format!("{} payees paid; settling", burns.len()));
