@@ -46,6 +46,10 @@ enum Command {
         /// SIGKILL and restart random processors throughout, with this seed.
         #[arg(long)]
         chaos_seed: Option<u64>,
+        /// Keep the working directory (configs, logs, databases) even when every check
+        /// passes; it is always kept when one fails.
+        #[arg(long)]
+        keep: bool,
     },
     /// Start a devnet in DIR and leave it running: litecoind (regtest), nats-server, the
     /// processors and coordinator-sim, until `devnet down`.
@@ -124,7 +128,7 @@ fn fail(e: &DevnetError) -> ExitCode {
 fn main() -> ExitCode {
     let Cli { command } = Cli::parse();
     match command {
-        Command::Demo { validators, threshold, deposits, burns, max_outputs, chaos_seed } => {
+        Command::Demo { validators, threshold, deposits, burns, max_outputs, chaos_seed, keep } => {
             if threshold == 0 || threshold > validators {
                 eprintln!("error: need 1 <= --threshold <= --validators");
                 return ExitCode::from(2);
@@ -136,11 +140,18 @@ fn main() -> ExitCode {
                 burns,
                 max_outputs,
                 chaos_seed,
+                keep,
                 ..Scenario::default()
             };
             match run(&scenario) {
                 Ok(report) => {
                     println!("{}", report.table());
+                    if report.kept {
+                        println!(
+                            "the processors' and coordinator-sim's configs, logs and databases are kept in {}",
+                            report.dir.display()
+                        );
+                    }
                     if report.passed() {
                         ExitCode::SUCCESS
                     } else {

@@ -45,6 +45,9 @@ pub struct Scenario {
     pub chaos_seed: Option<u64>,
     /// Print progress on standard error.
     pub progress: bool,
+    /// Keep the devnet's working directory (configs, logs, databases) even when every
+    /// check passes; it is always kept when one fails or the scenario cannot finish.
+    pub keep: bool,
 }
 
 impl Default for Scenario {
@@ -60,6 +63,7 @@ impl Default for Scenario {
             confirmations: 3,
             chaos_seed: None,
             progress: true,
+            keep: false,
         }
     }
 }
@@ -104,6 +108,11 @@ pub struct Report {
     pub preprocesses: Vec<(u16, usize)>,
     /// Processors killed, and what each was doing.
     pub kills: Vec<(u16, String)>,
+    /// The devnet's working directory: its configs, logs and databases.
+    pub dir: std::path::PathBuf,
+    /// Whether `dir` was kept (a check failed, or [`Scenario::keep`]); else it is gone
+    /// by the time [`run`] returns.
+    pub kept: bool,
     /// Every check.
     pub checks: Vec<Check>,
 }
@@ -348,6 +357,34 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
     };
     say(format!("starting nats-server, {} processors and coordinator-sim", s.validators));
     let mut cluster = Cluster::start(&options)?;
+    // Kept unless every check passes (or always, with `keep`): a failure's logs,
+    // configs and databases stay for the operator to read.
+    cluster.dir.disable_cleanup(true);
+    let dir = cluster.dir.path().to_path_buf();
+    match exercise(s, started, &rt, &node, &params, &mut cluster) {
+        Ok(mut report) => {
+            report.kept = s.keep || !report.passed();
+            cluster.dir.disable_cleanup(report.kept);
+            report.dir = dir;
+            Ok(report)
+        }
+        Err(e) => Err(DevnetError::Failed(format!(
+            "{e}\nthe processors' and coordinator-sim's configs, logs and databases are kept in {}",
+            dir.display()
+        ))),
+    }
+}
+
+/// The scenario proper, on a started cluster.
+fn exercise(
+    s: &Scenario,
+    started: Instant,
+    rt: &tokio::runtime::Runtime,
+    node: &Arc<Node>,
+    params: &Params,
+    cluster: &mut Cluster,
+) -> Result<Report, DevnetError> {
+    let say = |m: String| say(s.progress, started, m);
     let mut chaos = Chaos {
         state: s.chaos_seed.map(|seed| seed | 1),
         validators: s.validators,
@@ -363,7 +400,7 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
             let status = c.processor_status(1).ok()?;
             status.keys.iter().find(|k| k.active).map(|k| k.network_key.clone())
         })
-        .map_err(with_logs(&cluster))?;
+        .map_err(with_logs(cluster))?;
     let mut scripts = BTreeSet::new();
     for kind in OutputKind::ALL {
         scripts.insert(chain::group_script(&key, kind)?.to_bytes());
@@ -381,7 +418,7 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
                 .map(|v| c.processor_status(v).ok()?.pipeline?.start)
                 .collect::<Option<BTreeSet<u64>>>()
         })
-        .map_err(with_logs(&cluster))?;
+        .map_err(with_logs(cluster))?;
     let agreed = cluster
         .coordinator_status()
         .ok()
@@ -398,7 +435,7 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
     for script in &scripts {
         let address = Address::from_script(bitcoin::ScriptBuf::from_bytes(script.clone()))
             .map_err(|e| DevnetError::Failed(e.to_string()))?;
-        rt.block_on(node.watch(&address.display(&params)));
+        rt.block_on(node.watch(&address.display(params)));
     }
     let mining = Arc::new(AtomicBool::new(true));
     {
@@ -434,7 +471,7 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
         ));
         let expected: u64 = deposited.values().sum();
         chaos.wait(
-            &mut cluster,
+            cluster,
             Duration::from_secs(240),
             ("deposits credited", "deposits"),
             Bar::new(s.progress, started, "credited", "litoshis"),
@@ -482,7 +519,7 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
         refunds.len()
     ));
     chaos.wait(
-        &mut cluster,
+        cluster,
         Duration::from_secs(240),
         ("refunds paid", "refunds"),
         Bar::new(s.progress, started, "refunded", "depositors"),
@@ -496,7 +533,7 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
     report.refunded = refunds.iter().map(received_back).sum();
     say(format!("{} refunds paid: {} litoshis", refunds.len(), report.refunded));
 
-    let l = ledger(&cluster).unwrap_or_default();
+    let l = ledger(cluster).unwrap_or_default();
     report.credited = accounts.iter().map(|a| balance(&l, &hex::encode(a))).sum();
     say(format!("{} deposits credited: {} litoshis", s.deposits, report.credited));
     report.check(
@@ -513,11 +550,11 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
     // A burn over the balance is refused and changes nothing.
     let to = rt.block_on(node.new_address());
     let body = json!({"network": "litecoin", "account": hex::encode(accounts[0]), "to": to, "amount": report.deposited * 10}).to_string();
-    let before = ledger(&cluster);
+    let before = ledger(cluster);
     let refused = http_post_json(cluster.coordinator_http, "/burn", &body).map(|(code, _)| code);
     report.check(
         "a burn over the balance is refused, the ledger unchanged",
-        refused == Some(400) && ledger(&cluster) == before,
+        refused == Some(400) && ledger(cluster) == before,
         refused.map_or("no answer".into(), |code| format!("HTTP {code}")),
     );
 
@@ -543,7 +580,7 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
         }
         say(format!("{}/{} burns ordered; waiting for the payments", burns.len(), s.burns));
         chaos.wait(
-            &mut cluster,
+            cluster,
             Duration::from_secs(300),
             ("payees paid", "payments"),
             Bar::new(s.progress, started, "paid", "payees"),
@@ -567,7 +604,7 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
                 .all(|p| p.plans == all[0].plans && p.plans_pending == 0 && p.to_publish == 0);
             done.then_some(())
         })
-        .map_err(with_logs(&cluster))?;
+        .map_err(with_logs(cluster))?;
     // What an operator's Prometheus would see (gauges: counters restart with a process).
     let metrics = cluster
         .processors
@@ -655,7 +692,7 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
     // burn minus its recorded fee share.
     let mut plans = vec![];
     for v in 1..=n {
-        plans.push(plans_of(&mut cluster, v).map_err(DevnetError::Failed)?);
+        plans.push(plans_of(cluster, v).map_err(DevnetError::Failed)?);
     }
     report.plans = plans[0].len();
     report.check(
@@ -668,7 +705,7 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
         for paid in &tx.payments {
             if let Ok(address) = Address::from_external(&paid.payment.address) {
                 shares
-                    .entry(address.display(&params))
+                    .entry(address.display(params))
                     .or_insert(vec![])
                     .push((paid.net.0, paid.fee.0));
             }

@@ -7,7 +7,7 @@ use std::process::Command;
 #[test]
 fn demo_command_runs_a_small_scenario_and_reports_a_passing_table() {
     let out = Command::new(env!("CARGO_BIN_EXE_devnet"))
-        .args(["demo", "--deposits", "4", "--burns", "6"])
+        .args(["demo", "--deposits", "4", "--burns", "6", "--keep"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -19,6 +19,24 @@ fn demo_command_runs_a_small_scenario_and_reports_a_passing_table() {
     for stage in ["key active", "deposits credited", "payees paid"] {
         assert!(stderr.contains(stage), "no progress line for {stage}:\n{stderr}");
     }
+    // With progress bars for the long waits, ending full.
+    for bar in ["credited", "refunded", "paid"] {
+        let full = format!("{bar:<8} [{}]", "#".repeat(24));
+        assert!(stderr.contains(&full), "no full {bar} bar:\n{stderr}");
+    }
+    // `--keep` kept the working directory, and said where: every process's log is there.
+    let dir = stdout
+        .lines()
+        .find_map(|l| l.split_once("are kept in ").map(|(_, dir)| dir.trim().to_string()))
+        .unwrap_or_else(|| panic!("no kept directory named:\n{stdout}"));
+    let dir = std::path::Path::new(&dir);
+    let coordinator_log = std::fs::read_to_string(dir.join("coordinator-sim.log")).unwrap();
+    assert!(!coordinator_log.is_empty());
+    for v in 1..=3 {
+        let log = dir.join(format!("processor-litecoin-{v}")).join("processor.log");
+        assert!(std::fs::metadata(&log).unwrap().len() > 0, "{} is empty", log.display());
+    }
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]

@@ -18,6 +18,8 @@ fn deposits_batches_burns_and_payments_end_to_end() {
     assert_eq!(report.deposited, report.credited + report.unattributed);
     assert!(report.refunded > 0 && report.refunded < report.unattributed);
     assert!(report.transactions >= 2, "a payment tree needs several transactions");
+    // Every check passed, so the working directory is not left behind.
+    assert!(!report.kept && !report.dir.exists(), "{} was kept", report.dir.display());
 }
 
 /// The same with a random processor SIGKILLed and restarted every 0.15-0.45 s: nothing
