@@ -18,6 +18,11 @@
 //! - **Dust**: payments below dust after their fee share are dropped and recorded;
 //!   change below dust is given to the fee; outputs worth less than the cost of spending
 //!   them are kept but not used.
+//! - **Consolidation**: when the first payment needs more than the best `max_inputs`
+//!   outputs but all usable outputs together would fund it, the best ones are merged into
+//!   one change output first, and only if that change is at least dust; otherwise the
+//!   payment waits. A payment larger than anything the outputs could fund (even
+//!   `u64::MAX`) waits too: no amount makes scheduling fail.
 //! - **Determinism**: the result depends only on the set of outputs (not on the order
 //!   they were given in), the payment queue, the limits and the fee model.
 #![deny(missing_docs)]
@@ -234,11 +239,12 @@ impl State {
             let mut gross = Amount::ZERO;
             let mut count = 0;
             for p in &self.queue {
-                let next = gross.checked_add(p.amount).map_err(|_| ScheduleError::Overflow)?;
-                if next > funds {
-                    break;
+                // A sum past `u64::MAX` is past the funds too: the payment waits (a
+                // huge amount must never turn into an error that stops scheduling).
+                match gross.checked_add(p.amount) {
+                    Ok(next) if next <= funds => gross = next,
+                    _ => break,
                 }
-                gross = next;
                 count += 1;
             }
             if count == 0 {
@@ -246,15 +252,16 @@ impl State {
                 // fund the first payment, consolidate the largest ones first.
                 let all_usable =
                     sum(self.utxos.iter().filter(|u| u.amount > cost).map(|u| u.amount))?;
-                if usable.len() == limits.max_inputs
+                // Only when what comes back is worth keeping: inputs barely above their
+                // own cost could not pay the consolidation's fee, or would leave dust.
+                let f = fee.fee(usable.len(), &[], 0, true);
+                let change = funds.checked_sub(f).ok().filter(|c| *c >= limits.dust);
+                let helps = usable.len() == limits.max_inputs
                     && usable.len() >= 2
-                    && all_usable >= self.queue[0].amount
-                {
+                    && all_usable >= self.queue[0].amount;
+                if let Some(change) = change.filter(|_| helps) {
                     let inputs: Vec<Utxo> = usable.iter().map(|i| self.utxos[*i].clone()).collect();
                     self.take(&inputs);
-                    let total = sum(inputs.iter().map(|u| u.amount))?;
-                    let f = fee.fee(inputs.len(), &[], 0, true);
-                    let change = total.checked_sub(f).map_err(|_| ScheduleError::Overflow)?;
                     // The consolidated output comes back as change and is used later.
                     out.txs.push(Tx {
                         id: tx_id(&inputs),

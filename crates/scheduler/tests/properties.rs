@@ -286,3 +286,52 @@ fn a_payment_eaten_by_its_fee_share_is_dropped_and_recorded() {
     assert_eq!(s.txs[0].payments.len(), 1);
     assert_eq!(s.txs[0].payments[0].payment.id, 1);
 }
+
+/// A payment whose amount overflows any sum waits behind nothing: the payments before it
+/// are planned, and scheduling never fails on an amount (it used to be a fatal overflow,
+/// stopping the processor at that acknowledgement on every restart).
+#[test]
+fn a_huge_payment_waits_and_does_not_stop_scheduling() {
+    let fee = Linear { rate: 1_000 };
+    let limits = Limits { max_inputs: 10, max_outputs: 10, dust: Amount(1_000) };
+    let mut state = State::default();
+    state.add_utxos([Utxo { id: b"a".to_vec(), amount: Amount(1_000_000) }]).unwrap();
+    state.add_payments([
+        Payment { id: 0, address: address(22), amount: Amount(100_000) },
+        Payment { id: 1, address: address(22), amount: Amount(u64::MAX) },
+        Payment { id: 2, address: address(22), amount: Amount(u64::MAX) },
+    ]);
+    let s = state.schedule(limits, &fee).unwrap();
+    assert_eq!(s.txs.len(), 1);
+    assert_eq!(s.txs[0].payments.len(), 1);
+    assert_eq!(s.txs[0].payments[0].payment.id, 0);
+    assert_eq!(state.queue.len(), 2, "the unfundable payments stay queued, in order");
+    assert_eq!(state.queue[0].id, 1);
+}
+
+/// Consolidating inputs that barely cover their own cost would spend more than they hold
+/// (an underflow, fatal) or leave change below dust (which the planner drops, so the
+/// scheduler's and the planner's accounting would disagree): the payment waits instead.
+#[test]
+fn no_consolidation_that_cannot_pay_its_fee_or_leaves_dust() {
+    let fee = Linear { rate: 20_000 };
+    // One input costs 58 * 20 = 1,160; a 2-input consolidation (11 + 116 + 43) * 20 = 3,400.
+    let limits = Limits { max_inputs: 2, max_outputs: 10, dust: Amount(1_000) };
+    for (utxo, payment) in [(1_200, 3_000), (1_800, 5_000)] {
+        let mut state = State::default();
+        state.add_utxos((0..3u8).map(|i| Utxo { id: vec![i], amount: Amount(utxo) })).unwrap();
+        state.add_payments([Payment { id: 0, address: address(22), amount: Amount(payment) }]);
+        let s = state.schedule(limits, &fee).unwrap();
+        assert!(s.txs.is_empty(), "outputs of {utxo}: {:?}", s.txs);
+        assert_eq!(state.utxos.len(), 3, "every output stays ours, unspent");
+        assert_eq!(state.queue.len(), 1, "the payment waits");
+    }
+    // Where the consolidation leaves change above dust, it still happens.
+    let mut state = State::default();
+    state.add_utxos((0..3u8).map(|i| Utxo { id: vec![i], amount: Amount(10_000) })).unwrap();
+    state.add_payments([Payment { id: 0, address: address(22), amount: Amount(25_000) }]);
+    let s = state.schedule(limits, &fee).unwrap();
+    assert_eq!(s.txs.len(), 1);
+    assert_eq!(s.txs[0].change, Some(Amount(20_000 - 3_400)));
+    assert!(s.txs[0].payments.is_empty());
+}
