@@ -267,7 +267,7 @@ pub trait Network: Send + Sync + 'static {
     fn fee_rate(&self) -> impl Future<Output = Result<u64, NetworkError>> + Send;
 
     /// The fee rate for plans made when `block` is acknowledged: a deterministic function
-    /// of that final block (and the network's configured floor), so that every processor
+    /// of that final block (and the network's configured floor and ceiling), so that every processor
     /// derives the same plans.
     fn block_fee_rate(
         &self,

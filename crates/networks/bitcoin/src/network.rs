@@ -330,9 +330,9 @@ impl<B: BlockSource + 'static> Network for Bitcoin<B> {
             .call("getblockstats", serde_json::json!([hash.to_string(), ["feerate_percentiles"]]))
             .await
             .map_err(transient)?;
-        // The block's median fee rate (sat/vB), never below the floor.
+        // The block's median fee rate (sat/vB), within the floor and the ceiling.
         let median = stats.feerate_percentiles[2].saturating_mul(1000);
-        Ok(median.max(self.params.min_fee_rate))
+        Ok(median.clamp(self.params.min_fee_rate, self.params.max_fee_rate))
     }
 
     fn fee(

@@ -46,6 +46,14 @@ pub struct Params {
     /// The lowest fee rate plans use (sat per 1,000 vbytes): at least the node's minimum
     /// relay fee.
     pub min_fee_rate: u64,
+    /// The highest fee rate plans use (sat per 1,000 vbytes), whatever a block's median
+    /// says: one block stuffed with a high-fee transaction must not make the set drop
+    /// payments as dust, overpay, or sign transactions the node refuses to relay
+    /// (`sendrawtransaction`'s default `maxfeerate` is 10 times this).
+    pub max_fee_rate: u64,
+    /// Every unit that can ever exist (21 million BTC, 84 million LTC): a burn above it is
+    /// a lie, recorded and never scheduled.
+    pub max_money: u64,
 }
 
 /// Default output and input limits: far below the 400,000-weight standardness limit
@@ -91,6 +99,12 @@ impl Params {
             min_fee_rate: match coin {
                 Coin::Bitcoin => 1_000,
                 Coin::Litecoin => 10_000,
+            },
+            // 1,000 sat/vB, 0.01 coin per 1,000 vbytes.
+            max_fee_rate: 1_000_000,
+            max_money: match coin {
+                Coin::Bitcoin => 21_000_000 * 100_000_000,
+                Coin::Litecoin => 84_000_000 * 100_000_000,
             },
         }
     }

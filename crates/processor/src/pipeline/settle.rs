@@ -204,8 +204,13 @@ pub fn acknowledge(
         p.new_plans(txn, &keys, funded, events.rate)?;
     }
     let coin = p.network.params().network.native_coin();
+    let max_money = p.network.chain_params().max_money;
     for (i, burn) in burns.iter().enumerate() {
-        if burn.balance.coin != coin || p.network.address(&burn.address).is_none() {
+        // Another coin, an address this network cannot pay, or more than can ever exist.
+        if burn.balance.coin != coin
+            || p.network.address(&burn.address).is_none()
+            || burn.balance.amount.0 > max_money
+        {
             tracing::error!(
                 settlement_block,
                 index = i,
