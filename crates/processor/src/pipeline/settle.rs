@@ -1,7 +1,7 @@
 //! Acknowledgements from the settlement layer, and the coordinator's signing requests.
 use bitcoin_network::Output;
 use borsh::BorshDeserialize;
-use db::WriteTxn;
+use db::{Get, WriteTxn};
 use messages::{BatchReport, ProcessorMessage, SignKind, SignRequest, SignResponse};
 use primitives::{Amount, Payment as Burn};
 use scanner::{Network, OutputKind, ReceivedOutput};
@@ -29,6 +29,14 @@ pub enum Refusal {
     /// A Batch id this processor never made.
     #[error("unknown batch {0}")]
     UnknownBatch(u32),
+    /// Batches that do not continue, in order, from the last ones acknowledged.
+    #[error("batches {got:?} do not continue from batch {expected}")]
+    BatchesOutOfOrder {
+        /// The id the next acknowledgement must start with.
+        expected: u64,
+        /// Received.
+        got: Vec<u32>,
+    },
     /// A request for another session.
     #[error("request for session {got}, the active one is {active}")]
     WrongSession {
@@ -271,11 +279,39 @@ pub fn receive_ack(
     txn: &mut WriteTxn,
     ack: WaitingAck,
 ) -> Result<Result<(), Refusal>, TaskError> {
+    if p.active(txn)?.is_none() {
+        return Ok(Err(Refusal::NoActiveKey));
+    }
+    if let Err(refusal) = in_order(txn, &ack)? {
+        return Ok(Err(refusal));
+    }
     if WAITING_ACKS.is_empty(txn).map_err(db_error)? && made_all(txn, &ack.batches)? {
         return acknowledge(p, txn, ack.settlement_block, &ack.batches, &ack.burns);
     }
     tracing::info!(settlement_block = ack.settlement_block, batches = ?ack.batches, "acknowledgement ahead of this processor's scanning: waiting");
     WAITING_ACKS.push(txn, &ack).map_err(db_error)?;
+    Ok(Ok(()))
+}
+
+/// Whether `ack` follows every acknowledgement already applied or waiting: a later
+/// settlement block, and Batch ids continuing exactly where theirs end (the settlement
+/// layer acknowledges each Batch once, in order). Checked on receipt, so that an
+/// acknowledgement that can never apply (a Batch id that will never exist, a settlement
+/// block from the far future) is refused instead of waiting at the head of the queue
+/// and holding every later one back.
+pub fn in_order(txn: &impl Get, ack: &WaitingAck) -> Result<Result<(), Refusal>, TaskError> {
+    let mut next = u64::from(ACKED_COUNT.get(txn, &()).map_err(db_error)?.unwrap_or(0));
+    let mut last = SETTLEMENT.get(txn, &()).map_err(db_error)?.unwrap_or(0);
+    for (_, waiting) in WAITING_ACKS.items(txn).map_err(db_error)? {
+        next += waiting.batches.len() as u64;
+        last = last.max(waiting.settlement_block);
+    }
+    if ack.settlement_block <= last {
+        return Ok(Err(Refusal::StaleSettlement { got: ack.settlement_block, last }));
+    }
+    if !ack.batches.iter().map(|id| u64::from(*id)).eq(next..next + ack.batches.len() as u64) {
+        return Ok(Err(Refusal::BatchesOutOfOrder { expected: next, got: ack.batches.clone() }));
+    }
     Ok(Ok(()))
 }
 
@@ -372,4 +408,80 @@ pub fn sign(
         }
     }
     Ok(Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn ack(settlement_block: u64, batches: &[u32]) -> WaitingAck {
+        WaitingAck { settlement_block, batches: batches.to_vec(), burns: vec![] }
+    }
+
+    fn check(db: &db::Db, a: &WaitingAck) -> Result<(), Refusal> {
+        in_order(&db.read().unwrap(), a).unwrap()
+    }
+
+    /// An acknowledgement that could never apply is refused on receipt, so it cannot sit
+    /// at the head of the waiting queue holding back every later one.
+    #[test]
+    fn acknowledgements_must_continue_the_batches_and_settlement_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db::Db::open(dir.path().join("p.redb"), crate::SCHEMA).unwrap();
+
+        // Nothing acknowledged yet: the first names Batch 0 (or none: burns only).
+        assert!(check(&db, &ack(1, &[0])).is_ok());
+        assert!(check(&db, &ack(1, &[])).is_ok());
+        assert!(check(&db, &ack(1, &[0, 1])).is_ok());
+        for bad in [&[1][..], &[u32::MAX], &[0, 2], &[1, 0], &[0, 0]] {
+            assert!(
+                matches!(
+                    check(&db, &ack(1, bad)),
+                    Err(Refusal::BatchesOutOfOrder { expected: 0, .. })
+                ),
+                "{bad:?} accepted"
+            );
+        }
+        assert!(matches!(check(&db, &ack(0, &[0])), Err(Refusal::StaleSettlement { .. })));
+
+        // Batches 0 and 1 waiting at settlement block 5 (this processor has not made them
+        // yet): the next must name Batch 2, at a later block.
+        let mut txn = db.write().unwrap();
+        WAITING_ACKS.push(&mut txn, &ack(5, &[0, 1])).unwrap();
+        txn.commit().unwrap();
+        assert!(check(&db, &ack(6, &[2])).is_ok());
+        assert!(check(&db, &ack(6, &[])).is_ok());
+        assert!(matches!(
+            check(&db, &ack(6, &[0])),
+            Err(Refusal::BatchesOutOfOrder { expected: 2, .. })
+        ));
+        assert!(matches!(
+            check(&db, &ack(6, &[3])),
+            Err(Refusal::BatchesOutOfOrder { expected: 2, .. })
+        ));
+        assert!(matches!(
+            check(&db, &ack(5, &[2])),
+            Err(Refusal::StaleSettlement { got: 5, last: 5 })
+        ));
+
+        // Applied: 3 Batches acknowledged, the last at settlement block 9.
+        let mut txn = db.write().unwrap();
+        WAITING_ACKS.pop(&mut txn).unwrap();
+        ACKED_COUNT.put(&mut txn, &(), &3).unwrap();
+        SETTLEMENT.put(&mut txn, &(), &9).unwrap();
+        txn.commit().unwrap();
+        assert!(check(&db, &ack(10, &[3])).is_ok());
+        assert!(matches!(
+            check(&db, &ack(10, &[2])),
+            Err(Refusal::BatchesOutOfOrder { expected: 3, .. })
+        ));
+        assert!(matches!(
+            check(&db, &ack(9, &[3])),
+            Err(Refusal::StaleSettlement { got: 9, last: 9 })
+        ));
+        // A settlement block from the far future is fine by itself (the settlement layer
+        // numbers its blocks); only its order matters.
+        assert!(check(&db, &ack(u64::MAX, &[3])).is_ok());
+    }
 }
