@@ -96,6 +96,10 @@ pub struct NodeConfig {
     pub dust: Option<u64>,
     /// Overrides the lowest fee rate plans use (sat per 1,000 vbytes).
     pub min_fee_rate: Option<u64>,
+    /// Overrides the highest fee rate plans use (sat per 1,000 vbytes; default 1,000,000,
+    /// a tenth of the node's default `maxfeerate`). Every processor of a set must use the
+    /// same, or their plans differ.
+    pub max_fee_rate: Option<u64>,
 }
 
 /// The config file's `[pipeline]` table.
@@ -191,10 +195,20 @@ impl Config {
         n.max_outputs = node.max_outputs.unwrap_or(n.max_outputs);
         n.dust = node.dust.map(primitives::Amount).unwrap_or(n.dust);
         params.min_fee_rate = node.min_fee_rate.unwrap_or(params.min_fee_rate);
+        params.max_fee_rate = node.max_fee_rate.unwrap_or(params.max_fee_rate);
         if n.confirmations == 0 || n.max_inputs == 0 || n.max_outputs < 2 {
             return Err(ConfigError::invalid(
                 "node",
                 "need confirmations >= 1, max_inputs >= 1, max_outputs >= 2",
+            ));
+        }
+        if params.min_fee_rate > params.max_fee_rate {
+            return Err(ConfigError::invalid(
+                "node",
+                format!(
+                    "min_fee_rate {} is above max_fee_rate {}",
+                    params.min_fee_rate, params.max_fee_rate
+                ),
             ));
         }
         let auth = match (&node.rpc_cookie_file, &node.rpc_user, &node.rpc_password_file) {

@@ -318,6 +318,22 @@ fn refuses_unknown_config_fields_and_networks() {
 }
 
 #[test]
+fn refuses_a_fee_rate_floor_above_its_ceiling() {
+    let s = setup("nats://127.0.0.1:1", 0o600);
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let node = |min: u64, max: u64| {
+        format!(
+            "{text}\n[node]\nchain = \"regtest\"\nrpc_url = \"http://127.0.0.1:1\"\n\
+             rpc_cookie_file = \"/nonexistent\"\nmin_fee_rate = {min}\nmax_fee_rate = {max}\n"
+        )
+    };
+    std::fs::write(&s.config, node(20_000, 10_000)).unwrap();
+    let err = run_expecting_failure(&s.config);
+    assert!(err.contains("min_fee_rate 20000 is above max_fee_rate 10000"), "{err}");
+    assert!(!s.dir.path().join("data").exists(), "wrote state before refusing");
+}
+
+#[test]
 fn status_on_a_wrong_data_dir_says_so_and_creates_nothing() {
     let s = setup("nats://127.0.0.1:1", 0o600);
     let out = processor(&["status"], &s.config).output().unwrap();
