@@ -1,5 +1,12 @@
 //! The publisher task: broadcasts signed transactions (already published or mined is
-//! success), then tells the coordinator the plan is complete.
+//! success), then tells the coordinator the plan is complete; and re-broadcasts what it
+//! published until the plan is seen on chain.
+//!
+//! One transaction the node keeps refusing does not hold back the others: after a
+//! failure it goes to the back of the queue. A plan whose inputs another transaction
+//! spent (an ALARM already raised and recorded in `CONFLICTS`) is never published.
+use std::time::{Duration, Instant};
+
 use bitcoin::consensus::deserialize;
 use db::Db;
 use scanner::Network;
@@ -9,17 +16,48 @@ use super::glue::{completed, Pipeline};
 use super::state::*;
 use crate::db_error;
 
+/// How often published transactions not yet seen on chain are published again.
+pub const REBROADCAST_EVERY: Duration = Duration::from_secs(60);
+
 /// Publishes one signed transaction per iteration.
 #[derive(Debug)]
 pub struct PublishTask {
     db: Db,
     pipeline: Pipeline,
+    rebroadcast_every: Duration,
+    last_rebroadcast: Instant,
 }
 
 impl PublishTask {
-    /// A publisher over `pipeline`'s network.
+    /// A publisher over `pipeline`'s network, re-broadcasting every
+    /// [`REBROADCAST_EVERY`].
     pub fn new(db: Db, pipeline: Pipeline) -> Self {
-        PublishTask { db, pipeline }
+        Self::rebroadcasting_every(db, pipeline, REBROADCAST_EVERY)
+    }
+
+    /// A publisher re-broadcasting every `every`.
+    pub fn rebroadcasting_every(db: Db, pipeline: Pipeline, every: Duration) -> Self {
+        PublishTask { db, pipeline, rebroadcast_every: every, last_rebroadcast: Instant::now() }
+    }
+
+    /// Publishes again every transaction published whose plan is not yet seen on chain
+    /// (the node may have dropped it: a restart without its mempool, eviction). Failures
+    /// are expected (a transaction mined meanwhile is not one: that counts as published)
+    /// and only logged. Returns how many the node now has.
+    pub async fn rebroadcast(&mut self) -> Result<usize, TaskError> {
+        self.last_rebroadcast = Instant::now();
+        let txs = BROADCAST.iter(&self.db.read().map_err(db_error)?).map_err(db_error)?;
+        let mut known = 0;
+        for (plan, bytes) in txs {
+            let tx: bitcoin::Transaction = deserialize(&bytes).map_err(TaskError::fatal)?;
+            match self.pipeline.network.publish(&tx).await {
+                Ok(()) => known += 1,
+                Err(e) => {
+                    tracing::warn!(plan = %hex::encode(plan), txid = %tx.compute_txid(), error = %e, "re-broadcast refused")
+                }
+            }
+        }
+        Ok(known)
     }
 }
 
@@ -32,17 +70,45 @@ impl Task for PublishTask {
         let p = &self.pipeline;
         let read = self.db.read().map_err(db_error)?;
         let Some((_, (plan, bytes))) = TO_PUBLISH.peek(&read).map_err(db_error)? else {
+            drop(read);
+            if self.last_rebroadcast.elapsed() >= self.rebroadcast_every {
+                self.rebroadcast().await?;
+            }
             return Ok(false);
         };
         let Some(active) = p.active(&read)? else { return Ok(false) };
+        let conflicted = CONFLICTS.get(&read, &plan).map_err(db_error)?;
+        let queued = TO_PUBLISH.len(&read).map_err(db_error)?;
         drop(read);
+        if let Some(spender) = conflicted {
+            tracing::error!(plan = %hex::encode(plan), spender = %hex::encode(spender), "not publishing: another transaction spent this plan's inputs (ALARM raised when it was seen)");
+            let mut txn = self.db.write().map_err(db_error)?;
+            TO_PUBLISH.pop(&mut txn).map_err(db_error)?;
+            txn.commit().map_err(db_error)?;
+            return Ok(true);
+        }
         let tx: bitcoin::Transaction = deserialize(&bytes).map_err(TaskError::fatal)?;
-        p.network.publish(&tx).await?;
         let txid = tx.compute_txid();
+        if let Err(e) = p.network.publish(&tx).await {
+            if queued > 1 {
+                // To the back: the others go first, and this one is tried again after.
+                let mut txn = self.db.write().map_err(db_error)?;
+                TO_PUBLISH.pop(&mut txn).map_err(db_error)?;
+                TO_PUBLISH.push(&mut txn, &(plan, bytes)).map_err(db_error)?;
+                txn.commit().map_err(db_error)?;
+                tracing::warn!(plan = %hex::encode(plan), %txid, error = %e, queued, "publishing failed; the other signed transactions go first");
+            }
+            return Err(e.into());
+        }
         tracing::info!(plan = %hex::encode(plan), %txid, "published");
         p.metrics.published.inc();
         let mut txn = self.db.write().map_err(db_error)?;
         TO_PUBLISH.pop(&mut txn).map_err(db_error)?;
+        // Watched until seen on chain (unless it was already: another signer's copy).
+        let record = PLANS.get(&txn, &plan).map_err(db_error)?;
+        if record.is_some_and(|r| r.completed.is_none()) {
+            BROADCAST.put(&mut txn, &plan, &bytes).map_err(db_error)?;
+        }
         p.send(
             &mut txn,
             completed(active.session, plan, bitcoin::hashes::Hash::to_byte_array(txid).to_vec()),

@@ -126,6 +126,7 @@ pub fn acknowledge(
                             record.completed = Some(spender.to_vec());
                             PLANS.put(txn, &plan, &record).map_err(db_error)?;
                             PENDING.del(txn, &plan).map_err(db_error)?;
+                            BROADCAST.del(txn, &plan).map_err(db_error)?;
                             p.metrics.plans_completed.inc();
                             completed.push((plan, *spender));
                             p.complete_signing(txn, SignKind::Plan(plan))?;
@@ -135,6 +136,7 @@ pub fn acknowledge(
                         tracing::error!(plan = %hex::encode(plan), tx = %display_txid(spender), block, "ALARM: a transaction we did not plan spent a planned input");
                         p.metrics.conflicts.inc();
                         CONFLICTS.put(txn, &plan, &spender.to_vec()).map_err(db_error)?;
+                        BROADCAST.del(txn, &plan).map_err(db_error)?;
                     }
                 }
                 None => {

@@ -134,3 +134,6 @@ pub struct WaitingAck {
 pub const WAITING_ACKS: Queue<WaitingAck> = Queue::new("pipeline/v1/waiting_acks");
 /// Signed transactions to publish: (plan id, the network's encoding).
 pub const TO_PUBLISH: Queue<([u8; 32], Vec<u8>)> = Queue::new("pipeline/v1/to_publish");
+/// Signed transactions published whose plan is not yet seen completed (or conflicted)
+/// on chain, by plan id: re-published periodically, in case the node dropped them.
+pub const BROADCAST: Table<[u8; 32], Vec<u8>> = Table::new("pipeline/v1/broadcast");
