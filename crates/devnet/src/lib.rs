@@ -232,7 +232,8 @@ impl Options {
     }
 }
 
-fn node_table(node: &NodeOptions) -> String {
+/// The `[node]` and `[pipeline]` tables of a processor config for `node`.
+pub fn node_table(node: &NodeOptions) -> String {
     let mut out = format!(
         "\n[node]\nchain = \"{}\"\nrpc_url = \"{}\"\nrpc_cookie_file = \"{}\"\n",
         node.chain,

@@ -86,6 +86,11 @@ impl std::fmt::Debug for KeyGen {
 }
 
 impl KeyGen {
+    /// This processor's validator index.
+    pub fn me(&self) -> u16 {
+        self.me
+    }
+
     /// Loads this processor's entropy (creating and sealing it on first use).
     pub fn open(
         db: &Db,

@@ -62,15 +62,15 @@ impl InboxHandler {
         tracing::warn!(intent = %received.intent.to_hex(), error = %e, "refused a coordinator request");
     }
 
-    /// Activates a newly confirmed key pair for the pipeline, scanning from the agreed
-    /// `activation_block`.
+    /// Activates a newly confirmed key pair, scanning from the agreed `activation_block`.
+    /// Recorded even without a `[node]` (key generation only), so that a restart with one
+    /// scans and signs with it from that block.
     fn activate(
         &self,
         txn: &mut WriteTxn,
         session: Session,
         activation_block: Option<u64>,
     ) -> Result<(), TaskError> {
-        let Some(pipeline) = &self.pipeline else { return Ok(()) };
         if let Some(active) = ACTIVE.get(txn, &()).map_err(db_error)? {
             tracing::error!(
                 active = active.session,
@@ -85,13 +85,22 @@ impl InboxHandler {
         let me = generated
             .participants
             .iter()
-            .position(|v| *v == pipeline.validator)
+            .position(|v| *v == self.keygen.me())
             .map(|i| i as u16 + 1)
             .ok_or_else(|| {
                 TaskError::fatal("this validator holds no share of the confirmed key")
             })?;
         let active = Active { session: session.0, me, start: activation_block };
         ACTIVE.put(txn, &(), &active).map_err(db_error)?;
+        let Some(pipeline) = &self.pipeline else {
+            tracing::info!(
+                session = session.0,
+                me,
+                ?activation_block,
+                "key active; no [node]: scanning and signing start once one is configured"
+            );
+            return Ok(());
+        };
         let participant = Pipeline::me(&active)?;
         *pipeline.lock_signers()? = Some(signers::Signers::new(session, participant));
         tracing::info!(
@@ -128,7 +137,22 @@ impl Task for InboxHandler {
     }
 
     async fn run_iteration(&mut self) -> Result<bool, TaskError> {
-        let Some((mut txn, received)) = service::pop_inbox(&self.db)? else {
+        // Messages kept while there was no `[node]` come first, in order, once there is
+        // one: they arrived before anything still in the inbox.
+        let deferred = match &self.pipeline {
+            Some(_) => {
+                let mut txn = self.db.write().map_err(db_error)?;
+                let popped = DEFERRED.pop(&mut txn).map_err(db_error)?;
+                popped.map(|(_, received)| (txn, received))
+            }
+            None => None,
+        };
+        if let Some((_, received)) = &deferred {
+            tracing::info!(intent = %received.intent.to_hex(), "handling a message kept while there was no [node]");
+        }
+        let Some((mut txn, received)) =
+            deferred.map_or_else(|| service::pop_inbox(&self.db), |d| Ok(Some(d)))?
+        else {
             return Ok(false);
         };
         // The mailbox only lets the coordinator talk to a processor.

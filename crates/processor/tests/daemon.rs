@@ -263,6 +263,25 @@ async fn answers_pings_counts_forgeries_and_stops_gracefully() {
     assert_eq!(offline.deferred, 1);
     assert_eq!(offline.inbox_pending, 0);
     assert_eq!(offline.party, ME.to_string());
+
+    // Restarted with a node: the kept message is handled first (here refused, no key
+    // being active: counted), not left behind.
+    let node = bitcoin_network::testing::node::Node::start().await;
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        format!(
+            "{text}\n[node]\nchain = \"regtest\"\nrpc_url = \"{}\"\nrpc_cookie_file = \"{}\"\n",
+            node.rpc().url(),
+            node.datadir().join("regtest").join(".cookie").display()
+        ),
+    )
+    .unwrap();
+    let _daemon = Daemon(processor(&["run"], &s.config).stderr(Stdio::null()).spawn().unwrap());
+    wait_until("the kept message handled", || {
+        metric(s.http, "processor_rejected_requests_total") == Some(1.0)
+    });
+    assert_eq!(status_json(&s.config).deferred, 0);
     shutdown.trigger();
     drop(s.dir);
 }
