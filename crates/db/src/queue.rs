@@ -100,7 +100,8 @@ impl<T: BorshSerialize + BorshDeserialize> Queue<T> {
     }
 
     /// Appends `item`; returns the index it was assigned (the previous push's + 1, or 0).
-    /// Only the queue's writer calls this.
+    /// Safe from any task (write transactions are serialized), but a queue should have
+    /// one owner that documents who pushes.
     pub fn push(&self, txn: &mut WriteTxn, item: &T) -> Result<u64, DbError> {
         let tail_key = self.tag_key(TAIL);
         let index = self.counter(txn, TAIL)?;

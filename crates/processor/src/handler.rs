@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use bus::{Mailbox, Received};
+use bus::{Mailbox, Received, INBOX};
 use db::{Db, Queue, WriteTxn};
 use key_gen::{KeyGen, KeyGenError};
 use messages::{
@@ -20,9 +20,51 @@ use messages::Session;
 
 use service::{db_error, send_error};
 
-/// Messages whose handlers arrive with later capabilities (signing, settlement of
-/// blocks). They are kept, in order, never dropped.
+/// Signing and settlement messages received while there is no `[node]`: kept, in order,
+/// and handled first (applied or refused, like any message) once there is one.
 pub const DEFERRED: Queue<Received> = Queue::new("processor/v1/deferred");
+
+/// Records `session`'s confirmed key as the active one, with this validator's DKG index.
+fn record_active(
+    txn: &mut WriteTxn,
+    validator: u16,
+    session: Session,
+    start: Option<u64>,
+) -> Result<Active, TaskError> {
+    let generated = KeyGen::generated(txn, session)
+        .map_err(db_error)?
+        .ok_or_else(|| TaskError::fatal("confirmed keys are missing"))?;
+    let me = generated
+        .participants
+        .iter()
+        .position(|v| *v == validator)
+        .map(|i| i as u16 + 1)
+        .ok_or_else(|| TaskError::fatal("this validator holds no share of the confirmed key"))?;
+    let active = Active { session: session.0, me, start };
+    ACTIVE.put(txn, &(), &active).map_err(db_error)?;
+    Ok(active)
+}
+
+/// For a database from before keys were recorded active without a `[node]`: if no key
+/// is active but one was confirmed, records it (without an activation block, so the
+/// scanner starts at its node's first non-final block, with a warning). Returns the
+/// active key, if any.
+pub fn backfill_active(db: &Db, validator: u16) -> Result<Option<Active>, TaskError> {
+    let mut txn = db.write().map_err(db_error)?;
+    if let Some(active) = ACTIVE.get(&txn, &()).map_err(db_error)? {
+        return Ok(Some(active));
+    }
+    let confirmed = KeyGen::all_generated(&txn)
+        .map_err(db_error)?
+        .into_iter()
+        .find(|(_, g)| g.confirmed)
+        .map(|(session, _)| Session(session));
+    let Some(session) = confirmed else { return Ok(None) };
+    let active = record_active(&mut txn, validator, session, None)?;
+    txn.commit().map_err(db_error)?;
+    tracing::warn!(session = session.0, "a key confirmed while no [node] was configured, before such keys were recorded: now active, without an agreed activation block");
+    Ok(Some(active))
+}
 
 /// Counters of the handler.
 #[derive(Clone, Debug, Default)]
@@ -79,19 +121,8 @@ impl InboxHandler {
             );
             return Ok(());
         }
-        let generated = KeyGen::generated(txn, session)
-            .map_err(db_error)?
-            .ok_or_else(|| TaskError::fatal("confirmed keys are missing"))?;
-        let me = generated
-            .participants
-            .iter()
-            .position(|v| *v == self.keygen.me())
-            .map(|i| i as u16 + 1)
-            .ok_or_else(|| {
-                TaskError::fatal("this validator holds no share of the confirmed key")
-            })?;
-        let active = Active { session: session.0, me, start: activation_block };
-        ACTIVE.put(txn, &(), &active).map_err(db_error)?;
+        let active = record_active(txn, self.keygen.me(), session, activation_block)?;
+        let me = active.me;
         let Some(pipeline) = &self.pipeline else {
             tracing::info!(
                 session = session.0,
@@ -139,22 +170,18 @@ impl Task for InboxHandler {
     async fn run_iteration(&mut self) -> Result<bool, TaskError> {
         // Messages kept while there was no `[node]` come first, in order, once there is
         // one: they arrived before anything still in the inbox.
-        let deferred = match &self.pipeline {
-            Some(_) => {
-                let mut txn = self.db.write().map_err(db_error)?;
-                let popped = DEFERRED.pop(&mut txn).map_err(db_error)?;
-                popped.map(|(_, received)| (txn, received))
+        let mut txn = self.db.write().map_err(db_error)?;
+        let mut popped = None;
+        if self.pipeline.is_some() {
+            popped = DEFERRED.pop(&mut txn).map_err(db_error)?;
+            if let Some((_, received)) = &popped {
+                tracing::info!(intent = %received.intent.to_hex(), "handling a message kept while there was no [node]");
             }
-            None => None,
-        };
-        if let Some((_, received)) = &deferred {
-            tracing::info!(intent = %received.intent.to_hex(), "handling a message kept while there was no [node]");
         }
-        let Some((mut txn, received)) =
-            deferred.map_or_else(|| service::pop_inbox(&self.db), |d| Ok(Some(d)))?
-        else {
-            return Ok(false);
-        };
+        if popped.is_none() {
+            popped = INBOX.pop(&mut txn).map_err(db_error)?;
+        }
+        let Some((_, received)) = popped else { return Ok(false) };
         // The mailbox only lets the coordinator talk to a processor.
         if received.sender != Party::Coordinator {
             return Err(TaskError::fatal(format!(
@@ -214,8 +241,14 @@ impl Task for InboxHandler {
                     self.refused_pipeline(&received, e);
                 }
             }
+            other if self.pipeline.is_some() => {
+                // Unreachable today: every message has a handler once there is a node.
+                // Kept, it would be popped and kept again forever.
+                self.metrics.rejected_requests.inc();
+                tracing::error!(intent = %received.intent.to_hex(), kind = kind(&other), "no handler for this message: refused");
+            }
             other => {
-                tracing::warn!(intent = %received.intent.to_hex(), kind = kind(&other), "no handler yet; message deferred");
+                tracing::warn!(intent = %received.intent.to_hex(), kind = kind(&other), "no [node]: message kept until one is configured");
                 DEFERRED.push(&mut txn, &received).map_err(db_error)?;
             }
         }

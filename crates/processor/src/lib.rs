@@ -140,7 +140,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
     let pipeline = match config.node()? {
         Some((params, rpc, rest)) => {
             let network = Arc::new(bitcoin_network::Bitcoin::new(rpc, rest, params));
-            let active = pipeline::state::ACTIVE.get(&db.read()?, &())?;
+            let active = handler::backfill_active(&db, config.validator)
+                .map_err(|e| RunError::Pipeline(e.to_string()))?;
             let signers = match &active {
                 Some(active) => Some(signers::Signers::new(
                     messages::Session(active.session),

@@ -142,8 +142,18 @@ async fn a_refused_transaction_does_not_hold_back_the_others_and_published_ones_
     assert!(in_mempool(&h.node, &good).await);
     assert_eq!(reported(&h, &good), 1, "one completion report to the coordinator");
     assert_eq!(queued(&h), vec![bad_plan]);
-    // Alone in the queue, it stays at the head, failing, and nothing else changes.
+    // The node loses a published transaction (as after a restart without its mempool):
+    // simulated by one it never saw, recorded as published. Re-broadcast even while a
+    // refused transaction stays queued.
+    let lost = signed(&h.node).await;
+    assert!(!in_mempool(&h.node, &lost).await);
+    let mut txn = h.db.write().unwrap();
+    BROADCAST.put(&mut txn, &[3; 32], &serialize(&lost)).unwrap();
+    txn.commit().unwrap();
+    // Alone in the queue, the refused one stays at the head, failing, and nothing else
+    // changes.
     assert!(h.task.run_iteration().await.is_err());
+    assert!(in_mempool(&h.node, &lost).await, "re-broadcast");
     assert_eq!(queued(&h), vec![bad_plan]);
     assert_eq!(reported(&h, &bad), 0);
 
@@ -156,23 +166,13 @@ async fn a_refused_transaction_does_not_hold_back_the_others_and_published_ones_
     assert!(queued(&h).is_empty());
     assert_eq!(reported(&h, &bad), 0);
 
-    // The published one is watched until its plan is seen on chain.
+    // The published one is watched until its plan's completion is applied.
     let watched: Vec<[u8; 32]> =
         BROADCAST.iter(&h.db.read().unwrap()).unwrap().into_iter().map(|(p, _)| p).collect();
-    assert_eq!(watched, vec![good_plan]);
-
-    // The node loses it (as after a restart without its mempool): simulated by a
-    // transaction the node never saw, recorded as published. The re-broadcast pass
-    // (queue empty) publishes it again.
-    let lost = signed(&h.node).await;
-    assert!(!in_mempool(&h.node, &lost).await);
-    let mut txn = h.db.write().unwrap();
-    BROADCAST.put(&mut txn, &[3; 32], &serialize(&lost)).unwrap();
-    txn.commit().unwrap();
-    assert!(!h.task.run_iteration().await.unwrap(), "nothing queued: idle after re-broadcast");
-    assert!(in_mempool(&h.node, &lost).await, "re-broadcast");
-    assert!(in_mempool(&h.node, &good).await);
-    // Mined: still counted as known (the node has it in its chain).
+    assert_eq!(watched, vec![good_plan, [3; 32]]);
+    assert!(!h.task.run_iteration().await.unwrap(), "nothing queued: idle");
+    // Mined: still counted as known (the node has them in its chain).
     h.node.mine(1).await;
+    assert!(!in_mempool(&h.node, &good).await && !in_mempool(&h.node, &lost).await);
     assert_eq!(h.task.rebroadcast().await.unwrap(), 2);
 }

@@ -311,6 +311,13 @@ impl Pipeline {
         Ok((planned.signable, planned.eventuality))
     }
 
+    /// A recorded block fee rate, within this network's floor and ceiling (the same on
+    /// every processor of a set), as plans use it.
+    pub fn plan_rate(&self, rate: u64) -> u64 {
+        let c = self.network.chain_params();
+        rate.clamp(c.min_fee_rate, c.max_fee_rate)
+    }
+
     /// Records new plans and starts signing each.
     pub fn new_plans(
         &self,

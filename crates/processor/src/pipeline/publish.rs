@@ -1,6 +1,7 @@
 //! The publisher task: broadcasts signed transactions (already published or mined is
 //! success), then tells the coordinator the plan is complete; and re-broadcasts what it
-//! published until the plan is seen on chain.
+//! published until the plan's completion is applied (at the acknowledgement of the block
+//! holding it; a mined transaction counts as known, so re-sending it is harmless).
 //!
 //! One transaction the node keeps refusing does not hold back the others: after a
 //! failure it goes to the back of the queue. A plan whose inputs another transaction
@@ -67,13 +68,14 @@ impl Task for PublishTask {
     }
 
     async fn run_iteration(&mut self) -> Result<bool, TaskError> {
+        // Whatever the queue holds: a transaction refused again and again (a fee below
+        // the mempool's minimum in congestion) must not stop the re-broadcasts.
+        if self.last_rebroadcast.elapsed() >= self.rebroadcast_every {
+            self.rebroadcast().await?;
+        }
         let p = &self.pipeline;
         let read = self.db.read().map_err(db_error)?;
         let Some((_, (plan, bytes))) = TO_PUBLISH.peek(&read).map_err(db_error)? else {
-            drop(read);
-            if self.last_rebroadcast.elapsed() >= self.rebroadcast_every {
-                self.rebroadcast().await?;
-            }
             return Ok(false);
         };
         let Some(active) = p.active(&read)? else { return Ok(false) };

@@ -104,6 +104,9 @@ pub fn acknowledge(
         if Some(block) > target {
             break;
         }
+        // Bounded here too, not only when scanned: a rate recorded by an older build or
+        // under other bounds must not make this processor's plans differ from the set's.
+        let rate = p.plan_rate(events.rate);
         let mut all_acked = true;
         for id in &events.batches {
             all_acked &= ACKED.get(txn, id).map_err(db_error)?.is_some();
@@ -166,7 +169,7 @@ pub fn acknowledge(
             }
             for (branch, (id, _, amount, _)) in branches.into_iter().zip(outs) {
                 let utxo = scheduler::Utxo { id: id.clone(), amount: Amount(*amount) };
-                let s = scheduler::fund_branch(branch, utxo, p.limits(), &p.fees(events.rate))
+                let s = scheduler::fund_branch(branch, utxo, p.limits(), &p.fees(rate))
                     .map_err(scheduler_error)?;
                 record_dropped(p, txn, &s.dropped)?;
                 state.add_utxos(s.unused).map_err(scheduler_error)?;
@@ -200,7 +203,7 @@ pub fn acknowledge(
             });
             next_payment += 1;
         }
-        LAST_RATE.put(txn, &(), &events.rate).map_err(db_error)?;
+        LAST_RATE.put(txn, &(), &rate).map_err(db_error)?;
         BLOCK_EVENTS.del(txn, &block).map_err(db_error)?;
         CONFIRMED.put(txn, &(), &block).map_err(db_error)?;
         if !events.reported.is_empty() || !events.refunds.is_empty() {
@@ -211,7 +214,7 @@ pub fn acknowledge(
                 "deposits confirmed"
             );
         }
-        p.new_plans(txn, &keys, funded, events.rate)?;
+        p.new_plans(txn, &keys, funded, rate)?;
     }
     let coin = p.network.params().network.native_coin();
     let max_money = p.network.chain_params().max_money;
@@ -239,8 +242,9 @@ pub fn acknowledge(
         next_payment += 1;
     }
     state.add_payments(payments);
-    let rate =
-        LAST_RATE.get(txn, &()).map_err(db_error)?.unwrap_or(p.network.chain_params().min_fee_rate);
+    let rate = p.plan_rate(
+        LAST_RATE.get(txn, &()).map_err(db_error)?.unwrap_or(p.network.chain_params().min_fee_rate),
+    );
     let scheduled = state.schedule(p.limits(), &p.fees(rate)).map_err(scheduler_error)?;
     record_dropped(p, txn, &scheduled.dropped)?;
     SCHEDULER.put(txn, &(), &state).map_err(db_error)?;
