@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use devnet::{
     commands::{self, Down, UpOptions},
     record::Stopped,
-    scenario::{run, Scenario},
+    scenario::{kept_in, run, Scenario},
     DevnetError,
 };
 
@@ -125,13 +125,20 @@ fn fail(e: &DevnetError) -> ExitCode {
     }
 }
 
+/// Exit status 2, with the reason, unless 1 <= `threshold` <= `validators`.
+fn refuse_threshold(threshold: u16, validators: u16) -> Option<ExitCode> {
+    (threshold == 0 || threshold > validators).then(|| {
+        eprintln!("error: need 1 <= --threshold <= --validators");
+        ExitCode::from(2)
+    })
+}
+
 fn main() -> ExitCode {
     let Cli { command } = Cli::parse();
     match command {
         Command::Demo { validators, threshold, deposits, burns, max_outputs, chaos_seed, keep } => {
-            if threshold == 0 || threshold > validators {
-                eprintln!("error: need 1 <= --threshold <= --validators");
-                return ExitCode::from(2);
+            if let Some(refused) = refuse_threshold(threshold, validators) {
+                return refused;
             }
             let scenario = Scenario {
                 validators,
@@ -147,10 +154,7 @@ fn main() -> ExitCode {
                 Ok(report) => {
                     println!("{}", report.table());
                     if report.kept {
-                        println!(
-                            "the processors' and coordinator-sim's configs, logs and databases are kept in {}",
-                            report.dir.display()
-                        );
+                        println!("{}", kept_in(&report.dir));
                     }
                     if report.passed() {
                         ExitCode::SUCCESS
@@ -165,9 +169,8 @@ fn main() -> ExitCode {
             }
         }
         Command::Up { dir, validators, threshold, confirmations, max_outputs } => {
-            if threshold == 0 || threshold > validators {
-                eprintln!("error: need 1 <= --threshold <= --validators");
-                return ExitCode::from(2);
+            if let Some(refused) = refuse_threshold(threshold, validators) {
+                return refused;
             }
             let options = UpOptions {
                 dir: dir.path,

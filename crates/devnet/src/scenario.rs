@@ -368,11 +368,16 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
             report.dir = dir;
             Ok(report)
         }
-        Err(e) => Err(DevnetError::Failed(format!(
-            "{e}\nthe processors' and coordinator-sim's configs, logs and databases are kept in {}",
-            dir.display()
-        ))),
+        Err(e) => Err(DevnetError::Failed(format!("{e}\n{}", kept_in(&dir)))),
     }
+}
+
+/// Where a kept run's files are, as the operator is told.
+pub fn kept_in(dir: &Path) -> String {
+    format!(
+        "the processors' and coordinator-sim's configs, logs and databases are kept in {}",
+        dir.display()
+    )
 }
 
 /// The scenario proper, on a started cluster.

@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bitcoin::consensus::{deserialize, serialize};
+use bitcoin::consensus::serialize;
 use bitcoin::hashes::Hash;
 use bitcoin_network::params::{Chain, Coin, Params};
 use bitcoin_network::rpc::RestBlocks;
@@ -23,7 +23,7 @@ use processor::pipeline::state::{
     Active, PlanRecord, ACTIVE, BROADCAST, CONFLICTS, PLANS, TO_PUBLISH,
 };
 use rand_core::OsRng;
-use serde_json::{json, Value};
+use serde_json::json;
 use task::Task;
 
 struct Harness {
@@ -76,13 +76,7 @@ async fn start() -> Harness {
 /// A transaction the node's wallet funds and signs (not sent).
 async fn signed(node: &Node) -> bitcoin::Transaction {
     let to = node.new_address().await;
-    let wallet = node.wallet();
-    let raw: String = wallet.call("createrawtransaction", json!([[], { to: 0.1 }])).await.unwrap();
-    let funded: Value = wallet.call("fundrawtransaction", json!([raw])).await.unwrap();
-    let signed: Value =
-        wallet.call("signrawtransactionwithwallet", json!([funded["hex"]])).await.unwrap();
-    assert_eq!(signed["complete"], true);
-    deserialize(&hex::decode(signed["hex"].as_str().unwrap()).unwrap()).unwrap()
+    node.signed_payment(node.wallet(), &to, 10_000_000, None).await
 }
 
 async fn in_mempool(node: &Node, tx: &bitcoin::Transaction) -> bool {

@@ -331,6 +331,23 @@ impl Node {
         sats: u64,
         op_return: Option<&[u8]>,
     ) -> Txid {
+        let signed = self.signed_payment(wallet, address, sats, op_return).await;
+        let context = format!("depositing {sats} sat to {address}");
+        match self.send_raw(&signed).await {
+            Ok(txid) => txid,
+            Err(e) => self.fail(&context, e),
+        }
+    }
+
+    /// A transaction paying `sats` to `address` (and an OP_RETURN output carrying
+    /// `op_return`), funded and signed by `wallet`, not sent.
+    pub async fn signed_payment(
+        &self,
+        wallet: &Rpc,
+        address: &str,
+        sats: u64,
+        op_return: Option<&[u8]>,
+    ) -> Transaction {
         #[derive(Deserialize)]
         struct Hex {
             hex: String,
@@ -346,18 +363,18 @@ impl Node {
         if let Some(data) = op_return {
             outputs.push(json!({ "data": hex::encode(data) }));
         }
-        let context = format!("depositing {sats} sat to {address}");
+        let context = format!("a payment of {sats} sat to {address}");
         let result = async {
             let raw: String = wallet.call("createrawtransaction", json!([[], outputs])).await?;
             let funded: Hex = wallet.call("fundrawtransaction", json!([raw])).await?;
             let signed: Signed =
                 wallet.call("signrawtransactionwithwallet", json!([funded.hex])).await?;
             assert!(signed.complete, "{context}: the wallet could not sign every input");
-            let txid: String = self.rpc.call("sendrawtransaction", json!([signed.hex])).await?;
-            Ok::<_, RpcError>(txid)
+            Ok::<_, RpcError>(signed.hex)
         };
         match result.await {
-            Ok(txid) => Txid::from_str(&txid).unwrap(),
+            Ok(hex) => bitcoin::consensus::encode::deserialize_hex(&hex)
+                .unwrap_or_else(|e| panic!("{context}: the signed transaction: {e}")),
             Err(e) => self.fail(&context, e),
         }
     }
