@@ -171,3 +171,15 @@ storage_from!(
     redb::TransactionError,
     redb::CommitError,
 );
+
+/// A storage error inside a task keeps its class: fatal ones stop the process, the others
+/// are retried. The one conversion every task uses (`?` on a [`DbError`]).
+impl From<DbError> for task::TaskError {
+    fn from(e: DbError) -> Self {
+        if e.is_fatal() {
+            task::TaskError::fatal(e)
+        } else {
+            task::TaskError::transient(e)
+        }
+    }
+}

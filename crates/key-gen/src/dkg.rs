@@ -325,6 +325,31 @@ impl std::fmt::Debug for NetworkKeys {
     }
 }
 
+/// A curve a network's keys may be on: how to find its keys among [`NetworkKeys`], so
+/// that code generic over a network's curve reaches its keys without matching on it.
+pub trait CurveKeys: modular_frost::curve::Curve {
+    /// The keys, when `keys` are on this curve.
+    fn keys(keys: &NetworkKeys) -> Option<ThresholdKeys<Self>>;
+}
+
+impl CurveKeys for Secp256k1 {
+    fn keys(keys: &NetworkKeys) -> Option<ThresholdKeys<Self>> {
+        match keys {
+            NetworkKeys::Secp256k1(k) => Some(k.clone()),
+            NetworkKeys::Ed25519(_) => None,
+        }
+    }
+}
+
+impl CurveKeys for Ed25519 {
+    fn keys(keys: &NetworkKeys) -> Option<ThresholdKeys<Self>> {
+        match keys {
+            NetworkKeys::Ed25519(k) => Some(k.clone()),
+            NetworkKeys::Secp256k1(_) => None,
+        }
+    }
+}
+
 /// Both keys of a session, as this participant holds them.
 #[derive(Clone)]
 pub struct GeneratedKeys {

@@ -163,81 +163,11 @@ impl Config {
         config.party()?;
         config.coordinator_key()?;
         config.malice()?;
-        config.node()?;
+        crate::networks::check(&config)?;
         if config.validator == 0 {
             return Err(ConfigError::invalid("validator", "indices start at 1"));
         }
         Ok(config)
-    }
-
-    /// The node's chain parameters and RPC clients, if a node is configured.
-    pub fn node(
-        &self,
-    ) -> Result<
-        Option<(
-            bitcoin_network::Params,
-            bitcoin_network::rpc::Rpc,
-            bitcoin_network::rpc::RestBlocks,
-        )>,
-        ConfigError,
-    > {
-        use bitcoin_network::rpc::{RestBlocks, Rpc, RpcAuth, RpcConfig};
-        let Some(node) = &self.node else { return Ok(None) };
-        let mut params = bitcoin_network::Params::from_names(&self.network, &node.chain).ok_or_else(|| {
-            ConfigError::invalid(
-                "node.chain",
-                format!("{} on {:?}: expected a Bitcoin-family network and mainnet, testnet or regtest", self.network, node.chain),
-            )
-        })?;
-        let n = &mut params.network;
-        n.confirmations = node.confirmations.unwrap_or(n.confirmations);
-        n.max_inputs = node.max_inputs.unwrap_or(n.max_inputs);
-        n.max_outputs = node.max_outputs.unwrap_or(n.max_outputs);
-        n.dust = node.dust.map(primitives::Amount).unwrap_or(n.dust);
-        params.min_fee_rate = node.min_fee_rate.unwrap_or(params.min_fee_rate);
-        params.max_fee_rate = node.max_fee_rate.unwrap_or(params.max_fee_rate);
-        if n.confirmations == 0 || n.max_inputs == 0 || n.max_outputs < 2 {
-            return Err(ConfigError::invalid(
-                "node",
-                "need confirmations >= 1, max_inputs >= 1, max_outputs >= 2",
-            ));
-        }
-        if params.min_fee_rate > params.max_fee_rate {
-            return Err(ConfigError::invalid(
-                "node",
-                format!(
-                    "min_fee_rate {} is above max_fee_rate {}",
-                    params.min_fee_rate, params.max_fee_rate
-                ),
-            ));
-        }
-        let auth = match (&node.rpc_cookie_file, &node.rpc_user, &node.rpc_password_file) {
-            (Some(cookie), None, None) => RpcAuth::Cookie(cookie.clone()),
-            (None, Some(user), Some(file)) => {
-                let password = service::config::read_secret(
-                    "RPC password",
-                    "PROCESSOR_RPC_PASSWORD",
-                    "node.rpc_password_file",
-                    Some(file),
-                )?;
-                RpcAuth::UserPass { user: user.clone(), password: password.to_string() }
-            }
-            _ => {
-                return Err(ConfigError::invalid(
-                    "node",
-                    "set either rpc_cookie_file, or rpc_user and rpc_password_file",
-                ))
-            }
-        };
-        let mut rpc_config = RpcConfig::new(node.rpc_url.clone(), auth);
-        if let Some(ms) = node.rpc_timeout_ms {
-            rpc_config.timeout = std::time::Duration::from_millis(ms);
-        }
-        let rpc = Rpc::new(rpc_config)
-            .map_err(|e| ConfigError::invalid("node.rpc_url", e.to_string()))?;
-        let rest = RestBlocks::new(node.rest_url.as_deref().unwrap_or(&node.rpc_url))
-            .map_err(|e| ConfigError::invalid("node.rest_url", e.to_string()))?;
-        Ok(Some((params, rpc, rest)))
     }
 
     /// The network served.

@@ -13,9 +13,8 @@ use primitives::codec::Versioned;
 use prometheus_client::metrics::counter::Counter;
 use task::{Task, TaskError};
 
-use crate::pipeline::glue::Pipeline;
-use crate::pipeline::settle;
-use crate::pipeline::state::{Active, WaitingAck, ACTIVE};
+use crate::pipeline::state::{Ack, Active, ACTIVE};
+use crate::pipeline::{Handle, Refusal};
 use messages::Session;
 
 use service::{db_error, send_error};
@@ -31,8 +30,7 @@ fn record_active(
     session: Session,
     start: Option<u64>,
 ) -> Result<Active, TaskError> {
-    let generated = KeyGen::generated(txn, session)
-        .map_err(db_error)?
+    let generated = KeyGen::generated(txn, session)?
         .ok_or_else(|| TaskError::fatal("confirmed keys are missing"))?;
     let me = generated
         .participants
@@ -41,7 +39,7 @@ fn record_active(
         .map(|i| i as u16 + 1)
         .ok_or_else(|| TaskError::fatal("this validator holds no share of the confirmed key"))?;
     let active = Active { session: session.0, me, start };
-    ACTIVE.put(txn, &(), &active).map_err(db_error)?;
+    ACTIVE.put(txn, &(), &active)?;
     Ok(active)
 }
 
@@ -50,18 +48,17 @@ fn record_active(
 /// scanner starts at its node's first non-final block, with a warning). Returns the
 /// active key, if any.
 pub fn backfill_active(db: &Db, validator: u16) -> Result<Option<Active>, TaskError> {
-    let mut txn = db.write().map_err(db_error)?;
-    if let Some(active) = ACTIVE.get(&txn, &()).map_err(db_error)? {
+    let mut txn = db.write()?;
+    if let Some(active) = ACTIVE.get(&txn, &())? {
         return Ok(Some(active));
     }
-    let confirmed = KeyGen::all_generated(&txn)
-        .map_err(db_error)?
+    let confirmed = KeyGen::all_generated(&txn)?
         .into_iter()
         .find(|(_, g)| g.confirmed)
         .map(|(session, _)| Session(session));
     let Some(session) = confirmed else { return Ok(None) };
     let active = record_active(&mut txn, validator, session, None)?;
-    txn.commit().map_err(db_error)?;
+    txn.commit()?;
     tracing::warn!(session = session.0, "a key confirmed while no [node] was configured, before such keys were recorded: now active, without an agreed activation block");
     Ok(Some(active))
 }
@@ -81,7 +78,7 @@ pub struct InboxHandler {
     mailbox: Mailbox,
     keygen: Arc<KeyGen>,
     metrics: HandlerMetrics,
-    pipeline: Option<Pipeline>,
+    pipeline: Option<Arc<dyn Handle>>,
 }
 
 impl InboxHandler {
@@ -91,7 +88,7 @@ impl InboxHandler {
         mailbox: Mailbox,
         keygen: Arc<KeyGen>,
         metrics: HandlerMetrics,
-        pipeline: Option<Pipeline>,
+        pipeline: Option<Arc<dyn Handle>>,
     ) -> Self {
         InboxHandler { db, mailbox, keygen, metrics, pipeline }
     }
@@ -99,7 +96,7 @@ impl InboxHandler {
     /// A pipeline request refused: logged, counted, nothing changed (the transaction is
     /// still committed for the inbox pop, but the pipeline functions return a refusal
     /// before writing anything).
-    fn refused_pipeline(&self, received: &Received, e: settle::Refusal) {
+    fn refused_pipeline(&self, received: &Received, e: Refusal) {
         self.metrics.rejected_requests.inc();
         tracing::warn!(intent = %received.intent.to_hex(), error = %e, "refused a coordinator request");
     }
@@ -113,7 +110,7 @@ impl InboxHandler {
         session: Session,
         activation_block: Option<u64>,
     ) -> Result<(), TaskError> {
-        if let Some(active) = ACTIVE.get(txn, &()).map_err(db_error)? {
+        if let Some(active) = ACTIVE.get(txn, &())? {
             tracing::error!(
                 active = active.session,
                 confirmed = session.0,
@@ -132,8 +129,10 @@ impl InboxHandler {
             );
             return Ok(());
         };
-        let participant = Pipeline::me(&active)?;
-        *pipeline.lock_signers()? = Some(signers::Signers::new(session, participant));
+        if me == 0 {
+            return Err(TaskError::fatal("participant index 0"));
+        }
+        pipeline.activate(session, me)?;
         tracing::info!(
             session = session.0,
             me,
@@ -170,16 +169,16 @@ impl Task for InboxHandler {
     async fn run_iteration(&mut self) -> Result<bool, TaskError> {
         // Messages kept while there was no `[node]` come first, in order, once there is
         // one: they arrived before anything still in the inbox.
-        let mut txn = self.db.write().map_err(db_error)?;
+        let mut txn = self.db.write()?;
         let mut popped = None;
         if self.pipeline.is_some() {
-            popped = DEFERRED.pop(&mut txn).map_err(db_error)?;
+            popped = DEFERRED.pop(&mut txn)?;
             if let Some((_, received)) = &popped {
                 tracing::info!(intent = %received.intent.to_hex(), "handling a message kept while there was no [node]");
             }
         }
         if popped.is_none() {
-            popped = INBOX.pop(&mut txn).map_err(db_error)?;
+            popped = INBOX.pop(&mut txn)?;
         }
         let Some((_, received)) = popped else { return Ok(false) };
         // The mailbox only lets the coordinator talk to a processor.
@@ -205,8 +204,7 @@ impl Task for InboxHandler {
                     if let KeyGenResponse::GeneratedKeyPair { proposed_activation, .. } =
                         &mut response
                     {
-                        *proposed_activation =
-                            self.pipeline.as_ref().and_then(|p| p.proposal.get());
+                        *proposed_activation = self.pipeline.as_ref().and_then(|p| p.proposal());
                     }
                     self.reply(&mut txn, ProcessorMessage::KeyGen(response))?
                 }
@@ -225,7 +223,7 @@ impl Task for InboxHandler {
             },
             CoordinatorMessage::Sign(request) if self.pipeline.is_some() => {
                 let pipeline = self.pipeline.as_ref().unwrap_or_else(|| unreachable!());
-                if let Err(e) = settle::sign(pipeline, &mut txn, &request)? {
+                if let Err(e) = pipeline.sign(&mut txn, &request)? {
                     self.refused_pipeline(&received, e);
                 }
             }
@@ -236,8 +234,8 @@ impl Task for InboxHandler {
                 ..
             }) if self.pipeline.is_some() => {
                 let pipeline = self.pipeline.as_ref().unwrap_or_else(|| unreachable!());
-                let ack = WaitingAck { settlement_block, batches, burns };
-                if let Err(e) = settle::receive_ack(pipeline, &mut txn, ack)? {
+                let ack = Ack { settlement_block, batches, burns };
+                if let Err(e) = pipeline.acknowledge(&mut txn, ack)? {
                     self.refused_pipeline(&received, e);
                 }
             }
@@ -249,11 +247,11 @@ impl Task for InboxHandler {
             }
             other => {
                 tracing::warn!(intent = %received.intent.to_hex(), kind = kind(&other), "no [node]: message kept until one is configured");
-                DEFERRED.push(&mut txn, &received).map_err(db_error)?;
+                DEFERRED.push(&mut txn, &received)?;
             }
         }
         // The runner wakes the bus sender (a dependent) after this progress.
-        txn.commit().map_err(db_error)?;
+        txn.commit()?;
         Ok(true)
     }
 }

@@ -12,6 +12,7 @@
 pub mod config;
 pub mod handler;
 pub mod http;
+pub mod networks;
 pub mod pipeline;
 pub mod status;
 
@@ -25,7 +26,9 @@ use task::{RunConfig, Shutdown, TaskStats, TaskWaker};
 use crate::config::{Config, ConfigError};
 
 /// The processor database's application name and schema version.
-pub const SCHEMA: Schema = Schema { app: "tc-processor", version: 1 };
+/// Version 2: the pipeline generic over its network (acknowledgements applied by one
+/// task, eventualities checked per applied block; see docs/db-schema.md).
+pub const SCHEMA: Schema = Schema { app: "tc-processor", version: 2 };
 
 /// Why the processor stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +114,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
 
     let (sender_waker, handler_waker) = (TaskWaker::new(), TaskWaker::new());
     let stats: Vec<(String, Arc<TaskStats>)> =
-        ["bus-sender", "bus-receiver", "inbox-handler", "scanner", "publisher"]
+        ["bus-sender", "bus-receiver", "inbox-handler", "scanner", "acknowledger", "publisher"]
             .into_iter()
             .map(|n| (n.to_string(), Arc::new(TaskStats::default())))
             .collect();
@@ -136,37 +139,16 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
         "Coordinator requests refused as invalid (nothing changed)",
         handler_metrics.rejected_requests.clone(),
     );
-    // The scanning and signing pipeline, when a node is configured.
-    let pipeline = match config.node()? {
-        Some((params, rpc, rest)) => {
-            let network = Arc::new(bitcoin_network::Bitcoin::new(rpc, rest, params));
-            let active = handler::backfill_active(&db, config.validator)
-                .map_err(|e| RunError::Pipeline(e.to_string()))?;
-            let signers = match &active {
-                Some(active) => Some(signers::Signers::new(
-                    messages::Session(active.session),
-                    pipeline::glue::Pipeline::me(active)
-                        .map_err(|e| RunError::Pipeline(e.to_string()))?,
-                )),
-                None => None,
-            };
-            let metrics = pipeline::glue::PipelineMetrics::default();
-            metrics.register(&mut metrics_registry);
-            Some(pipeline::glue::Pipeline {
-                network,
-                keygen: keygen.clone(),
-                signers: Arc::new(std::sync::Mutex::new(signers)),
-                mailbox: mailbox.clone(),
-                window: config.pipeline.window,
-                validator: config.validator,
-                metrics,
-                proposal: Arc::default(),
-            })
-        }
+    // The scanning and signing pipeline, when a node is configured: the one place a
+    // network implementation is chosen.
+    let wired = match networks::node(&config)? {
         None => None,
+        Some(networks::Node::BitcoinFamily(network)) => {
+            Some(wire(network, &config, &db, &keygen, &mailbox, &mut metrics_registry)?)
+        }
     };
-    let handler =
-        handler::InboxHandler::new(db.clone(), mailbox, keygen, handler_metrics, pipeline.clone());
+    let handle = wired.as_ref().map(|w| w.handle.clone());
+    let handler = handler::InboxHandler::new(db.clone(), mailbox, keygen, handler_metrics, handle);
 
     // Bind first: a taken port must stop us before any task consumed anything.
     let listen = config.http.listen;
@@ -199,26 +181,18 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
         stats[2].1.clone(),
     ));
 
-    if let Some(pipeline) = pipeline {
-        // The scanner polls for new final blocks; both wake the sender after progress.
-        let scan_config =
-            RunConfig { idle_poll: Duration::from_millis(config.pipeline.poll_ms), ..run_config };
-        tasks.spawn(task::run(
-            pipeline::scan::ScanTask::new(db.clone(), pipeline.clone()),
-            scan_config,
-            TaskWaker::new(),
-            vec![sender_waker.clone()],
-            shutdown.clone(),
-            stats[3].1.clone(),
-        ));
-        tasks.spawn(task::run(
-            pipeline::publish::PublishTask::new(db.clone(), pipeline),
-            scan_config,
-            TaskWaker::new(),
-            vec![sender_waker.clone()],
-            shutdown.clone(),
-            stats[4].1.clone(),
-        ));
+    if let Some(wired) = wired {
+        let tasks_of = |i: usize| stats[i].1.clone();
+        let spawn = TaskSpawn {
+            config: RunConfig {
+                idle_poll: Duration::from_millis(config.pipeline.poll_ms),
+                ..run_config
+            },
+            dependents: vec![sender_waker.clone()],
+            shutdown: shutdown.clone(),
+            stats: [tasks_of(3), tasks_of(4), tasks_of(5)],
+        };
+        (wired.spawn)(&mut tasks, spawn);
     }
 
     let http_state = http::HttpState::new(
@@ -231,4 +205,95 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
         service::run::Stopped::Task(fatal) => RunError::Task(fatal),
         service::run::Stopped::Http(source) => RunError::Http { listen, source },
     })
+}
+
+/// How the pipeline's tasks run.
+#[derive(Debug)]
+pub struct TaskSpawn {
+    /// The runner's settings (idle poll: the node polling interval).
+    pub config: RunConfig,
+    /// Woken after progress (the bus sender).
+    pub dependents: Vec<TaskWaker>,
+    /// Stops them.
+    pub shutdown: Shutdown,
+    /// The scanner's, acknowledger's and publisher's statistics.
+    pub stats: [Arc<TaskStats>; 3],
+}
+
+type Tasks = tokio::task::JoinSet<Result<(), task::FatalError>>;
+
+/// Spawns the pipeline's tasks.
+type Spawn = Box<dyn FnOnce(&mut Tasks, TaskSpawn) + Send>;
+
+/// A pipeline wired to the handler, with its tasks ready to spawn.
+struct Wired {
+    handle: Arc<dyn pipeline::Handle>,
+    spawn: Spawn,
+}
+
+/// Builds the pipeline over `network` (generic: everything below is the same for every
+/// network).
+fn wire<N: pipeline::PipelineNetwork>(
+    network: N,
+    config: &Config,
+    db: &Db,
+    keygen: &Arc<key_gen::KeyGen>,
+    mailbox: &Mailbox,
+    registry: &mut prometheus_client::registry::Registry,
+) -> Result<Wired, RunError> {
+    let active = handler::backfill_active(db, config.validator)
+        .map_err(|e| RunError::Pipeline(e.to_string()))?;
+    let signers = match &active {
+        Some(active) => Some(signers::Signers::new(
+            messages::Session(active.session),
+            pipeline::Pipeline::<N>::me(active).map_err(|e| RunError::Pipeline(e.to_string()))?,
+        )),
+        None => None,
+    };
+    let metrics = pipeline::PipelineMetrics::default();
+    metrics.register(registry);
+    let pipeline = pipeline::Pipeline {
+        network: Arc::new(network),
+        keygen: keygen.clone(),
+        signers: Arc::new(std::sync::Mutex::new(signers)),
+        mailbox: mailbox.clone(),
+        window: config.pipeline.window,
+        validator: config.validator,
+        metrics,
+        proposal: Arc::default(),
+    };
+    let db = db.clone();
+    let handle: Arc<dyn pipeline::Handle> = Arc::new(pipeline.clone());
+    let spawn = move |tasks: &mut Tasks, s: TaskSpawn| {
+        let [scan_stats, ack_stats, publish_stats] = s.stats;
+        let ack_waker = TaskWaker::new();
+        // The scanner wakes the acknowledger (Batches it waits for) and the sender.
+        let mut scan_dependents = s.dependents.clone();
+        scan_dependents.push(ack_waker.clone());
+        tasks.spawn(task::run(
+            pipeline::scan::ScanTask::new(db.clone(), pipeline.clone()),
+            s.config,
+            TaskWaker::new(),
+            scan_dependents,
+            s.shutdown.clone(),
+            scan_stats,
+        ));
+        tasks.spawn(task::run(
+            pipeline::acknowledge::AckTask::new(db.clone(), pipeline.clone()),
+            s.config,
+            ack_waker,
+            s.dependents.clone(),
+            s.shutdown.clone(),
+            ack_stats,
+        ));
+        tasks.spawn(task::run(
+            pipeline::publish::PublishTask::new(db, pipeline),
+            s.config,
+            TaskWaker::new(),
+            s.dependents,
+            s.shutdown,
+            publish_stats,
+        ));
+    };
+    Ok(Wired { handle, spawn: Box::new(spawn) })
 }

@@ -17,7 +17,7 @@ use bus::{BusMetrics, Mailbox};
 use db::Db;
 use messages::{Identity, KeyRegistry, Party};
 use primitives::{Amount, NetworkId};
-use processor::pipeline::glue::{Pipeline, PipelineMetrics};
+use processor::pipeline::{Pipeline, PipelineMetrics};
 use processor::pipeline::publish::PublishTask;
 use processor::pipeline::state::{
     Active, PlanRecord, ACTIVE, BROADCAST, CONFLICTS, PLANS, TO_PUBLISH,
@@ -29,7 +29,7 @@ use task::Task;
 struct Harness {
     node: Node,
     db: Db,
-    task: PublishTask,
+    task: PublishTask<Bitcoin<RestBlocks>>,
     _dir: tempfile::TempDir,
 }
 

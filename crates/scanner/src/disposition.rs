@@ -95,6 +95,9 @@ mod tests {
         fn refund_address(&self) -> Option<&ExternalAddress> {
             self.refund.as_ref()
         }
+        fn transaction(&self) -> Vec<u8> {
+            vec![]
+        }
     }
 
     fn addr(b: u8) -> ExternalAddress {

@@ -28,7 +28,10 @@ impl OutputKind {
 
 use std::future::Future;
 
+use modular_frost::curve::Curve;
+use modular_frost::ThresholdKeys;
 use primitives::{Amount, ExternalAddress, InInstruction, NetworkId};
+use signers::Machine;
 
 /// Any error a network implementation wraps.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -74,6 +77,23 @@ pub struct NetworkParams {
     pub max_outputs: usize,
     /// Outputs below this are not worth receiving or paying (recorded, then ignored).
     pub dust: Amount,
+    /// The lowest fee rate plans use, in the network's fee unit (at least what the
+    /// network's nodes relay).
+    pub min_fee_rate: u64,
+    /// The highest fee rate plans use, whatever a block says: one block stuffed with a
+    /// high-fee transaction must not make the set drop payments as dust, overpay, or sign
+    /// transactions the nodes refuse to relay.
+    pub max_fee_rate: u64,
+    /// Every unit that can ever exist: a burn above it is a lie, recorded and never
+    /// scheduled.
+    pub max_money: u64,
+}
+
+impl NetworkParams {
+    /// `rate` within the floor and the ceiling: plans use nothing else.
+    pub fn clamp_fee_rate(&self, rate: u64) -> u64 {
+        rate.clamp(self.min_fee_rate, self.max_fee_rate.max(self.min_fee_rate))
+    }
 }
 
 /// Where a block sits in the chain: enough to check the chain links up.
@@ -116,6 +136,19 @@ pub trait ReceivedOutput {
     fn instruction(&self) -> &Instruction;
     /// Where it came from, when that is a standard address funds can be returned to.
     fn refund_address(&self) -> Option<&ExternalAddress>;
+    /// The id of the transaction that created it, in the encoding [`Completion`]s use:
+    /// a plan's branch outputs are the ones its completing transaction created.
+    fn transaction(&self) -> Vec<u8>;
+}
+
+/// One of the block's spends of a previous output, by the network's output and
+/// transaction ids (the encodings of [`ReceivedOutput::id`] and [`Completion`]).
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Spend {
+    /// The output spent.
+    pub output: Vec<u8>,
+    /// The transaction spending it.
+    pub tx: Vec<u8>,
 }
 
 /// A payment a plan makes, in the network's own address type.
@@ -220,24 +253,79 @@ pub enum Completion {
 
 /// One external network, as the processor sees it. Reading methods are async (they talk
 /// to the node); deciding methods are pure.
+///
+/// Everything the processor's pipeline needs from a network goes through this trait, and
+/// nothing network-specific passes it: outputs, transactions and eventualities reach the
+/// pipeline only as the associated types and their encodings here, and completions and
+/// conflicts only through [`Network::check`].
 pub trait Network: Send + Sync + 'static {
-    /// Our group public key on this network.
+    /// The curve the network's transactions are signed on (the key generation's network
+    /// key).
+    type Curve: Curve;
+    /// Our group public key on this network (everything scanning and planning need).
     type Key: Clone + Send + Sync;
     /// A fetched block.
     type Block: ChainBlock + Send + Sync;
-    /// An output paid to us.
-    type Output: ReceivedOutput + Clone + std::fmt::Debug + Send + Sync;
+    /// An output paid to us; its borsh encoding is what the processor stores.
+    type Output: ReceivedOutput
+        + Clone
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + BorshSerialize
+        + BorshDeserialize;
     /// An address payments can go to.
     type Address: Clone + PartialEq + std::fmt::Debug + Send + Sync;
     /// An unsigned transaction, the signers' input.
     type Signable: Send + Sync;
     /// A signed transaction.
     type Transaction: Send + Sync;
-    /// The on-chain fact that completes a plan.
-    type Eventuality: Clone + PartialEq + std::fmt::Debug + Send + Sync;
+    /// The on-chain fact that completes a plan; its borsh encoding is what the processor
+    /// stores.
+    type Eventuality: Clone
+        + PartialEq
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + BorshSerialize
+        + BorshDeserialize;
 
     /// The network's constants.
     fn params(&self) -> &NetworkParams;
+
+    /// Our key on this network, from the key generation's threshold keys.
+    fn key(&self, keys: &ThresholdKeys<Self::Curve>) -> Self::Key;
+
+    /// The machine that signs `signable` with `keys` (one attempt; consumed as it goes).
+    /// It completes with the signed transaction's encoding
+    /// ([`Network::encode_transaction`]), after checking the signatures.
+    fn sign(
+        &self,
+        keys: ThresholdKeys<Self::Curve>,
+        signable: Self::Signable,
+    ) -> Result<Box<dyn Machine>, PlanError>;
+
+    /// A signed transaction's encoding (what is stored and published).
+    fn encode_transaction(&self, tx: &Self::Transaction) -> Vec<u8>;
+
+    /// Decodes [`Network::encode_transaction`]'s bytes.
+    fn decode_transaction(&self, bytes: &[u8]) -> Result<Self::Transaction, BoxError>;
+
+    /// A signed transaction's id, as [`Completion`]s carry it.
+    fn transaction_id(&self, tx: &Self::Transaction) -> Vec<u8>;
+
+    /// A transaction id as the node's own tools show it (for errors and logs).
+    fn display_transaction_id(&self, id: &[u8]) -> String {
+        hex::encode(id)
+    }
+
+    /// Every spend of a previous output in `block`, where the network shows them (the
+    /// processor raises an alarm when one of ours is spent by no plan of ours). A network
+    /// whose spends are not visible (Monero) returns none: its conflicts come from
+    /// [`Network::check`] alone.
+    fn spends(&self, _block: &Self::Block) -> Vec<Spend> {
+        vec![]
+    }
 
     /// A block id as the node's own tools show it (for errors and logs).
     fn display_block_id(&self, id: &[u8; 32]) -> String {
@@ -303,6 +391,7 @@ pub trait Network: Send + Sync + 'static {
         tx: &Self::Transaction,
     ) -> impl Future<Output = Result<(), NetworkError>> + Send;
 
-    /// Which of `pending` the block completes or conflicts with.
+    /// Which of `pending` the block completes or conflicts with. Each eventuality is
+    /// reported at most once per transaction, in block order.
     fn check(&self, block: &Self::Block, pending: &[Self::Eventuality]) -> Vec<Completion>;
 }

@@ -28,11 +28,7 @@ use task::TaskError;
 
 /// Maps a database error to the task error class it belongs to.
 pub fn db_error(e: DbError) -> TaskError {
-    if e.is_fatal() {
-        TaskError::fatal(e)
-    } else {
-        TaskError::transient(e)
-    }
+    e.into()
 }
 
 /// Queueing an outgoing message failed: an oversized message is a bug in the caller, so

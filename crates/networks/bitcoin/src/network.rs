@@ -9,17 +9,18 @@ use bitcoin::{
 };
 use borsh::{BorshDeserialize, BorshSerialize};
 use modular_frost::curve::{Ciphersuite, Secp256k1};
+use modular_frost::ThresholdKeys;
 use primitives::{Amount, ExternalAddress};
 use scanner::{
     BlockRef, ChainBlock, Completion, Instruction, Network, NetworkError, NetworkParams,
-    OutputKind, Plan, PlanError, Planned, ReceivedOutput,
+    OutputKind, Plan, PlanError, Planned, ReceivedOutput, Spend,
 };
 
 use crate::address::Address;
 use crate::instruction;
 use crate::params::Params;
 use crate::rpc::{BlockSource, Rpc, RpcError};
-use crate::sign::{script_pubkey, SignableTransaction};
+use crate::sign::{script_pubkey, PlanMachine, SignableTransaction, TransactionMachine};
 
 /// The group's public key (the untweaked DKG key).
 pub type GroupKey = <Secp256k1 as Ciphersuite>::G;
@@ -84,6 +85,9 @@ impl ReceivedOutput for Output {
     }
     fn refund_address(&self) -> Option<&ExternalAddress> {
         self.refund.as_ref()
+    }
+    fn transaction(&self) -> Vec<u8> {
+        self.txid.to_vec()
     }
 }
 
@@ -219,6 +223,7 @@ fn fee_for(tx: &Transaction, rate: u64) -> u64 {
 }
 
 impl<B: BlockSource + 'static> Network for Bitcoin<B> {
+    type Curve = Secp256k1;
     type Key = GroupKey;
     type Block = Block;
     type Output = Output;
@@ -233,6 +238,55 @@ impl<B: BlockSource + 'static> Network for Bitcoin<B> {
 
     fn display_block_id(&self, id: &[u8; 32]) -> String {
         bitcoin::BlockHash::from_byte_array(*id).to_string()
+    }
+
+    fn key(&self, keys: &ThresholdKeys<Secp256k1>) -> GroupKey {
+        keys.group_key()
+    }
+
+    fn sign(
+        &self,
+        keys: ThresholdKeys<Secp256k1>,
+        signable: SignableTransaction,
+    ) -> Result<Box<dyn signers::Machine>, PlanError> {
+        let machine =
+            TransactionMachine::new(keys, signable).map_err(|e| PlanError::Key(e.to_string()))?;
+        Ok(Box::new(PlanMachine(machine)))
+    }
+
+    fn encode_transaction(&self, tx: &Transaction) -> Vec<u8> {
+        bitcoin::consensus::serialize(tx)
+    }
+
+    fn decode_transaction(&self, bytes: &[u8]) -> Result<Transaction, scanner::BoxError> {
+        Ok(bitcoin::consensus::deserialize(bytes)?)
+    }
+
+    fn transaction_id(&self, tx: &Transaction) -> Vec<u8> {
+        tx.compute_txid().to_byte_array().to_vec()
+    }
+
+    fn display_transaction_id(&self, id: &[u8]) -> String {
+        match <[u8; 32]>::try_from(id) {
+            Ok(id) => Txid::from_byte_array(id).to_string(),
+            Err(_) => hex::encode(id),
+        }
+    }
+
+    fn spends(&self, block: &Block) -> Vec<Spend> {
+        let mut spends = vec![];
+        for tx in &block.block.txdata {
+            if tx.is_coinbase() {
+                continue;
+            }
+            let txid = tx.compute_txid().to_byte_array().to_vec();
+            for input in &tx.input {
+                let mut output = input.previous_output.txid.to_byte_array().to_vec();
+                output.extend(input.previous_output.vout.to_le_bytes());
+                spends.push(Spend { output, tx: txid.clone() });
+            }
+        }
+        spends
     }
 
     async fn latest_finalized(&self) -> Result<Option<u64>, NetworkError> {
@@ -332,7 +386,7 @@ impl<B: BlockSource + 'static> Network for Bitcoin<B> {
             .map_err(transient)?;
         // The block's median fee rate (sat/vB), within the floor and the ceiling.
         let median = stats.feerate_percentiles[2].saturating_mul(1000);
-        Ok(median.clamp(self.params.min_fee_rate, self.params.max_fee_rate))
+        Ok(self.params.network.clamp_fee_rate(median))
     }
 
     fn fee(

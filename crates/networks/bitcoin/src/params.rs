@@ -36,24 +36,16 @@ pub struct Params {
     /// Base58 version bytes of P2SH addresses (the first is the one written; Litecoin
     /// still accepts its legacy P2SH prefix).
     pub p2sh_versions: &'static [u8],
-    /// Confirmations, output limits and dust.
+    /// Confirmations, output limits, dust, fee-rate bounds (sat per 1,000 vbytes; the
+    /// floor at least the node's minimum relay fee, the ceiling a tenth of
+    /// `sendrawtransaction`'s default `maxfeerate`) and the supply (21 million BTC, 84
+    /// million LTC).
     pub network: NetworkParams,
     /// The fee rate (sat per 1,000 vbytes) used when the node has no estimate (a fresh
     /// regtest chain never has one). `None`: no estimate is a transient error.
     pub fallback_fee_rate: Option<u64>,
     /// `estimatesmartfee`'s confirmation target.
     pub fee_target_blocks: u16,
-    /// The lowest fee rate plans use (sat per 1,000 vbytes): at least the node's minimum
-    /// relay fee.
-    pub min_fee_rate: u64,
-    /// The highest fee rate plans use (sat per 1,000 vbytes), whatever a block's median
-    /// says: one block stuffed with a high-fee transaction must not make the set drop
-    /// payments as dust, overpay, or sign transactions the node refuses to relay
-    /// (`sendrawtransaction`'s default `maxfeerate` is 10 times this).
-    pub max_fee_rate: u64,
-    /// Every unit that can ever exist (21 million BTC, 84 million LTC): a burn above it is
-    /// a lie, recorded and never scheduled.
-    pub max_money: u64,
 }
 
 /// Default output and input limits: far below the 400,000-weight standardness limit
@@ -91,21 +83,21 @@ impl Params {
                 max_inputs: DEFAULT_MAX_INPUTS,
                 max_outputs: DEFAULT_MAX_OUTPUTS,
                 dust: Amount(10_000),
+                // Bitcoin Core relays from 1 sat/vB; Litecoin Core from 10 sat/vB.
+                min_fee_rate: match coin {
+                    Coin::Bitcoin => 1_000,
+                    Coin::Litecoin => 10_000,
+                },
+                // 1,000 sat/vB, 0.01 coin per 1,000 vbytes.
+                max_fee_rate: 1_000_000,
+                max_money: match coin {
+                    Coin::Bitcoin => 21_000_000 * 100_000_000,
+                    Coin::Litecoin => 84_000_000 * 100_000_000,
+                },
             },
             // 20 sat/vB: above Litecoin's 10 sat/vB minimum relay fee.
             fallback_fee_rate: (chain == Chain::Regtest).then_some(20_000),
             fee_target_blocks: 6,
-            // Bitcoin Core relays from 1 sat/vB; Litecoin Core from 10 sat/vB.
-            min_fee_rate: match coin {
-                Coin::Bitcoin => 1_000,
-                Coin::Litecoin => 10_000,
-            },
-            // 1,000 sat/vB, 0.01 coin per 1,000 vbytes.
-            max_fee_rate: 1_000_000,
-            max_money: match coin {
-                Coin::Bitcoin => 21_000_000 * 100_000_000,
-                Coin::Litecoin => 84_000_000 * 100_000_000,
-            },
         }
     }
 

@@ -30,11 +30,11 @@ async fn a_block_median_is_kept_within_the_floor_and_the_ceiling() {
     let (height, _) = node.tip().await;
     let block = network.block(height).await.unwrap();
     let rate = network.block_fee_rate(&block).await.unwrap();
-    assert_eq!(rate, params.max_fee_rate, "a stuffed block's median is capped");
-    assert!(params.max_fee_rate < 20_000_000);
+    assert_eq!(rate, params.network.max_fee_rate, "a stuffed block's median is capped");
+    assert!(params.network.max_fee_rate < 20_000_000);
 
     // An empty block (coinbase only): the floor.
     node.mine(1).await;
     let block = network.block(height + 1).await.unwrap();
-    assert_eq!(network.block_fee_rate(&block).await.unwrap(), params.min_fee_rate);
+    assert_eq!(network.block_fee_rate(&block).await.unwrap(), params.network.min_fee_rate);
 }

@@ -1,25 +1,277 @@
-//! The processor's main job on a Bitcoin-family network: scan final blocks, report their
-//! deposits as Batches, and, once the settlement layer acknowledges them, schedule and
-//! sign the payments it orders, publish them, and watch for their eventualities.
+//! The processor's main job on any network: scan final blocks, report their deposits as
+//! Batches, and, once the settlement layer acknowledges them, schedule and sign the
+//! payments it orders, publish them, and watch for their eventualities.
+//!
+//! The pipeline is written once, generic over [`scanner::Network`]: no chain type, output
+//! id format or transaction id format is known here. A deposit's path reads down this
+//! folder, one stage per file:
+//!
+//! | stage        | file              | task                                         |
+//! |--------------|-------------------|----------------------------------------------|
+//! | scan         | [`scan`]          | [`scan::ScanTask`]: index, scan, record       |
+//! | report       | [`report`]        | (the scanner) Batches of a scanned block      |
+//! | acknowledge  | [`acknowledge`]   | receipt (inbox handler); [`acknowledge::AckTask`] applies |
+//! | eventuality  | [`eventuality`]   | (AckTask) a block's completions, conflicts, outputs |
+//! | schedule     | [`schedule`]      | (AckTask) scheduler, plans, fee model         |
+//! | sign         | [`sign`]          | (inbox handler) the coordinator's requests    |
+//! | publish      | [`publish`]       | [`publish::PublishTask`]                      |
 //!
 //! Guarantees:
-//! - Every step is one DB transaction: a scanned block (its outputs, Batches, completed
-//!   plans, new change) commits at once, as does an acknowledgement (confirmed outputs,
-//!   queued payments, new plans). Messages caused by a step are queued in its
-//!   transaction (the outbox), so a crash loses nothing and repeats nothing in effect.
+//! - Every step is one DB transaction: a scanned block (its outputs, Batches) commits at
+//!   once, as does each applied block and each acknowledgement's burns (confirmed
+//!   outputs, completed plans, queued payments, new plans). Messages caused by a step are
+//!   queued in its transaction (the outbox), so a crash loses nothing and repeats nothing
+//!   in effect.
 //! - Network I/O (blocks, fee rates, publishing) happens before a write transaction
 //!   opens, never while it is open.
 //! - Plans are a deterministic function of the acknowledged blocks, the burns and the
-//!   final blocks' fee rates, so every processor of the set derives the same ones.
+//!   final blocks' fee rates, so every processor of the set derives the same ones. Block
+//!   effects are applied by one task ([`acknowledge::AckTask`]), in block order, only as
+//!   acknowledgements cover them.
+//! - Completions and conflicts come only from [`scanner::Network::check`], run on each
+//!   block as it is applied, against the plans pending at that point: a plan made when
+//!   block `b` is applied is published after `b` was final everywhere, so it can only
+//!   complete in a later block.
 //! - The scanner runs at most `window` unacknowledged Batches ahead.
 //! - A payment is planned exactly once: it leaves the scheduler's queue in the same
 //!   transaction that records the plan paying it.
+//! - Data that reaches the pipeline from a peer or the chain never panics it: a plan the
+//!   network cannot build, or a planner that disagrees with the scheduler, is a fatal
+//!   error naming the plan.
 
-pub mod glue;
+pub mod acknowledge;
+pub mod eventuality;
+pub mod metrics;
 pub mod publish;
+pub mod report;
 pub mod scan;
-pub mod settle;
+pub mod schedule;
+pub mod sign;
 pub mod state;
 
-/// The network implementation the pipeline runs (Bitcoin and Litecoin).
-pub type Net = bitcoin_network::Bitcoin<bitcoin_network::rpc::RestBlocks>;
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc, Mutex,
+};
+
+use bus::Mailbox;
+use db::{Get, WriteTxn};
+use key_gen::{CurveKeys, GeneratedKeys, KeyGen, KeyGenError};
+use messages::{Participant, Party, ProcessorMessage, Session};
+use modular_frost::ThresholdKeys;
+use primitives::codec::Versioned;
+use scanner::Network;
+use signers::Signers;
+use task::TaskError;
+
+pub use metrics::PipelineMetrics;
+use state::{Active, ACTIVE};
+
+/// A network the pipeline runs on: any [`Network`] whose curve the key generation makes
+/// keys on.
+pub trait PipelineNetwork: Network<Curve: CurveKeys> {}
+impl<N: Network<Curve: CurveKeys>> PipelineNetwork for N {}
+
+/// Why a coordinator request changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// No key is active yet.
+    #[error("no active key")]
+    NoActiveKey,
+    /// The settlement block is not after the last one received.
+    #[error("settlement block {got} is not after {last}")]
+    StaleSettlement {
+        /// Received.
+        got: u64,
+        /// Last received.
+        last: u64,
+    },
+    /// Batches that do not continue, in order, from the last ones acknowledged.
+    #[error("batches {got:?} do not continue from batch {expected}")]
+    BatchesOutOfOrder {
+        /// The id the next acknowledgement must start with.
+        expected: u64,
+        /// Received.
+        got: Vec<u32>,
+    },
+    /// A request for another session.
+    #[error("request for session {got}, the active one is {active}")]
+    WrongSession {
+        /// Received.
+        got: u32,
+        /// Active.
+        active: u32,
+    },
+}
+
+/// What every pipeline task shares.
+pub struct Pipeline<N: PipelineNetwork> {
+    /// The network.
+    pub network: Arc<N>,
+    /// Key generation (for the key shares).
+    pub keygen: Arc<KeyGen>,
+    /// The signing attempts of the active session (nonces live here, in memory).
+    pub signers: Arc<Mutex<Option<Signers>>>,
+    /// Outbound messages.
+    pub mailbox: Mailbox,
+    /// Most unacknowledged Batches the scanner runs ahead.
+    pub window: u32,
+    /// This processor's validator index.
+    pub validator: u16,
+    /// Metrics.
+    pub metrics: PipelineMetrics,
+    /// This processor's proposal for the next key's activation block.
+    pub proposal: Arc<ActivationProposal>,
+}
+
+impl<N: PipelineNetwork> Clone for Pipeline<N> {
+    fn clone(&self) -> Self {
+        Pipeline {
+            network: self.network.clone(),
+            keygen: self.keygen.clone(),
+            signers: self.signers.clone(),
+            mailbox: self.mailbox.clone(),
+            window: self.window,
+            validator: self.validator,
+            metrics: self.metrics.clone(),
+            proposal: self.proposal.clone(),
+        }
+    }
+}
+
+impl<N: PipelineNetwork> std::fmt::Debug for Pipeline<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("network", &self.network.params().network)
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The first block the node did not report final at the scanner's last look while no key
+/// was active: this processor's proposal for a new key's activation block.
+#[derive(Debug)]
+pub struct ActivationProposal(AtomicU64);
+
+impl Default for ActivationProposal {
+    fn default() -> Self {
+        // Not known until the scanner has heard from the node.
+        ActivationProposal(AtomicU64::new(u64::MAX))
+    }
+}
+
+impl ActivationProposal {
+    /// Records the node's first non-final block.
+    pub fn set(&self, first_unfinalized: u64) {
+        self.0.store(first_unfinalized, Ordering::Relaxed);
+    }
+
+    /// The proposal, if the scanner has heard from the node.
+    pub fn get(&self) -> Option<u64> {
+        Some(self.0.load(Ordering::Relaxed)).filter(|b| *b != u64::MAX)
+    }
+}
+
+/// A key error inside the pipeline: DB errors keep their class, the others are fatal
+/// (the shares cannot be unsealed).
+pub fn key_error(e: KeyGenError) -> TaskError {
+    match e {
+        KeyGenError::Db(e) => e.into(),
+        e => TaskError::fatal(e),
+    }
+}
+
+impl<N: PipelineNetwork> Pipeline<N> {
+    /// The active key, if any.
+    pub fn active(&self, txn: &impl Get) -> Result<Option<Active>, TaskError> {
+        Ok(ACTIVE.get(txn, &())?)
+    }
+
+    /// The unsealed key shares of `session`.
+    pub fn keys(&self, txn: &impl Get, session: u32) -> Result<GeneratedKeys, TaskError> {
+        self.keygen
+            .keys(txn, Session(session))
+            .map_err(key_error)?
+            .ok_or_else(|| TaskError::fatal(format!("the active session {session} has no keys")))
+    }
+
+    /// The session's threshold keys on this network's curve.
+    pub fn network_keys(&self, keys: &GeneratedKeys) -> Result<ThresholdKeys<N::Curve>, TaskError> {
+        <N::Curve as CurveKeys>::keys(&keys.network).ok_or_else(|| {
+            TaskError::fatal(format!(
+                "the session's network key ({:?}) is not on {}'s curve",
+                keys.network,
+                self.network.params().network
+            ))
+        })
+    }
+
+    /// Our key on this network (what outputs are paid to).
+    pub fn key(&self, keys: &GeneratedKeys) -> Result<N::Key, TaskError> {
+        Ok(self.network.key(&self.network_keys(keys)?))
+    }
+
+    /// Queues a message to the coordinator in `txn`.
+    pub fn send(&self, txn: &mut WriteTxn, message: ProcessorMessage) -> Result<(), TaskError> {
+        self.mailbox
+            .send(txn, Party::Coordinator, message.encode())
+            .map(|_| ())
+            .map_err(service::send_error)
+    }
+
+    /// Our participant index.
+    pub fn me(active: &Active) -> Result<Participant, TaskError> {
+        if active.me == 0 {
+            return Err(TaskError::fatal("participant index 0"));
+        }
+        Ok(active.me)
+    }
+}
+
+/// What the inbox handler asks of the pipeline, whatever its network: the handler holds
+/// it as a trait object, so key generation runs the same with or without a node.
+pub trait Handle: Send + Sync + std::fmt::Debug {
+    /// A signing request from the coordinator ([`sign::sign`]).
+    fn sign(
+        &self,
+        txn: &mut WriteTxn,
+        request: &messages::SignRequest,
+    ) -> Result<Result<(), Refusal>, TaskError>;
+    /// A block acknowledgement ([`acknowledge::receive`]).
+    fn acknowledge(
+        &self,
+        txn: &mut WriteTxn,
+        ack: state::Ack,
+    ) -> Result<Result<(), Refusal>, TaskError>;
+    /// This processor's proposal for a new key's activation block, once known.
+    fn proposal(&self) -> Option<u64>;
+    /// Starts signing for a newly active key.
+    fn activate(&self, session: Session, me: Participant) -> Result<(), TaskError>;
+}
+
+impl<N: PipelineNetwork> Handle for Pipeline<N> {
+    fn sign(
+        &self,
+        txn: &mut WriteTxn,
+        request: &messages::SignRequest,
+    ) -> Result<Result<(), Refusal>, TaskError> {
+        sign::sign(self, txn, request)
+    }
+
+    fn acknowledge(
+        &self,
+        txn: &mut WriteTxn,
+        ack: state::Ack,
+    ) -> Result<Result<(), Refusal>, TaskError> {
+        acknowledge::receive(self, txn, ack)
+    }
+
+    fn proposal(&self) -> Option<u64> {
+        self.proposal.get()
+    }
+
+    fn activate(&self, session: Session, me: Participant) -> Result<(), TaskError> {
+        *self.lock_signers()? = Some(Signers::new(session, me));
+        Ok(())
+    }
+}

@@ -8,36 +8,35 @@
 //! spent (an ALARM already raised and recorded in `CONFLICTS`) is never published.
 use std::time::{Duration, Instant};
 
-use bitcoin::consensus::deserialize;
 use db::Db;
 use scanner::Network;
 use task::{Task, TaskError};
 
-use super::glue::{completed, Pipeline};
+use super::sign::completed;
 use super::state::*;
-use crate::db_error;
+use super::{Pipeline, PipelineNetwork};
 
 /// How often published transactions not yet seen on chain are published again.
 pub const REBROADCAST_EVERY: Duration = Duration::from_secs(60);
 
 /// Publishes one signed transaction per iteration.
 #[derive(Debug)]
-pub struct PublishTask {
+pub struct PublishTask<N: PipelineNetwork> {
     db: Db,
-    pipeline: Pipeline,
+    pipeline: Pipeline<N>,
     rebroadcast_every: Duration,
     last_rebroadcast: Instant,
 }
 
-impl PublishTask {
+impl<N: PipelineNetwork> PublishTask<N> {
     /// A publisher over `pipeline`'s network, re-broadcasting every
     /// [`REBROADCAST_EVERY`].
-    pub fn new(db: Db, pipeline: Pipeline) -> Self {
+    pub fn new(db: Db, pipeline: Pipeline<N>) -> Self {
         Self::rebroadcasting_every(db, pipeline, REBROADCAST_EVERY)
     }
 
     /// A publisher re-broadcasting every `every`.
-    pub fn rebroadcasting_every(db: Db, pipeline: Pipeline, every: Duration) -> Self {
+    pub fn rebroadcasting_every(db: Db, pipeline: Pipeline<N>, every: Duration) -> Self {
         PublishTask { db, pipeline, rebroadcast_every: every, last_rebroadcast: Instant::now() }
     }
 
@@ -47,14 +46,16 @@ impl PublishTask {
     /// and only logged. Returns how many the node now has.
     pub async fn rebroadcast(&mut self) -> Result<usize, TaskError> {
         self.last_rebroadcast = Instant::now();
-        let txs = BROADCAST.iter(&self.db.read().map_err(db_error)?).map_err(db_error)?;
+        let txs = BROADCAST.iter(&self.db.read()?)?;
         let mut known = 0;
         for (plan, bytes) in txs {
-            let tx: bitcoin::Transaction = deserialize(&bytes).map_err(TaskError::fatal)?;
-            match self.pipeline.network.publish(&tx).await {
+            let network = &self.pipeline.network;
+            let tx = decode(&**network, &plan, &bytes)?;
+            match network.publish(&tx).await {
                 Ok(()) => known += 1,
                 Err(e) => {
-                    tracing::warn!(plan = %hex::encode(plan), txid = %tx.compute_txid(), error = %e, "re-broadcast refused")
+                    let txid = network.display_transaction_id(&network.transaction_id(&tx));
+                    tracing::warn!(plan = %hex::encode(plan), %txid, error = %e, "re-broadcast refused")
                 }
             }
         }
@@ -62,7 +63,7 @@ impl PublishTask {
     }
 }
 
-impl Task for PublishTask {
+impl<N: PipelineNetwork> Task for PublishTask<N> {
     fn name(&self) -> &str {
         "publisher"
     }
@@ -74,48 +75,61 @@ impl Task for PublishTask {
             self.rebroadcast().await?;
         }
         let p = &self.pipeline;
-        let read = self.db.read().map_err(db_error)?;
-        let Some((_, (plan, bytes))) = TO_PUBLISH.peek(&read).map_err(db_error)? else {
+        let read = self.db.read()?;
+        let Some((_, (plan, bytes))) = TO_PUBLISH.peek(&read)? else {
             return Ok(false);
         };
         let Some(active) = p.active(&read)? else { return Ok(false) };
-        let conflicted = CONFLICTS.get(&read, &plan).map_err(db_error)?;
-        let queued = TO_PUBLISH.len(&read).map_err(db_error)?;
+        let conflicted = CONFLICTS.get(&read, &plan)?;
+        let queued = TO_PUBLISH.len(&read)?;
         drop(read);
         if let Some(spender) = conflicted {
             tracing::error!(plan = %hex::encode(plan), spender = %hex::encode(spender), "not publishing: another transaction spent this plan's inputs (ALARM raised when it was seen)");
-            let mut txn = self.db.write().map_err(db_error)?;
-            TO_PUBLISH.pop(&mut txn).map_err(db_error)?;
-            txn.commit().map_err(db_error)?;
+            let mut txn = self.db.write()?;
+            TO_PUBLISH.pop(&mut txn)?;
+            txn.commit()?;
             return Ok(true);
         }
-        let tx: bitcoin::Transaction = deserialize(&bytes).map_err(TaskError::fatal)?;
-        let txid = tx.compute_txid();
+        let tx = decode(&*p.network, &plan, &bytes)?;
+        let id = p.network.transaction_id(&tx);
+        let txid = p.network_tx(&id);
         if let Err(e) = p.network.publish(&tx).await {
             if queued > 1 {
                 // To the back: the others go first, and this one is tried again after.
-                let mut txn = self.db.write().map_err(db_error)?;
-                TO_PUBLISH.pop(&mut txn).map_err(db_error)?;
-                TO_PUBLISH.push(&mut txn, &(plan, bytes)).map_err(db_error)?;
-                txn.commit().map_err(db_error)?;
+                let mut txn = self.db.write()?;
+                TO_PUBLISH.pop(&mut txn)?;
+                TO_PUBLISH.push(&mut txn, &(plan, bytes))?;
+                txn.commit()?;
                 tracing::warn!(plan = %hex::encode(plan), %txid, error = %e, queued, "publishing failed; the other signed transactions go first");
             }
             return Err(e.into());
         }
         tracing::info!(plan = %hex::encode(plan), %txid, "published");
         p.metrics.published.inc();
-        let mut txn = self.db.write().map_err(db_error)?;
-        TO_PUBLISH.pop(&mut txn).map_err(db_error)?;
+        let mut txn = self.db.write()?;
+        TO_PUBLISH.pop(&mut txn)?;
         // Watched until seen on chain (unless it was already: another signer's copy).
-        let record = PLANS.get(&txn, &plan).map_err(db_error)?;
+        let record = PLANS.get(&txn, &plan)?;
         if record.is_some_and(|r| r.completed.is_none()) {
-            BROADCAST.put(&mut txn, &plan, &bytes).map_err(db_error)?;
+            BROADCAST.put(&mut txn, &plan, &bytes)?;
         }
-        p.send(
-            &mut txn,
-            completed(active.session, plan, bitcoin::hashes::Hash::to_byte_array(txid).to_vec()),
-        )?;
-        txn.commit().map_err(db_error)?;
+        p.send(&mut txn, completed(active.session, plan, id))?;
+        txn.commit()?;
         Ok(true)
     }
+}
+
+/// A stored signed transaction (written by this processor: failing to decode it means the
+/// database is corrupt).
+fn decode<N: Network>(
+    network: &N,
+    plan: &[u8; 32],
+    bytes: &[u8],
+) -> Result<N::Transaction, TaskError> {
+    network.decode_transaction(bytes).map_err(|e| {
+        TaskError::fatal(format!(
+            "the signed transaction of plan {} does not decode: {e}",
+            hex::encode(plan)
+        ))
+    })
 }

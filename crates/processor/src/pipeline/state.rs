@@ -1,7 +1,8 @@
-//! Every table of the pipeline, declared in one place.
+//! Every table of the pipeline, declared in one place, with its writer and reader.
 use borsh::{BorshDeserialize, BorshSerialize};
 use db::{Queue, Table};
-use primitives::{Batch, ExternalAddress};
+use primitives::{Amount, Batch, ExternalAddress};
+use scanner::{OutputKind, Spend};
 use scheduler::{Branch, Dropped, Tx};
 
 /// The active key: set when the coordinator confirms a key pair.
@@ -50,13 +51,25 @@ pub struct BlockEvents {
     pub reported: Vec<Vec<u8>>,
     /// Deposits to refund, by output id, with the address.
     pub refunds: Vec<(Vec<u8>, ExternalAddress)>,
-    /// Outputs to our Change, Branch and Forwarded keys: (output id, kind byte, amount,
-    /// creating transaction id).
-    pub internal: Vec<(Vec<u8>, u8, u64, [u8; 32])>,
-    /// Our outputs spent in this block: (output id, spending transaction id).
-    pub spends: Vec<(Vec<u8>, [u8; 32])>,
+    /// Outputs to our Change, Branch and Forwarded keys.
+    pub internal: Vec<Internal>,
+    /// Our outputs spent in this block, where the network shows spends.
+    pub spends: Vec<Spend>,
     /// The block's fee rate.
     pub rate: u64,
+}
+
+/// One of our own outputs (not a deposit) a block created.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Internal {
+    /// The output's id.
+    pub output: Vec<u8>,
+    /// Which of our keys it pays (never [`OutputKind::External`]).
+    pub kind: OutputKind,
+    /// Its value.
+    pub amount: Amount,
+    /// The transaction that created it.
+    pub tx: Vec<u8>,
 }
 
 /// A planned transaction.
@@ -78,12 +91,14 @@ pub const ACTIVE: Table<(), Active> = Table::new("pipeline/v1/active");
 pub const SCANNED: Table<(), u64> = Table::new("pipeline/v1/scanned");
 /// Every output of ours ever scanned, by id (the network's encoding).
 pub const OUTPUTS: Table<Vec<u8>, Vec<u8>> = Table::new("pipeline/v1/outputs");
-/// Per scanned block not yet applied: what it means for the scheduler.
-pub const BLOCK_EVENTS: Table<u64, BlockEvents> = Table::new("pipeline/v1/block_events");
-/// Which plan spends an output, by output id.
+/// Per scanned block not yet applied: what it means for the scheduler. Written by the
+/// scanner, read and deleted by the acknowledgement task.
+pub const BLOCK_EVENTS: Table<u64, BlockEvents> = Table::new("pipeline/v2/block_events");
+/// Which plan spends an output, by output id (a spend of ours that no plan explains is an
+/// ALARM).
 pub const PLAN_BY_INPUT: Table<Vec<u8>, [u8; 32]> = Table::new("pipeline/v1/plan_by_input");
 /// Our outputs spent by a transaction we did not plan (ALARM), by output id.
-pub const UNPLANNED_SPENDS: Table<Vec<u8>, [u8; 32]> = Table::new("pipeline/v1/unplanned_spends");
+pub const UNPLANNED_SPENDS: Table<Vec<u8>, Vec<u8>> = Table::new("pipeline/v2/unplanned_spends");
 /// Deposits not reported (refunds, unattributed, dust), per block.
 pub const UNREPORTED: Table<u64, Vec<Unreported>> = Table::new("pipeline/v1/unreported");
 /// Batches by id, with their block number.
@@ -92,7 +107,8 @@ pub const BATCHES: Table<u32, (Batch, u64)> = Table::new("pipeline/v1/batches");
 pub const NEXT_BATCH: Table<(), u32> = Table::new("pipeline/v1/next_batch");
 /// The block of the last Batch made.
 pub const LAST_BATCH_BLOCK: Table<(), u64> = Table::new("pipeline/v1/last_batch_block");
-/// Acknowledged Batch ids.
+/// Acknowledged Batch ids (marked by the acknowledgement task when it starts applying an
+/// acknowledgement).
 pub const ACKED: Table<u32, u64> = Table::new("pipeline/v1/acked");
 /// The number of Batches acknowledged (ids are contiguous, acknowledgements may not be).
 pub const ACKED_COUNT: Table<(), u32> = Table::new("pipeline/v1/acked_count");
@@ -100,7 +116,7 @@ pub const ACKED_COUNT: Table<(), u32> = Table::new("pipeline/v1/acked_count");
 pub const CONFIRMED: Table<(), u64> = Table::new("pipeline/v1/confirmed");
 /// The fee rate of the last applied block (plans use it).
 pub const LAST_RATE: Table<(), u64> = Table::new("pipeline/v1/last_rate");
-/// The last settlement block handled.
+/// The last settlement block whose acknowledgement was applied.
 pub const SETTLEMENT: Table<(), u64> = Table::new("pipeline/v1/settlement");
 /// The scheduler's state.
 pub const SCHEDULER: Table<(), scheduler::State> = Table::new("pipeline/v1/scheduler");
@@ -118,9 +134,9 @@ pub const DROPPED: Table<u64, Dropped> = Table::new("pipeline/v1/dropped");
 pub const UNPAYABLE: Table<(u64, u32), primitives::Payment> = Table::new("pipeline/v1/unpayable");
 /// Plans whose inputs a transaction we did not plan spent (ALARM), by plan id.
 pub const CONFLICTS: Table<[u8; 32], Vec<u8>> = Table::new("pipeline/v1/conflicts");
-/// An acknowledgement received before this processor scanned every Batch it names.
+/// An acknowledgement from the settlement layer, accepted and waiting to be applied.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
-pub struct WaitingAck {
+pub struct Ack {
     /// The settlement block.
     pub settlement_block: u64,
     /// The Batches acknowledged.
@@ -129,10 +145,27 @@ pub struct WaitingAck {
     pub burns: Vec<primitives::Payment>,
 }
 
-/// Acknowledgements waiting for the scanner to make the Batches they name (the others of
-/// the set may sign a Batch before this processor even scanned its block), in order.
-pub const WAITING_ACKS: Queue<WaitingAck> = Queue::new("pipeline/v1/waiting_acks");
-/// Signed transactions to publish: (plan id, the network's encoding).
+/// Where accepted acknowledgements end: the next Batch id one must start with and the last
+/// settlement block accepted. Written only by the inbox handler, which checks each new
+/// acknowledgement against it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct AckReceipt {
+    /// The first Batch id the next acknowledgement must name (if it names any).
+    pub next_batch: u64,
+    /// The last settlement block accepted.
+    pub settlement_block: u64,
+}
+
+/// The receipt cursor (single writer: the inbox handler).
+pub const ACK_RECEIPT: Table<(), AckReceipt> = Table::new("pipeline/v2/ack_receipt");
+/// Accepted acknowledgements, in order. Single writer: the inbox handler (on receipt);
+/// single reader: the acknowledgement task, which pops one once it applied it.
+pub const ACKS: Queue<Ack> = Queue::new("pipeline/v2/acks");
+/// Signed transactions to publish: (plan id, the network's encoding). Writer: the inbox
+/// handler (a signing attempt completes). Reader: the publisher, which pops the head once
+/// published, and may move a head the node refuses to the back, in one transaction, so one
+/// refused transaction does not hold back the others. That re-queueing is the one write
+/// the reader makes; it cannot lose or duplicate an entry.
 pub const TO_PUBLISH: Queue<([u8; 32], Vec<u8>)> = Queue::new("pipeline/v1/to_publish");
 /// Signed transactions published whose plan is not yet seen completed (or conflicted)
 /// on chain, by plan id: re-published periodically, in case the node dropped them.

@@ -8,12 +8,14 @@
 //!   concatenated per signer, verified with libsecp256k1 before the signed transaction is
 //!   returned.
 
+mod adapter;
 mod bip340;
 pub mod keys;
 mod transaction;
 
 use modular_frost::Participant;
 
+pub use adapter::PlanMachine;
 pub use bip340::{challenge, Bip340, Bip340Signature};
 pub use keys::{derive_key, output_key, script_pubkey, signing_keys, DerivedKey};
 pub use transaction::{

@@ -1,0 +1,198 @@
+//! Eventualities and a block's effects: applied by the acknowledgement task, one block per
+//! commit, in block order, once acknowledgements cover the block.
+//!
+//! A block's completions and conflicts are what [`scanner::Network::check`] finds for the
+//! plans pending when the block is applied; its change and forwarded outputs become funds;
+//! the branch outputs of a completed plan fund the payments it fanned out to; its deposits
+//! are confirmed and its refunds queued.
+use std::collections::BTreeSet;
+
+use db::WriteTxn;
+use key_gen::GeneratedKeys;
+use messages::SignKind;
+use scanner::{Completion, OutputKind, ReceivedOutput};
+use scheduler::{State, Utxo};
+use task::TaskError;
+
+use super::schedule::{scheduler_error, stored_output};
+use super::state::*;
+use super::{Pipeline, PipelineNetwork};
+
+/// A plan completed on chain, with the transaction that completed it.
+type CompletedPlan = ([u8; 32], Vec<u8>);
+
+/// Records what `check` found in block `number` for the `pending` plans (in the order
+/// their eventualities were given). Returns the plans completed, with the transaction
+/// that completed each.
+fn completions<N: PipelineNetwork>(
+    p: &Pipeline<N>,
+    txn: &mut WriteTxn,
+    number: u64,
+    pending: &[[u8; 32]],
+    found: Vec<Completion>,
+) -> Result<Vec<CompletedPlan>, TaskError> {
+    let mut completed = vec![];
+    for completion in found {
+        let (Completion::Completed { index, .. } | Completion::Conflict { index, .. }) =
+            &completion;
+        let plan = *pending.get(*index).ok_or_else(|| {
+            TaskError::fatal(format!(
+                "the network's check named eventuality {index} of {}",
+                pending.len()
+            ))
+        })?;
+        match completion {
+            Completion::Completed { tx, .. } => {
+                let mut record = PLANS
+                    .get(txn, &plan)?
+                    .ok_or_else(|| TaskError::fatal("a pending plan without its record"))?;
+                if record.completed.is_some() {
+                    continue;
+                }
+                record.completed = Some(tx.clone());
+                PLANS.put(txn, &plan, &record)?;
+                PENDING.del(txn, &plan)?;
+                BROADCAST.del(txn, &plan)?;
+                p.metrics.plans_completed.inc();
+                p.complete_signing(txn, SignKind::Plan(plan))?;
+                tracing::info!(plan = %hex::encode(plan), tx = %p.network_tx(&tx), block = number, "plan completed on chain");
+                completed.push((plan, tx));
+            }
+            Completion::Conflict { tx, .. } => {
+                tracing::error!(plan = %hex::encode(plan), tx = %p.network_tx(&tx), block = number, "ALARM: a transaction we did not plan spent a planned input");
+                p.metrics.conflicts.inc();
+                CONFLICTS.put(txn, &plan, &tx)?;
+                BROADCAST.del(txn, &plan)?;
+            }
+        }
+    }
+    Ok(completed)
+}
+
+/// Our outputs the block spends: gone from the scheduler; an ALARM for any no plan of
+/// ours spends (a planned one's completion or conflict comes from the eventuality check).
+fn spends<N: PipelineNetwork>(
+    p: &Pipeline<N>,
+    txn: &mut WriteTxn,
+    number: u64,
+    events: &BlockEvents,
+    state: &mut State,
+) -> Result<(), TaskError> {
+    for spend in &events.spends {
+        state.utxos.retain(|u| u.id != spend.output);
+        if PLAN_BY_INPUT.get(txn, &spend.output)?.is_none() {
+            tracing::error!(output = %hex::encode(&spend.output), tx = %p.network_tx(&spend.tx), block = number, "ALARM: one of our outputs was spent without a plan");
+            p.metrics.conflicts.inc();
+            UNPLANNED_SPENDS.put(txn, &spend.output, &spend.tx)?;
+        }
+    }
+    Ok(())
+}
+
+/// The branch outputs of each completed plan fund, in output order, the branches it
+/// planned. A plan's branch outputs are the last ones to our branch key in its
+/// transaction (payments come first): an extra one (a payment someone ordered to our own
+/// branch address) is kept as funds. Returns the transactions funded and the outputs used.
+fn fund_branches<N: PipelineNetwork>(
+    p: &Pipeline<N>,
+    txn: &mut WriteTxn,
+    completed: &[CompletedPlan],
+    events: &BlockEvents,
+    rate: u64,
+    state: &mut State,
+) -> Result<(Vec<scheduler::Tx>, BTreeSet<Vec<u8>>), TaskError> {
+    let mut funded = vec![];
+    let mut used = BTreeSet::new();
+    for (plan, tx) in completed {
+        let Some(branches) = BRANCHES.get(txn, plan)? else { continue };
+        let outs: Vec<&Internal> = events
+            .internal
+            .iter()
+            .filter(|o| o.kind == OutputKind::Branch && &o.tx == tx)
+            .collect();
+        let Some(extra) = outs.len().checked_sub(branches.len()) else {
+            return Err(TaskError::fatal(format!(
+                "plan {} completed with {} branch outputs, {} planned: its transaction is not the planned one",
+                hex::encode(plan),
+                outs.len(),
+                branches.len()
+            )));
+        };
+        if extra > 0 {
+            tracing::warn!(plan = %hex::encode(plan), extra, "a plan paid our own branch key: the extra outputs are kept as funds");
+        }
+        for (branch, out) in branches.into_iter().zip(&outs[extra..]) {
+            let utxo = Utxo { id: out.output.clone(), amount: out.amount };
+            let s = scheduler::fund_branch(branch, utxo, p.limits(), &p.fees(rate))
+                .map_err(scheduler_error)?;
+            p.record_dropped(txn, &s.dropped)?;
+            state.add_utxos(s.unused).map_err(scheduler_error)?;
+            funded.extend(s.txs);
+            used.insert(out.output.clone());
+        }
+        BRANCHES.del(txn, plan)?;
+    }
+    Ok((funded, used))
+}
+
+/// Applies block `number`: `found` is what the eventuality check found in it for the
+/// `pending` plans. Everything in `txn`; the caller commits.
+pub fn apply_block<N: PipelineNetwork>(
+    p: &Pipeline<N>,
+    txn: &mut WriteTxn,
+    keys: &GeneratedKeys,
+    number: u64,
+    pending: &[[u8; 32]],
+    found: Vec<Completion>,
+) -> Result<(), TaskError> {
+    let events = BLOCK_EVENTS
+        .get(txn, &number)?
+        .ok_or_else(|| TaskError::fatal(format!("block {number} applied but never scanned")))?;
+    let mut state = SCHEDULER.get(txn, &())?.unwrap_or_default();
+    // Bounded here too, not only when scanned: a rate recorded by an older build or under
+    // other bounds must not make this processor's plans differ from the set's.
+    let rate = p.plan_rate(events.rate);
+
+    let completed = completions(p, txn, number, pending, found)?;
+    spends(p, txn, number, &events, &mut state)?;
+    let (funded, used) = fund_branches(p, txn, &completed, &events, rate, &mut state)?;
+    // Change, forwarded funds, and branch outputs no plan of ours made, are funds.
+    for o in events.internal.iter().filter(|o| !used.contains(&o.output)) {
+        if o.kind == OutputKind::Branch {
+            tracing::warn!(output = %hex::encode(&o.output), "a branch output no plan made: kept as funds");
+        }
+        state
+            .add_utxos([Utxo { id: o.output.clone(), amount: o.amount }])
+            .map_err(scheduler_error)?;
+    }
+    // Deposits confirmed; refunds queued (paid when the acknowledgement's burns are).
+    for id in &events.reported {
+        let o = stored_output::<N>(txn, id)?;
+        state.add_utxos([Utxo { id: o.id(), amount: o.amount() }]).map_err(scheduler_error)?;
+    }
+    let mut next_payment = NEXT_PAYMENT.get(txn, &())?.unwrap_or(0);
+    for (id, to) in &events.refunds {
+        let o = stored_output::<N>(txn, id)?;
+        state.add_utxos([Utxo { id: o.id(), amount: o.amount() }]).map_err(scheduler_error)?;
+        state.add_payments([scheduler::Payment {
+            id: next_payment,
+            address: to.clone(),
+            amount: o.amount(),
+        }]);
+        next_payment += 1;
+    }
+    if !events.reported.is_empty() || !events.refunds.is_empty() {
+        tracing::info!(
+            block = number,
+            reported = events.reported.len(),
+            refunds = events.refunds.len(),
+            "deposits confirmed"
+        );
+    }
+    NEXT_PAYMENT.put(txn, &(), &next_payment)?;
+    SCHEDULER.put(txn, &(), &state)?;
+    LAST_RATE.put(txn, &(), &rate)?;
+    BLOCK_EVENTS.del(txn, &number)?;
+    CONFIRMED.put(txn, &(), &number)?;
+    p.new_plans(txn, keys, funded, rate)
+}

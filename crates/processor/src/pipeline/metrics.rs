@@ -1,0 +1,65 @@
+//! The pipeline's counters and gauges (served on `/metrics` with the `processor_` prefix;
+//! counters gain the `_total` suffix there: see docs/metrics.md).
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+
+/// Counters and gauges of the pipeline.
+#[derive(Clone, Debug, Default)]
+pub struct PipelineMetrics {
+    /// The last scanned block.
+    pub scanned_height: Gauge,
+    /// Batches made.
+    pub batches: Counter,
+    /// Batches signed by this processor.
+    pub batches_signed: Counter,
+    /// Plans made.
+    pub plans: Counter,
+    /// Plans whose eventuality was seen.
+    pub plans_completed: Counter,
+    /// Signed transactions published.
+    pub published: Counter,
+    /// Signing attempts started (preprocesses released).
+    pub attempts: Counter,
+    /// Attempts started on a coordinator's reattempt.
+    pub reattempts: Counter,
+    /// Transactions spending our planned inputs that we did not plan (ALARM).
+    pub conflicts: Counter,
+    /// Payments dropped as dust.
+    pub dropped_payments: Counter,
+}
+
+impl PipelineMetrics {
+    /// Registers every metric.
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register("scanned_height", "The last scanned block", self.scanned_height.clone());
+        registry.register("batches", "Batches made", self.batches.clone());
+        registry.register(
+            "batches_signed",
+            "Batches signed by this processor",
+            self.batches_signed.clone(),
+        );
+        registry.register("plans", "Transactions planned", self.plans.clone());
+        registry.register(
+            "plans_completed",
+            "Planned transactions seen on chain",
+            self.plans_completed.clone(),
+        );
+        registry.register("published", "Signed transactions published", self.published.clone());
+        registry.register("signing_attempts", "Signing attempts started", self.attempts.clone());
+        registry.register(
+            "signing_reattempts",
+            "Signing attempts started on a reattempt",
+            self.reattempts.clone(),
+        );
+        registry.register(
+            "conflicts",
+            "ALARM: our planned inputs spent by a transaction we did not plan",
+            self.conflicts.clone(),
+        );
+        registry.register(
+            "dropped_payments",
+            "Payments dropped as dust",
+            self.dropped_payments.clone(),
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! Signing: starting the attempts of Batches and plans (nonce rule in the `signers`
+//! crate), and the coordinator's signing requests, handled by the inbox handler.
+use db::{Get, WriteTxn};
+use messages::{BatchReport, ProcessorMessage, Session, SignKind, SignRequest, SignResponse};
+use signers::{Handled, Machine, Signers};
+use task::TaskError;
+
+use super::state::*;
+use super::{Pipeline, PipelineNetwork, Refusal};
+
+impl<N: PipelineNetwork> Pipeline<N> {
+    /// The signing attempts, locked (a poisoned lock means a task panicked: fatal).
+    pub fn lock_signers(&self) -> Result<std::sync::MutexGuard<'_, Option<Signers>>, TaskError> {
+        self.signers.lock().map_err(|_| TaskError::fatal("signers lock poisoned"))
+    }
+
+    /// Marks `kind` done, if a session is active.
+    pub fn complete_signing(&self, txn: &mut WriteTxn, kind: SignKind) -> Result<(), TaskError> {
+        if let Some(signers) = self.lock_signers()?.as_mut() {
+            signers.complete(txn, kind)?;
+        }
+        Ok(())
+    }
+
+    /// Starts signing `kind` (attempt 0) unless already attempted; sends the preprocess.
+    pub fn start_signing(
+        &self,
+        txn: &mut WriteTxn,
+        kind: SignKind,
+        machine: Box<dyn Machine>,
+    ) -> Result<(), TaskError> {
+        let response = {
+            let mut guard = self.lock_signers()?;
+            let Some(signers) = guard.as_mut() else {
+                return Err(TaskError::fatal("signing without an active session"));
+            };
+            signers.start(txn, kind, machine)?
+        };
+        if let Some(response) = response {
+            self.metrics.attempts.inc();
+            self.send(txn, ProcessorMessage::Sign(response))?;
+        }
+        Ok(())
+    }
+
+    /// A fresh machine for `kind`, if it is still to be signed.
+    pub fn machine(
+        &self,
+        txn: &impl Get,
+        active: &Active,
+        kind: SignKind,
+    ) -> Result<Option<Box<dyn Machine>>, TaskError> {
+        let keys = self.keys(txn, active.session)?;
+        match kind {
+            SignKind::Batch(id) => {
+                let Some((batch, _)) = BATCHES.get(txn, &id)? else { return Ok(None) };
+                Ok(Some(signers::batch_machine(keys.ristretto.clone(), &batch)))
+            }
+            SignKind::Plan(id) => {
+                let Some(record) = PLANS.get(txn, &id)? else { return Ok(None) };
+                if record.completed.is_some() {
+                    return Ok(None);
+                }
+                let planned = self.plan(txn, &self.key(&keys)?, &record.tx, record.rate)?;
+                self.plan_machine(&keys, planned.signable, id).map(Some)
+            }
+        }
+    }
+}
+
+/// Our own Completed message for a plan.
+pub fn completed(session: u32, plan: [u8; 32], tx: Vec<u8>) -> ProcessorMessage {
+    ProcessorMessage::Sign(SignResponse::Completed { session: Session(session), plan, tx })
+}
+
+/// Handles a signing request from the coordinator.
+pub fn sign<N: PipelineNetwork>(
+    p: &Pipeline<N>,
+    txn: &mut WriteTxn,
+    request: &SignRequest,
+) -> Result<Result<(), Refusal>, TaskError> {
+    let Some(active) = p.active(txn)? else { return Ok(Err(Refusal::NoActiveKey)) };
+    let id = match request {
+        SignRequest::Preprocesses { id, .. }
+        | SignRequest::Shares { id, .. }
+        | SignRequest::Reattempt { id } => *id,
+        SignRequest::Completed { session, plan, tx } => {
+            // Another signer published it; we stop once we see it on chain ourselves.
+            tracing::info!(session = session.0, plan = %hex::encode(plan), tx = %p.network_tx(tx), "a signer reports the plan completed");
+            return Ok(Ok(()));
+        }
+    };
+    if id.session.0 != active.session {
+        return Ok(Err(Refusal::WrongSession { got: id.session.0, active: active.session }));
+    }
+    let machine = match request {
+        SignRequest::Reattempt { .. } => p.machine(txn, &active, id.kind)?,
+        _ => None,
+    };
+    let handled = {
+        let mut guard = p.lock_signers()?;
+        let Some(signers) = guard.as_mut() else { return Ok(Err(Refusal::NoActiveKey)) };
+        signers.handle(txn, request, |_| machine)?
+    };
+    match handled {
+        Handled::Reply(response) => {
+            if matches!(response, SignResponse::Preprocess { .. }) {
+                p.metrics.attempts.inc();
+                p.metrics.reattempts.inc();
+            }
+            p.send(txn, ProcessorMessage::Sign(response))?;
+        }
+        Handled::Signed { id, signed } => {
+            match id.kind {
+                SignKind::Batch(batch_id) => {
+                    let (batch, _) = BATCHES.get(txn, &batch_id)?.ok_or_else(|| {
+                        TaskError::fatal(format!("signed unknown batch {batch_id}"))
+                    })?;
+                    let signature: [u8; 64] = signed
+                        .try_into()
+                        .map_err(|_| TaskError::fatal("a Batch signature is not 64 bytes"))?;
+                    tracing::info!(batch = batch_id, attempt = id.attempt, "batch signed");
+                    p.metrics.batches_signed.inc();
+                    p.send(
+                        txn,
+                        ProcessorMessage::Batch(BatchReport::SignedBatch { batch, signature }),
+                    )?;
+                }
+                SignKind::Plan(plan) => {
+                    tracing::info!(plan = %hex::encode(plan), attempt = id.attempt, "transaction signed");
+                    TO_PUBLISH.push(txn, &(plan, signed))?;
+                }
+            }
+            p.complete_signing(txn, id.kind)?;
+        }
+        Handled::Failed { id, reason } => {
+            tracing::warn!(
+                ?id,
+                reason,
+                "signing attempt failed without a culprit; waiting for a reattempt"
+            );
+        }
+        Handled::Ignored(reason) => {
+            tracing::info!(?id, reason, "signing request ignored");
+        }
+    }
+    Ok(Ok(()))
+}
