@@ -161,7 +161,7 @@ impl Config {
         if self.sign_timeout_ms == 0 {
             return Err(invalid("sign_timeout_ms", "must be positive"));
         }
-        if bitcoin_network::Params::from_names("bitcoin", &self.chain).is_none() {
+        if bitcoin_address::Chain::from_name(&self.chain).is_none() {
             return Err(invalid(
                 "chain",
                 format!("{:?} is not mainnet, testnet or regtest", self.chain),

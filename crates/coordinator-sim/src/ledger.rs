@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use bitcoin_network::{Address, Params};
+use bitcoin_address::{Address, AddressParams};
 use borsh::{BorshDeserialize, BorshSerialize};
 use db::{Db, DbError, Get, Table, WriteTxn};
 use primitives::{Balance, Batch, Coin, NetworkId, Payment};
@@ -199,7 +199,7 @@ impl Burner {
         let network = NetworkId::from_name(&request.network)
             .filter(|n| self.networks.contains(n))
             .ok_or_else(|| BurnError::UnknownNetwork(request.network.clone(), known()))?;
-        let params = Params::from_names(network.name(), &self.chain)
+        let params = AddressParams::from_names(network.name(), &self.chain)
             .ok_or_else(|| BurnError::UnknownNetwork(request.network.clone(), known()))?;
         let account: [u8; 32] = hex::decode(request.account.trim())
             .ok()

@@ -198,8 +198,8 @@ async fn generates_keys_over_nats_and_reports_them_online_and_offline() {
     // A Litecoin regtest P2WPKH address.
     let mut script = vec![0x00, 0x14];
     script.extend([7u8; 20]);
-    let params = bitcoin_network::Params::from_names("litecoin", "regtest").unwrap();
-    let to = bitcoin_network::Address::from_script(bitcoin::ScriptBuf::from_bytes(script))
+    let params = bitcoin_address::AddressParams::from_names("litecoin", "regtest").unwrap();
+    let to = bitcoin_address::Address::from_script(bitcoin::ScriptBuf::from_bytes(script))
         .unwrap()
         .display(&params);
     let err = burn(&to, "5");

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use bitcoin_network::{Address, Params};
+use bitcoin_address::{Address, AddressParams};
 use bus::Mailbox;
 use coordinator_sim::{
     clock::ManualClock,
@@ -131,7 +131,7 @@ fn address(tag: u8) -> (String, Vec<u8>) {
     let mut script = vec![0x00, 0x14];
     script.extend([tag; 20]);
     let address = Address::from_script(bitcoin::ScriptBuf::from_bytes(script.clone())).unwrap();
-    (address.display(&Params::from_names("litecoin", "regtest").unwrap()), script)
+    (address.display(&AddressParams::from_names("litecoin", "regtest").unwrap()), script)
 }
 
 struct Rig {

@@ -16,6 +16,8 @@ use bitcoin_network::params::{Chain, Coin, Params};
 use bitcoin_network::testing::node::Node;
 use bitcoin_network::Address;
 use bus::testing::{http_get, http_post_json};
+use primitives::ExternalAddress;
+use processor::status::PlanView;
 use scanner::OutputKind;
 use serde_json::{json, Value};
 
@@ -310,22 +312,15 @@ pub fn released_preprocesses(log: &Path) -> Vec<String> {
         .collect()
 }
 
-/// A processor's plans, read from its database after stopping it.
-fn plans_of(cluster: &mut Cluster, validator: u16) -> Result<Vec<scheduler::Tx>, String> {
-    cluster.kill_processor(validator);
+/// A processor's plans, from its `/plans` endpoint (sorted by id).
+fn plans_of(cluster: &Cluster, validator: u16) -> Result<Vec<PlanView>, String> {
     let node =
         cluster.processors.iter().find(|p| p.validator == validator).ok_or("no such processor")?;
-    let path = node.config.parent().ok_or("no home")?.join("data").join("processor.redb");
-    let db = db::Db::open_existing(&path, processor::SCHEMA).map_err(|e| e.to_string())?;
-    let txn = db.read().map_err(|e| e.to_string())?;
-    let mut plans: Vec<scheduler::Tx> = processor::pipeline::state::PLANS
-        .iter(&txn)
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .map(|(_, record)| record.tx)
-        .collect();
-    plans.sort_by_key(|t| t.id);
-    Ok(plans)
+    let (code, body) = http_get(node.http, "/plans").ok_or("no answer from /plans")?;
+    if code != 200 {
+        return Err(format!("/plans answered {code}: {body}"));
+    }
+    serde_json::from_str(&body).map_err(|e| e.to_string())
 }
 
 fn with_logs(cluster: &Cluster) -> impl Fn(DevnetError) -> DevnetError + '_ {
@@ -708,11 +703,10 @@ fn exercise(
     let mut shares = BTreeMap::new();
     for tx in &plans[0] {
         for paid in &tx.payments {
-            if let Ok(address) = Address::from_external(&paid.payment.address) {
-                shares
-                    .entry(address.display(params))
-                    .or_insert(vec![])
-                    .push((paid.net.0, paid.fee.0));
+            let external =
+                hex::decode(&paid.address).ok().and_then(|b| ExternalAddress::new(b).ok());
+            if let Some(address) = external.and_then(|a| Address::from_external(&a).ok()) {
+                shares.entry(address.display(params)).or_insert(vec![]).push((paid.net, paid.fee));
             }
         }
     }

@@ -1,7 +1,9 @@
 //! `/metrics` (Prometheus text), `/health` and `/status` (JSON): the shared endpoint of
-//! [`service::http`], reporting the processor's [`StatusReport`].
+//! [`service::http`], reporting the processor's [`StatusReport`]; and `/plans` (JSON):
+//! every plan ([`crate::status::plans`]).
 
-use db::{DbError, ReadTxn};
+use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Json, Router};
+use db::{Db, DbError, ReadTxn};
 use prometheus_client::{metrics::gauge::Gauge, registry::Registry};
 pub use service::http::{serve_on, NamedStats, UNHEALTHY_AFTER_FAILURES};
 use service::http::{Pending, Reporter};
@@ -80,6 +82,20 @@ impl Reporter for ProcessorReporter {
             inbox: report.inbox_pending,
             outbox: report.outbox_pending,
             deferred: report.deferred,
+        }
+    }
+}
+
+/// The shared routes plus `/plans`.
+pub fn router(state: HttpState, db: Db) -> Router {
+    service::http::routes(state).merge(Router::new().route("/plans", get(plans)).with_state(db))
+}
+
+async fn plans(State(db): State<Db>) -> impl IntoResponse {
+    match db.read().and_then(|txn| crate::status::plans(&txn)) {
+        Ok(plans) => (StatusCode::OK, Json(serde_json::to_value(plans).unwrap_or_default())),
+        Err(e) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "error": e.to_string() })))
         }
     }
 }

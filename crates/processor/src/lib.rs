@@ -196,12 +196,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
     }
 
     let http_state = http::HttpState::new(
-        db,
+        db.clone(),
         http::ProcessorReporter::new(me.to_string()),
         metrics_registry,
         stats,
     );
-    service::run::supervise(tasks, listener, http_state, shutdown).await.map_err(|e| match e {
+    let app = http::router(http_state, db);
+    service::run::supervise_router(tasks, listener, app, shutdown).await.map_err(|e| match e {
         service::run::Stopped::Task(fatal) => RunError::Task(fatal),
         service::run::Stopped::Http(source) => RunError::Http { listen, source },
     })

@@ -223,3 +223,66 @@ impl StatusReport {
         out
     }
 }
+
+/// One planned transaction, as `/plans` shows it: what it pays and what it cost.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PlanView {
+    /// The plan id (hex).
+    pub id: String,
+    /// Outputs spent.
+    pub inputs: usize,
+    /// Payments made directly.
+    pub payments: Vec<PaidView>,
+    /// Branch outputs (funding later transactions of a payment tree).
+    pub branches: usize,
+    /// Change back to the group.
+    pub change: Option<u64>,
+    /// The transaction's fee.
+    pub fee: u64,
+    /// Whether its eventuality was seen on chain.
+    pub completed: bool,
+}
+
+/// One payment of a plan.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PaidView {
+    /// The payment's position in the settlement layer's order.
+    pub payment: u64,
+    /// The payee (the network's address encoding, hex).
+    pub address: String,
+    /// What was owed.
+    pub amount: u64,
+    /// Its fee share.
+    pub fee: u64,
+    /// What the payee receives.
+    pub net: u64,
+}
+
+/// Every plan, by id: the inspection API (`GET /plans`) that tools read instead of the
+/// processor's tables.
+pub fn plans(txn: &impl Get) -> Result<Vec<PlanView>, DbError> {
+    Ok(crate::pipeline::state::PLANS
+        .iter(txn)?
+        .into_iter()
+        .map(|(id, record)| PlanView {
+            id: hex::encode(id),
+            inputs: record.tx.inputs.len(),
+            payments: record
+                .tx
+                .payments
+                .iter()
+                .map(|p| PaidView {
+                    payment: p.payment.id,
+                    address: hex::encode(p.payment.address.as_bytes()),
+                    amount: p.payment.amount.0,
+                    fee: p.fee.0,
+                    net: p.net.0,
+                })
+                .collect(),
+            branches: record.tx.branches.len(),
+            change: record.tx.change.map(|c| c.0),
+            fee: record.tx.fee.0,
+            completed: record.completed.is_some(),
+        })
+        .collect())
+}

@@ -17,11 +17,11 @@ use bus::{BusMetrics, Mailbox};
 use db::Db;
 use messages::{Identity, KeyRegistry, Party};
 use primitives::{Amount, NetworkId};
-use processor::pipeline::{Pipeline, PipelineMetrics};
 use processor::pipeline::publish::PublishTask;
 use processor::pipeline::state::{
     Active, PlanRecord, ACTIVE, BROADCAST, CONFLICTS, PLANS, TO_PUBLISH,
 };
+use processor::pipeline::{Pipeline, PipelineMetrics};
 use rand_core::OsRng;
 use serde_json::json;
 use task::Task;

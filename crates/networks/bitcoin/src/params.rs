@@ -1,26 +1,9 @@
-//! Chain parameters: Bitcoin and Litecoin differ only here.
+//! Chain parameters: Bitcoin and Litecoin differ only here. The coin, chain and address
+//! parameters live in `bitcoin-address` (re-exported here); this adds what scanning,
+//! planning and fees need.
+pub use bitcoin_address::{AddressParams, Chain, Coin};
 use primitives::{Amount, NetworkId};
 use scanner::NetworkParams;
-
-/// Which coin.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Coin {
-    /// Bitcoin (Bitcoin Core).
-    Bitcoin,
-    /// Litecoin (Litecoin Core, a Bitcoin Core fork with the same RPC).
-    Litecoin,
-}
-
-/// Which chain of that coin.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Chain {
-    /// The real network.
-    Mainnet,
-    /// The public test network.
-    Testnet,
-    /// A private regression-test chain.
-    Regtest,
-}
 
 /// Everything chain-specific the implementation needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,13 +12,8 @@ pub struct Params {
     pub coin: Coin,
     /// The chain.
     pub chain: Chain,
-    /// Bech32 human-readable part of segwit addresses.
-    pub hrp: &'static str,
-    /// Base58 version byte of P2PKH addresses.
-    pub p2pkh_version: u8,
-    /// Base58 version bytes of P2SH addresses (the first is the one written; Litecoin
-    /// still accepts its legacy P2SH prefix).
-    pub p2sh_versions: &'static [u8],
+    /// How the chain writes addresses (`AsRef` gives it to [`crate::Address`]).
+    pub address: AddressParams,
     /// Confirmations, output limits, dust, fee-rate bounds (sat per 1,000 vbytes; the
     /// floor at least the node's minimum relay fee, the ceiling a tenth of
     /// `sendrawtransaction`'s default `maxfeerate`) and the supply (21 million BTC, 84
@@ -59,14 +37,6 @@ impl Params {
     /// (about 1 hour and 30 minutes), dust 10,000 units (worth paying out at any sane fee
     /// rate), and a regtest fallback fee rate.
     pub fn new(coin: Coin, chain: Chain) -> Params {
-        let (hrp, p2pkh_version, p2sh_versions): (_, _, &'static [u8]) = match (coin, chain) {
-            (Coin::Bitcoin, Chain::Mainnet) => ("bc", 0x00, &[0x05]),
-            (Coin::Bitcoin, Chain::Testnet) => ("tb", 0x6f, &[0xc4]),
-            (Coin::Bitcoin, Chain::Regtest) => ("bcrt", 0x6f, &[0xc4]),
-            (Coin::Litecoin, Chain::Mainnet) => ("ltc", 0x30, &[0x32, 0x05]),
-            (Coin::Litecoin, Chain::Testnet) => ("tltc", 0x6f, &[0x3a, 0xc4]),
-            (Coin::Litecoin, Chain::Regtest) => ("rltc", 0x6f, &[0x3a, 0xc4]),
-        };
         let (network, confirmations) = match coin {
             Coin::Bitcoin => (NetworkId::Bitcoin, 6),
             Coin::Litecoin => (NetworkId::Litecoin, 12),
@@ -74,9 +44,7 @@ impl Params {
         Params {
             coin,
             chain,
-            hrp,
-            p2pkh_version,
-            p2sh_versions,
+            address: AddressParams::new(coin, chain),
             network: NetworkParams {
                 network,
                 confirmations,
@@ -103,17 +71,14 @@ impl Params {
 
     /// Parses `bitcoin` / `litecoin` and `mainnet` / `testnet` / `regtest`.
     pub fn from_names(coin: &str, chain: &str) -> Option<Params> {
-        let coin = match coin {
-            "bitcoin" => Coin::Bitcoin,
-            "litecoin" => Coin::Litecoin,
-            _ => return None,
-        };
-        let chain = match chain {
-            "mainnet" | "main" => Chain::Mainnet,
-            "testnet" | "test" => Chain::Testnet,
-            "regtest" => Chain::Regtest,
-            _ => return None,
-        };
-        Some(Params::new(coin, chain))
+        Some(Params::new(Coin::from_name(coin)?, Chain::from_name(chain)?))
+    }
+}
+
+/// So that `Address::parse(&params, ..)` and `address.display(&params)` take the whole
+/// parameter set.
+impl AsRef<AddressParams> for Params {
+    fn as_ref(&self) -> &AddressParams {
+        &self.address
     }
 }

@@ -1,9 +1,8 @@
-//! Address encoding against the BIP173/BIP350 test vectors, and the chain parameters.
+//! Address encoding against the BIP173/BIP350 test vectors, and each chain's prefixes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bitcoin::ScriptBuf;
-use bitcoin_network::address::{decode_segwit, Address, AddressError};
-use bitcoin_network::params::{Chain, Coin, Params};
+use bitcoin_address::{decode_segwit, Address, AddressError, AddressParams, Chain, Coin};
 
 /// BIP350 "valid segwit addresses": address, scriptPubKey.
 const VALID: &[(&str, &str)] = &[
@@ -78,7 +77,7 @@ fn bip350_invalid_vectors_are_rejected() {
     for address in INVALID.iter().chain([&INVALID_HRP]) {
         for chain in [Chain::Mainnet, Chain::Testnet, Chain::Regtest] {
             for coin in [Coin::Bitcoin, Coin::Litecoin] {
-                let params = Params::new(coin, chain);
+                let params = AddressParams::new(coin, chain);
                 assert!(Address::parse(&params, address).is_err(), "{address} was accepted");
             }
         }
@@ -90,7 +89,7 @@ fn standard_vectors_round_trip_and_others_are_refused() {
     for (address, script) in VALID {
         let chain =
             if address.to_lowercase().starts_with("bc1") { Chain::Mainnet } else { Chain::Testnet };
-        let params = Params::new(Coin::Bitcoin, chain);
+        let params = AddressParams::new(Coin::Bitcoin, chain);
         let script = ScriptBuf::from_bytes(hex::decode(script).unwrap());
         let standard = script.is_p2wpkh() || script.is_p2wsh() || script.is_p2tr();
         match Address::parse(&params, address) {
@@ -112,7 +111,7 @@ fn standard_vectors_round_trip_and_others_are_refused() {
 fn base58_addresses_of_known_keys() {
     // Hash160 of the generator's compressed key, 751e76e8199196d454941c45d1b3a323f1433bd6,
     // is 1BgGZ9tcN4rm9KBzDn7KprQz87SZ26SAMH on Bitcoin mainnet.
-    let btc = Params::new(Coin::Bitcoin, Chain::Mainnet);
+    let btc = AddressParams::new(Coin::Bitcoin, Chain::Mainnet);
     let a = Address::parse(&btc, "1BgGZ9tcN4rm9KBzDn7KprQz87SZ26SAMH").unwrap();
     assert_eq!(
         hex::encode(a.script().as_bytes()),
@@ -121,7 +120,7 @@ fn base58_addresses_of_known_keys() {
     assert_eq!(a.display(&btc), "1BgGZ9tcN4rm9KBzDn7KprQz87SZ26SAMH");
     // The same script on Litecoin mainnet uses version byte 0x30 (an "L" address), and the
     // Bitcoin string is refused there.
-    let ltc = Params::new(Coin::Litecoin, Chain::Mainnet);
+    let ltc = AddressParams::new(Coin::Litecoin, Chain::Mainnet);
     let l = a.display(&ltc);
     assert!(l.starts_with('L'), "{l}");
     assert_eq!(Address::parse(&ltc, &l).unwrap(), a);
@@ -149,27 +148,41 @@ fn segwit_hrps_per_chain() {
         (Coin::Litecoin, Chain::Testnet, "tltc1q"),
         (Coin::Litecoin, Chain::Regtest, "rltc1q"),
     ] {
-        let params = Params::new(coin, chain);
+        let params = AddressParams::new(coin, chain);
         let s = address.display(&params);
         assert!(s.starts_with(prefix), "{s}");
         assert_eq!(Address::parse(&params, &s).unwrap(), address);
         // Another chain's HRP is refused with a clear error.
-        let other = Params::new(
+        let other = AddressParams::new(
             coin,
             if chain == Chain::Mainnet { Chain::Regtest } else { Chain::Mainnet },
         );
         assert!(Address::parse(&other, &s).is_err());
     }
     assert_eq!(
-        address.display(&Params::new(Coin::Bitcoin, Chain::Mainnet)),
+        address.display(&AddressParams::new(Coin::Bitcoin, Chain::Mainnet)),
         "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
     );
 }
 
 #[test]
-fn confirmations_default_per_coin() {
-    assert_eq!(Params::new(Coin::Bitcoin, Chain::Mainnet).network.confirmations, 6);
-    assert_eq!(Params::new(Coin::Litecoin, Chain::Mainnet).network.confirmations, 12);
-    assert!(Params::new(Coin::Bitcoin, Chain::Mainnet).fallback_fee_rate.is_none());
-    assert!(Params::new(Coin::Litecoin, Chain::Regtest).fallback_fee_rate.is_some());
+fn names_parse_to_their_chains() {
+    for (coin, chain, expected) in [
+        ("bitcoin", "mainnet", (Coin::Bitcoin, Chain::Mainnet)),
+        ("bitcoin", "main", (Coin::Bitcoin, Chain::Mainnet)),
+        ("bitcoin", "test", (Coin::Bitcoin, Chain::Testnet)),
+        ("litecoin", "testnet", (Coin::Litecoin, Chain::Testnet)),
+        ("litecoin", "regtest", (Coin::Litecoin, Chain::Regtest)),
+    ] {
+        assert_eq!(
+            AddressParams::from_names(coin, chain),
+            Some(AddressParams::new(expected.0, expected.1)),
+            "{coin} {chain}"
+        );
+    }
+    for (coin, chain) in
+        [("monero", "regtest"), ("ethereum", "mainnet"), ("bitcoin", "signet"), ("Bitcoin", "main")]
+    {
+        assert_eq!(AddressParams::from_names(coin, chain), None, "{coin} {chain}");
+    }
 }

@@ -1,0 +1,404 @@
+//! A whole network in one process, stepped deterministically: the real coordinator-sim
+//! ([`Sim`]: key generation, signing sets, settlement, ledger) and `n` processors running
+//! the real pipeline tasks over the in-memory chain ([`memory_network`]), each with its
+//! own redb database on disk. Messages move between the parties' outboxes and inboxes
+//! through their real [`Mailbox`]es (signed envelopes, sequence numbers, end-to-end acks);
+//! only the broker is replaced by direct delivery, in a fixed order.
+//!
+//! Every committed iteration of a processor's task, and every delivery into its inbox, is
+//! a *commit point*, counted per processor. A processor can be reloaded (every in-memory
+//! object dropped, the database closed and opened again, the tasks rebuilt) after any
+//! given commit point: what a crash right after that commit leaves behind.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bus::{BusMetrics, Mailbox, Receipt};
+use coordinator_sim::clock::ManualClock;
+use coordinator_sim::config::SetConfig;
+use coordinator_sim::handler::{InboxHandler as SimHandler, TimeoutTask};
+use coordinator_sim::ledger::{BurnRequest, Burner};
+use coordinator_sim::{Settings, Sim};
+use db::Db;
+use key_gen::{KeyGen, Malice, Sealer};
+use memory_network::{Chain, MemoryNetwork};
+use messages::{Identity, KeyRegistry, Party};
+use primitives::{Amount, ExternalAddress, InInstruction, NetworkId, SettlementAccount};
+use processor::handler::InboxHandler;
+use processor::pipeline::acknowledge::AckTask;
+use processor::pipeline::publish::PublishTask;
+use processor::pipeline::scan::ScanTask;
+use processor::pipeline::state::{PlanRecord, ACTIVE, PLANS};
+use processor::pipeline::{Handle, Pipeline, PipelineMetrics};
+use rand_core::OsRng;
+use scanner::{NetworkParams, OutputKind};
+use task::{Task, TaskError};
+
+/// The network every set here runs on (the burner accepts its regtest addresses).
+pub const NETWORK: NetworkId = NetworkId::Litecoin;
+const SECRET: &[u8] = b"a long enough sealing secret";
+
+/// Chain parameters for the tests: small limits, so that payment trees form.
+pub fn params(confirmations: u64, max_outputs: usize) -> NetworkParams {
+    NetworkParams {
+        network: NETWORK,
+        confirmations,
+        max_inputs: 8,
+        max_outputs,
+        dust: Amount(10_000),
+        min_fee_rate: 10_000,
+        max_fee_rate: 1_000_000,
+        max_money: 84_000_000 * 100_000_000,
+    }
+}
+
+/// One processor: everything in memory is rebuilt from its database on reload.
+pub struct Processor {
+    pub validator: u16,
+    path: PathBuf,
+    identity: Arc<Identity>,
+    registry: Arc<KeyRegistry>,
+    pub db: Db,
+    pub mailbox: Mailbox,
+    pub handler: InboxHandler,
+    pub scan: ScanTask<MemoryNetwork>,
+    pub ack: AckTask<MemoryNetwork>,
+    pub publish: PublishTask<MemoryNetwork>,
+    /// Commit points so far (across reloads).
+    pub commits: u64,
+    /// Reloads so far.
+    pub reloads: u64,
+}
+
+impl Processor {
+    fn open(
+        path: PathBuf,
+        validator: u16,
+        identity: Arc<Identity>,
+        registry: Arc<KeyRegistry>,
+        chain: &Chain,
+    ) -> Processor {
+        let db = Db::open(&path, processor::SCHEMA).unwrap();
+        let sealer = Arc::new(Sealer::unlock(&db, SECRET).unwrap());
+        let keygen = Arc::new(KeyGen::open(&db, sealer, NETWORK, validator, Malice::None).unwrap());
+        let party = Party::Processor { network: NETWORK, validator };
+        let mailbox =
+            Mailbox::new(party, identity.clone(), registry.clone(), BusMetrics::default());
+        let active = ACTIVE.get(&db.read().unwrap(), &()).unwrap();
+        let signers = active.map(|a| signers::Signers::new(messages::Session(a.session), a.me));
+        let pipeline = Pipeline {
+            network: Arc::new(chain.network()),
+            keygen: keygen.clone(),
+            signers: Arc::new(Mutex::new(signers)),
+            mailbox: mailbox.clone(),
+            window: 4,
+            validator,
+            metrics: PipelineMetrics::default(),
+            proposal: Arc::default(),
+        };
+        let handle: Arc<dyn Handle> = Arc::new(pipeline.clone());
+        let handler = InboxHandler::new(
+            db.clone(),
+            mailbox.clone(),
+            keygen,
+            Default::default(),
+            Some(handle),
+        );
+        Processor {
+            validator,
+            path,
+            identity,
+            registry,
+            scan: ScanTask::new(db.clone(), pipeline.clone()),
+            ack: AckTask::new(db.clone(), pipeline.clone()),
+            publish: PublishTask::rebroadcasting_every(
+                db.clone(),
+                pipeline,
+                Duration::from_secs(3600),
+            ),
+            db,
+            mailbox,
+            handler,
+            commits: 0,
+            reloads: 0,
+        }
+    }
+
+    /// Drops everything in memory (nonces included) and opens the database again.
+    pub fn reload(self, chain: &Chain) -> Processor {
+        let (commits, reloads) = (self.commits, self.reloads + 1);
+        let (path, validator, identity, registry) =
+            (self.path.clone(), self.validator, self.identity.clone(), self.registry.clone());
+        // Every handle to the database lives in `self`: dropping it closes the file.
+        drop(self);
+        let mut p = Processor::open(path, validator, identity, registry, chain);
+        p.commits = commits;
+        p.reloads = reloads;
+        p
+    }
+
+    /// The plans this processor recorded, by id.
+    pub fn plans(&self) -> BTreeMap<[u8; 32], PlanRecord> {
+        PLANS.iter(&self.db.read().unwrap()).unwrap().into_iter().collect()
+    }
+}
+
+/// When to reload which processor.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Crash {
+    /// The processor (index into `Net::processors`).
+    pub processor: usize,
+    /// After its commit point number `at` (1-based).
+    pub at: u64,
+}
+
+/// The coordinator, the chain and the processors.
+pub struct Net {
+    pub chain: Chain,
+    pub sim: Sim,
+    sim_handler: SimHandler,
+    timeouts: TimeoutTask,
+    sim_mailbox: Mailbox,
+    pub clock: ManualClock,
+    pub processors: Vec<Processor>,
+    pub crash: Option<Crash>,
+    sign_timeout: Duration,
+    _dir: tempfile::TempDir,
+}
+
+/// A task's step: progress, idle, or an error (fatal ones are returned by `settle`).
+fn stepped(result: Result<bool, TaskError>) -> Result<bool, String> {
+    match result {
+        Ok(progress) => Ok(progress),
+        Err(TaskError::Transient(_)) => Ok(false),
+        Err(TaskError::Fatal(e)) => Err(e.to_string()),
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    futures::executor::block_on(f)
+}
+
+impl Net {
+    /// A `threshold`-of-`n` set over a fresh chain.
+    pub fn new(threshold: u16, n: u16, params: NetworkParams) -> Net {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = Chain::new(params);
+        let coordinator = Arc::new(Identity::generate(&mut OsRng));
+        let mut coordinator_registry = KeyRegistry::new();
+        coordinator_registry.insert(Party::Coordinator, coordinator.public());
+        let coordinator_registry = Arc::new(coordinator_registry);
+        let mut registry = KeyRegistry::new();
+        let mut processors = vec![];
+        for validator in 1..=n {
+            let identity = Arc::new(Identity::generate(&mut OsRng));
+            registry.insert(Party::Processor { network: NETWORK, validator }, identity.public());
+            processors.push(Processor::open(
+                dir.path().join(format!("processor-{validator}.redb")),
+                validator,
+                identity,
+                coordinator_registry.clone(),
+                &chain,
+            ));
+        }
+        let sim_db = Db::open(dir.path().join("sim.redb"), coordinator_sim::SCHEMA).unwrap();
+        let set =
+            SetConfig { network: NETWORK, session: 0, threshold, validators: (1..=n).collect() };
+        let mut settings = Settings::new(vec![set]);
+        settings.sign_timeout = Duration::from_secs(30);
+        settings.keygen_timeout = Duration::from_secs(60);
+        let clock = ManualClock::new(1_000_000);
+        let mut metrics = prometheus_client::registry::Registry::default();
+        let sim = Sim::new(
+            sim_db.clone(),
+            coordinator,
+            registry,
+            settings.clone(),
+            Arc::new(clock.clone()),
+            &mut metrics,
+        );
+        sim.start().unwrap();
+        let sim_mailbox = sim.keygen().mailbox().clone();
+        Net {
+            sim_handler: SimHandler::new(sim_db.clone(), sim.keygen().clone(), sim.sign().clone()),
+            timeouts: TimeoutTask::new(sim_db, sim.keygen().clone(), sim.sign().clone()),
+            sim_mailbox,
+            sim,
+            clock,
+            chain,
+            processors,
+            crash: None,
+            sign_timeout: settings.sign_timeout,
+            _dir: dir,
+        }
+    }
+
+    /// Counts a commit point of processor `i`, and reloads it if the crash is due.
+    fn committed(&mut self, i: usize) {
+        self.processors[i].commits += 1;
+        if let Some(crash) = self.crash {
+            if crash.processor == i && crash.at == self.processors[i].commits {
+                let p = self.processors.remove(i).reload(&self.chain);
+                self.processors.insert(i, p);
+            }
+        }
+    }
+
+    /// Delivers every pending outbox entry of `from_db`/`from` to its recipient, and the
+    /// recipient's end-to-end ack back. Returns the processors whose inbox committed.
+    fn deliver(&mut self) -> Result<bool, String> {
+        let mut progress = false;
+        // Processors to the coordinator.
+        for i in 0..self.processors.len() {
+            let pending = Mailbox::pending(&self.processors[i].db.read().unwrap()).unwrap();
+            for (_, out) in pending {
+                let receipt = self.sim_mailbox.receive(self.sim.db(), &out.envelope).unwrap();
+                let Receipt::Message { sender, through, .. } = receipt else {
+                    return Err(format!("coordinator refused a processor's envelope: {receipt:?}"));
+                };
+                let (ack, _) = self.sim_mailbox.ack_envelope(sender, through);
+                let p = &self.processors[i];
+                p.mailbox.receive(&p.db, &ack).unwrap();
+                progress = true;
+            }
+        }
+        // The coordinator to the processors.
+        let pending = Mailbox::pending(&self.sim.db().read().unwrap()).unwrap();
+        for (_, out) in pending {
+            let Party::Processor { validator, .. } = out.recipient else { continue };
+            let i = usize::from(validator) - 1;
+            let p = &self.processors[i];
+            let receipt = p.mailbox.receive(&p.db, &out.envelope).unwrap();
+            let Receipt::Message { sender, through, delivered } = receipt else {
+                return Err(format!("processor {validator} refused an envelope: {receipt:?}"));
+            };
+            let (ack, _) = p.mailbox.ack_envelope(sender, through);
+            self.sim_mailbox.receive(self.sim.db(), &ack).unwrap();
+            progress = true;
+            if delivered > 0 {
+                self.committed(i);
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Runs processor `i`'s tasks until none makes progress.
+    fn run_processor(&mut self, i: usize) -> Result<bool, String> {
+        let mut any = false;
+        loop {
+            let p = &mut self.processors[i];
+            let progress = stepped(block_on(p.handler.run_iteration()))
+                .map_err(|e| format!("processor {} handler: {e}", i + 1))?
+                || stepped(block_on(p.scan.run_iteration()))
+                    .map_err(|e| format!("processor {} scanner: {e}", i + 1))?
+                || stepped(block_on(p.ack.run_iteration()))
+                    .map_err(|e| format!("processor {} acknowledger: {e}", i + 1))?
+                || stepped(block_on(p.publish.run_iteration()))
+                    .map_err(|e| format!("processor {} publisher: {e}", i + 1))?;
+            if !progress {
+                return Ok(any);
+            }
+            any = true;
+            self.committed(i);
+        }
+    }
+
+    /// Runs every party until nothing moves, advancing the coordinator's clock past its
+    /// signing timeout whenever it waits on an attempt (a reloaded processor never
+    /// answers the attempts it had started). Returns a fatal error of any task.
+    pub fn settle(&mut self) -> Result<(), String> {
+        for _ in 0..10_000 {
+            let mut progress = self.deliver()?;
+            while stepped(block_on(self.sim_handler.run_iteration()))? {
+                progress = true;
+            }
+            progress |= self.deliver()?;
+            for i in 0..self.processors.len() {
+                progress |= self.run_processor(i)?;
+            }
+            if progress {
+                continue;
+            }
+            // Quiet: let the coordinator's timeouts fire, if any is pending.
+            self.clock.advance(u64::try_from(self.sign_timeout.as_millis()).unwrap() + 1);
+            if !stepped(block_on(self.timeouts.run_iteration()))? {
+                return Ok(());
+            }
+        }
+        Err("the network did not settle in 10,000 rounds".into())
+    }
+
+    /// The group's key (from coordinator-sim's confirmed key pair).
+    pub fn group_key(&self) -> memory_network::GroupKey {
+        let p = &self.processors[0];
+        let read = p.db.read().unwrap();
+        let active = ACTIVE.get(&read, &()).unwrap().expect("no active key");
+        drop(read);
+        let sealer = Arc::new(Sealer::unlock(&p.db, SECRET).unwrap());
+        let keygen = KeyGen::open(&p.db, sealer, NETWORK, p.validator, Malice::None).unwrap();
+        let keys =
+            keygen.keys(&p.db.read().unwrap(), messages::Session(active.session)).unwrap().unwrap();
+        match keys.network {
+            key_gen::NetworkKeys::Secp256k1(k) => k.group_key(),
+            key_gen::NetworkKeys::Ed25519(_) => panic!("wrong curve"),
+        }
+    }
+
+    /// Mines `n` blocks and settles.
+    pub fn mine(&mut self, n: u64) -> Result<(), String> {
+        self.chain.mine(n);
+        self.settle()
+    }
+
+    /// Deposits `amount` to the group for `account` (not mined).
+    pub fn deposit(&self, key: &memory_network::GroupKey, account: u8, amount: u64) {
+        let instruction =
+            InInstruction { account: SettlementAccount([account; 32]), return_address: None };
+        self.chain.deposit(
+            &Chain::address_of(key, OutputKind::External),
+            Amount(amount),
+            Some(Chain::encode_instruction(&instruction)),
+            None,
+        );
+    }
+
+    /// Orders a burn from `account` to a fresh payee; returns the payee.
+    pub fn burn(&self, account: u8, amount: u64, payee: u32) -> ExternalAddress {
+        // A P2WPKH script, displayed as the regtest address the burner parses.
+        let mut script = vec![0x00, 0x14];
+        script.extend([0u8; 16]);
+        script.extend(payee.to_le_bytes());
+        let external = ExternalAddress::new(script).unwrap();
+        let params = bitcoin_network::Params::new(
+            bitcoin_network::Coin::Litecoin,
+            bitcoin_network::Chain::Regtest,
+        );
+        let to = bitcoin_network::Address::from_external(&external).unwrap().display(&params);
+        let burner = Burner::new("regtest".into(), vec![NETWORK]);
+        burner
+            .burn(
+                self.sim.db(),
+                &BurnRequest {
+                    network: NETWORK.name().into(),
+                    account: hex::encode([account; 32]),
+                    to,
+                    amount,
+                },
+            )
+            .unwrap();
+        external
+    }
+
+    /// The coordinator's ledger balance of `account`.
+    pub fn balance(&self, account: u8) -> u64 {
+        coordinator_sim::ledger::balance(
+            &self.sim.db().read().unwrap(),
+            [account; 32],
+            NETWORK.native_coin(),
+        )
+        .unwrap()
+    }
+}

@@ -1,0 +1,261 @@
+//! Functional tests of the whole pipeline, several processors in one process over the
+//! in-memory chain, in the manner of LDK's: key generation through coordinator-sim,
+//! deposits, Batches, burns, payment trees, shallow and deep reorgs, and a reload of a
+//! processor at every enumerated commit point. Each run checks, on the chain and in every
+//! database: every deposit credited once, every burn paid once and exactly (its amount
+//! minus its recorded fee share), identical plans on every processor, the group's
+//! remaining outputs equal to what came in minus what went out, and no signer that sent
+//! two different preprocesses for one attempt.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use common::{params, Crash, Net};
+use primitives::{Amount, ExternalAddress};
+
+/// What a scenario does.
+#[derive(Clone, Copy, Debug)]
+struct Scenario {
+    threshold: u16,
+    n: u16,
+    deposits: u64,
+    burns: u64,
+    /// Outputs per transaction (small: payment trees form).
+    max_outputs: usize,
+    confirmations: u64,
+    /// A reorg shallower than the confirmations while deposits are unconfirmed.
+    shallow_reorg: bool,
+}
+
+/// What a run measured.
+#[derive(Debug)]
+struct Outcome {
+    plans: usize,
+    branch_plans: usize,
+    /// Commit points of each processor.
+    commits: Vec<u64>,
+}
+
+fn deposit_amount(i: u64) -> u64 {
+    1_000_000 + 7_919 * i
+}
+
+fn burn_amount(i: u64) -> u64 {
+    150_000 + 1_009 * i
+}
+
+fn account(i: u64) -> u8 {
+    u8::try_from(i % 4).unwrap() + 1
+}
+
+/// Runs `s`, reloading a processor as `crash` says; checks everything a bug would change.
+fn run(s: Scenario, crash: Option<Crash>) -> Result<Outcome, String> {
+    let mut net = Net::new(s.threshold, s.n, params(s.confirmations, s.max_outputs));
+    net.crash = crash;
+    net.mine(s.confirmations + 2)?;
+    // Key generation, through coordinator-sim.
+    net.settle()?;
+    let key = net.group_key();
+
+    // Deposits, several per block.
+    let mut credited: BTreeMap<u8, u64> = BTreeMap::new();
+    for i in 0..s.deposits {
+        net.deposit(&key, account(i), deposit_amount(i));
+        *credited.entry(account(i)).or_default() += deposit_amount(i);
+        if i % 6 == 5 {
+            net.chain.mine(1);
+        }
+    }
+    net.chain.mine(1);
+    if s.shallow_reorg {
+        // The last block of deposits is replaced before it is final: the same deposits
+        // land in another block, and are credited once.
+        net.settle()?;
+        net.chain.reorg(1, 1);
+    }
+    for _ in 0..20 {
+        if credited.iter().all(|(a, c)| net.balance(*a) == *c) {
+            break;
+        }
+        net.mine(1)?;
+    }
+    for (a, c) in &credited {
+        let balance = net.balance(*a);
+        if balance != *c {
+            return Err(format!("account {a} credited {balance}, deposited {c}"));
+        }
+    }
+
+    // Burns, to distinct payees.
+    let mut payees: Vec<(ExternalAddress, u64)> = vec![];
+    for i in 0..s.burns {
+        let to = net.burn(account(i), burn_amount(i), u32::try_from(i).unwrap());
+        payees.push((to, burn_amount(i)));
+    }
+    // Mine until every payee was paid and nothing is pending.
+    for _ in 0..60 {
+        net.mine(1)?;
+        let paid = payees.iter().all(|(to, _)| net.chain.received(to.as_bytes()) > Amount::ZERO);
+        if paid && net.chain.mempool_len() == 0 {
+            // One more confirmation window, so every completion is applied.
+            net.mine(s.confirmations * 2)?;
+            break;
+        }
+    }
+    check(&net, &payees, &credited)
+}
+
+/// The checks every run must pass.
+fn check(
+    net: &Net,
+    payees: &[(ExternalAddress, u64)],
+    credited: &BTreeMap<u8, u64>,
+) -> Result<Outcome, String> {
+    // Identical plans everywhere.
+    let plans = net.processors[0].plans();
+    for p in &net.processors[1..] {
+        if p.plans() != plans {
+            return Err(format!(
+                "processor {} recorded other plans than processor 1 ({} vs {})",
+                p.validator,
+                p.plans().len(),
+                plans.len()
+            ));
+        }
+    }
+    // Every burn paid once, exactly its amount minus its recorded fee share.
+    let mut expected: BTreeMap<Vec<u8>, (u64, u64)> = BTreeMap::new();
+    for record in plans.values() {
+        if record.completed.is_none() {
+            return Err(format!("plan {} never completed", hex::encode(record.tx.id)));
+        }
+        for paid in &record.tx.payments {
+            let e = expected.entry(paid.payment.address.as_bytes().to_vec()).or_default();
+            e.0 += paid.net.0;
+            e.1 += 1;
+        }
+    }
+    for (to, amount) in payees {
+        let (net_amount, times) = expected.get(to.as_bytes()).copied().unwrap_or_default();
+        if times != 1 {
+            return Err(format!("payee {} paid by {times} plans", hex::encode(to.as_bytes())));
+        }
+        let received = net.chain.received(to.as_bytes()).0;
+        if received != net_amount || received >= *amount || received + 20_000 < *amount * 9 / 10 {
+            return Err(format!(
+                "payee {} received {received}; its plan pays {net_amount} of a burn of {amount}",
+                hex::encode(to.as_bytes())
+            ));
+        }
+    }
+    // Conservation on the chain: deposits = paid + fees + what the group still holds.
+    let key = net.group_key();
+    let deposited: u64 = credited.values().sum();
+    let paid: u64 = payees.iter().map(|(to, _)| net.chain.received(to.as_bytes()).0).sum();
+    let fees = net.chain.fees_paid_by(&key).0;
+    let held: u64 = net.chain.unspent(&key).iter().map(|(_, a)| a.0).sum();
+    if deposited != paid + fees + held {
+        return Err(format!("deposited {deposited} != paid {paid} + fees {fees} + held {held}"));
+    }
+    // The ledger still credits what was not burned.
+    let burned: u64 = payees.iter().map(|(_, a)| a).sum();
+    let balances: u64 = credited.keys().map(|a| net.balance(*a)).sum();
+    if balances + burned != deposited {
+        return Err(format!("ledger {balances} + burned {burned} != deposited {deposited}"));
+    }
+    // No signer released two different preprocesses for one attempt.
+    let status = coordinator_sim::status::StatusReport::read(&net.sim.db().read().unwrap())
+        .map_err(|e| e.to_string())?;
+    for set in &status.sets {
+        if set.signing.conflicting_preprocesses != 0 {
+            return Err(format!(
+                "{} conflicting preprocesses",
+                set.signing.conflicting_preprocesses
+            ));
+        }
+    }
+    Ok(Outcome {
+        plans: plans.len(),
+        branch_plans: plans.values().filter(|r| !r.tx.branches.is_empty()).count(),
+        commits: net.processors.iter().map(|p| p.commits).collect(),
+    })
+}
+
+const LARGE: Scenario = Scenario {
+    threshold: 2,
+    n: 3,
+    deposits: 30,
+    burns: 30,
+    max_outputs: 4,
+    confirmations: 3,
+    shallow_reorg: true,
+};
+
+#[test]
+fn three_processors_thirty_deposits_and_burns_with_payment_trees() {
+    let started = Instant::now();
+    let outcome = run(LARGE, None).unwrap();
+    eprintln!("2-of-3: {outcome:?} in {:?}", started.elapsed());
+    assert!(outcome.branch_plans > 0, "no payment tree formed: {outcome:?}");
+}
+
+#[test]
+fn five_processors_thirty_deposits_and_burns_with_payment_trees() {
+    let started = Instant::now();
+    let outcome = run(Scenario { threshold: 3, n: 5, ..LARGE }, None).unwrap();
+    eprintln!("3-of-5: {outcome:?} in {:?}", started.elapsed());
+    assert!(outcome.branch_plans > 0, "no payment tree formed: {outcome:?}");
+}
+
+/// A reload of a processor after each of its commit points, one run per point: every
+/// point of every stage (key generation, scanning, Batches, acknowledgements, each applied
+/// block, burns, signing, publishing, inbox deliveries), enumerated from a run without
+/// crashes.
+#[test]
+fn a_reload_at_every_commit_point() {
+    let small = Scenario {
+        threshold: 2,
+        n: 3,
+        deposits: 4,
+        burns: 5,
+        max_outputs: 3,
+        confirmations: 2,
+        shallow_reorg: false,
+    };
+    let started = Instant::now();
+    let baseline = run(small, None).unwrap();
+    assert!(baseline.branch_plans > 0, "no payment tree formed: {baseline:?}");
+    let mut points = 0;
+    for processor in [0usize, 2] {
+        for at in 1..=baseline.commits[processor] {
+            if let Err(e) = run(small, Some(Crash { processor, at })) {
+                panic!("reloading processor {} after commit point {at}: {e}", processor + 1);
+            }
+            points += 1;
+        }
+    }
+    eprintln!(
+        "{points} commit points reloaded (processors 1 and 3; baseline {:?}) in {:?}",
+        baseline.commits,
+        started.elapsed()
+    );
+}
+
+/// A reorg deeper than the confirmations replaces a block already reported: every
+/// processor stops with a fatal error naming it, and reports nothing from the new chain.
+#[test]
+fn a_deep_reorg_stops_every_processor() {
+    let mut net = Net::new(2, 3, params(2, 4));
+    net.mine(4).unwrap();
+    let key = net.group_key();
+    net.deposit(&key, 1, 1_000_000);
+    net.mine(3).unwrap();
+    assert_eq!(net.balance(1), 1_000_000);
+    net.chain.reorg(5, 6);
+    let err = net.settle().unwrap_err();
+    assert!(err.contains("reorganized deeper"), "{err}");
+    assert_eq!(net.balance(1), 1_000_000, "nothing more credited");
+}
