@@ -47,6 +47,74 @@ struct SchemaRecord {
 pub struct Db {
     inner: Arc<Database>,
     path: Arc<PathBuf>,
+    #[cfg(feature = "fault-injection")]
+    fault: Arc<fault::Fault>,
+}
+
+#[cfg(feature = "fault-injection")]
+mod fault {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use super::DbError;
+
+    /// Commits counted through a database's handles, and where to stop.
+    #[derive(Debug, Default)]
+    pub(super) struct Fault {
+        commits: AtomicU64,
+        crash_at: AtomicU64,
+        crashed: AtomicBool,
+    }
+
+    impl Fault {
+        pub(super) fn check(&self) -> Result<(), DbError> {
+            if self.crashed.load(Ordering::SeqCst) {
+                return Err(DbError::Crashed { commit: self.crash_at.load(Ordering::SeqCst) });
+            }
+            Ok(())
+        }
+
+        pub(super) fn committed(&self) {
+            let n = self.commits.fetch_add(1, Ordering::SeqCst) + 1;
+            if n == self.crash_at.load(Ordering::SeqCst) {
+                self.crashed.store(true, Ordering::SeqCst);
+            }
+        }
+
+        pub(super) fn commits(&self) -> u64 {
+            self.commits.load(Ordering::SeqCst)
+        }
+
+        pub(super) fn crash_after(&self, commit: u64) {
+            self.crash_at.store(commit, Ordering::SeqCst);
+        }
+
+        pub(super) fn crashed(&self) -> bool {
+            self.crashed.load(Ordering::SeqCst)
+        }
+    }
+}
+
+/// Fault injection for tests (feature `fault-injection`): simulates a process crash right
+/// after a given commit. The commit itself completes; from then on every transaction of
+/// this handle (and its clones) fails with [`DbError::Crashed`], so nothing the crashed
+/// code does afterwards reaches the file. Drop every clone and open the file again to
+/// "restart".
+#[cfg(feature = "fault-injection")]
+impl Db {
+    /// Commits made through this database's handles since it was opened.
+    pub fn commits(&self) -> u64 {
+        self.fault.commits()
+    }
+
+    /// Stops the database right after its `commit`-th commit (counted from opening).
+    pub fn crash_after(&self, commit: u64) {
+        self.fault.crash_after(commit);
+    }
+
+    /// Whether the database was stopped.
+    pub fn crashed(&self) -> bool {
+        self.fault.crashed()
+    }
 }
 
 impl fmt::Debug for Db {
@@ -124,7 +192,12 @@ impl Db {
                 expected_version: schema.version,
             });
         }
-        Ok(Db { inner: Arc::new(db), path: Arc::new(path) })
+        Ok(Db {
+            inner: Arc::new(db),
+            path: Arc::new(path),
+            #[cfg(feature = "fault-injection")]
+            fault: Arc::default(),
+        })
     }
 
     /// The path this database was opened from.
@@ -135,6 +208,8 @@ impl Db {
     /// Begins a read transaction: a consistent snapshot of the last commit, unaffected by
     /// later commits. Never blocks on writers.
     pub fn read(&self) -> Result<ReadTxn, DbError> {
+        #[cfg(feature = "fault-injection")]
+        self.fault.check()?;
         let txn = self.inner.begin_read()?;
         let table = txn.open_table(DATA)?;
         Ok(ReadTxn { table, _txn: txn })
@@ -148,7 +223,13 @@ impl Db {
     /// Commits are durable when [`WriteTxn::commit`] returns (redb's default `Immediate`
     /// durability: fsync on commit).
     pub fn write(&self) -> Result<WriteTxn, DbError> {
-        Ok(WriteTxn { txn: self.inner.begin_write()? })
+        #[cfg(feature = "fault-injection")]
+        self.fault.check()?;
+        Ok(WriteTxn {
+            txn: self.inner.begin_write()?,
+            #[cfg(feature = "fault-injection")]
+            fault: self.fault.clone(),
+        })
     }
 }
 
@@ -263,6 +344,8 @@ impl Get for ReadTxn {
 /// (or the process dies first).
 pub struct WriteTxn {
     txn: WriteTransaction,
+    #[cfg(feature = "fault-injection")]
+    fault: Arc<fault::Fault>,
 }
 
 impl fmt::Debug for WriteTxn {
@@ -289,7 +372,11 @@ impl WriteTxn {
     /// is all-or-nothing: after reopening, the transaction is either entirely present or
     /// entirely absent.
     pub fn commit(self) -> Result<(), DbError> {
+        #[cfg(feature = "fault-injection")]
+        self.fault.check()?;
         self.txn.commit()?;
+        #[cfg(feature = "fault-injection")]
+        self.fault.committed();
         Ok(())
     }
 }

@@ -26,6 +26,13 @@ pub enum KeyError {
 /// process with the error's message (fatal).
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
+    /// The process "crashed" here: a test's fault injection ([`crate::Db::crash_after`],
+    /// feature `fault-injection`) stopped this database after a commit. Fatal.
+    #[error("database stopped by fault injection after commit {commit}")]
+    Crashed {
+        /// The commit after which it stopped.
+        commit: u64,
+    },
     /// [`crate::Db::open_existing`] found no database file. Fatal.
     #[error("no database at {}: is this the right data directory?", path.display())]
     Missing {
@@ -123,6 +130,7 @@ impl DbError {
     pub fn is_fatal(&self) -> bool {
         match self {
             DbError::Open { .. }
+            | DbError::Crashed { .. }
             | DbError::Missing { .. }
             | DbError::IncompatibleSchema { .. }
             | DbError::NoSchema { .. }

@@ -32,6 +32,7 @@ struct Scenario {
 
 /// What a run measured.
 #[derive(Debug)]
+#[allow(dead_code)] // printed
 struct Outcome {
     plans: usize,
     branch_plans: usize,
@@ -180,7 +181,7 @@ fn check(
     Ok(Outcome {
         plans: plans.len(),
         branch_plans: plans.values().filter(|r| !r.tx.branches.is_empty()).count(),
-        commits: net.processors.iter().map(|p| p.commits).collect(),
+        commits: net.processors.iter().map(|p| p.commits()).collect(),
     })
 }
 
@@ -228,15 +229,37 @@ fn a_reload_at_every_commit_point() {
     let started = Instant::now();
     let baseline = run(small, None).unwrap();
     assert!(baseline.branch_plans > 0, "no payment tree formed: {baseline:?}");
-    let mut points = 0;
-    for processor in [0usize, 2] {
-        for at in 1..=baseline.commits[processor] {
-            if let Err(e) = run(small, Some(Crash { processor, at })) {
-                panic!("reloading processor {} after commit point {at}: {e}", processor + 1);
-            }
-            points += 1;
-        }
-    }
+    let crashes: Vec<Crash> = [0usize, 2]
+        .into_iter()
+        .flat_map(|processor| {
+            (1..=baseline.commits[processor]).map(move |at| Crash { processor, at })
+        })
+        .collect();
+    let points = crashes.len();
+    // Two runs at a time (runs are independent: each has its own chain and databases).
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let workers: Vec<_> = crashes
+            .chunks(points.div_ceil(2))
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .filter_map(|crash| {
+                            run(small, Some(*crash)).err().map(|e| {
+                                format!(
+                                    "reloading processor {} after commit point {}: {e}",
+                                    crash.processor + 1,
+                                    crash.at
+                                )
+                            })
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    });
+    assert!(failures.is_empty(), "{} of {points} failed:\n{}", failures.len(), failures.join("\n"));
     eprintln!(
         "{points} commit points reloaded (processors 1 and 3; baseline {:?}) in {:?}",
         baseline.commits,

@@ -5,10 +5,11 @@
 //! through their real [`Mailbox`]es (signed envelopes, sequence numbers, end-to-end acks);
 //! only the broker is replaced by direct delivery, in a fixed order.
 //!
-//! Every committed iteration of a processor's task, and every delivery into its inbox, is
-//! a *commit point*, counted per processor. A processor can be reloaded (every in-memory
-//! object dropped, the database closed and opened again, the tasks rebuilt) after any
-//! given commit point: what a crash right after that commit leaves behind.
+//! Every commit of a processor's database is a *commit point* (counted by the `db`
+//! crate's fault injection, whatever task or delivery made it). A processor can be
+//! crashed right after any given commit point: its database refuses everything after
+//! that commit (so nothing the crashed code does next reaches the file), then every
+//! in-memory object is dropped, the database opened again and the tasks rebuilt.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::collections::BTreeMap;
@@ -67,8 +68,8 @@ pub struct Processor {
     pub scan: ScanTask<MemoryNetwork>,
     pub ack: AckTask<MemoryNetwork>,
     pub publish: PublishTask<MemoryNetwork>,
-    /// Commit points so far (across reloads).
-    pub commits: u64,
+    /// Commit points before the last reload.
+    base_commits: u64,
     /// Reloads so far.
     pub reloads: u64,
 }
@@ -122,22 +123,27 @@ impl Processor {
             db,
             mailbox,
             handler,
-            commits: 0,
+            base_commits: 0,
             reloads: 0,
         }
     }
 
     /// Drops everything in memory (nonces included) and opens the database again.
     pub fn reload(self, chain: &Chain) -> Processor {
-        let (commits, reloads) = (self.commits, self.reloads + 1);
+        let (commits, reloads) = (self.commits(), self.reloads + 1);
         let (path, validator, identity, registry) =
             (self.path.clone(), self.validator, self.identity.clone(), self.registry.clone());
         // Every handle to the database lives in `self`: dropping it closes the file.
         drop(self);
         let mut p = Processor::open(path, validator, identity, registry, chain);
-        p.commits = commits;
+        p.base_commits = commits;
         p.reloads = reloads;
         p
+    }
+
+    /// Commit points so far, across reloads.
+    pub fn commits(&self) -> u64 {
+        self.base_commits + self.db.commits()
     }
 
     /// The plans this processor recorded, by id.
@@ -151,7 +157,7 @@ impl Processor {
 pub struct Crash {
     /// The processor (index into `Net::processors`).
     pub processor: usize,
-    /// After its commit point number `at` (1-based).
+    /// Right after its commit number `at` (1-based).
     pub at: u64,
 }
 
@@ -167,6 +173,19 @@ pub struct Net {
     pub crash: Option<Crash>,
     sign_timeout: Duration,
     _dir: tempfile::TempDir,
+}
+
+/// A directory for the databases: in memory-backed `/dev/shm` where there is one (redb
+/// on a tmpfs: the same files and commits, without waiting for a disk's fsync, so that
+/// hundreds of runs fit in seconds), else the system's temporary directory.
+fn temp_dir() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(dir) = tempfile::Builder::new().prefix("tc-functional-").tempdir_in(shm) {
+            return dir;
+        }
+    }
+    tempfile::tempdir().unwrap()
 }
 
 /// A task's step: progress, idle, or an error (fatal ones are returned by `settle`).
@@ -185,7 +204,7 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 impl Net {
     /// A `threshold`-of-`n` set over a fresh chain.
     pub fn new(threshold: u16, n: u16, params: NetworkParams) -> Net {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = temp_dir();
         let chain = Chain::new(params);
         let coordinator = Arc::new(Identity::generate(&mut OsRng));
         let mut coordinator_registry = KeyRegistry::new();
@@ -236,15 +255,24 @@ impl Net {
         }
     }
 
-    /// Counts a commit point of processor `i`, and reloads it if the crash is due.
-    fn committed(&mut self, i: usize) {
-        self.processors[i].commits += 1;
+    /// Arms the crash on processor `i` (once: a reloaded processor runs on).
+    fn arm(&self, i: usize) {
         if let Some(crash) = self.crash {
-            if crash.processor == i && crash.at == self.processors[i].commits {
-                let p = self.processors.remove(i).reload(&self.chain);
-                self.processors.insert(i, p);
+            let p = &self.processors[i];
+            if crash.processor == i && p.reloads == 0 {
+                p.db.crash_after(crash.at);
             }
         }
+    }
+
+    /// Reloads processor `i` if its database crashed; whether it did.
+    fn reload_if_crashed(&mut self, i: usize) -> bool {
+        if !self.processors[i].db.crashed() {
+            return false;
+        }
+        let p = self.processors.remove(i).reload(&self.chain);
+        self.processors.insert(i, p);
+        true
     }
 
     /// Delivers every pending outbox entry of `from_db`/`from` to its recipient, and the
@@ -261,8 +289,12 @@ impl Net {
                 };
                 let (ack, _) = self.sim_mailbox.ack_envelope(sender, through);
                 let p = &self.processors[i];
-                p.mailbox.receive(&p.db, &ack).unwrap();
+                let acked = p.mailbox.receive(&p.db, &ack);
                 progress = true;
+                if self.reload_if_crashed(i) {
+                    break;
+                }
+                acked.unwrap();
             }
         }
         // The coordinator to the processors.
@@ -271,38 +303,55 @@ impl Net {
             let Party::Processor { validator, .. } = out.recipient else { continue };
             let i = usize::from(validator) - 1;
             let p = &self.processors[i];
-            let receipt = p.mailbox.receive(&p.db, &out.envelope).unwrap();
-            let Receipt::Message { sender, through, delivered } = receipt else {
-                return Err(format!("processor {validator} refused an envelope: {receipt:?}"));
-            };
-            let (ack, _) = p.mailbox.ack_envelope(sender, through);
-            self.sim_mailbox.receive(self.sim.db(), &ack).unwrap();
-            progress = true;
-            if delivered > 0 {
-                self.committed(i);
+            let receipt = p.mailbox.receive(&p.db, &out.envelope);
+            let crashed = p.db.crashed();
+            // A delivery that committed before the crash is acknowledged: it is in the
+            // inbox on disk.
+            if let Ok(receipt) = receipt {
+                let Receipt::Message { sender, through, .. } = receipt else {
+                    return Err(format!("processor {validator} refused an envelope: {receipt:?}"));
+                };
+                let (ack, _) = p.mailbox.ack_envelope(sender, through);
+                self.sim_mailbox.receive(self.sim.db(), &ack).unwrap();
+            } else if !crashed {
+                return Err(format!("processor {validator}'s inbox failed: {receipt:?}"));
             }
+            progress = true;
+            self.reload_if_crashed(i);
         }
         Ok(progress)
+    }
+
+    /// Runs one iteration of processor `i`'s task number `task`.
+    fn step(&mut self, i: usize, task: usize) -> Result<bool, String> {
+        let p = &mut self.processors[i];
+        let (name, result) = match task {
+            0 => ("handler", block_on(p.handler.run_iteration())),
+            1 => ("scanner", block_on(p.scan.run_iteration())),
+            2 => ("acknowledger", block_on(p.ack.run_iteration())),
+            _ => ("publisher", block_on(p.publish.run_iteration())),
+        };
+        if self.reload_if_crashed(i) {
+            return Ok(true);
+        }
+        stepped(result).map_err(|e| format!("processor {} {name}: {e}", i + 1))
     }
 
     /// Runs processor `i`'s tasks until none makes progress.
     fn run_processor(&mut self, i: usize) -> Result<bool, String> {
         let mut any = false;
         loop {
-            let p = &mut self.processors[i];
-            let progress = stepped(block_on(p.handler.run_iteration()))
-                .map_err(|e| format!("processor {} handler: {e}", i + 1))?
-                || stepped(block_on(p.scan.run_iteration()))
-                    .map_err(|e| format!("processor {} scanner: {e}", i + 1))?
-                || stepped(block_on(p.ack.run_iteration()))
-                    .map_err(|e| format!("processor {} acknowledger: {e}", i + 1))?
-                || stepped(block_on(p.publish.run_iteration()))
-                    .map_err(|e| format!("processor {} publisher: {e}", i + 1))?;
+            let mut progress = false;
+            for task in 0..4 {
+                if self.step(i, task)? {
+                    progress = true;
+                    break;
+                }
+            }
             if !progress {
                 return Ok(any);
             }
             any = true;
-            self.committed(i);
         }
     }
 
@@ -310,6 +359,9 @@ impl Net {
     /// signing timeout whenever it waits on an attempt (a reloaded processor never
     /// answers the attempts it had started). Returns a fatal error of any task.
     pub fn settle(&mut self) -> Result<(), String> {
+        for i in 0..self.processors.len() {
+            self.arm(i);
+        }
         for _ in 0..10_000 {
             let mut progress = self.deliver()?;
             while stepped(block_on(self.sim_handler.run_iteration()))? {
