@@ -10,7 +10,6 @@ use primitives::codec::Versioned;
 use task::{Task, TaskError};
 
 use crate::{
-    db_error,
     keygen::{KeyGenCoordinator, SimError},
     signing::SignCoordinator,
 };
@@ -47,8 +46,8 @@ impl InboxHandler {
 /// Pops the oldest deferred message, else the oldest inbox message, in a new write
 /// transaction.
 fn pop(db: &Db) -> Result<Option<(db::WriteTxn, Received)>, TaskError> {
-    let mut txn = db.write().map_err(db_error)?;
-    if let Some((_, received)) = DEFERRED.pop(&mut txn).map_err(db_error)? {
+    let mut txn = db.write()?;
+    if let Some((_, received)) = DEFERRED.pop(&mut txn)? {
         return Ok(Some((txn, received)));
     }
     drop(txn);
@@ -102,7 +101,7 @@ impl Task for InboxHandler {
                 tracing::debug!(sender = %received.sender, ?outcome, "Batch message handled");
             }
         }
-        txn.commit().map_err(db_error)?;
+        txn.commit()?;
         Ok(true)
     }
 }
@@ -131,14 +130,14 @@ impl Task for TimeoutTask {
 
     async fn run_iteration(&mut self) -> Result<bool, TaskError> {
         // Look first without the writer lock: almost every tick finds nothing due.
-        let read = self.db.read().map_err(db_error)?;
+        let read = self.db.read()?;
         let keygen_due = self.keygen.timeout_due(&read).map_err(sim_error)?;
         let sign_due = self.sign.timeout_due(&read).map_err(sim_error)?;
         drop(read);
         if !keygen_due && !sign_due {
             return Ok(false);
         }
-        let mut txn = self.db.write().map_err(db_error)?;
+        let mut txn = self.db.write()?;
         let mut changed = false;
         if keygen_due {
             changed |= self.keygen.check_timeouts(&mut txn).map_err(sim_error)?;
@@ -149,7 +148,7 @@ impl Task for TimeoutTask {
         if !changed {
             return Ok(false);
         }
-        txn.commit().map_err(db_error)?;
+        txn.commit()?;
         Ok(true)
     }
 }

@@ -44,7 +44,7 @@ pub fn send_error(e: SendError) -> TaskError {
 /// handler's iteration starts with. `None` when the inbox is empty. The message leaves the
 /// inbox only if the caller commits the transaction.
 pub fn pop_inbox(db: &Db) -> Result<Option<(WriteTxn, Received)>, TaskError> {
-    let mut txn = db.write().map_err(db_error)?;
-    let popped = INBOX.pop(&mut txn).map_err(db_error)?;
+    let mut txn = db.write()?;
+    let popped = INBOX.pop(&mut txn)?;
     Ok(popped.map(|(_, received)| (txn, received)))
 }
