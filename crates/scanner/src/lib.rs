@@ -15,4 +15,5 @@ pub mod conformance;
 pub mod disposition;
 pub mod index;
 pub mod network;
+pub mod utxo;
 pub use network::*;

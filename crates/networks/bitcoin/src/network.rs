@@ -11,6 +11,7 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use modular_frost::curve::{Ciphersuite, Secp256k1};
 use modular_frost::ThresholdKeys;
 use primitives::{Amount, ExternalAddress};
+use scanner::utxo;
 use scanner::{
     BlockRef, ChainBlock, Completion, Instruction, Network, NetworkError, NetworkParams,
     OutputKind, Plan, PlanError, Planned, ReceivedOutput, Spend,
@@ -210,10 +211,6 @@ fn build(
         output.push(TxOut { value: Sats::from_sat(value), script_pubkey: script });
     }
     Transaction { version: Version::TWO, lock_time: LockTime::ZERO, input, output }
-}
-
-fn checked_sum(values: impl Iterator<Item = u64>) -> Result<u64, PlanError> {
-    values.into_iter().try_fold(0u64, |acc, v| acc.checked_add(v)).ok_or(PlanError::Overflow)
 }
 
 /// The fee for `tx` (built with dummy witnesses) at `rate` sat/kvB, rounded up.
@@ -432,58 +429,24 @@ impl<B: BlockSource + 'static> Network for Bitcoin<B> {
         fee_rate: u64,
     ) -> Result<Planned<SignableTransaction, Eventuality>, PlanError> {
         let limits = &self.params.network;
-        let outputs = plan.payments.len() + plan.branches.len() + usize::from(plan.change);
-        if plan.inputs.is_empty() || outputs == 0 {
-            return Err(PlanError::Empty);
-        }
-        if plan.inputs.len() > limits.max_inputs || outputs > limits.max_outputs {
-            return Err(PlanError::TooLarge {
-                inputs: plan.inputs.len(),
-                outputs,
-                max_inputs: limits.max_inputs,
-                max_outputs: limits.max_outputs,
-            });
-        }
-        if let Some((index, p)) =
-            plan.payments.iter().enumerate().find(|(_, p)| p.amount < limits.dust)
-        {
-            return Err(PlanError::Dust { index, amount: p.amount });
-        }
+        utxo::check_shape(plan, limits)?;
         let script = |kind| script_pubkey(*key, kind).map_err(|e| PlanError::Key(e.to_string()));
         let branch = script(OutputKind::Branch)?;
         let change_script = script(OutputKind::Change)?;
 
-        let inputs = checked_sum(plan.inputs.iter().map(|o| o.value))?;
-        let paid = checked_sum(
+        let inputs = utxo::checked_sum(plan.inputs.iter().map(|o| o.value))?;
+        let paid = utxo::checked_sum(
             plan.payments.iter().map(|p| p.amount.0).chain(plan.branches.iter().map(|a| a.0)),
         )?;
-
-        let mut chosen = None;
-        if plan.change {
-            let fee =
-                fee_for(&build(plan, Some((change_script.clone(), 0)), &branch, true), fee_rate);
-            let change = paid.checked_add(fee).and_then(|spent| inputs.checked_sub(spent));
-            if let Some(change) = change.filter(|c| *c >= limits.dust.0) {
-                chosen = Some((Some((change_script, change)), fee));
-            }
-        }
-        let (change, fee) = match chosen {
-            Some(chosen) => chosen,
-            None => {
-                // No change output: whatever is left over is the fee.
-                let needed = fee_for(&build(plan, None, &branch, true), fee_rate);
-                match inputs.checked_sub(paid).filter(|left| *left >= needed) {
-                    Some(left) => (None, left),
-                    None => {
-                        return Err(PlanError::InsufficientFunds {
-                            inputs: Amount(inputs),
-                            outputs: Amount(paid),
-                            fee: Amount(needed),
-                        })
-                    }
-                }
-            }
-        };
+        let (change, fee) = utxo::change_and_fee(
+            inputs,
+            paid,
+            plan.change,
+            limits.dust.0,
+            || fee_for(&build(plan, Some((change_script.clone(), 0)), &branch, true), fee_rate),
+            || fee_for(&build(plan, None, &branch, true), fee_rate),
+        )?;
+        let change = change.map(|value| (change_script, value));
         let change_value = change.as_ref().map_or(0, |(_, v)| *v);
         let tx = build(plan, change, &branch, false);
         let prevouts = plan
@@ -520,38 +483,13 @@ impl<B: BlockSource + 'static> Network for Bitcoin<B> {
     }
 
     fn check(&self, block: &Block, pending: &[Eventuality]) -> Vec<Completion> {
-        let mut by_outpoint: HashMap<_, Vec<usize>> = HashMap::new();
-        for (index, e) in pending.iter().enumerate() {
-            for spend in &e.spends {
-                by_outpoint.entry(*spend).or_default().push(index);
-            }
-        }
-        let mut found = vec![];
-        let mut seen = std::collections::BTreeSet::new();
-        for tx in &block.block.txdata {
-            let txid = tx.compute_txid().to_byte_array();
-            for input in &tx.input {
-                let spent =
-                    (input.previous_output.txid.to_byte_array(), input.previous_output.vout);
-                for &index in by_outpoint.get(&spent).into_iter().flatten() {
-                    if !seen.insert((index, txid)) {
-                        continue;
-                    }
-                    found.push(if pending[index].txid == txid {
-                        Completion::Completed { index, tx: txid.to_vec() }
-                    } else {
-                        tracing::error!(
-                            block = block.number,
-                            planned = %Txid::from_byte_array(pending[index].txid),
-                            found = %tx.compute_txid(),
-                            "ALARM: a transaction we did not plan spent a planned input; the group \
-                             key signed something unexpected or an input was double-spent"
-                        );
-                        Completion::Conflict { index, tx: txid.to_vec() }
-                    });
-                }
-            }
-        }
-        found
+        let txs = block.block.txdata.iter().map(|tx| {
+            let spent = tx
+                .input
+                .iter()
+                .map(|i| (i.previous_output.txid.to_byte_array(), i.previous_output.vout));
+            (tx.compute_txid().to_byte_array(), spent.collect())
+        });
+        utxo::spends_against(txs, pending.iter().map(|e| (&e.txid, e.spends.as_slice())))
     }
 }

@@ -1,10 +1,10 @@
 //! [`scanner::Network`] over a [`Chain`].
-use std::collections::{BTreeMap, BTreeSet};
 
 use modular_frost::algorithm::{IetfSchnorr, SchnorrSignature};
 use modular_frost::curve::{IetfSecp256k1Hram, Secp256k1};
 use modular_frost::ThresholdKeys;
 use primitives::{Amount, ExternalAddress, Versioned};
+use scanner::utxo;
 use scanner::{
     BlockRef, ChainBlock, Completion, Instruction, Network, NetworkError, NetworkParams,
     OutputKind, Plan, PlanError, Planned, Spend,
@@ -36,10 +36,6 @@ pub fn vsize<'a>(inputs: usize, outputs: impl IntoIterator<Item = &'a [u8]>) -> 
 /// The fee of `vsize` at `rate` per 1000 units of size, rounded up.
 pub fn fee_for(vsize: u64, rate: u64) -> u64 {
     vsize.saturating_mul(rate).div_ceil(1000)
-}
-
-fn checked_sum(values: impl IntoIterator<Item = u64>) -> Result<u64, PlanError> {
-    values.into_iter().try_fold(0u64, |acc, v| acc.checked_add(v)).ok_or(PlanError::Overflow)
 }
 
 /// A view of a [`Chain`] implementing [`scanner::Network`]. Cheap to clone; every view of
@@ -223,28 +219,12 @@ impl Network for MemoryNetwork {
         fee_rate: u64,
     ) -> Result<Planned<Signable, Eventuality>, PlanError> {
         let limits = self.params();
-        let outputs = plan.payments.len() + plan.branches.len() + usize::from(plan.change);
-        if plan.inputs.is_empty() || outputs == 0 {
-            return Err(PlanError::Empty);
-        }
-        if plan.inputs.len() > limits.max_inputs || outputs > limits.max_outputs {
-            return Err(PlanError::TooLarge {
-                inputs: plan.inputs.len(),
-                outputs,
-                max_inputs: limits.max_inputs,
-                max_outputs: limits.max_outputs,
-            });
-        }
-        if let Some((index, p)) =
-            plan.payments.iter().enumerate().find(|(_, p)| p.amount < limits.dust)
-        {
-            return Err(PlanError::Dust { index, amount: p.amount });
-        }
+        utxo::check_shape(plan, limits)?;
         let branch = types::address_of(key, OutputKind::Branch);
         let change_address = types::address_of(key, OutputKind::Change);
 
-        let inputs = checked_sum(plan.inputs.iter().map(|o| o.amount.0))?;
-        let paid = checked_sum(
+        let inputs = utxo::checked_sum(plan.inputs.iter().map(|o| o.amount.0))?;
+        let paid = utxo::checked_sum(
             plan.payments.iter().map(|p| p.amount.0).chain(plan.branches.iter().map(|a| a.0)),
         )?;
         // The outputs in the order the processor relies on: payments, branches, change.
@@ -260,31 +240,14 @@ impl Network for MemoryNetwork {
             vsize(plan.inputs.len(), addresses.chain(change))
         };
 
-        let mut chosen = None;
-        if plan.change {
-            let fee = fee_for(size(true), fee_rate);
-            let change = paid.checked_add(fee).and_then(|spent| inputs.checked_sub(spent));
-            if let Some(change) = change.filter(|c| *c >= limits.dust.0) {
-                chosen = Some((Some(change), fee));
-            }
-        }
-        let (change, fee) = match chosen {
-            Some(chosen) => chosen,
-            None => {
-                // No change output: whatever is left over is the fee.
-                let needed = fee_for(size(false), fee_rate);
-                match inputs.checked_sub(paid).filter(|left| *left >= needed) {
-                    Some(left) => (None, left),
-                    None => {
-                        return Err(PlanError::InsufficientFunds {
-                            inputs: Amount(inputs),
-                            outputs: Amount(paid),
-                            fee: Amount(needed),
-                        })
-                    }
-                }
-            }
-        };
+        let (change, fee) = utxo::change_and_fee(
+            inputs,
+            paid,
+            plan.change,
+            limits.dust.0,
+            || fee_for(size(true), fee_rate),
+            || fee_for(size(false), fee_rate),
+        )?;
         if let Some(change) = change {
             body_outputs.push(TxOutput { address: change_address, amount: Amount(change) });
         }
@@ -313,35 +276,7 @@ impl Network for MemoryNetwork {
     }
 
     fn check(&self, block: &Block, pending: &[Eventuality]) -> Vec<Completion> {
-        let mut by_spend: BTreeMap<&[u8], Vec<usize>> = BTreeMap::new();
-        for (index, e) in pending.iter().enumerate() {
-            for spend in &e.spends {
-                by_spend.entry(spend.as_slice()).or_default().push(index);
-            }
-        }
-        let mut found = vec![];
-        let mut seen = BTreeSet::new();
-        for tx in &block.txs {
-            let id = tx.id();
-            for input in &tx.body.inputs {
-                for &index in by_spend.get(input.as_slice()).into_iter().flatten() {
-                    if !seen.insert((index, id)) {
-                        continue;
-                    }
-                    found.push(if pending[index].tx == id {
-                        Completion::Completed { index, tx: id.to_vec() }
-                    } else {
-                        tracing::error!(
-                            block = block.number,
-                            planned = %hex::encode(pending[index].tx),
-                            found = %hex::encode(id),
-                            "ALARM: a transaction we did not plan spent a planned input"
-                        );
-                        Completion::Conflict { index, tx: id.to_vec() }
-                    });
-                }
-            }
-        }
-        found
+        let txs = block.txs.iter().map(|tx| (tx.id(), tx.body.inputs.clone()));
+        utxo::spends_against(txs, pending.iter().map(|e| (&e.tx, e.spends.as_slice())))
     }
 }
