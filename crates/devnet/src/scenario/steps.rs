@@ -34,14 +34,6 @@ pub(super) struct Deposits {
 /// from (where its refund goes) and its amount.
 pub(super) type Refund = (Rpc, String, u64);
 
-/// What a depositor without an instruction got back, per the node.
-fn received_back((wallet, from, _): &Refund, rt: &Runtime) -> u64 {
-    let btc: f64 =
-        rt.block_on(wallet.call("getreceivedbyaddress", json!([from, 1]))).unwrap_or_default();
-    // Less the 10,000,000 the depositor was funded with.
-    bitcoin::Amount::from_btc(btc).map_or(0, |a| a.to_sat()).saturating_sub(10_000_000)
-}
-
 /// The key, and the activation block every processor scans from.
 pub(super) fn key_and_activation(ctx: &mut Ctx) -> Result<Group, DevnetError> {
     let s = ctx.s;
@@ -202,6 +194,14 @@ pub(super) fn refunds(ctx: &mut Ctx, group: &Group) -> Result<Vec<Refund>, Devne
     ctx.report.refunded = refunds.iter().map(|r| received_back(r, rt)).sum();
     ctx.say(format!("{} refunds paid: {} litoshis", refunds.len(), ctx.report.refunded));
     Ok(refunds)
+}
+
+/// What a depositor without an instruction got back, per the node.
+fn received_back((wallet, from, _): &Refund, rt: &Runtime) -> u64 {
+    let btc: f64 =
+        rt.block_on(wallet.call("getreceivedbyaddress", json!([from, 1]))).unwrap_or_default();
+    // Less the 10,000,000 the depositor was funded with.
+    bitcoin::Amount::from_btc(btc).map_or(0, |a| a.to_sat()).saturating_sub(10_000_000)
 }
 
 /// The ledger: every deposit with an instruction credited, and nothing else.
