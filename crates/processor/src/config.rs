@@ -167,6 +167,12 @@ impl Config {
         if config.validator == 0 {
             return Err(ConfigError::invalid("validator", "indices start at 1"));
         }
+        if config.pipeline.window == 0 {
+            return Err(ConfigError::invalid(
+                "pipeline.window",
+                "must be at least 1: the scanner runs this many unacknowledged Batches ahead",
+            ));
+        }
         Ok(config)
     }
 

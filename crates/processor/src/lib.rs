@@ -148,6 +148,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
         }
     };
     let handle = wired.as_ref().map(|w| w.handle.clone());
+    // The handler wakes the sender (replies) and the acknowledgement task (new ones).
+    let mut handler_dependents = vec![sender_waker.clone()];
+    handler_dependents.extend(wired.as_ref().map(|w| w.ack_waker.clone()));
     let handler = handler::InboxHandler::new(db.clone(), mailbox, keygen, handler_metrics, handle);
 
     // Bind first: a taken port must stop us before any task consumed anything.
@@ -176,7 +179,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
         handler,
         run_config,
         handler_waker,
-        vec![sender_waker.clone()],
+        handler_dependents,
         shutdown.clone(),
         stats[2].1.clone(),
     ));
@@ -229,6 +232,7 @@ type Spawn = Box<dyn FnOnce(&mut Tasks, TaskSpawn) + Send>;
 /// A pipeline wired to the handler, with its tasks ready to spawn.
 struct Wired {
     handle: Arc<dyn pipeline::Handle>,
+    ack_waker: TaskWaker,
     spawn: Spawn,
 }
 
@@ -265,9 +269,11 @@ fn wire<N: pipeline::PipelineNetwork>(
     };
     let db = db.clone();
     let handle: Arc<dyn pipeline::Handle> = Arc::new(pipeline.clone());
+    let ack_waker = TaskWaker::new();
+    let waker = ack_waker.clone();
     let spawn = move |tasks: &mut Tasks, s: TaskSpawn| {
         let [scan_stats, ack_stats, publish_stats] = s.stats;
-        let ack_waker = TaskWaker::new();
+        let ack_waker = waker;
         // The scanner wakes the acknowledger (Batches it waits for) and the sender.
         let mut scan_dependents = s.dependents.clone();
         scan_dependents.push(ack_waker.clone());
@@ -296,5 +302,5 @@ fn wire<N: pipeline::PipelineNetwork>(
             publish_stats,
         ));
     };
-    Ok(Wired { handle, spawn: Box::new(spawn) })
+    Ok(Wired { handle, ack_waker, spawn: Box::new(spawn) })
 }

@@ -320,7 +320,8 @@ fn refuses_an_incompatible_database() {
         Db::open(data.join("processor.redb"), Schema { app: "tc-processor", version: 99 }).unwrap(),
     );
     let err = run_expecting_failure(&s.config);
-    assert!(err.contains("99") && err.contains('1'), "{err}");
+    let expected = format!("version {}", processor::SCHEMA.version);
+    assert!(err.contains("version 99") && err.contains(&expected), "{err}");
 }
 
 #[test]
@@ -349,6 +350,16 @@ fn refuses_a_fee_rate_floor_above_its_ceiling() {
     std::fs::write(&s.config, node(20_000, 10_000)).unwrap();
     let err = run_expecting_failure(&s.config);
     assert!(err.contains("min_fee_rate 20000 is above max_fee_rate 10000"), "{err}");
+    assert!(!s.dir.path().join("data").exists(), "wrote state before refusing");
+}
+
+#[test]
+fn refuses_a_window_of_zero() {
+    let s = setup("nats://127.0.0.1:1", 0o600);
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(&s.config, format!("{text}\n[pipeline]\nwindow = 0\n")).unwrap();
+    let err = run_expecting_failure(&s.config);
+    assert!(err.contains("pipeline.window"), "{err}");
     assert!(!s.dir.path().join("data").exists(), "wrote state before refusing");
 }
 

@@ -282,3 +282,59 @@ fn a_deep_reorg_stops_every_processor() {
     assert!(err.contains("reorganized deeper"), "{err}");
     assert_eq!(net.balance(1), 1_000_000, "nothing more credited");
 }
+
+/// A burn to one of the group's own addresses (deposit, branch or change; all computable
+/// from the public group key) is recorded unpayable by every processor and never paid: it
+/// would come back as a deposit, branch or change output nobody planned. The other burns
+/// of the same acknowledgement are paid as usual.
+#[test]
+fn burns_to_our_own_addresses_are_recorded_unpayable() {
+    use memory_network::Chain;
+    use processor::pipeline::state::UNPAYABLE;
+    use scanner::OutputKind;
+
+    let mut net = Net::new(2, 3, params(2, 4));
+    net.mine(4).unwrap();
+    let key = net.group_key();
+    net.deposit(&key, 1, 5_000_000);
+    net.chain.mine(1);
+    for _ in 0..10 {
+        if net.balance(1) == 5_000_000 {
+            break;
+        }
+        net.mine(1).unwrap();
+    }
+    assert_eq!(net.balance(1), 5_000_000);
+    let ours: Vec<ExternalAddress> = [OutputKind::External, OutputKind::Branch, OutputKind::Change]
+        .into_iter()
+        .map(|kind| ExternalAddress::new(Chain::address_of(&key, kind)).unwrap())
+        .collect();
+    for address in &ours {
+        net.burn_to(1, 300_000, address);
+    }
+    let payee = net.burn(1, 400_000, 1);
+    for _ in 0..20 {
+        net.mine(1).unwrap();
+        if net.chain.received(payee.as_bytes()) > Amount::ZERO && net.chain.mempool_len() == 0 {
+            break;
+        }
+    }
+    net.mine(4).unwrap();
+    assert!(net.chain.received(payee.as_bytes()) > Amount::ZERO, "the other burn is paid");
+    for p in &net.processors {
+        let unpayable = UNPAYABLE.iter(&p.db.read().unwrap()).unwrap();
+        let addresses: Vec<_> = unpayable.iter().map(|(_, burn)| burn.address.clone()).collect();
+        assert_eq!(addresses, ours, "processor {} recorded {unpayable:?}", p.validator);
+        for plan in p.plans().values() {
+            assert!(
+                plan.tx.payments.iter().all(|paid| !ours.contains(&paid.payment.address)),
+                "processor {} planned a payment to our own address",
+                p.validator
+            );
+        }
+    }
+    // On chain: the group holds the deposit less the one payment and its fees.
+    let held: u64 = net.chain.unspent(&key).iter().map(|(_, a)| a.0).sum();
+    let paid = net.chain.received(payee.as_bytes()).0;
+    assert_eq!(held + paid + net.chain.fees_paid_by(&key).0, 5_000_000);
+}

@@ -375,8 +375,19 @@ pub trait Network: Send + Sync + 'static {
     /// Parses an address payments may go to.
     fn address(&self, address: &ExternalAddress) -> Option<Self::Address>;
 
+    /// Whether `address` is one of `key`'s own (any [`OutputKind`]). The processor never
+    /// pays or refunds to its own addresses: such a payment would come back as a deposit,
+    /// change or branch output nobody planned.
+    fn owns(&self, key: &Self::Key, address: &Self::Address) -> bool;
+
     /// Turns a plan into a signable transaction. Pure: every processor derives the same
     /// transaction from the same plan and fee rate.
+    ///
+    /// The transaction's outputs to our [`OutputKind::Branch`] key MUST end with the
+    /// plan's branches, in plan order (a payment may go to that key too, before them):
+    /// the processor funds each branch with the matching one of the last outputs to the
+    /// branch key that [`ReceivedOutput::transaction`] attributes to the transaction, and
+    /// stops (fatal) if an amount differs.
     fn plan(
         &self,
         key: &Self::Key,

@@ -422,6 +422,12 @@ impl<B: BlockSource + 'static> Network for Bitcoin<B> {
         Address::from_external(address).ok()
     }
 
+    fn owns(&self, key: &GroupKey, address: &Address) -> bool {
+        OutputKind::ALL
+            .into_iter()
+            .any(|kind| script_pubkey(*key, kind).is_ok_and(|s| &s == address.script()))
+    }
+
     fn plan(
         &self,
         key: &GroupKey,

@@ -212,6 +212,10 @@ impl Network for MemoryNetwork {
         Some(Address(address.as_bytes().to_vec()))
     }
 
+    fn owns(&self, key: &GroupKey, address: &Address) -> bool {
+        addresses_of(key).iter().any(|(ours, _)| *ours == address.0)
+    }
+
     fn plan(
         &self,
         key: &GroupKey,

@@ -43,10 +43,13 @@ pub fn receive<N: PipelineNetwork>(
 
 /// Whether `ack` follows every acknowledgement already accepted: a later settlement
 /// block, and Batch ids continuing exactly where theirs end (the settlement layer
-/// acknowledges each Batch once, in order). Checked on receipt, so that an
-/// acknowledgement that can never apply (a Batch id that will never exist, a settlement
-/// block from the past) is refused instead of waiting at the head of the queue and
-/// holding every later one back.
+/// acknowledges each Batch once, in order). Checked on receipt, so that a duplicate, a
+/// stale one, or one that skips or repeats Batch ids is refused instead of waiting at the
+/// head of the queue and holding every later one back. One naming Batches this processor
+/// has not made yet is accepted: the scanner counts accepted acknowledgements in its
+/// window, so it goes on to make them (the settlement layer, not this processor, decides
+/// which Batches exist; a coordinator naming ids no honest processor will ever make stalls
+/// the set, and is outside what a processor can check).
 pub fn in_order(txn: &impl Get, ack: &Ack) -> Result<Result<(), Refusal>, TaskError> {
     let receipt = ACK_RECEIPT.get(txn, &())?.unwrap_or_default();
     let (next, last) = (receipt.next_batch, receipt.settlement_block);
@@ -197,12 +200,12 @@ pub fn apply_burns<N: PipelineNetwork>(
     let mut next_payment = NEXT_PAYMENT.get(txn, &())?.unwrap_or(0);
     let params = p.network.params();
     let coin = params.network.native_coin();
+    let key = p.key(keys)?;
     for (i, burn) in ack.burns.iter().enumerate() {
-        // Another coin, an address this network cannot pay, or more than can ever exist.
-        if burn.balance.coin != coin
-            || p.network.address(&burn.address).is_none()
-            || burn.balance.amount > Amount(params.max_money)
-        {
+        // Another coin, an address this network cannot pay or one of our own (it would come
+        // back as an output nobody planned), or more than can ever exist.
+        let payable = p.network.address(&burn.address).is_some_and(|a| !p.network.owns(&key, &a));
+        if burn.balance.coin != coin || !payable || burn.balance.amount > Amount(params.max_money) {
             tracing::error!(
                 settlement_block = ack.settlement_block,
                 index = i,

@@ -122,6 +122,18 @@ fn fund_branches<N: PipelineNetwork>(
             tracing::warn!(plan = %hex::encode(plan), extra, "a plan paid our own branch key: the extra outputs are kept as funds");
         }
         for (branch, out) in branches.into_iter().zip(&outs[extra..]) {
+            if out.amount != branch.amount {
+                // The completing transaction is the planned one (its eventuality matched),
+                // so its outputs are the planned ones: a network breaking the output order
+                // it promised (`scanner::Planned`) must not fund the wrong payments.
+                return Err(TaskError::fatal(format!(
+                    "plan {}'s branch output {} holds {}, the branch it funds {}: the network broke the planned output order",
+                    hex::encode(plan),
+                    hex::encode(&out.output),
+                    out.amount.0,
+                    branch.amount.0
+                )));
+            }
             let utxo = Utxo { id: out.output.clone(), amount: out.amount };
             let s = scheduler::fund_branch(branch, utxo, p.limits(), &p.fees(rate))
                 .map_err(scheduler_error)?;

@@ -18,10 +18,11 @@
 //!
 //! Guarantees:
 //! - Every step is one DB transaction: a scanned block (its outputs, Batches) commits at
-//!   once, as does each applied block and each acknowledgement's burns (confirmed
-//!   outputs, completed plans, queued payments, new plans). Messages caused by a step are
-//!   queued in its transaction (the outbox), so a crash loses nothing and repeats nothing
-//!   in effect.
+//!   once; an acknowledgement is applied in steps of one commit each: its Batches marked
+//!   acknowledged; each block it covers (completed plans, conflicts, confirmed outputs,
+//!   funded branches, queued refunds); its burns (queued payments, new plans). Messages
+//!   caused by a step are queued in its transaction (the outbox), so a crash loses
+//!   nothing and repeats nothing in effect.
 //! - Network I/O (blocks, fee rates, publishing) happens before a write transaction
 //!   opens, never while it is open.
 //! - Plans are a deterministic function of the acknowledged blocks, the burns and the
@@ -30,9 +31,10 @@
 //!   acknowledgements cover them.
 //! - Completions and conflicts come only from [`scanner::Network::check`], run on each
 //!   block as it is applied, against the plans pending at that point: a plan made when
-//!   block `b` is applied is published after `b` was final everywhere, so it can only
-//!   complete in a later block.
-//! - The scanner runs at most `window` unacknowledged Batches ahead.
+//!   block `b` is applied (or with `b` the last applied block) is signed by processors
+//!   whose nodes already had `b` final, so its transaction is mined in a later block.
+//! - The scanner starts no block while `window` Batches or more are not yet acknowledged
+//!   (accepted acknowledgements count); one block may still make several.
 //! - A payment is planned exactly once: it leaves the scheduler's queue in the same
 //!   transaction that records the plan paying it.
 //! - Data that reaches the pipeline from a peer or the chain never panics it: a plan the

@@ -108,9 +108,11 @@ impl<N: PipelineNetwork> Task for PublishTask<N> {
         p.metrics.published.inc();
         let mut txn = self.db.write()?;
         TO_PUBLISH.pop(&mut txn)?;
-        // Watched until seen on chain (unless it was already: another signer's copy).
+        // Watched until seen on chain (unless it was already: another signer's copy; or a
+        // conflict was applied meanwhile: it can never be mined).
         let record = PLANS.get(&txn, &plan)?;
-        if record.is_some_and(|r| r.completed.is_none()) {
+        let conflicted = CONFLICTS.get(&txn, &plan)?.is_some();
+        if record.is_some_and(|r| r.completed.is_none()) && !conflicted {
             BROADCAST.put(&mut txn, &plan, &bytes)?;
         }
         p.send(&mut txn, completed(active.session, plan, id))?;

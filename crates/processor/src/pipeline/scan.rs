@@ -1,9 +1,13 @@
 //! The scanner task: index the next final block, scan it for our outputs, record what it
 //! means for the scheduler (applied when an acknowledgement covers it, by
 //! [`super::acknowledge::AckTask`]), and report its deposits ([`super::report`]).
+//!
+//! An iteration commits the block's index entry (`Index::advance`, when the block was not
+//! indexed yet) and then the scanned block: two commits, each of which a crash may follow;
+//! the index entry alone is a state the next iteration continues from.
 use db::{Db, WriteTxn};
 use primitives::codec::encode_body;
-use primitives::InInstructionWithBalance;
+use primitives::{ExternalAddress, InInstructionWithBalance};
 use scanner::disposition::{dispose, Disposition};
 use scanner::index::Index;
 use scanner::{ChainBlock, Network, ReceivedOutput};
@@ -34,6 +38,7 @@ async fn first_unfinalized<N: Network>(network: &N) -> Result<u64, TaskError> {
 
 /// A block fetched and scanned, before anything is written.
 struct Fetched<N: Network> {
+    key: N::Key,
     number: u64,
     block: N::Block,
     outputs: Vec<N::Output>,
@@ -83,9 +88,13 @@ impl<N: PipelineNetwork> ScanTask<N> {
     /// full window ahead of acknowledgements or the block is not final yet.
     async fn next_block(&self, index: &Index, start: u64) -> Result<Option<u64>, TaskError> {
         let read = self.db.read()?;
-        let made = NEXT_BATCH.get(&read, &())?.unwrap_or(0);
-        let acked = ACKED_COUNT.get(&read, &())?.unwrap_or(0);
-        if made.saturating_sub(acked) >= self.pipeline.window {
+        // Counted against the acknowledgements accepted, not only those applied: an
+        // accepted one naming Batches this processor has yet to make (the settlement
+        // layer may acknowledge several at once) must not stop the scanner that makes them.
+        let made = u64::from(NEXT_BATCH.get(&read, &())?.unwrap_or(0));
+        let applied = u64::from(ACKED_COUNT.get(&read, &())?.unwrap_or(0));
+        let accepted = ACK_RECEIPT.get(&read, &())?.map_or(0, |r| r.next_batch);
+        if made.saturating_sub(applied.max(accepted)) >= u64::from(self.pipeline.window) {
             return Ok(None);
         }
         let number = SCANNED.get(&read, &())?.map_or(start, |s| s + 1);
@@ -98,13 +107,13 @@ impl<N: PipelineNetwork> ScanTask<N> {
     }
 
     /// Fetches and scans block `number` (no transaction open).
-    async fn fetch(&self, key: &N::Key, number: u64) -> Result<Fetched<N>, TaskError> {
+    async fn fetch(&self, key: N::Key, number: u64) -> Result<Fetched<N>, TaskError> {
         let network = &*self.pipeline.network;
         let block = network.block(number).await?;
-        let outputs = network.scan(&block, key).await?;
+        let outputs = network.scan(&block, &key).await?;
         let rate = network.block_fee_rate(&block).await?;
         let spends = network.spends(&block);
-        Ok(Fetched { number, block, outputs, spends, rate })
+        Ok(Fetched { key, number, block, outputs, spends, rate })
     }
 }
 
@@ -127,6 +136,9 @@ fn record<N: PipelineNetwork>(
     }
     // Deposits, and our own outputs (change, branches) coming back.
     let params = p.network.params();
+    let ours = |to: &ExternalAddress| {
+        p.network.address(to).is_some_and(|a| p.network.owns(&fetched.key, &a))
+    };
     let mut instructions = vec![];
     let mut unreported = vec![];
     for o in &fetched.outputs {
@@ -134,6 +146,11 @@ fn record<N: PipelineNetwork>(
             Disposition::Report(i) => {
                 instructions.push(i);
                 events.reported.push(o.id());
+            }
+            // A refund to one of our own addresses (our own transaction paid the deposit
+            // address) would only come back as another deposit to refund: kept instead.
+            Disposition::Refund { to, .. } if ours(&to) => {
+                unreported.push(Unreported::Unattributed { output: o.id() })
             }
             Disposition::Refund { to, .. } => {
                 events.refunds.push((o.id(), to.clone()));
@@ -176,7 +193,7 @@ impl<N: PipelineNetwork> Task for ScanTask<N> {
         let Some(number) = self.next_block(&index, start).await? else { return Ok(false) };
         let p = &self.pipeline;
         let keys = p.keys(&self.db.read()?, active.session)?;
-        let fetched = self.fetch(&p.key(&keys)?, number).await?;
+        let fetched = self.fetch(p.key(&keys)?, number).await?;
 
         let mut txn = self.db.write()?;
         assert_eq!(

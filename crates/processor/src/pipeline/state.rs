@@ -1,4 +1,6 @@
-//! Every table of the pipeline, declared in one place, with its writer and reader.
+//! Every table of the pipeline, declared in one place. Writers and readers of each are
+//! listed in docs/db-schema.md §3.2; the queues and the tables with more than one writer
+//! say so here.
 use borsh::{BorshDeserialize, BorshSerialize};
 use db::{Queue, Table};
 use primitives::{Amount, Batch, ExternalAddress};
@@ -169,4 +171,8 @@ pub const ACKS: Queue<Ack> = Queue::new("pipeline/v2/acks");
 pub const TO_PUBLISH: Queue<([u8; 32], Vec<u8>)> = Queue::new("pipeline/v1/to_publish");
 /// Signed transactions published whose plan is not yet seen completed (or conflicted)
 /// on chain, by plan id: re-published periodically, in case the node dropped them.
+/// Writers: the publisher (puts one it published, unless the plan is complete or
+/// conflicted) and the acknowledgement task (deletes it when the plan completes or
+/// conflicts); reader: the publisher. A put after the deletion cannot happen: both
+/// check the plan's record in their write transaction.
 pub const BROADCAST: Table<[u8; 32], Vec<u8>> = Table::new("pipeline/v1/broadcast");

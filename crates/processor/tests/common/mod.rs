@@ -424,11 +424,17 @@ impl Net {
         script.extend([0u8; 16]);
         script.extend(payee.to_le_bytes());
         let external = ExternalAddress::new(script).unwrap();
+        self.burn_to(account, amount, &external);
+        external
+    }
+
+    /// Orders a burn from `account` to `external` (a script the burner can display).
+    pub fn burn_to(&self, account: u8, amount: u64, external: &ExternalAddress) {
         let params = bitcoin_network::Params::new(
             bitcoin_network::Coin::Litecoin,
             bitcoin_network::Chain::Regtest,
         );
-        let to = bitcoin_network::Address::from_external(&external).unwrap().display(&params);
+        let to = bitcoin_network::Address::from_external(external).unwrap().display(&params);
         let burner = Burner::new("regtest".into(), vec![NETWORK]);
         burner
             .burn(
@@ -441,7 +447,6 @@ impl Net {
                 },
             )
             .unwrap();
-        external
     }
 
     /// The coordinator's ledger balance of `account`.

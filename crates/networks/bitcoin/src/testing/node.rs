@@ -294,6 +294,15 @@ impl Node {
         };
         self.deposit(&address, sats, None).await;
         self.mine(1).await;
+        // The node tells its wallets about a block after `generatetoaddress` returns: wait
+        // until this one sees its coin confirmed, or its first payment may find no funds.
+        for _ in 0..200 {
+            let balance: f64 = wallet.call("getbalance", json!(["*", 1])).await.unwrap_or(0.0);
+            if btc_to_sats(balance).is_some_and(|b| b >= sats) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
         wallet
     }
 
