@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use common::{params, Crash, Net};
+use key_gen::Malice;
 use primitives::{Amount, ExternalAddress};
+use processor::pipeline::state::ACTIVE;
 
 /// What a scenario does.
 #[derive(Clone, Copy, Debug)]
@@ -28,12 +30,18 @@ struct Scenario {
     confirmations: u64,
     /// A reorg shallower than the confirmations while deposits are unconfirmed.
     shallow_reorg: bool,
+    /// A processor (index) silent during key generation: the set goes on without it.
+    silent_in_keygen: Option<usize>,
+    /// A validator misbehaving in key generation (excluded by blame).
+    keygen_malice: Option<(u16, Malice)>,
 }
 
 /// What a run measured.
 #[derive(Debug)]
 #[allow(dead_code)] // printed
 struct Outcome {
+    /// The validators holding the key.
+    holders: Vec<u16>,
     plans: usize,
     branch_plans: usize,
     /// Commit points of each processor.
@@ -54,11 +62,15 @@ fn account(i: u64) -> u8 {
 
 /// Runs `s`, reloading a processor as `crash` says; checks everything a bug would change.
 fn run(s: Scenario, crash: Option<Crash>) -> Result<Outcome, String> {
-    let mut net = Net::new(s.threshold, s.n, params(s.confirmations, s.max_outputs));
+    let malice: Vec<(u16, Malice)> = s.keygen_malice.into_iter().collect();
+    let mut net =
+        Net::with_malice(s.threshold, s.n, params(s.confirmations, s.max_outputs), &malice);
     net.crash = crash;
+    net.silent.extend(s.silent_in_keygen);
     net.mine(s.confirmations + 2)?;
     // Key generation, through coordinator-sim.
     net.settle()?;
+    net.silent.clear();
     let key = net.group_key();
 
     // Deposits, several per block.
@@ -115,9 +127,14 @@ fn check(
     payees: &[(ExternalAddress, u64)],
     credited: &BTreeMap<u8, u64>,
 ) -> Result<Outcome, String> {
-    // Identical plans everywhere.
-    let plans = net.processors[0].plans();
-    for p in &net.processors[1..] {
+    // Identical plans on every key holder.
+    let holders: Vec<_> = net
+        .processors
+        .iter()
+        .filter(|p| ACTIVE.get(&p.db.read().unwrap(), &()).unwrap().is_some())
+        .collect();
+    let plans = holders[0].plans();
+    for p in &holders[1..] {
         if p.plans() != plans {
             return Err(format!(
                 "processor {} recorded other plans than processor 1 ({} vs {})",
@@ -179,6 +196,7 @@ fn check(
         }
     }
     Ok(Outcome {
+        holders: holders.iter().map(|p| p.validator).collect(),
         plans: plans.len(),
         branch_plans: plans.values().filter(|r| !r.tx.branches.is_empty()).count(),
         commits: net.processors.iter().map(|p| p.commits()).collect(),
@@ -193,6 +211,8 @@ const LARGE: Scenario = Scenario {
     max_outputs: 4,
     confirmations: 3,
     shallow_reorg: true,
+    silent_in_keygen: None,
+    keygen_malice: None,
 };
 
 #[test]
@@ -225,6 +245,8 @@ fn a_reload_at_every_commit_point() {
         max_outputs: 3,
         confirmations: 2,
         shallow_reorg: false,
+        silent_in_keygen: None,
+        keygen_malice: None,
     };
     let started = Instant::now();
     let baseline = run(small, None).unwrap();
@@ -337,4 +359,28 @@ fn burns_to_our_own_addresses_are_recorded_unpayable() {
     let held: u64 = net.chain.unspent(&key).iter().map(|(_, a)| a.0).sum();
     let paid = net.chain.received(payee.as_bytes()).0;
     assert_eq!(held + paid + net.chain.fees_paid_by(&key).0, 5_000_000);
+}
+
+/// Validator 2 of 4 is silent during key generation: coordinator-sim excludes it after the
+/// round timeout and validators 1, 3 and 4 generate the key (their key-generation indices
+/// are 1, 2 and 3). The three then sign Batches and pay burns with the same checks as
+/// everywhere, validator 2 running again meanwhile (holding no key).
+#[test]
+fn signing_after_a_validator_was_excluded_from_key_generation() {
+    let outcome =
+        run(Scenario { threshold: 3, n: 4, silent_in_keygen: Some(1), ..LARGE }, None).unwrap();
+    eprintln!("3-of-{{1,3,4}}: {outcome:?}");
+    assert_eq!(outcome.holders, [1, 3, 4]);
+}
+
+/// Validator 1 of 4 sends validator 3 an invalid share during key generation: validator 3
+/// blames it, coordinator-sim judges the evidence and excludes validator 1, and validators
+/// 2, 3 and 4 (key indices 1, 2, 3) generate the key, then sign Batches and pay burns.
+#[test]
+fn signing_after_a_validator_was_excluded_by_blame() {
+    let malice = Some((1, Malice::InvalidShareTo(3)));
+    let outcome =
+        run(Scenario { threshold: 3, n: 4, keygen_malice: malice, ..LARGE }, None).unwrap();
+    eprintln!("3-of-{{2,3,4}}: {outcome:?}");
+    assert_eq!(outcome.holders, [2, 3, 4]);
 }

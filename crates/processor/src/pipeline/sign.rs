@@ -1,7 +1,18 @@
 //! Signing: starting the attempts of Batches and plans (nonce rule in the `signers`
 //! crate), and the coordinator's signing requests, handled by the inbox handler.
+//!
+//! A signer's identity on the wire is its validator number, the one the coordinator and
+//! operators know. Key shares are indexed by position in the key generation's final
+//! participant list, which differs once a validator was excluded (validators [1, 3, 4]
+//! hold indices 1, 2 and 3). [`Roster`] is the one translation, applied to every request
+//! and reply here; the `signers` crate and the signing machines see only key indices.
+use std::collections::BTreeMap;
+
 use db::{Get, WriteTxn};
-use messages::{BatchReport, ProcessorMessage, Session, SignKind, SignRequest, SignResponse};
+use key_gen::KeyGen;
+use messages::{
+    BatchReport, Participant, ProcessorMessage, Session, SignKind, SignRequest, SignResponse,
+};
 use signers::{Handled, Machine, Signers};
 use task::TaskError;
 
@@ -68,6 +79,62 @@ impl<N: PipelineNetwork> Pipeline<N> {
     }
 }
 
+/// The validators holding a session's key shares, in key-index order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Roster(Vec<u16>);
+
+impl Roster {
+    /// The roster of `session`'s confirmed key.
+    pub fn load(txn: &impl Get, session: u32) -> Result<Roster, TaskError> {
+        let generated = KeyGen::generated(txn, Session(session))?.ok_or_else(|| {
+            TaskError::fatal(format!("the active session {session} has no key generation record"))
+        })?;
+        Ok(Roster(generated.participants))
+    }
+
+    /// The key index of `validator`, if it holds a share.
+    pub fn index(&self, validator: u16) -> Option<Participant> {
+        let position = self.0.iter().position(|v| *v == validator)?;
+        u16::try_from(position + 1).ok()
+    }
+
+    /// The validator holding key index `index`.
+    pub fn validator(&self, index: Participant) -> Option<u16> {
+        self.0.get(usize::from(index).checked_sub(1)?).copied()
+    }
+
+    /// A map keyed by validators, keyed by key indices instead; validators holding no share
+    /// are dropped (the attempt then lacks a member and fails without a culprit).
+    fn to_key(&self, map: &BTreeMap<u16, Vec<u8>>) -> BTreeMap<Participant, Vec<u8>> {
+        map.iter().filter_map(|(v, m)| Some((self.index(*v)?, m.clone()))).collect()
+    }
+
+    /// A coordinator's request, with key indices where it names signers.
+    pub fn request_to_key(&self, request: &SignRequest) -> SignRequest {
+        match request {
+            SignRequest::Preprocesses { id, preprocesses } => {
+                SignRequest::Preprocesses { id: *id, preprocesses: self.to_key(preprocesses) }
+            }
+            SignRequest::Shares { id, shares } => {
+                SignRequest::Shares { id: *id, shares: self.to_key(shares) }
+            }
+            other => other.clone(),
+        }
+    }
+
+    /// A reply, with validators where it names signers.
+    pub fn response_to_wire(&self, response: SignResponse) -> SignResponse {
+        match response {
+            SignResponse::Blame { id, accused } => SignResponse::Blame {
+                id,
+                // Every index the signers name comes from a map `to_key` built.
+                accused: self.validator(accused).unwrap_or(0),
+            },
+            other => other,
+        }
+    }
+}
+
 /// Our own Completed message for a plan.
 pub fn completed(session: u32, plan: [u8; 32], tx: Vec<u8>) -> ProcessorMessage {
     ProcessorMessage::Sign(SignResponse::Completed { session: Session(session), plan, tx })
@@ -97,13 +164,16 @@ pub fn sign<N: PipelineNetwork>(
         SignRequest::Reattempt { .. } => p.machine(txn, &active, id.kind)?,
         _ => None,
     };
+    let roster = Roster::load(txn, active.session)?;
+    let request = roster.request_to_key(request);
     let handled = {
         let mut guard = p.lock_signers()?;
         let Some(signers) = guard.as_mut() else { return Ok(Err(Refusal::NoActiveKey)) };
-        signers.handle(txn, request, |_| machine)?
+        signers.handle(txn, &request, |_| machine)?
     };
     match handled {
         Handled::Reply(response) => {
+            let response = roster.response_to_wire(response);
             if matches!(response, SignResponse::Preprocess { .. }) {
                 p.metrics.attempts.inc();
                 p.metrics.reattempts.inc();

@@ -59,6 +59,7 @@ pub fn params(confirmations: u64, max_outputs: usize) -> NetworkParams {
 /// One processor: everything in memory is rebuilt from its database on reload.
 pub struct Processor {
     pub validator: u16,
+    malice: Malice,
     path: PathBuf,
     identity: Arc<Identity>,
     registry: Arc<KeyRegistry>,
@@ -78,13 +79,14 @@ impl Processor {
     fn open(
         path: PathBuf,
         validator: u16,
+        malice: Malice,
         identity: Arc<Identity>,
         registry: Arc<KeyRegistry>,
         chain: &Chain,
     ) -> Processor {
         let db = Db::open(&path, processor::SCHEMA).unwrap();
         let sealer = Arc::new(Sealer::unlock(&db, SECRET).unwrap());
-        let keygen = Arc::new(KeyGen::open(&db, sealer, NETWORK, validator, Malice::None).unwrap());
+        let keygen = Arc::new(KeyGen::open(&db, sealer, NETWORK, validator, malice).unwrap());
         let party = Party::Processor { network: NETWORK, validator };
         let mailbox =
             Mailbox::new(party, identity.clone(), registry.clone(), BusMetrics::default());
@@ -110,6 +112,7 @@ impl Processor {
         );
         Processor {
             validator,
+            malice,
             path,
             identity,
             registry,
@@ -131,11 +134,16 @@ impl Processor {
     /// Drops everything in memory (nonces included) and opens the database again.
     pub fn reload(self, chain: &Chain) -> Processor {
         let (commits, reloads) = (self.commits(), self.reloads + 1);
-        let (path, validator, identity, registry) =
-            (self.path.clone(), self.validator, self.identity.clone(), self.registry.clone());
+        let (path, validator, malice, identity, registry) = (
+            self.path.clone(),
+            self.validator,
+            self.malice,
+            self.identity.clone(),
+            self.registry.clone(),
+        );
         // Every handle to the database lives in `self`: dropping it closes the file.
         drop(self);
-        let mut p = Processor::open(path, validator, identity, registry, chain);
+        let mut p = Processor::open(path, validator, malice, identity, registry, chain);
         p.base_commits = commits;
         p.reloads = reloads;
         p
@@ -171,6 +179,8 @@ pub struct Net {
     pub clock: ManualClock,
     pub processors: Vec<Processor>,
     pub crash: Option<Crash>,
+    /// Processors that neither run nor receive nor send (their messages wait).
+    pub silent: Vec<usize>,
     sign_timeout: Duration,
     _dir: tempfile::TempDir,
 }
@@ -204,6 +214,16 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 impl Net {
     /// A `threshold`-of-`n` set over a fresh chain.
     pub fn new(threshold: u16, n: u16, params: NetworkParams) -> Net {
+        Net::with_malice(threshold, n, params, &[])
+    }
+
+    /// [`Net::new`], with key-generation misbehaviour of some validators.
+    pub fn with_malice(
+        threshold: u16,
+        n: u16,
+        params: NetworkParams,
+        malice: &[(u16, Malice)],
+    ) -> Net {
         let dir = temp_dir();
         let chain = Chain::new(params);
         let coordinator = Arc::new(Identity::generate(&mut OsRng));
@@ -215,9 +235,11 @@ impl Net {
         for validator in 1..=n {
             let identity = Arc::new(Identity::generate(&mut OsRng));
             registry.insert(Party::Processor { network: NETWORK, validator }, identity.public());
+            let bad = malice.iter().find(|(v, _)| *v == validator).map_or(Malice::None, |m| m.1);
             processors.push(Processor::open(
                 dir.path().join(format!("processor-{validator}.redb")),
                 validator,
+                bad,
                 identity,
                 coordinator_registry.clone(),
                 &chain,
@@ -250,6 +272,7 @@ impl Net {
             chain,
             processors,
             crash: None,
+            silent: vec![],
             sign_timeout: settings.sign_timeout,
             _dir: dir,
         }
@@ -281,6 +304,9 @@ impl Net {
         let mut progress = false;
         // Processors to the coordinator.
         for i in 0..self.processors.len() {
+            if self.silent.contains(&i) {
+                continue;
+            }
             let pending = Mailbox::pending(&self.processors[i].db.read().unwrap()).unwrap();
             for (_, out) in pending {
                 let receipt = self.sim_mailbox.receive(self.sim.db(), &out.envelope).unwrap();
@@ -302,6 +328,9 @@ impl Net {
         for (_, out) in pending {
             let Party::Processor { validator, .. } = out.recipient else { continue };
             let i = usize::from(validator) - 1;
+            if self.silent.contains(&i) {
+                continue;
+            }
             let p = &self.processors[i];
             let receipt = p.mailbox.receive(&p.db, &out.envelope);
             let crashed = p.db.crashed();
@@ -362,6 +391,7 @@ impl Net {
         for i in 0..self.processors.len() {
             self.arm(i);
         }
+        let mut timeouts = 0;
         for _ in 0..10_000 {
             let mut progress = self.deliver()?;
             while stepped(block_on(self.sim_handler.run_iteration()))? {
@@ -369,7 +399,9 @@ impl Net {
             }
             progress |= self.deliver()?;
             for i in 0..self.processors.len() {
-                progress |= self.run_processor(i)?;
+                if !self.silent.contains(&i) {
+                    progress |= self.run_processor(i)?;
+                }
             }
             if progress {
                 continue;
@@ -379,16 +411,24 @@ impl Net {
             if !stepped(block_on(self.timeouts.run_iteration()))? {
                 return Ok(());
             }
+            // Reattempts that never end: signing cannot complete.
+            timeouts += 1;
+            if timeouts > 100 {
+                return Err(
+                    "100 coordinator timeouts in one settle: signing never completes".into()
+                );
+            }
         }
         Err("the network did not settle in 10,000 rounds".into())
     }
 
     /// The group's key (from coordinator-sim's confirmed key pair).
     pub fn group_key(&self) -> memory_network::GroupKey {
-        let p = &self.processors[0];
-        let read = p.db.read().unwrap();
-        let active = ACTIVE.get(&read, &()).unwrap().expect("no active key");
-        drop(read);
+        let (p, active) = self
+            .processors
+            .iter()
+            .find_map(|p| Some((p, ACTIVE.get(&p.db.read().unwrap(), &()).unwrap()?)))
+            .expect("no active key");
         let sealer = Arc::new(Sealer::unlock(&p.db, SECRET).unwrap());
         let keygen = KeyGen::open(&p.db, sealer, NETWORK, p.validator, Malice::None).unwrap();
         let keys =
