@@ -13,8 +13,8 @@ use bus::{Mailbox, SendError};
 use db::{DbError, Get, Table, WriteTxn};
 use key_gen::{dkg::judge, KeyGenError, KeyGenParams};
 use messages::{
-    CoordinatorMessage, KeyGenId, KeyGenRequest, KeyGenResponse, Participant, Party, Session,
-    SettlementEvent,
+    ChainSettings, CoordinatorMessage, KeyGenId, KeyGenRequest, KeyGenResponse, Participant, Party,
+    Session, SettlementEvent,
 };
 use primitives::codec::Versioned;
 
@@ -24,8 +24,8 @@ use crate::{
     metrics::KeyGenMetrics,
     state::{
         activation_block, answered, message_hash, prune_attempt, round, set_key, AttemptEnd,
-        ByValidator, ConfirmedKeys, Exclusion, SetKey, SetState, Stage, COMMITMENTS, CONFLICTS,
-        KEY_PAIRS, SEEN, SETS, SHARES,
+        ByValidator, ConfirmedKeys, Exclusion, ReportedKeyPair, SetKey, SetState, Stage,
+        COMMITMENTS, CONFLICTS, KEY_PAIRS, SEEN, SETS, SHARES,
     },
 };
 
@@ -347,13 +347,13 @@ impl KeyGenCoordinator {
                 ristretto_key,
                 network_key,
                 proposed_activation,
+                settings,
                 ..
             } => self.on_key_pair(
                 txn,
                 &mut state,
                 validator,
-                (*ristretto_key, network_key.clone()),
-                *proposed_activation,
+                ((*ristretto_key, network_key.clone()), *proposed_activation, *settings),
             )?,
         };
         if outcome == Outcome::Progress {
@@ -501,32 +501,46 @@ impl KeyGenCoordinator {
         txn: &mut WriteTxn,
         state: &mut SetState,
         validator: Participant,
-        pair: ([u8; 32], Vec<u8>),
-        proposed_activation: Option<u64>,
+        report: ReportedKeyPair,
     ) -> Result<Outcome, SimError> {
         if state.stage != Stage::KeyPairs {
             return Ok(Outcome::Ignored("out_of_order"));
         }
-        KEY_PAIRS.put(
-            txn,
-            &(state.key(), state.attempt, validator),
-            &(pair.clone(), proposed_activation),
-        )?;
+        let pair = report.0.clone();
+        KEY_PAIRS.put(txn, &(state.key(), state.attempt, validator), &report)?;
         if !self.round_complete(txn, state)? {
             return Ok(Outcome::Progress);
         }
         let all = Self::gather(txn, state, KEY_PAIRS)?;
-        if all.values().any(|(reported, _)| *reported != pair) {
+        if all.values().any(|(reported, _, _)| *reported != pair) {
             let reported: Vec<String> = all
                 .iter()
-                .map(|(v, ((r, n), _))| format!("{v}: {}/{}", hex::encode(r), hex::encode(n)))
+                .map(|(v, ((r, n), _, _))| format!("{v}: {}/{}", hex::encode(r), hex::encode(n)))
                 .collect();
             tracing::error!(?reported, "participants generated different key pairs; restarting");
             let outcome = format!("key pairs disagreed ({})", reported.join(", "));
             self.restart(txn, state, vec![], outcome)?;
             return Ok(Outcome::Progress);
         }
-        let activation_block = activation_block(all.values().map(|(_, proposal)| *proposal));
+        let settings: BTreeMap<Participant, ChainSettings> =
+            all.iter().filter_map(|(v, (_, _, s))| Some((*v, (*s)?))).collect();
+        let culprits = mismatched_settings(&settings);
+        if !culprits.is_empty() {
+            for (v, reason) in &culprits {
+                tracing::error!(validator = v, %reason, "a participant's settings differ from the set's: it would make Batches and plans the others never sign");
+            }
+            let outcome = format!(
+                "settings disagreed ({})",
+                culprits
+                    .iter()
+                    .map(|(v, r)| format!("validator {v}: {r}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+            self.restart(txn, state, culprits, outcome)?;
+            return Ok(Outcome::Progress);
+        }
+        let activation_block = activation_block(all.values().map(|(_, proposal, _)| *proposal));
         let (ristretto_key, network_key) = pair;
         for to in &state.participants {
             let event = SettlementEvent::ConfirmKeyPair {
@@ -621,4 +635,28 @@ fn response_id(response: &KeyGenResponse) -> KeyGenId {
         | KeyGenResponse::Blame { id, .. }
         | KeyGenResponse::GeneratedKeyPair { id, .. } => *id,
     }
+}
+
+/// The participants whose settings differ from the set's, each with the settings that
+/// differ. The set's settings are those most participants reported (ties: the lowest
+/// validator's among the most reported); participants running without a node report
+/// none and are not compared.
+pub fn mismatched_settings(
+    settings: &BTreeMap<Participant, ChainSettings>,
+) -> Vec<(Participant, String)> {
+    let mut counts: Vec<(ChainSettings, usize)> = vec![];
+    for s in settings.values() {
+        match counts.iter_mut().find(|(c, _)| c == s) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((*s, 1)),
+        }
+    }
+    // `counts` is in validator order of first appearance; `max_by_key` keeps the last
+    // maximum, so search from the back for the first.
+    let Some((set, _)) = counts.iter().rev().max_by_key(|(_, n)| *n) else { return vec![] };
+    settings
+        .iter()
+        .filter(|(_, s)| *s != set)
+        .map(|(v, s)| (*v, format!("settings differ: {}", s.differences(set).join(", "))))
+        .collect()
 }

@@ -5,7 +5,7 @@
 //!
 //! Guarantees:
 //! - All state is in the simulator's own database (`<data_dir>/coordinator-sim.redb`,
-//!   schema `tc-coordinator-sim` v1). Each handled message is one write transaction, and
+//!   schema `tc-coordinator-sim` v2). Each handled message is one write transaction, and
 //!   the messages it causes are queued with [`bus::Mailbox::send`] in that transaction, so
 //!   a crash at any point loses nothing and sends nothing twice in effect.
 //! - Key generation, per set (see [`keygen::KeyGenCoordinator`]): an attempt's round is
@@ -14,7 +14,9 @@
 //!   excluded; a round silent for `keygen_timeout_ms` after the attempt's start or last
 //!   progress is restarted without the silent participants; the key pair is confirmed
 //!   (`ConfirmKeyPair` to every participant) only when every participant reported the
-//!   same one. A set left with fewer than `threshold` participants fails, loudly.
+//!   same one and the same settings (a participant whose settings differ from the set's
+//!   is excluded, named with them: see [`keygen::mismatched_settings`]). A set left with
+//!   fewer than `threshold` participants fails, loudly.
 //! - Signing, per item (see [`signing::SignCoordinator`]): the signing set of each attempt
 //!   is a deterministic choice of `t` key holders ([`signing::signing_set`]); a round is
 //!   relayed only once every member answered it; a blame reattempts at once without the
@@ -69,7 +71,8 @@ use crate::{
 };
 
 /// The simulator database's application name and schema version.
-pub const SCHEMA: Schema = Schema { app: "tc-coordinator-sim", version: 1 };
+/// Version 2: key pairs are recorded with the participant's settings.
+pub const SCHEMA: Schema = Schema { app: "tc-coordinator-sim", version: 2 };
 
 /// Why the simulator stopped abnormally.
 #[derive(Debug, thiserror::Error)]

@@ -154,13 +154,13 @@ pub const COMMITMENTS: Table<ByValidator, Vec<u8>> =
 /// Round 2: each participant's encrypted shares, by recipient.
 pub const SHARES: Table<ByValidator, BTreeMap<Participant, Vec<u8>>> =
     Table::new("coordinator-sim/v1/keygen/shares");
-/// A participant's round-3 report: (Ristretto key, network key) and its proposed
-/// activation block.
-pub type ReportedKeyPair = (([u8; 32], Vec<u8>), Option<u64>);
-/// Round 3: each participant's generated key pair (Ristretto key, network key) and its
-/// proposed activation block.
+/// A participant's round-3 report: (Ristretto key, network key), its proposed activation
+/// block and the settings it scans and plans with.
+pub type ReportedKeyPair = (([u8; 32], Vec<u8>), Option<u64>, Option<messages::ChainSettings>);
+/// Round 3: each participant's generated key pair (Ristretto key, network key), its
+/// proposed activation block and its settings.
 pub const KEY_PAIRS: Table<ByValidator, ReportedKeyPair> =
-    Table::new("coordinator-sim/v1/keygen/key_pairs");
+    Table::new("coordinator-sim/v2/keygen/key_pairs");
 /// The hash of every key-generation message received, by ((set, attempt), round, sender).
 pub const SEEN: Table<((SetKey, u32), u8, Participant), Hash32> =
     Table::new("coordinator-sim/v1/keygen/seen");

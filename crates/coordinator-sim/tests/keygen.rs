@@ -170,6 +170,7 @@ async fn a_conflicting_second_message_is_counted_and_changes_nothing_else() {
             ristretto_key: [7; 32],
             network_key: vec![2; 33],
             proposed_activation: None,
+            settings: None,
         }),
     );
     let after = h.wait_for("two conflicts", |s| s.conflicts == 2).await;

@@ -198,6 +198,7 @@ fn rounds_are_relayed_once_complete_and_the_agreed_pair_is_confirmed() {
             ristretto_key: [9; 32],
             network_key: vec![3; 33],
             proposed_activation: proposals[usize::from(v) - 1],
+            settings: None,
         };
         assert_eq!(rig.handle(v, pair), Outcome::Progress);
     }
@@ -299,6 +300,7 @@ fn disagreeing_key_pairs_restart_with_the_same_participants() {
             ristretto_key: [if v == 4 { 8 } else { 9 }; 32],
             network_key: vec![3; 33],
             proposed_activation: None,
+            settings: None,
         };
         rig.handle(v, pair);
     }
@@ -397,4 +399,62 @@ fn a_changed_set_is_refused_at_startup() {
     let Err(e) = changed else { panic!("a changed threshold was accepted") };
     assert!(e.is_fatal());
     assert!(e.to_string().contains("threshold 3 of [1, 2, 3, 4]"), "{e}");
+}
+
+/// The settings every processor of a set must share travel with the key pair: one
+/// validator whose confirmations and dust differ from the others' is excluded (the key is
+/// not confirmed), named with the settings that differ, and the set reattempts without
+/// it. A processor without a node (no settings) is not compared.
+#[test]
+fn a_participant_with_other_settings_is_excluded_and_named() {
+    use messages::ChainSettings;
+    let mut rig = Rig::new();
+    rig.sent();
+    rig.commit_all(0, &[1, 2, 3, 4]);
+    rig.share_all(0, &[1, 2, 3, 4]);
+    rig.sent();
+    let set = ChainSettings {
+        confirmations: 12,
+        max_inputs: 500,
+        max_outputs: 500,
+        dust: 10_000,
+        min_fee_rate: 10_000,
+        max_fee_rate: 1_000_000,
+        max_money: 84_000_000 * 100_000_000,
+    };
+    let other = ChainSettings { confirmations: 6, dust: 5_000, ..set };
+    let settings = [Some(set), Some(other), None, Some(set)];
+    for v in [1, 2, 3, 4] {
+        let pair = KeyGenResponse::GeneratedKeyPair {
+            id: id(0, 0),
+            ristretto_key: [9; 32],
+            network_key: vec![3; 33],
+            proposed_activation: Some(100),
+            settings: settings[usize::from(v) - 1],
+        };
+        assert_eq!(rig.handle(v, pair), Outcome::Progress);
+    }
+    let sent = rig.sent();
+    assert!(
+        !sent.iter().any(|(_, m)| matches!(m, CoordinatorMessage::Settlement(_))),
+        "a key confirmed despite different settings: {sent:?}"
+    );
+    let s = rig.status().sets[0].clone();
+    assert_eq!(s.attempt, 1);
+    assert_eq!(s.participants, vec![1, 3, 4]);
+    let excluded = &s.excluded[0];
+    assert_eq!((excluded.validator, excluded.attempt), (2, 0));
+    assert!(
+        excluded.reason.contains("confirmations 6 (the set's 12)")
+            && excluded.reason.contains("dust 5000 (the set's 10000)"),
+        "{}",
+        excluded.reason
+    );
+    // The next attempt goes to the others only.
+    let restarted: Vec<u16> = sent
+        .iter()
+        .filter(|(_, m)| matches!(m, CoordinatorMessage::KeyGen(KeyGenRequest::GenerateKey { .. })))
+        .map(|(to, _)| *to)
+        .collect();
+    assert_eq!(restarted, vec![1, 3, 4]);
 }

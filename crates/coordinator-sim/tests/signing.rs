@@ -165,6 +165,7 @@ impl Rig {
                 ristretto_key: ristretto_key(),
                 network_key: keys()[&1].network_key(),
                 proposed_activation: Some(7),
+                settings: None,
             };
             rig.keygen(v, pair);
         }

@@ -286,8 +286,9 @@ impl KeyGen {
                                 ristretto_key: generated.ristretto_key,
                                 network_key: generated.network_key,
                                 // Network state is not key generation's: the processor
-                                // fills in its proposal before sending.
+                                // fills in its proposal and settings before sending.
                                 proposed_activation: None,
+                                settings: None,
                             }
                         }
                         Err(fault) => blame(*id, fault),

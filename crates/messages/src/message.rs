@@ -151,7 +151,56 @@ pub enum KeyGenResponse {
         /// generated the keys: its proposal for the key's activation block. `None` when
         /// it runs no network node (keys only) or has not heard from it yet.
         proposed_activation: Option<u64>,
+        /// The settings this processor scans and plans with, which every processor of the
+        /// set must share. `None` when it runs no network node (keys only).
+        settings: Option<ChainSettings>,
     },
+}
+
+/// The settings of a processor that decide which Batches and plans it makes: every
+/// processor of a set MUST use the same, or their Batches and plans differ and never get
+/// signed. Reported with the generated key pair and compared by the coordinator.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub struct ChainSettings {
+    /// Confirmations before a block is final (also where empty Batches fall).
+    pub confirmations: u64,
+    /// Most inputs per transaction.
+    pub max_inputs: u64,
+    /// Most outputs per transaction.
+    pub max_outputs: u64,
+    /// The dust threshold.
+    pub dust: u64,
+    /// The lowest fee rate plans use.
+    pub min_fee_rate: u64,
+    /// The highest fee rate plans use.
+    pub max_fee_rate: u64,
+    /// The coin's total supply (burns above it are refused).
+    pub max_money: u64,
+}
+
+impl ChainSettings {
+    /// Each setting by name.
+    pub fn fields(&self) -> [(&'static str, u64); 7] {
+        [
+            ("confirmations", self.confirmations),
+            ("max_inputs", self.max_inputs),
+            ("max_outputs", self.max_outputs),
+            ("dust", self.dust),
+            ("min_fee_rate", self.min_fee_rate),
+            ("max_fee_rate", self.max_fee_rate),
+            ("max_money", self.max_money),
+        ]
+    }
+
+    /// The settings where `self` differs from `other`, as `name: ours (theirs)`.
+    pub fn differences(&self, other: &ChainSettings) -> Vec<String> {
+        self.fields()
+            .into_iter()
+            .zip(other.fields())
+            .filter(|((_, a), (_, b))| a != b)
+            .map(|((name, a), (_, b))| format!("{name} {a} (the set's {b})"))
+            .collect()
+    }
 }
 
 /// Signing, coordinator to processor.
@@ -309,7 +358,7 @@ pub enum ProcessorMessage {
 }
 
 /// The protocol version this build speaks (the message encodings' version byte).
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 
 impl Versioned for CoordinatorMessage {
     const VERSION: u8 = PROTOCOL_VERSION;

@@ -118,16 +118,24 @@ pub fn processor_message() -> impl Strategy<Value = ProcessorMessage> {
             .prop_map(|(id, shares)| KeyGenResponse::Shares { id, shares }),
         (key_gen_id(), any::<u16>(), blob())
             .prop_map(|(id, accused, evidence)| KeyGenResponse::Blame { id, accused, evidence }),
-        (key_gen_id(), any::<[u8; 32]>(), blob(), any::<Option<u64>>()).prop_map(
-            |(id, ristretto_key, network_key, proposed_activation)| {
+        (key_gen_id(), any::<[u8; 32]>(), blob(), any::<Option<u64>>(), any::<Option<[u64; 7]>>())
+            .prop_map(|(id, ristretto_key, network_key, proposed_activation, settings)| {
                 KeyGenResponse::GeneratedKeyPair {
                     id,
                     ristretto_key,
                     network_key,
                     proposed_activation,
+                    settings: settings.map(|s| ChainSettings {
+                        confirmations: s[0],
+                        max_inputs: s[1],
+                        max_outputs: s[2],
+                        dust: s[3],
+                        min_fee_rate: s[4],
+                        max_fee_rate: s[5],
+                        max_money: s[6],
+                    }),
                 }
-            }
-        ),
+            }),
     ];
     let sign = prop_oneof![
         (sign_id(), blob())

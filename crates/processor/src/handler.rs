@@ -201,10 +201,12 @@ impl Task for InboxHandler {
             CoordinatorMessage::Status(Status::Pong { .. }) => {}
             CoordinatorMessage::KeyGen(request) => match self.keygen.handle(&mut txn, &request) {
                 Ok(Some(mut response)) => {
-                    if let KeyGenResponse::GeneratedKeyPair { proposed_activation, .. } =
-                        &mut response
+                    if let KeyGenResponse::GeneratedKeyPair {
+                        proposed_activation, settings, ..
+                    } = &mut response
                     {
                         *proposed_activation = self.pipeline.as_ref().and_then(|p| p.proposal());
+                        *settings = self.pipeline.as_ref().map(|p| p.settings());
                     }
                     self.reply(&mut txn, ProcessorMessage::KeyGen(response))?
                 }

@@ -34,6 +34,8 @@ struct Scenario {
     silent_in_keygen: Option<usize>,
     /// A validator misbehaving in key generation (excluded by blame).
     keygen_malice: Option<(u16, Malice)>,
+    /// A validator configured with other confirmations than the rest.
+    misconfigured: Option<u16>,
 }
 
 /// What a run measured.
@@ -63,8 +65,10 @@ fn account(i: u64) -> u8 {
 /// Runs `s`, reloading a processor as `crash` says; checks everything a bug would change.
 fn run(s: Scenario, crash: Option<Crash>) -> Result<Outcome, String> {
     let malice: Vec<(u16, Malice)> = s.keygen_malice.into_iter().collect();
-    let mut net =
-        Net::with_malice(s.threshold, s.n, params(s.confirmations, s.max_outputs), &malice);
+    let own = params(s.confirmations + 1, s.max_outputs);
+    let overrides: Vec<_> = s.misconfigured.map(|v| (v, own)).into_iter().collect();
+    let chain_params = params(s.confirmations, s.max_outputs);
+    let mut net = Net::build(s.threshold, s.n, chain_params, &malice, &overrides);
     net.crash = crash;
     net.silent.extend(s.silent_in_keygen);
     net.mine(s.confirmations + 2)?;
@@ -213,6 +217,7 @@ const LARGE: Scenario = Scenario {
     shallow_reorg: true,
     silent_in_keygen: None,
     keygen_malice: None,
+    misconfigured: None,
 };
 
 #[test]
@@ -247,6 +252,7 @@ fn a_reload_at_every_commit_point() {
         shallow_reorg: false,
         silent_in_keygen: None,
         keygen_malice: None,
+        misconfigured: None,
     };
     let started = Instant::now();
     let baseline = run(small, None).unwrap();
@@ -383,4 +389,16 @@ fn signing_after_a_validator_was_excluded_by_blame() {
         run(Scenario { threshold: 3, n: 4, keygen_malice: malice, ..LARGE }, None).unwrap();
     eprintln!("3-of-{{2,3,4}}: {outcome:?}");
     assert_eq!(outcome.holders, [2, 3, 4]);
+}
+
+/// Validator 4 of 4 runs with other confirmations than the set: it reports its settings
+/// with its key pair, coordinator-sim excludes it (naming the setting) instead of
+/// confirming a key it would scan differently with, and validators 1, 2 and 3 generate the
+/// key again and run the whole scenario.
+#[test]
+fn a_validator_with_other_settings_is_excluded_from_the_key() {
+    let outcome =
+        run(Scenario { threshold: 3, n: 4, misconfigured: Some(4), ..LARGE }, None).unwrap();
+    eprintln!("3-of-{{1,2,3}}: {outcome:?}");
+    assert_eq!(outcome.holders, [1, 2, 3]);
 }

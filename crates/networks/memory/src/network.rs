@@ -43,11 +43,20 @@ pub fn fee_for(vsize: u64, rate: u64) -> u64 {
 #[derive(Clone, Debug)]
 pub struct MemoryNetwork {
     chain: Chain,
+    /// This view's own parameters, when they differ from the chain's (a processor
+    /// configured unlike the others).
+    params: Option<NetworkParams>,
 }
 
 impl MemoryNetwork {
     pub(crate) fn new(chain: Chain) -> Self {
-        MemoryNetwork { chain }
+        MemoryNetwork { chain, params: None }
+    }
+
+    /// A view of `chain` with parameters of its own (confirmations, limits, fee bounds):
+    /// what a processor configured unlike the rest of its set sees.
+    pub fn with_params(chain: &Chain, params: NetworkParams) -> Self {
+        MemoryNetwork { chain: chain.clone(), params: Some(params) }
     }
 
     /// The chain this is a view of.
@@ -85,7 +94,7 @@ impl Network for MemoryNetwork {
     type Eventuality = Eventuality;
 
     fn params(&self) -> &NetworkParams {
-        self.chain.params()
+        self.params.as_ref().unwrap_or_else(|| self.chain.params())
     }
 
     fn key(&self, keys: &ThresholdKeys<Secp256k1>) -> GroupKey {

@@ -247,6 +247,8 @@ pub trait Handle: Send + Sync + std::fmt::Debug {
     ) -> Result<Result<(), Refusal>, TaskError>;
     /// This processor's proposal for a new key's activation block, once known.
     fn proposal(&self) -> Option<u64>;
+    /// The settings the set must share (reported with the key pair).
+    fn settings(&self) -> messages::ChainSettings;
     /// Starts signing for a newly active key.
     fn activate(&self, session: Session, me: Participant) -> Result<(), TaskError>;
 }
@@ -270,6 +272,20 @@ impl<N: PipelineNetwork> Handle for Pipeline<N> {
 
     fn proposal(&self) -> Option<u64> {
         self.proposal.get()
+    }
+
+    fn settings(&self) -> messages::ChainSettings {
+        let p = self.network.params();
+        let wide = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+        messages::ChainSettings {
+            confirmations: p.confirmations,
+            max_inputs: wide(p.max_inputs),
+            max_outputs: wide(p.max_outputs),
+            dust: p.dust.0,
+            min_fee_rate: p.min_fee_rate,
+            max_fee_rate: p.max_fee_rate,
+            max_money: p.max_money,
+        }
     }
 
     fn activate(&self, session: Session, me: Participant) -> Result<(), TaskError> {

@@ -60,6 +60,8 @@ pub fn params(confirmations: u64, max_outputs: usize) -> NetworkParams {
 pub struct Processor {
     pub validator: u16,
     malice: Malice,
+    /// Parameters of its own, unlike the chain's (a misconfigured operator).
+    params: Option<NetworkParams>,
     path: PathBuf,
     identity: Arc<Identity>,
     registry: Arc<KeyRegistry>,
@@ -76,10 +78,12 @@ pub struct Processor {
 }
 
 impl Processor {
+    #[allow(clippy::too_many_arguments)]
     fn open(
         path: PathBuf,
         validator: u16,
         malice: Malice,
+        params: Option<NetworkParams>,
         identity: Arc<Identity>,
         registry: Arc<KeyRegistry>,
         chain: &Chain,
@@ -93,7 +97,10 @@ impl Processor {
         let active = ACTIVE.get(&db.read().unwrap(), &()).unwrap();
         let signers = active.map(|a| signers::Signers::new(messages::Session(a.session), a.me));
         let pipeline = Pipeline {
-            network: Arc::new(chain.network()),
+            network: Arc::new(match &params {
+                Some(params) => MemoryNetwork::with_params(chain, params.clone()),
+                None => chain.network(),
+            }),
             keygen: keygen.clone(),
             signers: Arc::new(Mutex::new(signers)),
             mailbox: mailbox.clone(),
@@ -113,6 +120,7 @@ impl Processor {
         Processor {
             validator,
             malice,
+            params,
             path,
             identity,
             registry,
@@ -134,16 +142,17 @@ impl Processor {
     /// Drops everything in memory (nonces included) and opens the database again.
     pub fn reload(self, chain: &Chain) -> Processor {
         let (commits, reloads) = (self.commits(), self.reloads + 1);
-        let (path, validator, malice, identity, registry) = (
+        let (path, validator, malice, params, identity, registry) = (
             self.path.clone(),
             self.validator,
             self.malice,
+            self.params.clone(),
             self.identity.clone(),
             self.registry.clone(),
         );
         // Every handle to the database lives in `self`: dropping it closes the file.
         drop(self);
-        let mut p = Processor::open(path, validator, malice, identity, registry, chain);
+        let mut p = Processor::open(path, validator, malice, params, identity, registry, chain);
         p.base_commits = commits;
         p.reloads = reloads;
         p
@@ -224,6 +233,17 @@ impl Net {
         params: NetworkParams,
         malice: &[(u16, Malice)],
     ) -> Net {
+        Net::build(threshold, n, params, malice, &[])
+    }
+
+    /// [`Net::with_malice`], with some validators configured unlike the chain.
+    pub fn build(
+        threshold: u16,
+        n: u16,
+        params: NetworkParams,
+        malice: &[(u16, Malice)],
+        overrides: &[(u16, NetworkParams)],
+    ) -> Net {
         let dir = temp_dir();
         let chain = Chain::new(params);
         let coordinator = Arc::new(Identity::generate(&mut OsRng));
@@ -236,10 +256,12 @@ impl Net {
             let identity = Arc::new(Identity::generate(&mut OsRng));
             registry.insert(Party::Processor { network: NETWORK, validator }, identity.public());
             let bad = malice.iter().find(|(v, _)| *v == validator).map_or(Malice::None, |m| m.1);
+            let own = overrides.iter().find(|(v, _)| *v == validator).map(|(_, p)| p.clone());
             processors.push(Processor::open(
                 dir.path().join(format!("processor-{validator}.redb")),
                 validator,
                 bad,
+                own,
                 identity,
                 coordinator_registry.clone(),
                 &chain,
