@@ -195,8 +195,8 @@ fn record_process(
 
 /// `devnet up`: see the module documentation.
 pub fn up(o: &UpOptions) -> Result<Up, DevnetError> {
-    if o.threshold == 0 || o.threshold > o.validators {
-        return Err(DevnetError::Failed("need 1 <= --threshold <= --validators".into()));
+    if let Some(reason) = crate::threshold_refused(o.threshold, o.validators) {
+        return Err(DevnetError::Failed(reason));
     }
     if o.confirmations == 0 {
         return Err(DevnetError::Failed("--confirmations must be at least 1".into()));

@@ -610,3 +610,20 @@ impl Drop for Cluster {
         }
     }
 }
+
+/// Why the processors would refuse a `threshold`-of-`validators` set, if they would: the
+/// threshold must be at most `validators`, and satisfy the processors' default key
+/// generation policy (at least 2, and more than half of the validators).
+pub fn threshold_refused(threshold: u16, validators: u16) -> Option<String> {
+    if threshold == 0 || threshold > validators {
+        return Some("need 1 <= --threshold <= --validators".into());
+    }
+    let policy = match processor::config::KeyGenConfig::default().policy() {
+        Ok(policy) => policy,
+        Err(e) => return Some(e.to_string()),
+    };
+    policy
+        .check(threshold, usize::from(validators))
+        .err()
+        .map(|e| format!("--threshold {threshold} of {validators}: {e}"))
+}

@@ -125,10 +125,11 @@ fn fail(e: &DevnetError) -> ExitCode {
     }
 }
 
-/// Exit status 2, with the reason, unless 1 <= `threshold` <= `validators`.
+/// Exit status 2, with the reason, unless the processors would accept a `threshold`-of-
+/// `validators` set ([`devnet::threshold_refused`]).
 fn refuse_threshold(threshold: u16, validators: u16) -> Option<ExitCode> {
-    (threshold == 0 || threshold > validators).then(|| {
-        eprintln!("error: need 1 <= --threshold <= --validators");
+    devnet::threshold_refused(threshold, validators).map(|reason| {
+        eprintln!("error: {reason}");
         ExitCode::from(2)
     })
 }

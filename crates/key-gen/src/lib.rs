@@ -26,7 +26,7 @@ pub mod testing;
 
 pub use dkg::{Curve, CurveKeys, Evidence, Fault, GeneratedKeys, KeyGenParams, NetworkKeys, Round};
 pub use seal::{SealError, Sealer};
-pub use store::{KeyGen, Malice};
+pub use store::{KeyGen, KeyGenPolicy, Malice};
 
 /// Why a key-generation step could not run. None of these change any state.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +34,10 @@ pub enum KeyGenError {
     /// The coordinator's parameters are malformed.
     #[error("invalid key-generation request: {0}")]
     InvalidParams(&'static str),
+    /// Well-formed parameters this processor's operator does not allow
+    /// ([`store::KeyGenPolicy`]).
+    #[error("refused key-generation request: {0}")]
+    Refused(String),
     /// A message set does not name exactly the expected participants.
     #[error("expected messages from {expected:?}, got them from {found:?}")]
     WrongParticipants {

@@ -65,15 +65,62 @@ fn keys_aad(session: Session) -> Vec<u8> {
     [b"tc/keygen/v1/keys/".as_slice(), &session.0.to_be_bytes()].concat()
 }
 
+/// The key-generation parameters this processor's operator allows, whatever the
+/// coordinator asks: a set where fewer than `min_threshold` signers, or less than
+/// `min_threshold_percent` of the participants, can move the funds is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyGenPolicy {
+    /// The lowest threshold accepted; never below 2 (one key holder alone must never be
+    /// able to sign).
+    pub min_threshold: u16,
+    /// The threshold must be at least this percentage of the attempt's participants.
+    pub min_threshold_percent: u8,
+}
+
+impl Default for KeyGenPolicy {
+    /// At least 2 signers, and more than half of the participants.
+    fn default() -> Self {
+        KeyGenPolicy { min_threshold: 2, min_threshold_percent: 51 }
+    }
+}
+
+impl KeyGenPolicy {
+    /// Why `threshold`-of-`participants` is refused, if it is.
+    pub fn check(&self, threshold: u16, participants: usize) -> Result<(), KeyGenError> {
+        let min = self.min_threshold.max(2);
+        if threshold < min {
+            return Err(KeyGenError::Refused(format!(
+                "a threshold of {threshold} is below the {min} this operator allows"
+            )));
+        }
+        let percent = u64::from(self.min_threshold_percent);
+        if u64::from(threshold) * 100 < percent * participants as u64 {
+            return Err(KeyGenError::Refused(format!(
+                "a threshold of {threshold} of {participants} participants is below the {percent}% this operator allows"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// The key-generation state machine of one processor.
 pub struct KeyGen {
     network: NetworkId,
     me: u16,
+    policy: KeyGenPolicy,
     entropy: Zeroizing<[u8; 32]>,
     sealer: Arc<Sealer>,
     malice: Malice,
     /// Round-2 state per (session, attempt), in memory only.
     machines: Mutex<HashMap<(u32, u32), dkg::Round2Machines>>,
+}
+
+impl KeyGen {
+    /// The same, refusing parameters outside `policy` (default: [`KeyGenPolicy::default`]).
+    pub fn with_policy(mut self, policy: KeyGenPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
 }
 
 impl std::fmt::Debug for KeyGen {
@@ -119,7 +166,15 @@ impl KeyGen {
                 entropy
             }
         };
-        Ok(KeyGen { network, me, entropy, sealer, malice, machines: Mutex::new(HashMap::new()) })
+        Ok(KeyGen {
+            network,
+            me,
+            policy: KeyGenPolicy::default(),
+            entropy,
+            sealer,
+            malice,
+            machines: Mutex::new(HashMap::new()),
+        })
     }
 
     fn machines(&self) -> std::sync::MutexGuard<'_, HashMap<(u32, u32), dkg::Round2Machines>> {
@@ -173,6 +228,7 @@ impl KeyGen {
                     ));
                 }
                 params.validate()?;
+                self.policy.check(params.threshold, params.participants.len())?;
                 let superseded = match GENERATED.get(txn, &id.session.0)? {
                     Some(generated) if generated.confirmed || generated.attempt >= id.attempt => {
                         tracing::info!(

@@ -192,7 +192,7 @@ fn stale_conflicting_and_foreign_requests_change_nothing() {
     let conflicting = KeyGenRequest::GenerateKey {
         id,
         network: NetworkId::Bitcoin,
-        threshold: 2,
+        threshold: 4,
         participants: vec![1, 2, 3, 4],
         me: 1,
     };
@@ -259,4 +259,52 @@ fn a_later_attempt_supersedes_unconfirmed_keys_but_never_confirmed_ones() {
     txn.commit().unwrap();
     assert!(handle(&nodes[2], &retry(&nodes[2], 1)).unwrap().is_none());
     assert!(generated(&nodes[2]).confirmed);
+}
+
+/// Parameters the operator does not allow are refused before anything is written: a
+/// threshold of 1 (one key holder could sign alone), or one that is not more than half of
+/// the participants (by default); a policy of 50% lets 2-of-4 through.
+#[test]
+fn thresholds_below_the_operators_policy_are_refused() {
+    let n = node(1, NetworkId::Bitcoin);
+    let snapshot = db::Get::range_raw(&n.db.read().unwrap(), b"").unwrap();
+    let request = |threshold: u16, participants: &[u16]| KeyGenRequest::GenerateKey {
+        id: ID,
+        network: NetworkId::Bitcoin,
+        threshold,
+        participants: participants.to_vec(),
+        me: 1,
+    };
+    for (t, ps) in [
+        (1, &[1, 2, 3][..]),
+        (1, &[1][..]),
+        (2, &[1, 2, 3, 4][..]),
+        (3, &[1, 2, 3, 4, 5, 6, 7][..]),
+    ] {
+        let refused = handle(&n, &request(t, ps));
+        assert!(
+            matches!(refused, Err(KeyGenError::Refused(_))),
+            "{t}-of-{}: {refused:?}",
+            ps.len()
+        );
+    }
+    assert_eq!(
+        db::Get::range_raw(&n.db.read().unwrap(), b"").unwrap(),
+        snapshot,
+        "a refusal wrote"
+    );
+
+    // An operator allowing half: 2-of-4 goes ahead; 1-of-2 still does not.
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path().join("db.redb"), SCHEMA).unwrap();
+    let sealer = Arc::new(Sealer::unlock(&db, SECRET).unwrap());
+    let policy = key_gen::KeyGenPolicy { min_threshold: 2, min_threshold_percent: 50 };
+    let keygen =
+        KeyGen::open(&db, sealer, NetworkId::Bitcoin, 1, Malice::None).unwrap().with_policy(policy);
+    let mut txn = db.write().unwrap();
+    assert!(matches!(keygen.handle(&mut txn, &request(1, &[1, 2])), Err(KeyGenError::Refused(_))));
+    assert!(matches!(
+        keygen.handle(&mut txn, &request(2, &[1, 2, 3, 4])),
+        Ok(Some(KeyGenResponse::Commitments { .. }))
+    ));
 }

@@ -62,6 +62,9 @@ pub struct Config {
     /// The scanning and signing pipeline.
     #[serde(default)]
     pub pipeline: PipelineConfig,
+    /// What key generation this operator allows.
+    #[serde(default)]
+    pub keygen: KeyGenConfig,
     /// Test-only settings.
     #[serde(default)]
     pub testing: TestingConfig,
@@ -128,6 +131,59 @@ impl Default for PipelineConfig {
     }
 }
 
+/// The config file's `[keygen]` table: the key-generation parameters this operator allows,
+/// whatever the coordinator asks (refused requests are logged and counted).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyGenConfig {
+    /// The lowest threshold accepted (default and minimum 2).
+    #[serde(default = "default_min_threshold")]
+    pub min_threshold: u16,
+    /// The threshold must be at least this percentage of the participants (default 51:
+    /// more than half).
+    #[serde(default = "default_min_threshold_percent")]
+    pub min_threshold_percent: u8,
+}
+
+fn default_min_threshold() -> u16 {
+    key_gen::KeyGenPolicy::default().min_threshold
+}
+
+fn default_min_threshold_percent() -> u8 {
+    key_gen::KeyGenPolicy::default().min_threshold_percent
+}
+
+impl Default for KeyGenConfig {
+    fn default() -> Self {
+        KeyGenConfig {
+            min_threshold: default_min_threshold(),
+            min_threshold_percent: default_min_threshold_percent(),
+        }
+    }
+}
+
+impl KeyGenConfig {
+    /// The policy, checked: a threshold below 2 or a percentage above 100 is refused.
+    pub fn policy(&self) -> Result<key_gen::KeyGenPolicy, ConfigError> {
+        if self.min_threshold < 2 {
+            return Err(ConfigError::invalid(
+                "keygen.min_threshold",
+                "must be at least 2: one key holder alone must never be able to sign",
+            ));
+        }
+        if self.min_threshold_percent == 0 || self.min_threshold_percent > 100 {
+            return Err(ConfigError::invalid(
+                "keygen.min_threshold_percent",
+                "must be between 1 and 100",
+            ));
+        }
+        Ok(key_gen::KeyGenPolicy {
+            min_threshold: self.min_threshold,
+            min_threshold_percent: self.min_threshold_percent,
+        })
+    }
+}
+
 /// The config file's `[testing]` table: misbehaviour for tests, debug builds only.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -167,6 +223,7 @@ impl Config {
         if config.validator == 0 {
             return Err(ConfigError::invalid("validator", "indices start at 1"));
         }
+        config.keygen.policy()?;
         if config.pipeline.window == 0 {
             return Err(ConfigError::invalid(
                 "pipeline.window",

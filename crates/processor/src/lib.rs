@@ -97,8 +97,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
     let db = open_db(&config)?;
     let sealer = Arc::new(key_gen::Sealer::unlock(&db, db_secret.as_bytes())?);
     drop(db_secret);
-    let keygen =
-        Arc::new(key_gen::KeyGen::open(&db, sealer, config.network()?, config.validator, malice)?);
+    let keygen = Arc::new(
+        key_gen::KeyGen::open(&db, sealer, config.network()?, config.validator, malice)?
+            .with_policy(config.keygen.policy()?),
+    );
     if malice != key_gen::Malice::None {
         tracing::warn!(?malice, "TEST MISBEHAVIOUR ENABLED");
     }
