@@ -42,6 +42,10 @@ pub struct Scenario {
     pub confirmations: u64,
     /// SIGKILL and restart random processors throughout, with this seed.
     pub chaos_seed: Option<u64>,
+    /// A validator kept down during key generation: coordinator-sim excludes it after
+    /// the round timeout, the others generate the key and run the scenario; it is started
+    /// again once the key is confirmed (and holds no share).
+    pub silent_in_keygen: Option<u16>,
     /// Print progress on standard error.
     pub progress: bool,
     /// Keep the devnet's working directory (configs, logs, databases) even when every
@@ -61,6 +65,7 @@ impl Default for Scenario {
             max_outputs: 4,
             confirmations: 3,
             chaos_seed: None,
+            silent_in_keygen: None,
             progress: true,
             keep: false,
         }
@@ -345,10 +350,20 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
             poll_ms: 200,
         }),
         coordinator_extra: "sign_timeout_ms = 5000\nchain = \"regtest\"\n".into(),
+        // A silent validator is excluded after one round timeout: keep it short then.
+        keygen_timeout: if s.silent_in_keygen.is_some() {
+            Duration::from_secs(3)
+        } else {
+            Duration::from_secs(60)
+        },
         ..Options::keys_only("litecoin", s.validators, s.threshold)
     };
     say(format!("starting nats-server, {} processors and coordinator-sim", s.validators));
     let mut cluster = Cluster::start(&options)?;
+    if let Some(v) = s.silent_in_keygen {
+        say(format!("validator {v} kept down during key generation"));
+        cluster.kill_processor(v);
+    }
     // Kept unless every check passes (or always, with `keep`): a failure's logs,
     // configs and databases stay for the operator to read.
     cluster.dir.disable_cleanup(true);
@@ -383,6 +398,8 @@ struct Ctx<'a> {
     cluster: &'a mut Cluster,
     chaos: Chaos,
     report: Report,
+    /// The validators holding the key (all, unless one was excluded).
+    holders: Vec<u16>,
 }
 
 impl Ctx<'_> {
@@ -407,7 +424,9 @@ fn exercise(
         next: Instant::now(),
         kills: vec![],
     };
-    let mut ctx = Ctx { s, started, rt, node, params, cluster, chaos, report: Report::default() };
+    let holders = (1..=s.validators).collect();
+    let mut ctx =
+        Ctx { s, started, rt, node, params, cluster, chaos, report: Report::default(), holders };
     let group = steps::key_and_activation(&mut ctx)?;
     let (watch, mining) = steps::watch_and_mine(&ctx, &group)?;
     let deposits = steps::deposits(&mut ctx, &group)?;

@@ -40,3 +40,17 @@ fn the_same_through_processor_crashes() {
         assert!(report.kills.iter().any(|(_, s)| s.starts_with(phase)), "no kill during {phase}");
     }
 }
+
+/// Validator 2 of 4 is down during key generation: coordinator-sim excludes it after the
+/// round timeout and validators 1, 3 and 4 generate a 3-of-3 key among a set of 4 (their
+/// key indices are 1, 2, 3, not their validator numbers). They then run the same scenario,
+/// with the same checks, validator 2 running again meanwhile.
+#[test]
+fn the_same_with_validator_2_of_4_excluded_during_key_generation() {
+    let scenario =
+        Scenario { validators: 4, threshold: 3, silent_in_keygen: Some(2), ..Scenario::default() };
+    let report = run(&scenario).unwrap();
+    eprintln!("{}", report.table());
+    assert!(report.passed(), "{}", report.table());
+    assert!(report.transactions >= 2, "a payment tree needs several transactions");
+}
