@@ -638,9 +638,11 @@ fn response_id(response: &KeyGenResponse) -> KeyGenId {
 }
 
 /// The participants whose settings differ from the set's, each with the settings that
-/// differ. The set's settings are those most participants reported (ties: the lowest
-/// validator's among the most reported); participants running without a node report
-/// none and are not compared.
+/// differ. The set's settings are those a strict majority of the reporting participants
+/// reported; participants running without a node report none and are not compared.
+/// Without a strict majority nobody can be told apart from the rest: every reporter is
+/// named (against the lowest validator's settings), which leaves the set without enough
+/// participants and fails it loudly, for the operators to agree.
 pub fn mismatched_settings(
     settings: &BTreeMap<Participant, ChainSettings>,
 ) -> Vec<(Participant, String)> {
@@ -653,7 +655,21 @@ pub fn mismatched_settings(
     }
     // `counts` is in validator order of first appearance; `max_by_key` keeps the last
     // maximum, so search from the back for the first.
-    let Some((set, _)) = counts.iter().rev().max_by_key(|(_, n)| *n) else { return vec![] };
+    let Some((set, most)) = counts.iter().rev().max_by_key(|(_, n)| *n) else { return vec![] };
+    if counts.len() > 1 && *most * 2 <= settings.len() {
+        return settings
+            .iter()
+            .map(|(v, s)| {
+                let differences = s.differences(set);
+                let against = if differences.is_empty() {
+                    "its settings".to_string()
+                } else {
+                    differences.join(", ")
+                };
+                (*v, format!("no majority of the participants agree on settings ({against})"))
+            })
+            .collect();
+    }
     settings
         .iter()
         .filter(|(_, s)| *s != set)

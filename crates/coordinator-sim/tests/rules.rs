@@ -458,3 +458,41 @@ fn a_participant_with_other_settings_is_excluded_and_named() {
         .collect();
     assert_eq!(restarted, vec![1, 3, 4]);
 }
+
+/// Two against two: no strict majority agrees on the settings, so nobody can be told
+/// apart from the rest: every reporter is excluded with that reason and the set fails
+/// loudly, instead of naming two possibly correct validators as culprits.
+#[test]
+fn settings_without_a_majority_fail_the_set_loudly() {
+    use messages::ChainSettings;
+    let mut rig = Rig::new();
+    rig.sent();
+    rig.commit_all(0, &[1, 2, 3, 4]);
+    rig.share_all(0, &[1, 2, 3, 4]);
+    rig.sent();
+    let a = ChainSettings {
+        confirmations: 12,
+        max_inputs: 500,
+        max_outputs: 500,
+        dust: 10_000,
+        min_fee_rate: 10_000,
+        max_fee_rate: 1_000_000,
+        max_money: 84_000_000 * 100_000_000,
+    };
+    let b = ChainSettings { confirmations: 6, ..a };
+    for (v, settings) in [(1, a), (2, b), (3, a), (4, b)] {
+        let pair = KeyGenResponse::GeneratedKeyPair {
+            id: id(0, 0),
+            ristretto_key: [9; 32],
+            network_key: vec![3; 33],
+            proposed_activation: Some(100),
+            settings: Some(settings),
+        };
+        assert_eq!(rig.handle(v, pair), Outcome::Progress);
+    }
+    assert!(!rig.sent().iter().any(|(_, m)| matches!(m, CoordinatorMessage::Settlement(_))));
+    let s = rig.status().sets[0].clone();
+    assert!(s.failed, "{s:?}");
+    assert_eq!(s.excluded.len(), 4);
+    assert!(s.excluded.iter().all(|e| e.reason.contains("no majority")), "{:?}", s.excluded);
+}

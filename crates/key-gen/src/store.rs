@@ -66,21 +66,23 @@ fn keys_aad(session: Session) -> Vec<u8> {
 }
 
 /// The key-generation parameters this processor's operator allows, whatever the
-/// coordinator asks: a set where fewer than `min_threshold` signers, or less than
-/// `min_threshold_percent` of the participants, can move the funds is refused.
+/// coordinator asks: a set where fewer than `min_threshold` signers, or no more than
+/// `min_threshold_percent` of the participants, can move the funds is refused. (The
+/// participants are those the coordinator names for the attempt; pinning the validator
+/// set itself is the settlement layer's.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KeyGenPolicy {
     /// The lowest threshold accepted; never below 2 (one key holder alone must never be
     /// able to sign).
     pub min_threshold: u16,
-    /// The threshold must be at least this percentage of the attempt's participants.
+    /// The threshold must be more than this percentage of the attempt's participants.
     pub min_threshold_percent: u8,
 }
 
 impl Default for KeyGenPolicy {
     /// At least 2 signers, and more than half of the participants.
     fn default() -> Self {
-        KeyGenPolicy { min_threshold: 2, min_threshold_percent: 51 }
+        KeyGenPolicy { min_threshold: 2, min_threshold_percent: 50 }
     }
 }
 
@@ -94,9 +96,9 @@ impl KeyGenPolicy {
             )));
         }
         let percent = u64::from(self.min_threshold_percent);
-        if u64::from(threshold) * 100 < percent * participants as u64 {
+        if u64::from(threshold) * 100 <= percent * participants as u64 {
             return Err(KeyGenError::Refused(format!(
-                "a threshold of {threshold} of {participants} participants is below the {percent}% this operator allows"
+                "a threshold of {threshold} of {participants} participants is not more than the {percent}% this operator requires"
             )));
         }
         Ok(())
@@ -228,7 +230,6 @@ impl KeyGen {
                     ));
                 }
                 params.validate()?;
-                self.policy.check(params.threshold, params.participants.len())?;
                 let superseded = match GENERATED.get(txn, &id.session.0)? {
                     Some(generated) if generated.confirmed || generated.attempt >= id.attempt => {
                         tracing::info!(
@@ -243,6 +244,7 @@ impl KeyGen {
                     Some(generated) => Some(generated.attempt),
                     None => None,
                 };
+                self.policy.check(params.threshold, params.participants.len())?;
                 if let Some(current) = CURRENT.get(txn, &id.session.0)? {
                     if current.id.attempt > id.attempt {
                         return Err(KeyGenError::NotCurrent {

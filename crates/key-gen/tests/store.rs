@@ -263,7 +263,7 @@ fn a_later_attempt_supersedes_unconfirmed_keys_but_never_confirmed_ones() {
 
 /// Parameters the operator does not allow are refused before anything is written: a
 /// threshold of 1 (one key holder could sign alone), or one that is not more than half of
-/// the participants (by default); a policy of 50% lets 2-of-4 through.
+/// the participants (by default); a policy of 40% lets 2-of-4 through.
 #[test]
 fn thresholds_below_the_operators_policy_are_refused() {
     let n = node(1, NetworkId::Bitcoin);
@@ -294,11 +294,11 @@ fn thresholds_below_the_operators_policy_are_refused() {
         "a refusal wrote"
     );
 
-    // An operator allowing half: 2-of-4 goes ahead; 1-of-2 still does not.
+    // An operator requiring more than 40%: 2-of-4 goes ahead; 1-of-2 still does not.
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path().join("db.redb"), SCHEMA).unwrap();
     let sealer = Arc::new(Sealer::unlock(&db, SECRET).unwrap());
-    let policy = key_gen::KeyGenPolicy { min_threshold: 2, min_threshold_percent: 50 };
+    let policy = key_gen::KeyGenPolicy { min_threshold: 2, min_threshold_percent: 40 };
     let keygen =
         KeyGen::open(&db, sealer, NetworkId::Bitcoin, 1, Malice::None).unwrap().with_policy(policy);
     let mut txn = db.write().unwrap();

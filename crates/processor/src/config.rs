@@ -139,7 +139,7 @@ pub struct KeyGenConfig {
     /// The lowest threshold accepted (default and minimum 2).
     #[serde(default = "default_min_threshold")]
     pub min_threshold: u16,
-    /// The threshold must be at least this percentage of the participants (default 51:
+    /// The threshold must be more than this percentage of the participants (default 50:
     /// more than half).
     #[serde(default = "default_min_threshold_percent")]
     pub min_threshold_percent: u8,
@@ -171,10 +171,10 @@ impl KeyGenConfig {
                 "must be at least 2: one key holder alone must never be able to sign",
             ));
         }
-        if self.min_threshold_percent == 0 || self.min_threshold_percent > 100 {
+        if self.min_threshold_percent == 0 || self.min_threshold_percent > 99 {
             return Err(ConfigError::invalid(
                 "keygen.min_threshold_percent",
-                "must be between 1 and 100",
+                "must be between 1 and 99",
             ));
         }
         Ok(key_gen::KeyGenPolicy {

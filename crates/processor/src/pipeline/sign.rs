@@ -122,15 +122,23 @@ impl Roster {
         }
     }
 
-    /// A reply, with validators where it names signers.
-    pub fn response_to_wire(&self, response: SignResponse) -> SignResponse {
+    /// A reply, with validators where it names signers; `None` for a blame of an index no
+    /// validator holds (every index the signers name comes from a map `to_key` built, so
+    /// this is a bug: nobody is accused).
+    pub fn response_to_wire(&self, response: SignResponse) -> Option<SignResponse> {
         match response {
-            SignResponse::Blame { id, accused } => SignResponse::Blame {
-                id,
-                // Every index the signers name comes from a map `to_key` built.
-                accused: self.validator(accused).unwrap_or(0),
+            SignResponse::Blame { id, accused } => match self.validator(accused) {
+                Some(accused) => Some(SignResponse::Blame { id, accused }),
+                None => {
+                    tracing::error!(
+                        ?id,
+                        accused,
+                        "a blame of a key index no validator holds: not sent"
+                    );
+                    None
+                }
             },
-            other => other,
+            other => Some(other),
         }
     }
 }
@@ -173,7 +181,9 @@ pub fn sign<N: PipelineNetwork>(
     };
     match handled {
         Handled::Reply(response) => {
-            let response = roster.response_to_wire(response);
+            let Some(response) = roster.response_to_wire(response) else {
+                return Ok(Ok(()));
+            };
             if matches!(response, SignResponse::Preprocess { .. }) {
                 p.metrics.attempts.inc();
                 p.metrics.reattempts.inc();
