@@ -311,8 +311,8 @@ fn a_deep_reorg_stops_every_processor() {
     assert_eq!(net.balance(1), 1_000_000, "nothing more credited");
 }
 
-/// A burn to one of the group's own addresses (deposit, branch or change; all computable
-/// from the public group key) is recorded unpayable by every processor and never paid: it
+/// A burn to one of the group's own addresses (deposit, branch, change or forwarded; all
+/// computable from the public group key) is recorded unpayable by every processor and never paid: it
 /// would come back as a deposit, branch or change output nobody planned. The other burns
 /// of the same acknowledgement are paid as usual.
 #[test]
@@ -333,7 +333,7 @@ fn burns_to_our_own_addresses_are_recorded_unpayable() {
         net.mine(1).unwrap();
     }
     assert_eq!(net.balance(1), 5_000_000);
-    let ours: Vec<ExternalAddress> = [OutputKind::External, OutputKind::Branch, OutputKind::Change]
+    let ours: Vec<ExternalAddress> = OutputKind::ALL
         .into_iter()
         .map(|kind| ExternalAddress::new(Chain::address_of(&key, kind)).unwrap())
         .collect();
