@@ -6,8 +6,8 @@ use bus::{Mailbox, Received, INBOX};
 use db::{Db, Queue, WriteTxn};
 use key_gen::{KeyGen, KeyGenError};
 use messages::{
-    CoordinatorMessage, KeyGenResponse, Party, ProcessorMessage, SettlementEvent, Status,
-    PROTOCOL_VERSION,
+    ChainSettings, CoordinatorMessage, KeyGenResponse, Party, ProcessorMessage, SettlementEvent,
+    Status, PROTOCOL_VERSION,
 };
 use primitives::codec::Versioned;
 use prometheus_client::metrics::counter::Counter;
@@ -22,6 +22,36 @@ use service::{db_error, send_error};
 /// Signing and settlement messages received while there is no `[node]`: kept, in order,
 /// and handled first (applied or refused, like any message) once there is one.
 pub const DEFERRED: Queue<Received> = Queue::new("processor/v1/deferred");
+
+/// The settings this processor reported with each session's key pair (what the set agreed
+/// on), by session.
+pub const REPORTED_SETTINGS: db::Table<u32, ChainSettings> =
+    db::Table::new("processor/v1/reported_settings");
+
+/// Refuses to scan and sign with `current` settings other than those this processor
+/// reported with its active key's pair: the set agreed on those, and Batches or plans made
+/// under others would never be signed. A key generated without a `[node]` (no settings
+/// reported) is not checked.
+pub fn check_settings(db: &Db, current: &ChainSettings) -> Result<(), String> {
+    let read = db.read().map_err(|e| e.to_string())?;
+    let Some(active) = ACTIVE.get(&read, &()).map_err(|e| e.to_string())? else { return Ok(()) };
+    let Some(reported) =
+        REPORTED_SETTINGS.get(&read, &active.session).map_err(|e| e.to_string())?
+    else {
+        return Ok(());
+    };
+    let differences = current.differences(&reported);
+    if differences.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "the [node] settings differ from those this processor reported with session {}'s key, \
+         which its set agreed on: {} (\"the set's\" is what was reported). Restore them: every \
+         processor of a set must scan and plan alike",
+        active.session,
+        differences.join(", ")
+    ))
+}
 
 /// Records `session`'s confirmed key as the active one, with this validator's DKG index.
 fn record_active(
@@ -202,11 +232,19 @@ impl Task for InboxHandler {
             CoordinatorMessage::KeyGen(request) => match self.keygen.handle(&mut txn, &request) {
                 Ok(Some(mut response)) => {
                     if let KeyGenResponse::GeneratedKeyPair {
-                        proposed_activation, settings, ..
+                        id,
+                        proposed_activation,
+                        settings,
+                        ..
                     } = &mut response
                     {
                         *proposed_activation = self.pipeline.as_ref().and_then(|p| p.proposal());
                         *settings = self.pipeline.as_ref().map(|p| p.settings());
+                        // Recorded with the report, so a later start can hold this
+                        // processor to what its set agreed on (`check_settings`).
+                        if let Some(reported) = settings {
+                            REPORTED_SETTINGS.put(&mut txn, &id.session.0, reported)?;
+                        }
                     }
                     self.reply(&mut txn, ProcessorMessage::KeyGen(response))?
                 }

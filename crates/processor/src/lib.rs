@@ -250,6 +250,8 @@ fn wire<N: pipeline::PipelineNetwork>(
 ) -> Result<Wired, RunError> {
     let active = handler::backfill_active(db, config.validator)
         .map_err(|e| RunError::Pipeline(e.to_string()))?;
+    handler::check_settings(db, &pipeline::settings_of(scanner::Network::params(&network)))
+        .map_err(RunError::Pipeline)?;
     let signers = match &active {
         Some(active) => Some(signers::Signers::new(
             messages::Session(active.session),

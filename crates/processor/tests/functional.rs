@@ -402,3 +402,29 @@ fn a_validator_with_other_settings_is_excluded_from_the_key() {
     eprintln!("3-of-{{1,2,3}}: {outcome:?}");
     assert_eq!(outcome.holders, [1, 2, 3]);
 }
+
+/// Each processor records the settings it reported with its key pair; started again with
+/// other settings (an operator edited `confirmations` or `dust`), it is refused before
+/// it scans or signs, with a message naming each setting that changed; the same settings
+/// pass.
+#[test]
+fn a_processor_restarted_with_other_settings_is_refused() {
+    use processor::handler::check_settings;
+    use processor::pipeline::settings_of;
+
+    let agreed = params(2, 4);
+    let mut net = Net::new(2, 3, agreed.clone());
+    net.mine(4).unwrap();
+    net.group_key();
+    for p in &net.processors {
+        check_settings(&p.db, &settings_of(&agreed)).unwrap();
+        let edited =
+            scanner::NetworkParams { confirmations: 6, dust: Amount(5_000), ..agreed.clone() };
+        let err = check_settings(&p.db, &settings_of(&edited)).unwrap_err();
+        assert!(
+            err.contains("confirmations 6 (the set's 2)")
+                && err.contains("dust 5000 (the set's 10000)"),
+            "{err}"
+        );
+    }
+}

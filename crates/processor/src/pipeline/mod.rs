@@ -275,21 +275,25 @@ impl<N: PipelineNetwork> Handle for Pipeline<N> {
     }
 
     fn settings(&self) -> messages::ChainSettings {
-        let p = self.network.params();
-        let wide = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
-        messages::ChainSettings {
-            confirmations: p.confirmations,
-            max_inputs: wide(p.max_inputs),
-            max_outputs: wide(p.max_outputs),
-            dust: p.dust.0,
-            min_fee_rate: p.min_fee_rate,
-            max_fee_rate: p.max_fee_rate,
-            max_money: p.max_money,
-        }
+        settings_of(self.network.params())
     }
 
     fn activate(&self, session: Session, me: Participant) -> Result<(), TaskError> {
         *self.lock_signers()? = Some(Signers::new(session, me));
         Ok(())
+    }
+}
+
+/// The settings of `params` every processor of a set must share.
+pub fn settings_of(p: &scanner::NetworkParams) -> messages::ChainSettings {
+    let wide = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+    messages::ChainSettings {
+        confirmations: p.confirmations,
+        max_inputs: wide(p.max_inputs),
+        max_outputs: wide(p.max_outputs),
+        dust: p.dust.0,
+        min_fee_rate: p.min_fee_rate,
+        max_fee_rate: p.max_fee_rate,
+        max_money: p.max_money,
     }
 }
