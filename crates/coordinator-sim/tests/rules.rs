@@ -401,19 +401,9 @@ fn a_changed_set_is_refused_at_startup() {
     assert!(e.to_string().contains("threshold 3 of [1, 2, 3, 4]"), "{e}");
 }
 
-/// The settings every processor of a set must share travel with the key pair: one
-/// validator whose confirmations and dust differ from the others' is excluded (the key is
-/// not confirmed), named with the settings that differ, and the set reattempts without
-/// it. A processor without a node (no settings) is not compared.
-#[test]
-fn a_participant_with_other_settings_is_excluded_and_named() {
-    use messages::ChainSettings;
-    let mut rig = Rig::new();
-    rig.sent();
-    rig.commit_all(0, &[1, 2, 3, 4]);
-    rig.share_all(0, &[1, 2, 3, 4]);
-    rig.sent();
-    let set = ChainSettings {
+/// Litecoin's default settings.
+fn ltc_settings() -> messages::ChainSettings {
+    messages::ChainSettings {
         confirmations: 12,
         max_inputs: 500,
         max_outputs: 500,
@@ -421,16 +411,26 @@ fn a_participant_with_other_settings_is_excluded_and_named() {
         min_fee_rate: 10_000,
         max_fee_rate: 1_000_000,
         max_money: 84_000_000 * 100_000_000,
-    };
-    let other = ChainSettings { confirmations: 6, dust: 5_000, ..set };
-    let settings = [Some(set), Some(other), None, Some(set)];
-    for v in [1, 2, 3, 4] {
+    }
+}
+
+/// Runs attempt 0's first two rounds among [1, 2, 3, 4], then has each report the same key
+/// pair with its `settings`; returns what coordinator-sim sent in answer.
+fn key_pairs_with(
+    rig: &mut Rig,
+    settings: [Option<messages::ChainSettings>; 4],
+) -> Vec<(u16, CoordinatorMessage)> {
+    rig.sent();
+    rig.commit_all(0, &[1, 2, 3, 4]);
+    rig.share_all(0, &[1, 2, 3, 4]);
+    rig.sent();
+    for (v, settings) in (1..=4).zip(settings) {
         let pair = KeyGenResponse::GeneratedKeyPair {
             id: id(0, 0),
             ristretto_key: [9; 32],
             network_key: vec![3; 33],
             proposed_activation: Some(100),
-            settings: settings[usize::from(v) - 1],
+            settings,
         };
         assert_eq!(rig.handle(v, pair), Outcome::Progress);
     }
@@ -439,6 +439,19 @@ fn a_participant_with_other_settings_is_excluded_and_named() {
         !sent.iter().any(|(_, m)| matches!(m, CoordinatorMessage::Settlement(_))),
         "a key confirmed despite different settings: {sent:?}"
     );
+    sent
+}
+
+/// The settings every processor of a set must share travel with the key pair: one
+/// validator whose confirmations and dust differ from the others' is excluded (the key is
+/// not confirmed), named with the settings that differ, and the set reattempts without
+/// it. A processor without a node (no settings) is not compared.
+#[test]
+fn a_participant_with_other_settings_is_excluded_and_named() {
+    let mut rig = Rig::new();
+    let set = ltc_settings();
+    let other = messages::ChainSettings { confirmations: 6, dust: 5_000, ..set };
+    let sent = key_pairs_with(&mut rig, [Some(set), Some(other), None, Some(set)]);
     let s = rig.status().sets[0].clone();
     assert_eq!(s.attempt, 1);
     assert_eq!(s.participants, vec![1, 3, 4]);
@@ -464,33 +477,10 @@ fn a_participant_with_other_settings_is_excluded_and_named() {
 /// loudly, instead of naming two possibly correct validators as culprits.
 #[test]
 fn settings_without_a_majority_fail_the_set_loudly() {
-    use messages::ChainSettings;
     let mut rig = Rig::new();
-    rig.sent();
-    rig.commit_all(0, &[1, 2, 3, 4]);
-    rig.share_all(0, &[1, 2, 3, 4]);
-    rig.sent();
-    let a = ChainSettings {
-        confirmations: 12,
-        max_inputs: 500,
-        max_outputs: 500,
-        dust: 10_000,
-        min_fee_rate: 10_000,
-        max_fee_rate: 1_000_000,
-        max_money: 84_000_000 * 100_000_000,
-    };
-    let b = ChainSettings { confirmations: 6, ..a };
-    for (v, settings) in [(1, a), (2, b), (3, a), (4, b)] {
-        let pair = KeyGenResponse::GeneratedKeyPair {
-            id: id(0, 0),
-            ristretto_key: [9; 32],
-            network_key: vec![3; 33],
-            proposed_activation: Some(100),
-            settings: Some(settings),
-        };
-        assert_eq!(rig.handle(v, pair), Outcome::Progress);
-    }
-    assert!(!rig.sent().iter().any(|(_, m)| matches!(m, CoordinatorMessage::Settlement(_))));
+    let a = ltc_settings();
+    let b = messages::ChainSettings { confirmations: 6, ..a };
+    key_pairs_with(&mut rig, [Some(a), Some(b), Some(a), Some(b)]);
     let s = rig.status().sets[0].clone();
     assert!(s.failed, "{s:?}");
     assert_eq!(s.excluded.len(), 4);
