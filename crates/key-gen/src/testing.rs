@@ -14,8 +14,44 @@ use modular_frost::{
     sign::{AlgorithmMachine, PreprocessMachine, SignMachine, SignatureMachine, Writable},
 };
 use rand_core::OsRng;
+use zeroize::Zeroizing;
 
 use crate::{GeneratedKeys, NetworkKeys};
+
+/// `t`-of-`n` threshold keys on `C` for participants `1..=n` (index `i - 1` holds
+/// participant `i`), dealt from a polynomial drawn from `rng` (a trusted dealer, for tests
+/// that need keys without running the DKG): Lagrange interpolation and one verification
+/// share per participant, as PedPoP's.
+pub fn dealer<C: Curve>(
+    t: u16,
+    n: u16,
+    rng: &mut (impl rand_core::RngCore + rand_core::CryptoRng),
+) -> Vec<ThresholdKeys<C>> {
+    use ciphersuite::group::ff::Field;
+    assert!(1 <= t && t <= n, "need 1 <= t <= n");
+    let coefficients: Vec<C::F> = (0..t).map(|_| C::F::random(&mut *rng)).collect();
+    let shares: Vec<(Participant, C::F)> = (1..=n)
+        .map(|i| {
+            let x = C::F::from(u64::from(i));
+            let share = coefficients.iter().rev().fold(C::F::ZERO, |acc, c| acc * x + c);
+            (Participant::new(i).unwrap(), share)
+        })
+        .collect();
+    let verification: HashMap<_, _> =
+        shares.iter().map(|(i, s)| (*i, C::generator() * s)).collect();
+    shares
+        .into_iter()
+        .map(|(i, share)| {
+            ThresholdKeys::new(
+                modular_frost::ThresholdParams::new(t, n, i).unwrap(),
+                modular_frost::dkg::Interpolation::Lagrange,
+                Zeroizing::new(share),
+                verification.clone(),
+            )
+            .unwrap()
+        })
+        .collect()
+}
 
 /// Signs `msg` with the given keys (one per signer, at least t) through serialized
 /// messages, and checks every signer computed the same signature.

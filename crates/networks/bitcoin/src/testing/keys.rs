@@ -1,21 +1,16 @@
 //! In-process FROST keys and signing for tests.
 //!
-//! [`dkg`] deals the keys from a seeded polynomial (a trusted dealer): the lib cannot use
-//! `dkg-pedpop` (only a dev-dependency of this crate). The resulting [`ThresholdKeys`] have the
+//! [`dkg`] deals the keys from a seeded polynomial (a trusted dealer,
+//! `key_gen::testing::dealer`): the lib cannot use `dkg-pedpop` (only a dev-dependency of
+//! this crate). The resulting [`ThresholdKeys`] have the
 //! same form as PedPoP's (Lagrange interpolation, one verification share per participant), and
 //! `tests/bip340.rs` also signs with keys from a real PedPoP run.
 
 use std::collections::HashMap;
 
-use k256::{elliptic_curve::Field, Scalar};
-use modular_frost::{
-    curve::{Ciphersuite, Secp256k1},
-    dkg::Interpolation,
-    Participant, ThresholdKeys, ThresholdParams,
-};
+use modular_frost::{curve::Secp256k1, Participant, ThresholdKeys};
 use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
-use zeroize::Zeroizing;
 
 use crate::sign::{SignError, SignableTransaction, TransactionMachine};
 
@@ -75,32 +70,7 @@ impl CryptoRng for SeededRng {}
 /// `t`-of-`n` secp256k1 threshold keys for participants `1..=n` (index `i - 1` holds
 /// participant `i`), deterministic in `seed`.
 pub fn dkg(t: u16, n: u16, seed: u64) -> Vec<ThresholdKeys<Secp256k1>> {
-    assert!(1 <= t && t <= n, "need 1 <= t <= n");
-    let mut rng = SeededRng::new(seed);
-    let coefficients = (0..t).map(|_| Scalar::random(&mut rng)).collect::<Vec<_>>();
-    let shares = (1..=n)
-        .map(|i| {
-            let x = Scalar::from(u64::from(i));
-            let share = coefficients.iter().rev().fold(Scalar::ZERO, |acc, c| acc * x + c);
-            (Participant::new(i).unwrap(), share)
-        })
-        .collect::<Vec<_>>();
-    let verification_shares = shares
-        .iter()
-        .map(|(i, share)| (*i, <Secp256k1 as Ciphersuite>::generator() * share))
-        .collect::<HashMap<_, _>>();
-    shares
-        .into_iter()
-        .map(|(i, share)| {
-            ThresholdKeys::new(
-                ThresholdParams::new(t, n, i).unwrap(),
-                Interpolation::Lagrange,
-                Zeroizing::new(share),
-                verification_shares.clone(),
-            )
-            .unwrap()
-        })
-        .collect()
+    key_gen::testing::dealer(t, n, &mut SeededRng::new(seed))
 }
 
 /// Signs `tx` with the signing set `keys` (the untweaked DKG keys, at least t of them), driving

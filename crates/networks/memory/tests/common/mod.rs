@@ -1,20 +1,17 @@
-//! Shared test helpers: params, trusted-dealer keys, and FROST signing of a plan through
+//! Shared test helpers: params, trusted-dealer keys (`key_gen::testing::dealer`), and FROST signing of a plan through
 //! the network's own signing machine, all participants in process.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::collections::HashMap;
 
-use ciphersuite::group::ff::Field;
 use memory_network::{Chain, MemoryNetwork, Signable, Transaction};
-use modular_frost::curve::{Ciphersuite, Secp256k1};
-use modular_frost::dkg::Interpolation;
-use modular_frost::{Participant, ThresholdKeys, ThresholdParams};
+use modular_frost::curve::Secp256k1;
+use modular_frost::ThresholdKeys;
 use primitives::{Amount, NetworkId};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use scanner::{Network, NetworkParams};
 use signers::{Completing, Signing};
-use zeroize::Zeroizing;
 
 /// Litecoin-like params, small enough for 100-input plans.
 pub fn params() -> NetworkParams {
@@ -32,30 +29,7 @@ pub fn params() -> NetworkParams {
 
 /// `t`-of-`n` keys from a seeded dealer polynomial (index `i - 1` holds participant `i`).
 pub fn keys(t: u16, n: u16, seed: u64) -> Vec<ThresholdKeys<Secp256k1>> {
-    type F = <Secp256k1 as Ciphersuite>::F;
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let coefficients: Vec<F> = (0..t).map(|_| F::random(&mut rng)).collect();
-    let shares: Vec<(Participant, F)> = (1..=n)
-        .map(|i| {
-            let x = F::from(u64::from(i));
-            let share = coefficients.iter().rev().fold(F::ZERO, |acc, c| acc * x + c);
-            (Participant::new(i).unwrap(), share)
-        })
-        .collect();
-    let verification: HashMap<_, _> =
-        shares.iter().map(|(i, s)| (*i, <Secp256k1 as Ciphersuite>::generator() * s)).collect();
-    shares
-        .into_iter()
-        .map(|(i, share)| {
-            ThresholdKeys::new(
-                ThresholdParams::new(t, n, i).unwrap(),
-                Interpolation::Lagrange,
-                Zeroizing::new(share),
-                verification.clone(),
-            )
-            .unwrap()
-        })
-        .collect()
+    key_gen::testing::dealer(t, n, &mut ChaCha20Rng::seed_from_u64(seed))
 }
 
 fn others(map: &HashMap<u16, Vec<u8>>, me: u16) -> HashMap<u16, Vec<u8>> {
