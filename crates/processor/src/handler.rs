@@ -220,16 +220,38 @@ impl Task for InboxHandler {
         }
         // Validated when it entered the inbox: failing now means the DB is corrupt.
         let message = received.coordinator_message().map_err(TaskError::fatal)?;
+        let what = kind(&message);
+        // A fatal error names the message: it stays in the inbox (nothing is committed).
+        self.handle(&mut txn, &received, message).map_err(|e| {
+            crate::halt::naming(
+                e,
+                format!("handling the coordinator's {what} message {}", received.intent.to_hex()),
+            )
+        })?;
+        // The runner wakes the bus sender (a dependent) after this progress.
+        txn.commit()?;
+        Ok(true)
+    }
+}
+
+impl InboxHandler {
+    /// Handles one message from the coordinator inside `txn`.
+    fn handle(
+        &self,
+        txn: &mut WriteTxn,
+        received: &Received,
+        message: CoordinatorMessage,
+    ) -> Result<(), TaskError> {
         match message {
             CoordinatorMessage::Status(Status::Ping { nonce }) => {
                 let protocol_version = u32::from(PROTOCOL_VERSION);
                 self.reply(
-                    &mut txn,
+                    txn,
                     ProcessorMessage::Status(Status::Pong { nonce, protocol_version }),
                 )?;
             }
             CoordinatorMessage::Status(Status::Pong { .. }) => {}
-            CoordinatorMessage::KeyGen(request) => match self.keygen.handle(&mut txn, &request) {
+            CoordinatorMessage::KeyGen(request) => match self.keygen.handle(txn, &request) {
                 Ok(Some(mut response)) => {
                     if let KeyGenResponse::GeneratedKeyPair {
                         id,
@@ -243,28 +265,28 @@ impl Task for InboxHandler {
                         // Recorded with the report, so a later start can hold this
                         // processor to what its set agreed on (`check_settings`).
                         if let Some(reported) = settings {
-                            REPORTED_SETTINGS.put(&mut txn, &id.session.0, reported)?;
+                            REPORTED_SETTINGS.put(txn, &id.session.0, reported)?;
                         }
                     }
-                    self.reply(&mut txn, ProcessorMessage::KeyGen(response))?
+                    self.reply(txn, ProcessorMessage::KeyGen(response))?
                 }
                 Ok(None) => {}
-                Err(e) => self.refused(&received, e)?,
+                Err(e) => self.refused(received, e)?,
             },
             CoordinatorMessage::Settlement(SettlementEvent::ConfirmKeyPair {
                 session,
                 ristretto_key,
                 network_key,
                 activation_block,
-            }) => match self.keygen.confirm(&mut txn, session, ristretto_key, &network_key) {
-                Ok(true) => self.activate(&mut txn, session, activation_block)?,
+            }) => match self.keygen.confirm(txn, session, ristretto_key, &network_key) {
+                Ok(true) => self.activate(txn, session, activation_block)?,
                 Ok(false) => {}
-                Err(e) => self.refused(&received, e)?,
+                Err(e) => self.refused(received, e)?,
             },
             CoordinatorMessage::Sign(request) if self.pipeline.is_some() => {
                 let pipeline = self.pipeline.as_ref().unwrap_or_else(|| unreachable!());
-                if let Err(e) = pipeline.sign(&mut txn, &request)? {
-                    self.refused_pipeline(&received, e);
+                if let Err(e) = pipeline.sign(txn, &request)? {
+                    self.refused_pipeline(received, e);
                 }
             }
             CoordinatorMessage::Settlement(SettlementEvent::BlockAcknowledged {
@@ -275,8 +297,8 @@ impl Task for InboxHandler {
             }) if self.pipeline.is_some() => {
                 let pipeline = self.pipeline.as_ref().unwrap_or_else(|| unreachable!());
                 let ack = Ack { settlement_block, batches, burns };
-                if let Err(e) = pipeline.acknowledge(&mut txn, ack)? {
-                    self.refused_pipeline(&received, e);
+                if let Err(e) = pipeline.acknowledge(txn, ack)? {
+                    self.refused_pipeline(received, e);
                 }
             }
             other if self.pipeline.is_some() => {
@@ -287,12 +309,10 @@ impl Task for InboxHandler {
             }
             other => {
                 tracing::warn!(intent = %received.intent.to_hex(), kind = kind(&other), "no [node]: message kept until one is configured");
-                DEFERRED.push(&mut txn, &received)?;
+                DEFERRED.push(txn, received)?;
             }
         }
-        // The runner wakes the bus sender (a dependent) after this progress.
-        txn.commit()?;
-        Ok(true)
+        Ok(())
     }
 }
 

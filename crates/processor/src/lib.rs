@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod halt;
 pub mod handler;
 pub mod http;
 pub mod networks;
@@ -72,6 +73,9 @@ pub enum RunError {
     /// The pipeline could not start.
     #[error("pipeline: {0}")]
     Pipeline(String),
+    /// A fatal error was recorded by an earlier run (see [`halt`]); nothing was started.
+    #[error("{0}")]
+    Halted(halt::Halt),
     /// Signal handlers could not be installed.
     #[error("installing signal handlers: {0}")]
     Signals(#[source] std::io::Error),
@@ -86,8 +90,9 @@ pub fn open_db(config: &Config) -> Result<Db, RunError> {
     Ok(Db::open(config.db_path(), SCHEMA)?)
 }
 
-/// Runs the processor until `shutdown` triggers or a task fails fatally.
-pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
+/// Runs the processor until `shutdown` triggers or a task fails fatally (recorded: later
+/// runs refuse to start until one with `resume`, see [`halt`]).
+pub async fn run(config: Config, resume: bool, shutdown: Shutdown) -> Result<(), RunError> {
     let me: Party = config.party()?;
     let identity = Arc::new(config.identity()?);
     let db_secret = config.db_secret()?;
@@ -95,6 +100,18 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
     let mut registry = KeyRegistry::new();
     registry.insert(Party::Coordinator, config.coordinator_key()?);
     let db = open_db(&config)?;
+    if resume {
+        if let Some(halt) = halt::resume(&db)? {
+            tracing::warn!(
+                task = halt.task,
+                error = halt.error,
+                at_unix = halt.at_unix,
+                "--resume: the recorded halt is removed; the failed work is tried again"
+            );
+        }
+    } else if let Some(halt) = halt::check(&db)? {
+        return Err(RunError::Halted(halt));
+    }
     let sealer = Arc::new(key_gen::Sealer::unlock(&db, db_secret.as_bytes())?);
     drop(db_secret);
     let keygen = Arc::new(
@@ -206,9 +223,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
         metrics_registry,
         stats,
     );
-    let app = http::router(http_state, db);
+    let app = http::router(http_state, db.clone());
     service::run::supervise_router(tasks, listener, app, shutdown).await.map_err(|e| match e {
-        service::run::Stopped::Task(fatal) => RunError::Task(fatal),
+        service::run::Stopped::Task(fatal) => {
+            halt::record(&db, &fatal.task, &task::error_chain(&*fatal.source));
+            RunError::Task(fatal)
+        }
         service::run::Stopped::Http(source) => RunError::Http { listen, source },
     })
 }

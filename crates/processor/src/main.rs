@@ -28,6 +28,11 @@ enum Command {
         config: PathBuf,
         #[command(flatten)]
         overrides: Overrides,
+        /// Remove a halt recorded by a fatal error of an earlier run (after fixing its
+        /// cause) and try the failed work again. Without it, a halted processor refuses to
+        /// start, with exit code 78.
+        #[arg(long)]
+        resume: bool,
     },
     /// Show the processor's durable state (from the database, or from the running
     /// processor's /status endpoint when it holds the database).
@@ -67,13 +72,20 @@ async fn status(config: &Config, json: bool) -> Result<(), String> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config, overrides } => match Config::load(&config, &overrides) {
+        Command::Run { config, overrides, resume } => match Config::load(&config, &overrides) {
             Err(e) => Err(e.to_string()),
-            Ok(config) => service::cli::run_daemon(&config.log.clone(), |shutdown| {
-                processor::run(config, shutdown)
-            })
-            .await
-            .map_err(|e| e.to_string()),
+            Ok(config) => {
+                let ran = service::cli::run_daemon(&config.log.clone(), |shutdown| {
+                    processor::run(config, resume, shutdown)
+                })
+                .await;
+                if let Err(service::cli::DaemonError::Run(processor::RunError::Halted(halt))) = &ran
+                {
+                    eprintln!("error: {halt}");
+                    return ExitCode::from(processor::halt::EXIT_HALTED);
+                }
+                ran.map_err(|e| e.to_string())
+            }
         },
         Command::Status { config, overrides, json } => match Config::load(&config, &overrides) {
             Err(e) => Err(e.to_string()),

@@ -26,6 +26,10 @@ pub struct StatusReport {
     /// The scanning and signing pipeline (absent when no key is active).
     #[serde(default)]
     pub pipeline: Option<PipelineStatus>,
+    /// The fatal error that halted this processor, if one is recorded (it refuses to start
+    /// until run with `--resume`).
+    #[serde(default)]
+    pub halted: Option<String>,
 }
 
 /// Where the pipeline stands.
@@ -167,6 +171,7 @@ impl StatusReport {
                 })
                 .collect(),
             pipeline: pipeline(txn)?,
+            halted: crate::halt::HALT.get(txn, &())?.map(|h| h.to_string()),
         })
     }
 
@@ -176,6 +181,9 @@ impl StatusReport {
             "processor      {}\ninbox pending  {}\ndeferred       {}\noutbox pending {}\n",
             self.party, self.inbox_pending, self.deferred, self.outbox_pending
         );
+        if let Some(halt) = &self.halted {
+            out += &format!("HALTED         {halt}\n");
+        }
         for k in &self.keys {
             out += &format!(
                 "session {} key ({}-of-{:?}, attempt {}){}: ristretto {} network {}\n",

@@ -399,3 +399,42 @@ fn refuses_to_run_without_a_sealing_secret() {
     let err = run_expecting_failure(&s.config);
     assert!(err.contains("db.secret"), "{err}");
 }
+
+/// A processor halted by a fatal error of an earlier run refuses to start, with exit code
+/// 78, the recorded error and what to do, and writes nothing; `status` shows the halt;
+/// `run --resume` removes it and runs.
+#[test]
+fn a_halted_processor_refuses_to_start_until_resumed() {
+    let nats = NatsServer::start();
+    let s = setup(&nats.url(), 0o600);
+    let data = s.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let path = data.join("processor.redb");
+    {
+        let db = Db::open(&path, processor::SCHEMA).unwrap();
+        processor::halt::record(&db, "acknowledger", "the burns of settlement block 7: broken");
+    }
+    let Output { status, stderr, .. } = processor(&["run"], &s.config).output().unwrap();
+    let err = String::from_utf8_lossy(&stderr);
+    assert_eq!(status.code(), Some(i32::from(processor::halt::EXIT_HALTED)), "{err}");
+    assert!(
+        err.contains("task acknowledger: the burns of settlement block 7: broken")
+            && err.contains("--resume"),
+        "{err}"
+    );
+    // It stopped before anything, the sealer first: no sealing parameters were written
+    // (a database without them takes any secret).
+    let copy = s.dir.path().join("copy.redb");
+    std::fs::copy(&path, &copy).unwrap();
+    key_gen::Sealer::unlock(&Db::open(&copy, processor::SCHEMA).unwrap(), b"any other secret!!")
+        .unwrap();
+    let report = status_json(&s.config);
+    assert!(report.halted.as_deref().is_some_and(|h| h.contains("settlement block 7")));
+    let out = processor(&["status"], &s.config).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("HALTED"));
+
+    let _daemon =
+        Daemon(processor(&["run", "--resume"], &s.config).stderr(Stdio::null()).spawn().unwrap());
+    wait_until("the resumed processor serving", || http_get(s.http, "/status").is_some());
+    assert_eq!(status_json(&s.config).halted, None);
+}

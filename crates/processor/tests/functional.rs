@@ -428,3 +428,80 @@ fn a_processor_restarted_with_other_settings_is_refused() {
         );
     }
 }
+
+/// A fatal error stops a processor once, not in a loop: its planner disagrees with its
+/// scheduler (as a broken build would), so applying an acknowledgement with a burn fails
+/// before it commits. Each processor records the halt, naming the acknowledgement and the
+/// plan; restarted, it handles nothing (not one commit) and still reports that first
+/// error; restarted with `--resume` once the cause is gone, it tries the same
+/// acknowledgement again, and the burn is paid exactly once.
+#[test]
+fn a_fatal_error_halts_once_and_a_resume_after_the_fix_pays_once() {
+    let mut net = Net::new(2, 3, params(2, 4));
+    net.mine(4).unwrap();
+    let key = net.group_key();
+    net.deposit(&key, 1, 2_000_000);
+    net.mine(3).unwrap();
+    assert_eq!(net.balance(1), 2_000_000);
+
+    net.chain.skew_planner(1);
+    let payee = net.burn(1, 400_000, 9);
+    // Each processor reaches the acknowledgement in turn (a settle stops at the first
+    // fatal error); restarted, the halted ones stay out.
+    let mut errors = vec![];
+    for _ in 0..10 {
+        match net.mine(1) {
+            Ok(()) if net.processors.iter().all(|p| p.halted.is_some()) => break,
+            Ok(()) => {}
+            Err(e) => errors.push(e),
+        }
+        for i in 0..net.processors.len() {
+            net.restart(i, false);
+        }
+    }
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    let first: Vec<_> = net.processors.iter().map(|p| p.halted.clone().unwrap()).collect();
+    for (p, halt) in net.processors.iter().zip(&first) {
+        assert_eq!(halt.task, "acknowledger");
+        assert!(
+            halt.error.contains("the burns of settlement block")
+                && halt.error.contains("disagrees with the scheduler"),
+            "processor {}: {halt:?}",
+            p.validator
+        );
+    }
+
+    // Restarted as a service manager would: nothing is handled again, nothing committed,
+    // and the recorded error is the first one.
+    let commits: Vec<u64> = net.processors.iter().map(|p| p.commits()).collect();
+    for _ in 0..3 {
+        for i in 0..net.processors.len() {
+            net.restart(i, false);
+        }
+        net.mine(1).unwrap();
+    }
+    assert_eq!(net.processors.iter().map(|p| p.commits()).collect::<Vec<_>>(), commits);
+    let again: Vec<_> = net.processors.iter().map(|p| p.halted.clone().unwrap()).collect();
+    assert_eq!(again, first);
+    assert_eq!(net.chain.received(payee.as_bytes()), Amount::ZERO);
+
+    // The cause fixed, each resumes: the same acknowledgement is applied, the burn paid
+    // once.
+    net.chain.skew_planner(0);
+    for i in 0..net.processors.len() {
+        net.restart(i, true);
+        assert!(net.processors[i].halted.is_none());
+    }
+    for _ in 0..20 {
+        net.mine(1).unwrap();
+        if net.chain.received(payee.as_bytes()) > Amount::ZERO && net.chain.mempool_len() == 0 {
+            break;
+        }
+    }
+    net.mine(4).unwrap();
+    let paid = net.chain.received(payee.as_bytes()).0;
+    assert!(paid > 300_000 && paid < 400_000, "paid {paid}: the burn less its fee share");
+    let held: u64 = net.chain.unspent(&key).iter().map(|(_, a)| a.0).sum();
+    assert_eq!(held + paid + net.chain.fees_paid_by(&key).0, 2_000_000);
+    assert_eq!(net.chain.published(), 1, "one payout transaction");
+}

@@ -42,7 +42,7 @@ pub struct FatalError {
 }
 
 /// `e` and its sources, `": "`-separated, for logs and the status endpoint.
-pub(crate) fn error_chain(e: &(dyn Error + 'static)) -> String {
+pub fn error_chain(e: &(dyn Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

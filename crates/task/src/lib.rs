@@ -45,7 +45,7 @@ mod stats;
 mod waker;
 
 pub use backoff::Backoff;
-pub use error::{BoxError, FatalError, TaskError};
+pub use error::{error_chain, BoxError, FatalError, TaskError};
 pub use runner::{run, RunConfig};
 pub use shutdown::Shutdown;
 pub use stats::TaskStats;

@@ -69,6 +69,8 @@ struct State {
     faucet: HashMap<Vec<u8>, TxOutput>,
     /// How many Network calls still fail.
     fail: u32,
+    /// Added by `plan` to every fee it computes (a planner out of step with `fee`).
+    plan_skew: u64,
     /// Ids of the transactions `publish` accepted.
     published: BTreeSet<[u8; 32]>,
     /// Every output created on the best chain, spent or not.
@@ -253,6 +255,7 @@ impl Chain {
             deposits: 0,
             faucet: HashMap::new(),
             fail: 0,
+            plan_skew: 0,
             published: BTreeSet::new(),
             outputs: HashMap::new(),
             spent: HashMap::new(),
@@ -425,6 +428,17 @@ impl Chain {
     /// How many transactions are in the mempool (not yet mined).
     pub fn mempool_len(&self) -> usize {
         self.state().mempool.len()
+    }
+
+    /// From now on, `plan` on any view of this chain adds `extra` units to every fee it
+    /// computes, while `fee` (the scheduler's fee model) does not: a planner that disagrees
+    /// with its scheduler, as a broken build would. 0 restores agreement.
+    pub fn skew_planner(&self, extra: u64) {
+        self.state().plan_skew = extra;
+    }
+
+    pub(crate) fn plan_skew(&self) -> u64 {
+        self.state().plan_skew
     }
 
     /// Consumes one injected failure, if any is left: whether this call must fail.

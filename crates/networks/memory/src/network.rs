@@ -235,6 +235,7 @@ impl Network for MemoryNetwork {
         utxo::check_shape(plan, limits)?;
         let branch = types::address_of(key, OutputKind::Branch);
         let change_address = types::address_of(key, OutputKind::Change);
+        let skew = self.chain().plan_skew();
 
         let inputs = utxo::checked_sum(plan.inputs.iter().map(|o| o.amount.0))?;
         let paid = utxo::checked_sum(
@@ -258,8 +259,8 @@ impl Network for MemoryNetwork {
             paid,
             plan.change,
             limits.dust.0,
-            || fee_for(size(true), fee_rate),
-            || fee_for(size(false), fee_rate),
+            || fee_for(size(true), fee_rate) + skew,
+            || fee_for(size(false), fee_rate) + skew,
         )?;
         if let Some(change) = change {
             body_outputs.push(TxOutput { address: change_address, amount: Amount(change) });

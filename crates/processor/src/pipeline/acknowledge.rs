@@ -153,14 +153,22 @@ impl<N: PipelineNetwork> Task for AckTask<N> {
                 // The block must be the one scanned (a deeper reorg is fatal).
                 Index::new(start).expect(&txn, &*p.network, &block)?;
                 let keys = p.keys(&txn, session)?;
-                super::eventuality::apply_block(p, &mut txn, &keys, number, &plans, found)?;
+                super::eventuality::apply_block(p, &mut txn, &keys, number, &plans, found)
+                    .map_err(|e| {
+                        crate::halt::naming(e, format!("applying acknowledged block {number}"))
+                    })?;
                 txn.commit()?;
                 Ok(true)
             }
             Step::Burns { session, ack } => {
                 let mut txn = self.db.write()?;
                 let keys = p.keys(&txn, session)?;
-                apply_burns(p, &mut txn, &keys, &ack)?;
+                apply_burns(p, &mut txn, &keys, &ack).map_err(|e| {
+                    crate::halt::naming(
+                        e,
+                        format!("the burns of settlement block {}", ack.settlement_block),
+                    )
+                })?;
                 ACKS.pop(&mut txn)?;
                 txn.commit()?;
                 tracing::info!(

@@ -75,6 +75,9 @@ pub struct Processor {
     base_commits: u64,
     /// Reloads so far.
     pub reloads: u64,
+    /// The halt its database records (a fatal error of an earlier run): a halted processor
+    /// neither runs nor receives, as the daemon refuses to start (`processor::halt`).
+    pub halted: Option<processor::halt::Halt>,
 }
 
 impl Processor {
@@ -89,6 +92,7 @@ impl Processor {
         chain: &Chain,
     ) -> Processor {
         let db = Db::open(&path, processor::SCHEMA).unwrap();
+        let halted = processor::halt::check(&db).unwrap();
         let sealer = Arc::new(Sealer::unlock(&db, SECRET).unwrap());
         let keygen = Arc::new(KeyGen::open(&db, sealer, NETWORK, validator, malice).unwrap());
         let party = Party::Processor { network: NETWORK, validator };
@@ -136,6 +140,7 @@ impl Processor {
             handler,
             base_commits: 0,
             reloads: 0,
+            halted,
         }
     }
 
@@ -212,7 +217,7 @@ fn stepped(result: Result<bool, TaskError>) -> Result<bool, String> {
     match result {
         Ok(progress) => Ok(progress),
         Err(TaskError::Transient(_)) => Ok(false),
-        Err(TaskError::Fatal(e)) => Err(e.to_string()),
+        Err(TaskError::Fatal(e)) => Err(task::error_chain(&*e)),
     }
 }
 
@@ -326,7 +331,7 @@ impl Net {
         let mut progress = false;
         // Processors to the coordinator.
         for i in 0..self.processors.len() {
-            if self.silent.contains(&i) {
+            if self.idle(i) {
                 continue;
             }
             let pending = Mailbox::pending(&self.processors[i].db.read().unwrap()).unwrap();
@@ -350,7 +355,7 @@ impl Net {
         for (_, out) in pending {
             let Party::Processor { validator, .. } = out.recipient else { continue };
             let i = usize::from(validator) - 1;
-            if self.silent.contains(&i) {
+            if self.idle(i) {
                 continue;
             }
             let p = &self.processors[i];
@@ -377,15 +382,34 @@ impl Net {
     fn step(&mut self, i: usize, task: usize) -> Result<bool, String> {
         let p = &mut self.processors[i];
         let (name, result) = match task {
-            0 => ("handler", block_on(p.handler.run_iteration())),
-            1 => ("scanner", block_on(p.scan.run_iteration())),
-            2 => ("acknowledger", block_on(p.ack.run_iteration())),
-            _ => ("publisher", block_on(p.publish.run_iteration())),
+            0 => (p.handler.name().to_string(), block_on(p.handler.run_iteration())),
+            1 => (p.scan.name().to_string(), block_on(p.scan.run_iteration())),
+            2 => (p.ack.name().to_string(), block_on(p.ack.run_iteration())),
+            _ => (p.publish.name().to_string(), block_on(p.publish.run_iteration())),
         };
         if self.reload_if_crashed(i) {
             return Ok(true);
         }
-        stepped(result).map_err(|e| format!("processor {} {name}: {e}", i + 1))
+        stepped(result).map_err(|e| {
+            // As the daemon does when a task stops it.
+            processor::halt::record(&self.processors[i].db, &name, &e);
+            format!("processor {} {name}: {e}", i + 1)
+        })
+    }
+
+    /// Whether processor `i` neither runs nor receives (silent, or halted).
+    fn idle(&self, i: usize) -> bool {
+        self.silent.contains(&i) || self.processors[i].halted.is_some()
+    }
+
+    /// Restarts processor `i` (drops everything in memory and opens its database again),
+    /// `--resume`-ing a recorded halt if `resume`.
+    pub fn restart(&mut self, i: usize, resume: bool) {
+        if resume {
+            processor::halt::resume(&self.processors[i].db).unwrap();
+        }
+        let p = self.processors.remove(i).reload(&self.chain);
+        self.processors.insert(i, p);
     }
 
     /// Runs processor `i`'s tasks until none makes progress.
@@ -421,7 +445,7 @@ impl Net {
             }
             progress |= self.deliver()?;
             for i in 0..self.processors.len() {
-                if !self.silent.contains(&i) {
+                if !self.idle(i) {
                     progress |= self.run_processor(i)?;
                 }
             }
