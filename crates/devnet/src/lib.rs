@@ -190,7 +190,7 @@ pub struct Options {
     pub n: u16,
     /// Signers needed.
     pub threshold: u16,
-    /// `[testing] malice` per validator (debug builds only).
+    /// `[testing] malice` per validator (honoured in any build profile: see [`spawn`]).
     pub malice: Vec<(u16, String)>,
     /// coordinator-sim's key-generation round timeout.
     pub keygen_timeout: Duration,
@@ -446,6 +446,9 @@ pub struct Cluster {
 pub fn spawn(bin: &Path, config: &Path, log: &Path, detached: bool) -> Result<Child, DevnetError> {
     let mut command = Command::new(bin);
     command.arg("run").arg("--config").arg(config);
+    // A devnet is a test network: `[testing] malice`, where a cluster's options set it,
+    // is honoured whatever the build profile (processors without it are unaffected).
+    command.env(processor::config::TESTING_MALICE_ENV, "1");
     spawn_logged(command, log, detached)
 }
 

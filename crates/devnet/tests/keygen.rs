@@ -115,8 +115,6 @@ fn four_processors_agree_and_any_three_sign_for_every_curve() {
     }
 }
 
-// Misbehaviour is a debug-build-only test feature: release processors refuse it.
-#[cfg_attr(not(debug_assertions), ignore = "needs debug-build processors ([testing] malice)")]
 #[test]
 fn an_invalid_share_is_blamed_and_the_rest_complete_without_its_sender() {
     let mut cluster =
@@ -129,7 +127,6 @@ fn an_invalid_share_is_blamed_and_the_rest_complete_without_its_sender() {
     sign_and_verify_both(&shares, b"without the cheater");
 }
 
-#[cfg_attr(not(debug_assertions), ignore = "needs debug-build processors ([testing] malice)")]
 #[test]
 fn a_false_accusation_is_blamed_on_the_accuser() {
     let mut cluster =

@@ -287,13 +287,17 @@ impl Config {
         Ok(secret)
     }
 
-    /// Deliberate misbehaviour for tests of blame (`[testing] malice`). Only debug builds
-    /// honour it; a release build refuses to start with it set.
+    /// Deliberate misbehaviour for tests of blame (`[testing] malice`). Debug builds honour
+    /// it; a release build only when run with `TC_TESTING_MALICE=1` in its environment (the
+    /// devnet's test clusters), and otherwise refuses to start with it set.
     pub fn malice(&self) -> Result<key_gen::Malice, ConfigError> {
         let Some(spec) = &self.testing.malice else { return Ok(key_gen::Malice::None) };
         let invalid = |reason: &str| ConfigError::invalid("testing.malice", reason);
-        if !cfg!(debug_assertions) {
-            return Err(invalid("only debug builds honour it; remove it"));
+        let env = std::env::var(TESTING_MALICE_ENV).ok();
+        if !malice_allowed(cfg!(debug_assertions), env.as_deref()) {
+            return Err(invalid(
+                "a release build honours it only with TC_TESTING_MALICE=1 (tests); remove it",
+            ));
         }
         let (kind, who) = spec.split_once(':').ok_or_else(|| invalid("expected KIND:VALIDATOR"))?;
         let who: u16 = who.parse().map_err(|_| invalid("the validator must be a number"))?;
@@ -305,7 +309,30 @@ impl Config {
     }
 }
 
+/// The environment variable that lets a release build honour `[testing] malice`.
+pub const TESTING_MALICE_ENV: &str = "TC_TESTING_MALICE";
+
+/// Whether `[testing] malice` may be honoured: always in a debug build, in a release
+/// build only with [`TESTING_MALICE_ENV`] set to `1`.
+fn malice_allowed(debug_build: bool, env: Option<&str>) -> bool {
+    debug_build || env == Some("1")
+}
+
 /// Re-exported so the binary does not depend on the signature crate directly.
 pub mod ed25519_key {
     pub use messages::envelope::VerifyingKey;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::malice_allowed;
+
+    #[test]
+    fn a_release_build_honours_malice_only_when_the_environment_says_so() {
+        assert!(malice_allowed(true, None));
+        assert!(malice_allowed(false, Some("1")));
+        assert!(!malice_allowed(false, None));
+        assert!(!malice_allowed(false, Some("0")));
+        assert!(!malice_allowed(false, Some("yes")));
+    }
 }
