@@ -11,9 +11,11 @@
 //! start refuses to run any task while the record is there ([`check`]): it prints the
 //! recorded error, when it happened and what to do, and exits with [`EXIT_HALTED`], which a
 //! service manager can be told not to restart on (systemd's `RestartPreventExitStatus`).
-//! The operator fixes the cause (usually a new build, or the node) and starts once with
-//! `--resume`, which removes the record ([`resume`]); the work that failed is then tried
-//! again from the state it left, since nothing of it was committed.
+//! The operator fixes the cause (usually a new build, or the node) and runs `processor
+//! resume`, which removes the record ([`resume`]); the next start tries the work that
+//! failed again from the state it left, since nothing of it was committed.
+//!
+//! A panic is a halt too (recorded once every task has stopped, then re-raised).
 //!
 //! Guarantee: while a halt is recorded, a processor started through [`crate::run`] commits
 //! nothing (it stops before opening its tasks).
@@ -45,7 +47,7 @@ impl std::fmt::Display for Halt {
             f,
             "halted since {} (unix seconds) by a fatal error in task {}: {}. Nothing of the \
              failed work was committed. Fix the cause (see docs/operations.md, \"Halted\"), \
-             then start once with --resume to try it again",
+             then run `processor resume` and start it again to try that work again",
             self.at_unix, self.task, self.error
         )
     }
@@ -74,7 +76,11 @@ pub fn record(db: &Db, task: &str, error: &str) -> Option<Halt> {
     })();
     match written {
         Ok(true) => {
-            tracing::error!(task, error, "HALTED: recorded; later starts refuse until --resume");
+            tracing::error!(
+                task,
+                error,
+                "HALTED: recorded; later starts refuse until `processor resume`"
+            );
             Some(halt)
         }
         Ok(false) => None,
@@ -90,7 +96,7 @@ pub fn check(db: &Db) -> Result<Option<Halt>, DbError> {
     HALT.get(&db.read()?, &())
 }
 
-/// Removes the recorded halt (the operator's `--resume`); returns it.
+/// Removes the recorded halt (the operator's `processor resume`); returns it.
 pub fn resume(db: &Db) -> Result<Option<Halt>, DbError> {
     let mut txn = db.write()?;
     let halt = HALT.get(&txn, &())?;
@@ -101,11 +107,68 @@ pub fn resume(db: &Db) -> Result<Option<Halt>, DbError> {
     Ok(halt)
 }
 
-/// `e`, if fatal, prefixed with the work it stopped (a message, an acknowledgement): that
-/// work is still queued, and the halt record must say what to look at.
+/// A fatal error met while doing one queued unit of work (an inbox message, an
+/// acknowledgement): the work stays queued, so the error would repeat on every restart.
+/// Only these (and panics) are recorded as a halt; other fatal errors (configuration, the
+/// node, opening the database) exit as they are, since a restart may well fix them.
+#[derive(Debug, thiserror::Error)]
+#[error("{work}: {error}")]
+pub struct WorkFailed {
+    /// What was being done.
+    pub work: String,
+    /// The error, with its sources.
+    pub error: String,
+}
+
+/// `e`, if fatal, as a [`WorkFailed`] naming `work`.
 pub fn naming(e: TaskError, work: impl std::fmt::Display) -> TaskError {
     match e {
-        TaskError::Fatal(e) => TaskError::fatal(format!("{work}: {}", task::error_chain(&*e))),
+        TaskError::Fatal(e) => {
+            TaskError::fatal(WorkFailed { work: work.to_string(), error: task::error_chain(&*e) })
+        }
         transient => transient,
+    }
+}
+
+/// Whether `fatal` is recorded as a halt: a [`WorkFailed`], or a panic (`panicked`).
+pub fn halts(fatal: &task::FatalError, panicked: bool) -> bool {
+    panicked || fatal.source.downcast_ref::<WorkFailed>().is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn fatal(e: TaskError) -> task::FatalError {
+        match e {
+            TaskError::Fatal(source) => task::FatalError { task: "t".into(), source },
+            TaskError::Transient(_) => panic!("not fatal"),
+        }
+    }
+
+    #[test]
+    fn only_failed_queued_work_and_panics_halt() {
+        let named = naming(TaskError::fatal("planner disagrees"), "the burns of block 2");
+        let named = fatal(named);
+        assert_eq!(named.source.to_string(), "the burns of block 2: planner disagrees");
+        assert!(halts(&named, false));
+        let plain = fatal(TaskError::fatal("node unauthorized"));
+        assert!(!halts(&plain, false));
+        assert!(halts(&plain, true));
+        assert!(matches!(naming(TaskError::transient("busy"), "x"), TaskError::Transient(_)));
+    }
+
+    #[test]
+    fn the_first_halt_is_kept_until_resumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path().join("db.redb"), crate::SCHEMA).unwrap();
+        assert_eq!(check(&db).unwrap(), None);
+        let first = record(&db, "acknowledger", "first").unwrap();
+        assert_eq!(record(&db, "scanner", "second"), None);
+        assert_eq!(check(&db).unwrap(), Some(first.clone()));
+        assert_eq!(resume(&db).unwrap(), Some(first));
+        assert_eq!(check(&db).unwrap(), None);
+        assert_eq!(resume(&db).unwrap(), None);
     }
 }

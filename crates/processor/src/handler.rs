@@ -211,22 +211,23 @@ impl Task for InboxHandler {
             popped = INBOX.pop(&mut txn)?;
         }
         let Some((_, received)) = popped else { return Ok(false) };
-        // The mailbox only lets the coordinator talk to a processor.
-        if received.sender != Party::Coordinator {
-            return Err(TaskError::fatal(format!(
-                "inbox holds a message from {}",
-                received.sender
-            )));
-        }
-        // Validated when it entered the inbox: failing now means the DB is corrupt.
-        let message = received.coordinator_message().map_err(TaskError::fatal)?;
-        let what = kind(&message);
         // A fatal error names the message: it stays in the inbox (nothing is committed).
-        self.handle(&mut txn, &received, message).map_err(|e| {
-            crate::halt::naming(
-                e,
-                format!("handling the coordinator's {what} message {}", received.intent.to_hex()),
-            )
+        let handled = match received.coordinator_message() {
+            // The mailbox only lets the coordinator talk to a processor, and validated the
+            // message when it entered the inbox: failing now means the DB is corrupt.
+            _ if received.sender != Party::Coordinator => Err(TaskError::fatal(format!(
+                "it is from {}, not the coordinator",
+                received.sender
+            ))),
+            Err(e) => Err(TaskError::fatal(format!("it does not decode: {e}"))),
+            Ok(message) => {
+                let what = kind(&message);
+                self.handle(&mut txn, &received, message)
+                    .map_err(|e| crate::halt::naming(e, format!("a {what} message")))
+            }
+        };
+        handled.map_err(|e| {
+            crate::halt::naming(e, format!("handling inbox message {}", received.intent.to_hex()))
         })?;
         // The runner wakes the bus sender (a dependent) after this progress.
         txn.commit()?;

@@ -91,8 +91,8 @@ pub fn open_db(config: &Config) -> Result<Db, RunError> {
 }
 
 /// Runs the processor until `shutdown` triggers or a task fails fatally (recorded: later
-/// runs refuse to start until one with `resume`, see [`halt`]).
-pub async fn run(config: Config, resume: bool, shutdown: Shutdown) -> Result<(), RunError> {
+/// runs refuse to start until `processor resume`, see [`halt`]).
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
     let me: Party = config.party()?;
     let identity = Arc::new(config.identity()?);
     let db_secret = config.db_secret()?;
@@ -100,16 +100,7 @@ pub async fn run(config: Config, resume: bool, shutdown: Shutdown) -> Result<(),
     let mut registry = KeyRegistry::new();
     registry.insert(Party::Coordinator, config.coordinator_key()?);
     let db = open_db(&config)?;
-    if resume {
-        if let Some(halt) = halt::resume(&db)? {
-            tracing::warn!(
-                task = halt.task,
-                error = halt.error,
-                at_unix = halt.at_unix,
-                "--resume: the recorded halt is removed; the failed work is tried again"
-            );
-        }
-    } else if let Some(halt) = halt::check(&db)? {
+    if let Some(halt) = halt::check(&db)? {
         return Err(RunError::Halted(halt));
     }
     let sealer = Arc::new(key_gen::Sealer::unlock(&db, db_secret.as_bytes())?);
@@ -224,11 +215,16 @@ pub async fn run(config: Config, resume: bool, shutdown: Shutdown) -> Result<(),
         stats,
     );
     let app = http::router(http_state, db.clone());
-    service::run::supervise_router(tasks, listener, app, shutdown).await.map_err(|e| match e {
-        service::run::Stopped::Task(fatal) => {
-            halt::record(&db, &fatal.task, &task::error_chain(&*fatal.source));
-            RunError::Task(fatal)
+    // The first fatal error or panic is recorded once every task has stopped, if the work
+    // that met it stays queued (see `halt`).
+    let record = |first: &task::FatalError, panicked: bool| {
+        if halt::halts(first, panicked) {
+            halt::record(&db, &first.task, &task::error_chain(&*first.source));
         }
+    };
+    let stopped = service::run::supervise_recording(tasks, listener, app, shutdown, record).await;
+    stopped.map_err(|e| match e {
+        service::run::Stopped::Task(fatal) => RunError::Task(fatal),
         service::run::Stopped::Http(source) => RunError::Http { listen, source },
     })
 }

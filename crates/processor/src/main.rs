@@ -28,11 +28,15 @@ enum Command {
         config: PathBuf,
         #[command(flatten)]
         overrides: Overrides,
-        /// Remove a halt recorded by a fatal error of an earlier run (after fixing its
-        /// cause) and try the failed work again. Without it, a halted processor refuses to
-        /// start, with exit code 78.
-        #[arg(long)]
-        resume: bool,
+    },
+    /// Remove the halt a fatal error recorded (after fixing its cause), so that the next
+    /// `run` tries the failed work again. A halted processor refuses to run (exit 78).
+    Resume {
+        /// The TOML config file.
+        #[arg(long, env = "PROCESSOR_CONFIG")]
+        config: PathBuf,
+        #[command(flatten)]
+        overrides: Overrides,
     },
     /// Show the processor's durable state (from the database, or from the running
     /// processor's /status endpoint when it holds the database).
@@ -68,15 +72,29 @@ async fn status(config: &Config, json: bool) -> Result<(), String> {
     service::cli::print_report(&report, json, StatusReport::human).map_err(|e| e.to_string())
 }
 
+/// Removes the recorded halt, saying what it was.
+fn resume(config: &Config) -> Result<(), String> {
+    let db =
+        db::Db::open_existing(config.db_path(), processor::SCHEMA).map_err(|e| e.to_string())?;
+    match processor::halt::resume(&db).map_err(|e| e.to_string())? {
+        Some(halt) => println!(
+            "removed the halt recorded at {} (unix seconds) by task {}: {}\nthe next run tries the failed work again",
+            halt.at_unix, halt.task, halt.error
+        ),
+        None => println!("not halted: nothing to do"),
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config, overrides, resume } => match Config::load(&config, &overrides) {
+        Command::Run { config, overrides } => match Config::load(&config, &overrides) {
             Err(e) => Err(e.to_string()),
             Ok(config) => {
                 let ran = service::cli::run_daemon(&config.log.clone(), |shutdown| {
-                    processor::run(config, resume, shutdown)
+                    processor::run(config, shutdown)
                 })
                 .await;
                 if let Err(service::cli::DaemonError::Run(processor::RunError::Halted(halt))) = &ran
@@ -90,6 +108,10 @@ async fn main() -> ExitCode {
         Command::Status { config, overrides, json } => match Config::load(&config, &overrides) {
             Err(e) => Err(e.to_string()),
             Ok(config) => status(&config, json).await,
+        },
+        Command::Resume { config, overrides } => match Config::load(&config, &overrides) {
+            Err(e) => Err(e.to_string()),
+            Ok(config) => resume(&config),
         },
         Command::NewIdentity { out } => service::cli::new_identity(&out).map_err(|e| e.to_string()),
     };

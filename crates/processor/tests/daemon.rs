@@ -400,41 +400,57 @@ fn refuses_to_run_without_a_sealing_secret() {
     assert!(err.contains("db.secret"), "{err}");
 }
 
-/// A processor halted by a fatal error of an earlier run refuses to start, with exit code
-/// 78, the recorded error and what to do, and writes nothing; `status` shows the halt;
-/// `run --resume` removes it and runs.
+/// A fatal error halts the daemon once: a message in its inbox that does not decode (a
+/// corrupt database) stops it (exit 1) with a halt recorded that names the message; the
+/// next start refuses at once with exit code 78, the recorded error and what to do, and
+/// writes nothing; `status` shows the halt; `processor resume` removes it, and the next
+/// run meets the same message and halts again with the same error.
 #[test]
-fn a_halted_processor_refuses_to_start_until_resumed() {
+fn a_fatal_error_halts_the_daemon_until_resumed() {
     let nats = NatsServer::start();
     let s = setup(&nats.url(), 0o600);
     let data = s.dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     let path = data.join("processor.redb");
+    let bad = bus::Received {
+        sender: Party::Coordinator,
+        sequence: 1,
+        intent: messages::Intent([7; 32]),
+        message: vec![0xff, 0xfe, 0xfd],
+    };
     {
         let db = Db::open(&path, processor::SCHEMA).unwrap();
-        processor::halt::record(&db, "acknowledger", "the burns of settlement block 7: broken");
+        let mut txn = db.write().unwrap();
+        INBOX.push(&mut txn, &bad).unwrap();
+        txn.commit().unwrap();
     }
-    let Output { status, stderr, .. } = processor(&["run"], &s.config).output().unwrap();
+    let run = || processor(&["run"], &s.config).stdout(Stdio::null()).output().unwrap();
+    let Output { status, stderr, .. } = run();
+    let err = String::from_utf8_lossy(&stderr);
+    assert_eq!(status.code(), Some(1), "{err}");
+    let named = format!("handling inbox message {}: it does not decode", "07".repeat(32));
+    let halted = status_json(&s.config).halted.unwrap_or_else(|| panic!("no halt: {err}"));
+    assert!(halted.contains("task inbox-handler") && halted.contains(&named), "{halted}");
+
+    let Output { status, stderr, .. } = run();
     let err = String::from_utf8_lossy(&stderr);
     assert_eq!(status.code(), Some(i32::from(processor::halt::EXIT_HALTED)), "{err}");
-    assert!(
-        err.contains("task acknowledger: the burns of settlement block 7: broken")
-            && err.contains("--resume"),
-        "{err}"
-    );
-    // It stopped before anything, the sealer first: no sealing parameters were written
-    // (a database without them takes any secret).
-    let copy = s.dir.path().join("copy.redb");
-    std::fs::copy(&path, &copy).unwrap();
-    key_gen::Sealer::unlock(&Db::open(&copy, processor::SCHEMA).unwrap(), b"any other secret!!")
-        .unwrap();
-    let report = status_json(&s.config);
-    assert!(report.halted.as_deref().is_some_and(|h| h.contains("settlement block 7")));
+    assert!(err.contains(&named) && err.contains("processor resume"), "{err}");
     let out = processor(&["status"], &s.config).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("HALTED"));
+    // A halted start stopped before anything: the first halt is kept as it was.
+    assert_eq!(status_json(&s.config).halted.as_deref(), Some(halted.as_str()));
 
-    let _daemon =
-        Daemon(processor(&["run", "--resume"], &s.config).stderr(Stdio::null()).spawn().unwrap());
-    wait_until("the resumed processor serving", || http_get(s.http, "/status").is_some());
+    let out = processor(&["resume"], &s.config).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && said.contains("removed the halt"), "{said}");
     assert_eq!(status_json(&s.config).halted, None);
+    let out = processor(&["resume"], &s.config).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not halted"));
+
+    // The cause is still there: halted again, with the same error.
+    let Output { status, .. } = run();
+    assert_eq!(status.code(), Some(1));
+    let again = status_json(&s.config).halted.unwrap();
+    assert!(again.contains(&named), "{again}");
 }

@@ -390,11 +390,13 @@ impl Net {
         if self.reload_if_crashed(i) {
             return Ok(true);
         }
-        stepped(result).map_err(|e| {
-            // As the daemon does when a task stops it.
-            processor::halt::record(&self.processors[i].db, &name, &e);
-            format!("processor {} {name}: {e}", i + 1)
-        })
+        // As the daemon does when a task stops it on queued work (`processor::halt`).
+        if let Err(TaskError::Fatal(e)) = &result {
+            if e.downcast_ref::<processor::halt::WorkFailed>().is_some() {
+                processor::halt::record(&self.processors[i].db, &name, &task::error_chain(&**e));
+            }
+        }
+        stepped(result).map_err(|e| format!("processor {} {name}: {e}", i + 1))
     }
 
     /// Whether processor `i` neither runs nor receives (silent, or halted).
