@@ -15,7 +15,9 @@
 //!   stage needed. A reattempt sends `Reattempt { attempt + 1 }` to every key holder. If
 //!   the exclusions leave fewer than `t` key holders, nobody is excluded.
 //! - A Batch is complete when a `SignedBatch` verifies under the set's Ristretto key; a
-//!   plan when a key holder reports `Completed` (relayed once to every other key holder).
+//!   plan when `t` key holders report `Completed` with the same transaction (each reports
+//!   what its own node shows final; fewer than `t` liars cannot complete a plan that is
+//!   not), relayed once to the key holders that did not report it.
 //!   Complete items get no more timeouts, and late messages for them are ignored.
 //! - Verified Batches are settled strictly in id order per network: credit the ledger,
 //!   make the next settlement block, and send every key holder `BlockAcknowledged` with
@@ -200,6 +202,10 @@ pub const PREPROCESSES: Table<(ItemId, u32, Participant), Vec<u8>> =
     Table::new("sim/v1/sign/preprocesses");
 /// Shares by `(item, attempt, sender)`; pruned when the attempt ends.
 pub const SHARES: Table<(ItemId, u32, Participant), Vec<u8>> = Table::new("sim/v1/sign/shares");
+/// A plan's completion as each key holder reported it (its transaction), by `(item,
+/// reporter)`, until a threshold agree; then deleted.
+pub const COMPLETION_REPORTS: Table<(ItemId, Participant), Vec<u8>> =
+    Table::new("sim/v1/sign/completion_reports");
 /// Counters per set.
 pub const COUNTS: Table<SetKey, SignCounts> = Table::new("sim/v1/sign/counts");
 /// Settlement state per network (as `u8`).
@@ -559,6 +565,11 @@ impl SignCoordinator {
         Ok(SignOutcome::Progress)
     }
 
+    /// A key holder reports a plan completed on its own node. Believed once `t` key
+    /// holders report the same transaction (at least one of them honest while fewer than
+    /// `t` lie): then relayed once to the others, and the item is complete. Until then
+    /// the item goes on (timeouts, reattempts), so that one lying key holder cannot stop
+    /// a plan from being signed.
     fn on_completed(
         &self,
         txn: &mut WriteTxn,
@@ -568,28 +579,53 @@ impl SignCoordinator {
         validator: Participant,
         tx: &[u8],
     ) -> Result<SignOutcome, SimError> {
+        let SignKind::Plan(plan) = kind else { return Ok(SignOutcome::Ignored("unreachable")) };
+        if let Some(item) = &existing {
+            if item.stage == SignStage::Completed {
+                if item.tx.as_deref() != Some(tx) {
+                    tracing::warn!(tx = %hex::encode(tx), first = ?item.tx.as_ref().map(hex::encode), "plan completed again with another transaction; ignored");
+                }
+                return Ok(SignOutcome::Ignored("completed"));
+            }
+        }
+        let id = item_id(signer.state.key(), &kind);
+        if let Some(earlier) = COMPLETION_REPORTS.get(txn, &(id, validator))? {
+            if earlier != tx {
+                tracing::warn!(tx = %hex::encode(tx), earlier = %hex::encode(&earlier), "a key holder reported the plan completed by two transactions; the first is kept");
+            }
+            return Ok(SignOutcome::Ignored("duplicate"));
+        }
+        COMPLETION_REPORTS.put(txn, &(id, validator), &tx.to_vec())?;
+        let mut agreeing = vec![];
+        for holder in signer.holders() {
+            if COMPLETION_REPORTS.get(txn, &(id, *holder))?.as_deref() == Some(tx) {
+                agreeing.push(*holder);
+            }
+        }
+        let threshold = usize::from(signer.state.threshold);
+        if agreeing.len() < threshold {
+            tracing::info!(tx = %hex::encode(tx), reported_by = ?agreeing, threshold, "plan reported completed; believed once a threshold of key holders agree");
+            return Ok(SignOutcome::Stored);
+        }
         let mut item = existing.unwrap_or_else(|| {
             let mut item = self.new_item(signer, kind);
             item.selected = vec![];
             item
         });
-        if item.stage == SignStage::Completed {
-            if item.tx.as_deref() != Some(tx) {
-                tracing::warn!(tx = %hex::encode(tx), first = ?item.tx.as_ref().map(hex::encode), "plan completed again with another transaction; ignored");
-            }
-            return Ok(SignOutcome::Ignored("completed"));
-        }
-        let SignKind::Plan(plan) = kind else { return Ok(SignOutcome::Ignored("unreachable")) };
-        for to in signer.holders().iter().copied().filter(|p| *p != validator) {
+        for to in signer.holders().iter().copied().filter(|p| !agreeing.contains(p)) {
             let request =
                 SignRequest::Completed { session: Session(item.session), plan, tx: tx.to_vec() };
             self.send(txn, item.network, to, CoordinatorMessage::Sign(request))?;
         }
+        for holder in signer.holders() {
+            COMPLETION_REPORTS.del(txn, &(id, *holder))?;
+        }
         item.tx = Some(tx.to_vec());
-        self.complete(txn, &mut item, format!("completed by validator {validator}"))?;
+        let outcome = format!("completed on chain, as validators {agreeing:?} reported");
+        self.complete(txn, &mut item, outcome)?;
         self.bump(txn, item.set(), |c| c.completed_plans += 1)?;
         self.metrics.completed("plan");
-        tracing::info!(tx = %hex::encode(tx), "plan completed; relayed");
+        tracing::info!(tx = %hex::encode(tx), reported_by = ?agreeing, "plan completed; relayed");
         Ok(SignOutcome::Progress)
     }
 

@@ -695,30 +695,43 @@ fn a_restart_mid_attempt_continues() {
     assert_eq!(rig.ledger().accounts[0].balance("litecoin"), 9);
 }
 
+/// A plan is complete once a threshold (3 of 4) of key holders report the same
+/// transaction, as each sees it final on its own node: one key holder's report, true or
+/// not, completes nothing, and signing goes on (timeouts, reattempts). Then the
+/// completion is relayed once to the key holders that did not report it.
 #[test]
-fn a_completed_plan_is_relayed_once_to_the_other_key_holders() {
+fn a_plan_is_complete_once_a_threshold_of_key_holders_report_it() {
     let mut rig = Rig::confirmed();
     let plan = [9; 32];
     let kind = SignKind::Plan(plan);
     let selected = rig.sign_round(kind, 0);
     let completed =
         |tx: &[u8]| SignResponse::Completed { session: Session(0), plan, tx: tx.to_vec() };
-    assert_eq!(rig.sign(selected[0], completed(b"txid")), SignOutcome::Progress);
-    let sent = rig.sent();
-    let expected: Vec<(u16, CoordinatorMessage)> = HOLDERS
+    let liar = selected[0];
+    assert_eq!(rig.sign(liar, completed(b"made up")), SignOutcome::Stored);
+    assert!(rig.sent().is_empty());
+    assert!(rig.status().sets[0].signing.in_progress.iter().any(|i| i.stage != "completed"));
+    // Signing goes on: the attempt still times out and is reattempted.
+    rig.clock.advance(SIGN_TIMEOUT.as_millis() as u64 + 1);
+    assert!(rig.timeout_due());
+    rig.check_timeouts();
+    assert!(rig
+        .sent()
         .iter()
-        .filter(|v| **v != selected[0])
-        .map(|v| {
-            let request =
-                SignRequest::Completed { session: Session(0), plan, tx: b"txid".to_vec() };
-            (*v, CoordinatorMessage::Sign(request))
-        })
-        .collect();
-    assert_eq!(sent, expected);
+        .any(|(_, m)| matches!(m, CoordinatorMessage::Sign(SignRequest::Reattempt { .. }))));
+
+    let honest: Vec<u16> = HOLDERS.iter().copied().filter(|v| *v != liar).collect();
+    assert_eq!(rig.sign(honest[0], completed(b"txid")), SignOutcome::Stored);
+    assert_eq!(rig.sign(honest[0], completed(b"txid")), SignOutcome::Ignored("duplicate"));
+    assert_eq!(rig.sign(honest[1], completed(b"txid")), SignOutcome::Stored);
+    assert!(rig.sent().is_empty());
+    assert_eq!(rig.sign(honest[2], completed(b"txid")), SignOutcome::Progress);
+    let relayed = SignRequest::Completed { session: Session(0), plan, tx: b"txid".to_vec() };
+    assert_eq!(rig.sent(), vec![(liar, CoordinatorMessage::Sign(relayed))]);
     // Once: later reports (even of another transaction) and messages are ignored.
-    assert_eq!(rig.sign(selected[1], completed(b"txid")), SignOutcome::Ignored("completed"));
-    assert_eq!(rig.sign(selected[1], completed(b"other")), SignOutcome::Ignored("completed"));
-    assert_eq!(rig.share(selected[1], kind, 0), SignOutcome::Ignored("completed"));
+    assert_eq!(rig.sign(liar, completed(b"txid")), SignOutcome::Ignored("completed"));
+    assert_eq!(rig.sign(liar, completed(b"other")), SignOutcome::Ignored("completed"));
+    assert_eq!(rig.share(honest[0], kind, 1), SignOutcome::Ignored("completed"));
     assert!(rig.sent().is_empty());
     let status = rig.status();
     assert_eq!(status.sets[0].signing.completed_plans, 1);
@@ -726,11 +739,15 @@ fn a_completed_plan_is_relayed_once_to_the_other_key_holders() {
     rig.clock.advance(10 * SIGN_TIMEOUT.as_millis() as u64);
     assert!(!rig.timeout_due());
 
-    // A plan never seen before, completed by a key holder: relayed too.
+    // A plan never seen before, reported by three key holders: complete, relayed to the
+    // fourth.
     let other = [8; 32];
     let report = SignResponse::Completed { session: Session(0), plan: other, tx: b"t2".to_vec() };
-    assert_eq!(rig.sign(4, report), SignOutcome::Progress);
-    assert_eq!(rig.sent().iter().map(|(to, _)| *to).collect::<Vec<_>>(), vec![1, 2, 3]);
+    for v in [4, 2] {
+        assert_eq!(rig.sign(v, report.clone()), SignOutcome::Stored);
+    }
+    assert_eq!(rig.sign(3, report), SignOutcome::Progress);
+    assert_eq!(rig.sent().iter().map(|(to, _)| *to).collect::<Vec<_>>(), vec![1]);
 }
 
 #[test]

@@ -56,6 +56,14 @@ fn completions<N: PipelineNetwork>(
                 p.metrics.plans_completed.inc();
                 p.complete_signing(txn, SignKind::Plan(plan))?;
                 tracing::info!(plan = %hex::encode(plan), tx = %p.network_tx(&tx), block = number, "plan completed on chain");
+                // Reported once seen here, final (by the signers again, after their report
+                // at publication): the coordinator believes a plan complete once a
+                // threshold of key holders report the same transaction.
+                let session = p
+                    .active(txn)?
+                    .ok_or_else(|| TaskError::fatal("a plan completed without an active key"))?
+                    .session;
+                p.send(txn, super::sign::completed(session, plan, tx.clone()))?;
                 completed.push((plan, tx));
             }
             Completion::Conflict { tx, .. } => {

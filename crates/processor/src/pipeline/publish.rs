@@ -115,6 +115,9 @@ impl<N: PipelineNetwork> Task for PublishTask<N> {
         if record.is_some_and(|r| r.completed.is_none()) && !conflicted {
             BROADCAST.put(&mut txn, &plan, &bytes)?;
         }
+        // Reported as published (the signers) and again once seen final on chain (every
+        // key holder, `eventuality::completions`): the coordinator believes a threshold of
+        // key holders agreeing, each counted once.
         p.send(&mut txn, completed(active.session, plan, id))?;
         txn.commit()?;
         Ok(true)
