@@ -580,13 +580,14 @@ impl SignCoordinator {
         tx: &[u8],
     ) -> Result<SignOutcome, SimError> {
         let SignKind::Plan(plan) = kind else { return Ok(SignOutcome::Ignored("unreachable")) };
-        if let Some(item) = &existing {
-            if item.stage == SignStage::Completed {
-                if item.tx.as_deref() != Some(tx) {
-                    tracing::warn!(tx = %hex::encode(tx), first = ?item.tx.as_ref().map(hex::encode), "plan completed again with another transaction; ignored");
-                }
-                return Ok(SignOutcome::Ignored("completed"));
+        // Every plan is signed here first: a report for an unknown one is not kept (the
+        // reports stay bounded by the items and their key holders).
+        let Some(mut item) = existing else { return Ok(SignOutcome::Ignored("unknown_item")) };
+        if item.stage == SignStage::Completed {
+            if item.tx.as_deref() != Some(tx) {
+                tracing::warn!(tx = %hex::encode(tx), first = ?item.tx.as_ref().map(hex::encode), "plan completed again with another transaction; ignored");
             }
+            return Ok(SignOutcome::Ignored("completed"));
         }
         let id = item_id(signer.state.key(), &kind);
         if let Some(earlier) = COMPLETION_REPORTS.get(txn, &(id, validator))? {
@@ -607,11 +608,6 @@ impl SignCoordinator {
             tracing::info!(tx = %hex::encode(tx), reported_by = ?agreeing, threshold, "plan reported completed; believed once a threshold of key holders agree");
             return Ok(SignOutcome::Stored);
         }
-        let mut item = existing.unwrap_or_else(|| {
-            let mut item = self.new_item(signer, kind);
-            item.selected = vec![];
-            item
-        });
         for to in signer.holders().iter().copied().filter(|p| !agreeing.contains(p)) {
             let request =
                 SignRequest::Completed { session: Session(item.session), plan, tx: tx.to_vec() };
