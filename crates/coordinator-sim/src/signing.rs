@@ -10,9 +10,13 @@
 //!   the attempt's excluded ones. Once every member preprocessed, each member gets
 //!   `Preprocesses` with the `t` preprocesses; once every member sent its share, each
 //!   gets `Shares` with the `t` shares. Messages from non-members are stored and ignored.
-//! - A member's `Blame` reattempts at once without the accused; an attempt without
-//!   progress for the timeout reattempts without the members that did not send what the
-//!   stage needed. A reattempt sends `Reattempt { attempt + 1 }` to every key holder. If
+//! - A member's `Blame` puts the accuser and the accused in dispute (nothing here can
+//!   check a share: one of the two lies) and reattempts at once. A disputed pair is never
+//!   again in one signing set of the set ([`signing_set_avoiding`]) while the members in
+//!   no dispute can fill one, so liars (fewer than the honest key holders' margin over
+//!   `t`) cannot stall signing: the honest key holders never dispute each other. An
+//!   attempt without progress for the timeout reattempts without the members that did
+//!   not send what the stage needed. A reattempt sends `Reattempt { attempt + 1 }` to every key holder. If
 //!   the exclusions leave fewer than `t` key holders, nobody is excluded.
 //! - A Batch is complete when a `SignedBatch` verifies under the set's Ristretto key; a
 //!   plan when `t` key holders report `Completed` with the same transaction (each reports
@@ -65,25 +69,63 @@ pub fn signing_set(
     excluded: &[Participant],
     threshold: u16,
 ) -> Vec<Participant> {
+    signing_set_avoiding(kind, attempt, holders, excluded, &[], threshold)
+}
+
+/// [`signing_set`] without two members in dispute (one blamed the other: one of the two
+/// lies): taken greedily, members in fewer disputes first (then in hash order), skipping
+/// a candidate in dispute with one already taken. If that finds fewer than `threshold`
+/// (with the exclusions, then without them), the disputes are set aside for this attempt.
+pub fn signing_set_avoiding(
+    kind: &SignKind,
+    attempt: u32,
+    holders: &[Participant],
+    excluded: &[Participant],
+    disputes: &[(Participant, Participant)],
+    threshold: u16,
+) -> Vec<Participant> {
+    let t = usize::from(threshold);
+    let kind = encode_body(kind);
+    let in_dispute = |a: Participant, b: Participant| disputes.contains(&(a.min(b), a.max(b)));
+    // Among `holders` only: a dispute with someone outside the set does not count.
+    let degree = |p: Participant| holders.iter().filter(|q| in_dispute(p, **q)).count();
+    let ranked = |candidates: Vec<Participant>| {
+        let mut ranked: Vec<(usize, [u8; 32], Participant)> = candidates
+            .into_iter()
+            .map(|p| {
+                let h = primitives::hash(
+                    b"tc/sim/v1/signing-set",
+                    &[&kind, &attempt.to_le_bytes(), &p.to_le_bytes()],
+                );
+                (degree(p), h, p)
+            })
+            .collect();
+        ranked.sort_unstable();
+        ranked.into_iter().map(|(_, _, p)| p).collect::<Vec<_>>()
+    };
+    let greedy = |ranked: &[Participant]| {
+        let mut set: Vec<Participant> = vec![];
+        for p in ranked {
+            if set.len() < t && !set.iter().any(|q| in_dispute(*p, *q)) {
+                set.push(*p);
+            }
+        }
+        set
+    };
     let mut candidates: Vec<Participant> =
         holders.iter().copied().filter(|p| !excluded.contains(p)).collect();
-    if candidates.len() < usize::from(threshold) {
+    if candidates.len() < t {
         candidates = holders.to_vec();
     }
-    let kind = encode_body(kind);
-    let mut ranked: Vec<([u8; 32], Participant)> = candidates
-        .into_iter()
-        .map(|p| {
-            let h = primitives::hash(
-                b"tc/sim/v1/signing-set",
-                &[&kind, &attempt.to_le_bytes(), &p.to_le_bytes()],
-            );
-            (h, p)
-        })
-        .collect();
-    ranked.sort_unstable();
-    let mut set: Vec<Participant> =
-        ranked.into_iter().take(usize::from(threshold)).map(|(_, p)| p).collect();
+    let without_exclusions = ranked(holders.to_vec());
+    let ranked_candidates = ranked(candidates);
+    let mut set = greedy(&ranked_candidates);
+    if set.len() < t {
+        set = greedy(&without_exclusions);
+    }
+    if set.len() < t {
+        set = ranked_candidates.into_iter().take(t).collect();
+    }
     set.sort_unstable();
     set
 }
@@ -206,6 +248,9 @@ pub const SHARES: Table<(ItemId, u32, Participant), Vec<u8>> = Table::new("sim/v
 /// reporter)`, until a threshold agree; then deleted.
 pub const COMPLETION_REPORTS: Table<(ItemId, Participant), Vec<u8>> =
     Table::new("sim/v1/sign/completion_reports");
+/// Pairs of key holders in dispute, `(set, low, high)`: one blamed the other in signing.
+pub const DISPUTES: Table<(SetKey, Participant, Participant), ()> =
+    Table::new("sim/v1/sign/disputes");
 /// Counters per set.
 pub const COUNTS: Table<SetKey, SignCounts> = Table::new("sim/v1/sign/counts");
 /// Settlement state per network (as `u8`).
@@ -278,16 +323,39 @@ pub struct SignCoordinator {
     metrics: SignMetrics,
 }
 
-/// A set that can sign: its state (with the key holders) and its Ristretto key.
+/// A set that can sign: its state (with the key holders), its Ristretto key and the
+/// pairs of its key holders in dispute.
 struct Signer {
     state: SetState,
     ristretto_key: [u8; 32],
+    disputes: Vec<(Participant, Participant)>,
 }
 
 impl Signer {
     fn holders(&self) -> &[Participant] {
         &self.state.participants
     }
+
+    /// `kind`'s signing set for `attempt`, without `excluded` nor disputed pairs.
+    fn signing_set(
+        &self,
+        kind: &SignKind,
+        attempt: u32,
+        excluded: &[Participant],
+    ) -> Vec<Participant> {
+        let holders = self.holders();
+        signing_set_avoiding(kind, attempt, holders, excluded, &self.disputes, self.state.threshold)
+    }
+}
+
+/// The pairs `(low, high)` of `set`'s key holders in dispute.
+pub fn disputes(txn: &impl Get, set: SetKey) -> Result<Vec<(Participant, Participant)>, DbError> {
+    Ok(DISPUTES
+        .iter(txn)?
+        .into_iter()
+        .filter(|((s, _, _), _)| *s == set)
+        .map(|((_, a, b), _)| (a, b))
+        .collect())
 }
 
 impl SignCoordinator {
@@ -339,7 +407,8 @@ impl SignCoordinator {
         let Some(ristretto_key) = state.confirmed.as_ref().map(|c| c.ristretto_key) else {
             return Ok(Err("no_key"));
         };
-        Ok(Ok(Signer { state, ristretto_key }))
+        let disputes = disputes(txn, key)?;
+        Ok(Ok(Signer { state, ristretto_key, disputes }))
     }
 
     fn send(
@@ -451,7 +520,7 @@ impl SignCoordinator {
     }
 
     fn new_item(&self, signer: &Signer, kind: SignKind) -> SignItem {
-        let selected = signing_set(&kind, 0, signer.holders(), &[], signer.state.threshold);
+        let selected = signer.signing_set(&kind, 0, &[]);
         tracing::info!(?selected, "new signing item");
         self.metrics.attempts.inc();
         SignItem {
@@ -557,11 +626,25 @@ impl SignCoordinator {
         if accused == accuser || !item.selected.contains(&accused) {
             return Ok(SignOutcome::Ignored("bad_blame"));
         }
-        tracing::warn!(accuser, accused, "blame; reattempting without the accused");
+        // Nothing here can check the accusation (the shares are checked by the signers):
+        // one of the two lies. The pair is in dispute from now on, for every item of the
+        // set: never again in one signing set (while enough others remain), so neither a
+        // cheater nor a false accuser stalls signing for long.
+        tracing::warn!(
+            accuser,
+            accused,
+            "blame: the pair is in dispute; reattempting without them together"
+        );
         self.metrics.blames.inc();
         self.bump(txn, item.set(), |c| c.blames += 1)?;
+        DISPUTES.put(txn, &(item.set(), accuser.min(accused), accuser.max(accused)), &())?;
+        let signer = Signer {
+            state: signer.state.clone(),
+            ristretto_key: signer.ristretto_key,
+            disputes: disputes(txn, item.set())?,
+        };
         let outcome = format!("validator {accuser} blamed validator {accused}");
-        self.reattempt(txn, signer, item, vec![accused], outcome)?;
+        self.reattempt(txn, &signer, item, vec![], outcome)?;
         Ok(SignOutcome::Progress)
     }
 
@@ -685,7 +768,7 @@ impl SignCoordinator {
             excluded.clear();
         }
         item.attempt = next;
-        item.selected = signing_set(&item.kind, next, holders, &excluded, signer.state.threshold);
+        item.selected = signer.signing_set(&item.kind, next, &excluded);
         item.excluded = excluded;
         item.stage = SignStage::Preprocesses;
         item.last_progress_ms = self.clock.now_ms();

@@ -75,6 +75,10 @@ pub struct SigningStatus {
     pub completed_plans: u64,
     /// Blames accepted.
     pub blames: u64,
+    /// Pairs of key holders in dispute (one blamed the other), never again in one signing
+    /// set while enough others remain.
+    #[serde(default)]
+    pub disputes: Vec<(u16, u16)>,
     /// Reattempts (blame or timeout).
     pub reattempts: u64,
     /// Preprocesses accepted.
@@ -176,6 +180,7 @@ impl StatusReport {
                 completed_batches: counts.completed_batches,
                 completed_plans: counts.completed_plans,
                 blames: counts.blames,
+                disputes: signing::disputes(txn, key)?,
                 reattempts: counts.reattempts,
                 preprocesses: counts.preprocesses,
                 conflicting_preprocesses: counts.conflicting_preprocesses,
@@ -275,6 +280,9 @@ impl StatusReport {
                 "  signing      batches {} plans {} blames {} reattempts {} preprocesses {} (conflicting {}) bad batch signatures {}; next batch {}\n",
                 g.completed_batches, g.completed_plans, g.blames, g.reattempts, g.preprocesses, g.conflicting_preprocesses, g.bad_batch_signatures, g.next_batch
             );
+            if !g.disputes.is_empty() {
+                out += &format!("  disputes     {:?} (never in one signing set)\n", g.disputes);
+            }
             for i in &g.in_progress {
                 out += &format!(
                     "  signing      {} {} attempt {} stage {} set {:?} excluded {:?} waiting for {:?}\n",

@@ -472,11 +472,57 @@ fn a_blame_reattempts_at_once_without_the_accused() {
     let set = rig.status().sets[0].clone();
     assert_eq!(set.signing.blames, 1);
     assert_eq!(set.signing.reattempts, 1);
+    // The pair is in dispute: never again in one signing set, for this item or another.
+    let pair = (selected[0].min(accused), selected[0].max(accused));
+    assert_eq!(set.signing.disputes, vec![pair]);
     let item = &set.signing.in_progress[0];
     assert_eq!(item.attempt, 1);
-    assert_eq!(item.excluded, vec![accused]);
-    assert!(!item.selected.contains(&accused));
+    assert!(item.excluded.is_empty());
+    assert!(!(item.selected.contains(&pair.0) && item.selected.contains(&pair.1)));
     assert_eq!(item.selected.len(), 3);
+    let other = SignKind::Batch(1);
+    rig.preprocess(pair.0, other, 0);
+    let started = rig.status().sets[0].signing.in_progress.clone();
+    let started = started.iter().find(|i| i.kind == "batch" && i.id == "1").unwrap();
+    assert!(!(started.selected.contains(&pair.0) && started.selected.contains(&pair.1)));
+}
+
+/// With pairs in dispute, the signing set holds no disputed pair whenever the members in
+/// no dispute can fill it: liars who accuse everyone, or are accused by everyone, end up
+/// outside every set, and the honest members sign.
+#[test]
+fn selection_avoids_disputed_pairs_while_enough_members_are_in_no_dispute() {
+    use coordinator_sim::signing::signing_set_avoiding;
+    let holders = [1u16, 2, 3, 4, 5, 6, 7];
+    // Liars 2 and 5, each in dispute with every other key holder.
+    let mut disputes = vec![];
+    for liar in [2u16, 5] {
+        for h in holders.iter().copied().filter(|h| *h != liar) {
+            if !disputes.contains(&(liar.min(h), liar.max(h))) {
+                disputes.push((liar.min(h), liar.max(h)));
+            }
+        }
+    }
+    for attempt in 0..32 {
+        let kind = SignKind::Batch(attempt);
+        let set = signing_set_avoiding(&kind, attempt, &holders, &[], &disputes, 5);
+        assert_eq!(set, vec![1, 3, 4, 6, 7], "attempt {attempt}");
+        // No dispute: the plain selection.
+        let plain = signing_set_avoiding(&kind, attempt, &holders, &[], &[], 5);
+        assert_eq!(plain, signing_set(&kind, attempt, &holders, &[], 5));
+        // One disputed pair: never both.
+        let one = [(plain[0], plain[1])];
+        let set = signing_set_avoiding(&kind, attempt, &holders, &[], &one, 5);
+        assert_eq!(set.len(), 5);
+        assert!(!(set.contains(&plain[0]) && set.contains(&plain[1])), "{set:?}");
+    }
+    // More disputes than a set can avoid: set aside, still t members.
+    let everyone: Vec<(u16, u16)> = holders
+        .iter()
+        .flat_map(|a| holders.iter().filter(move |b| a < *b).map(move |b| (*a, *b)))
+        .collect();
+    let set = signing_set_avoiding(&SignKind::Batch(0), 0, &holders, &[], &everyone, 5);
+    assert_eq!(set.len(), 5);
 }
 
 #[test]

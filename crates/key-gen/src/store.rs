@@ -18,8 +18,8 @@ use crate::{
     KeyGenError, Sealer,
 };
 
-/// Deliberate misbehaviour, for tests of blame. The processor only honours it in debug
-/// builds.
+/// Deliberate misbehaviour, for tests of blame (key generation's and signing's). The
+/// processor honours it only in tests (`[testing] malice`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub enum Malice {
     /// Behave.
@@ -29,6 +29,10 @@ pub enum Malice {
     InvalidShareTo(u16),
     /// Falsely accuse this validator of sending an invalid share.
     FalseAccuse(u16),
+    /// In signing: whenever this validator is in the same signing set, blame it instead of
+    /// sending a signature share (a false accusation; the processor's pipeline acts it).
+    /// `0`: blame the lowest-numbered other member of every signing set.
+    FalseBlame(u16),
 }
 
 /// A session's generated key pair, as stored.
@@ -138,6 +142,11 @@ impl KeyGen {
     /// This processor's validator index.
     pub fn me(&self) -> u16 {
         self.me
+    }
+
+    /// The misbehaviour this processor was told to act (tests only).
+    pub fn malice(&self) -> Malice {
+        self.malice
     }
 
     /// Loads this processor's entropy (creating and sealing it on first use).

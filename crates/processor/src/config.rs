@@ -304,7 +304,8 @@ impl Config {
         match kind {
             "invalid-share-to" => Ok(key_gen::Malice::InvalidShareTo(who)),
             "false-accuse" => Ok(key_gen::Malice::FalseAccuse(who)),
-            _ => Err(invalid("KIND is invalid-share-to or false-accuse")),
+            "false-blame" => Ok(key_gen::Malice::FalseBlame(who)),
+            _ => Err(invalid("KIND is invalid-share-to, false-accuse or false-blame")),
         }
     }
 }

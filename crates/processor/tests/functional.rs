@@ -32,8 +32,8 @@ struct Scenario {
     shallow_reorg: bool,
     /// A processor (index) silent during key generation: the set goes on without it.
     silent_in_keygen: Option<usize>,
-    /// A validator misbehaving in key generation (excluded by blame).
-    keygen_malice: Option<(u16, Malice)>,
+    /// A validator misbehaving in key generation (excluded by blame) or in signing.
+    malice: Option<(u16, Malice)>,
     /// A validator configured with other confirmations than the rest.
     misconfigured: Option<u16>,
 }
@@ -48,6 +48,8 @@ struct Outcome {
     branch_plans: usize,
     /// Commit points of each processor.
     commits: Vec<u64>,
+    /// Signing blames coordinator-sim accepted.
+    blames: u64,
 }
 
 fn deposit_amount(i: u64) -> u64 {
@@ -64,7 +66,7 @@ fn account(i: u64) -> u8 {
 
 /// Runs `s`, reloading a processor as `crash` says; checks everything a bug would change.
 fn run(s: Scenario, crash: Option<Crash>) -> Result<Outcome, String> {
-    let malice: Vec<(u16, Malice)> = s.keygen_malice.into_iter().collect();
+    let malice: Vec<(u16, Malice)> = s.malice.into_iter().collect();
     let own = params(s.confirmations + 1, s.max_outputs);
     let overrides: Vec<_> = s.misconfigured.map(|v| (v, own)).into_iter().collect();
     let chain_params = params(s.confirmations, s.max_outputs);
@@ -204,6 +206,7 @@ fn check(
         plans: plans.len(),
         branch_plans: plans.values().filter(|r| !r.tx.branches.is_empty()).count(),
         commits: net.processors.iter().map(|p| p.commits()).collect(),
+        blames: status.sets.iter().map(|s| s.signing.blames).sum(),
     })
 }
 
@@ -216,7 +219,7 @@ const LARGE: Scenario = Scenario {
     confirmations: 3,
     shallow_reorg: true,
     silent_in_keygen: None,
-    keygen_malice: None,
+    malice: None,
     misconfigured: None,
 };
 
@@ -251,7 +254,7 @@ fn a_reload_at_every_commit_point() {
         confirmations: 2,
         shallow_reorg: false,
         silent_in_keygen: None,
-        keygen_malice: None,
+        malice: None,
         misconfigured: None,
     };
     let started = Instant::now();
@@ -385,8 +388,7 @@ fn signing_after_a_validator_was_excluded_from_key_generation() {
 #[test]
 fn signing_after_a_validator_was_excluded_by_blame() {
     let malice = Some((1, Malice::InvalidShareTo(3)));
-    let outcome =
-        run(Scenario { threshold: 3, n: 4, keygen_malice: malice, ..LARGE }, None).unwrap();
+    let outcome = run(Scenario { threshold: 3, n: 4, malice, ..LARGE }, None).unwrap();
     eprintln!("3-of-{{2,3,4}}: {outcome:?}");
     assert_eq!(outcome.holders, [2, 3, 4]);
 }
@@ -504,4 +506,18 @@ fn a_fatal_error_halts_once_and_a_resume_after_the_fix_pays_once() {
     let held: u64 = net.chain.unspent(&key).iter().map(|(_, a)| a.0).sum();
     assert_eq!(held + paid + net.chain.fees_paid_by(&key).0, 2_000_000);
     assert_eq!(net.chain.published(), 1, "one payout transaction");
+}
+
+/// Validator 2 of 4 lies in signing: in every signing set it is in, it blames the
+/// lowest-numbered other member instead of sending its share. With 3 of 4 signing, every
+/// set without the accused holds the liar, which accuses another member, and so on. Each
+/// accusation puts the pair in dispute (one of the two lies), and coordinator-sim never
+/// puts a disputed pair in one signing set again, so the liar cannot stall signing: every
+/// Batch and burn of the scenario completes.
+#[test]
+fn a_false_accuser_cannot_stall_signing() {
+    let malice = Some((2, Malice::FalseBlame(0)));
+    let outcome = run(Scenario { threshold: 3, n: 4, malice, ..LARGE }, None).unwrap();
+    eprintln!("3-of-4, validator 2 blaming every other signer: {outcome:?}");
+    assert!(outcome.blames >= 2, "the lies were told: {outcome:?}");
 }

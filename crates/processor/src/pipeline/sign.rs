@@ -168,6 +168,12 @@ pub fn sign<N: PipelineNetwork>(
     if id.session.0 != active.session {
         return Ok(Err(Refusal::WrongSession { got: id.session.0, active: active.session }));
     }
+    if let Some(blame) = false_blame(p, request) {
+        // Test misbehaviour (`[testing] malice = "false-blame:V"`): no share, a lie.
+        tracing::warn!(?id, "TEST MISBEHAVIOUR: blaming a signer that did nothing wrong");
+        p.send(txn, ProcessorMessage::Sign(blame))?;
+        return Ok(Ok(()));
+    }
     let machine = match request {
         SignRequest::Reattempt { .. } => p.machine(txn, &active, id.kind)?,
         _ => None,
@@ -225,4 +231,16 @@ pub fn sign<N: PipelineNetwork>(
         }
     }
     Ok(Ok(()))
+}
+
+/// With `Malice::FalseBlame(victim)`, the false blame this processor sends instead of its
+/// share when `victim` is in the signing set (wire numbers throughout).
+fn false_blame<N: PipelineNetwork>(p: &Pipeline<N>, request: &SignRequest) -> Option<SignResponse> {
+    let key_gen::Malice::FalseBlame(victim) = p.keygen.malice() else { return None };
+    let SignRequest::Preprocesses { id, preprocesses } = request else { return None };
+    let accused = match victim {
+        0 => preprocesses.keys().copied().find(|v| *v != p.validator)?,
+        v => preprocesses.contains_key(&v).then_some(v)?,
+    };
+    Some(SignResponse::Blame { id: *id, accused })
 }
