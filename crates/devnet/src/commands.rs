@@ -352,33 +352,39 @@ fn start(record: &mut Record, o: &UpOptions, say: &dyn Fn(&str)) -> Result<Strin
     )?;
     started.push(Started { name: "coordinator-sim".into(), child, log: log.clone() });
 
-    let statuses = |record: &Record| -> Option<Vec<StatusReport>> {
-        record.processors().map(|p| processor_status(record, p).ok()).collect()
-    };
-    let mut key = None;
-    wait(&mut started, Duration::from_secs(180), "an active key on every processor", || {
-        let all = statuses(record)?;
-        let keys: Vec<&str> = all
-            .iter()
-            .map(|s| s.keys.iter().find(|k| k.active).map(|k| k.network_key.as_str()))
-            .collect::<Option<_>>()?;
-        key = Some(keys[0].to_string());
-        keys.iter().all(|k| *k == keys[0]).then_some(())
+    // The key holders are the participants of the set's confirmed key generation: a
+    // processor excluded from it (silent, blamed or misconfigured) holds no key, and the
+    // devnet runs without it.
+    let sim_http = layout.coordinator_http;
+    let mut ready = None;
+    wait(&mut started, Duration::from_secs(180), "an active key on every key holder", || {
+        let sim: Value = serde_json::from_str(&http_get(sim_http, "/status")?.1).ok()?;
+        let keys: Vec<(u16, Option<StatusReport>)> = record
+            .processors()
+            .filter_map(|p| Some((p.validator?, processor_status(record, p).ok())))
+            .collect();
+        ready = key_holders_ready(&sim, &keys);
+        ready.is_some().then_some(())
     })?;
-    let key = key.ok_or_else(|| DevnetError::Failed("no key reported".into()))?;
-    let address = chain::deposit_address(&key)?;
+    let Some(ready) = ready else { return Err(DevnetError::Failed("no key reported".into())) };
+    for (v, reason) in &ready.excluded {
+        say(&format!("validator {v} was excluded from key generation: {reason}"));
+    }
+    let address = chain::deposit_address(&ready.key)?;
     record.deposit_address = Some(address.clone());
     record.save()?;
     say(&format!("key active; the group's deposit address is {address}"));
 
-    // Every processor scans from the activation block the key's confirmation carried:
+    // Every key holder scans from the activation block the key's confirmation carried:
     // `up` returns once each has recorded it, so scanning is under way, and the blocks the
     // user mines next are scanned by all.
     let mut starts = None;
-    wait(&mut started, Duration::from_secs(60), "every processor's activation block", || {
-        let all = statuses(record)?;
-        let fixed: std::collections::BTreeSet<u64> =
-            all.iter().map(|s| s.pipeline.as_ref()?.start).collect::<Option<_>>()?;
+    wait(&mut started, Duration::from_secs(60), "every key holder's activation block", || {
+        let fixed: std::collections::BTreeSet<u64> = record
+            .processors()
+            .filter(|p| p.validator.is_some_and(|v| ready.holders.contains(&v)))
+            .map(|p| processor_status(record, p).ok()?.pipeline?.start)
+            .collect::<Option<_>>()?;
         starts = Some(fixed);
         Some(())
     })?;
@@ -790,4 +796,108 @@ pub fn mine(dir: &Path, blocks: Option<u64>) -> Result<(u64, u64), DevnetError> 
         DevnetError::Failed("`devnet up` did not get as far as funding the wallet".into())
     })?;
     Ok((blocks, client.mine(blocks, &address)?))
+}
+
+/// The set's key, once coordinator-sim confirmed it and every key holder's processor shows
+/// it active.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyReady {
+    /// The network key (hex).
+    pub key: String,
+    /// The validators holding it.
+    pub holders: Vec<u16>,
+    /// The validators excluded from key generation, with coordinator-sim's reason.
+    pub excluded: Vec<(u16, String)>,
+}
+
+/// Whether the key is ready: coordinator-sim's `/status` (`sim`) shows the first set's key
+/// confirmed, and every participant of it among `processors` (validator, its status if it
+/// answered) shows that key active. Processors outside the participants (excluded) are
+/// not waited for.
+pub fn key_holders_ready(
+    sim: &Value,
+    processors: &[(u16, Option<StatusReport>)],
+) -> Option<KeyReady> {
+    let set = sim.get("sets")?.get(0)?;
+    let key = set.get("confirmed")?.get("network_key")?.as_str()?.to_string();
+    let holders: Vec<u16> = set
+        .get("participants")?
+        .as_array()?
+        .iter()
+        .map(|v| v.as_u64().and_then(|v| u16::try_from(v).ok()))
+        .collect::<Option<_>>()?;
+    for v in &holders {
+        let (_, status) = processors.iter().find(|(p, _)| p == v)?;
+        let active = status.as_ref()?.keys.iter().find(|k| k.active)?;
+        if active.network_key != key {
+            return None;
+        }
+    }
+    let excluded = set
+        .get("excluded")
+        .and_then(Value::as_array)
+        .map(|all| {
+            all.iter()
+                .filter_map(|e| {
+                    let v = u16::try_from(e.get("validator")?.as_u64()?).ok()?;
+                    let reason = e.get("reason").and_then(Value::as_str).unwrap_or("");
+                    Some((v, reason.to_string()))
+                })
+                .filter(|(v, _)| !holders.contains(v))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(KeyReady { key, holders, excluded })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn processor(key: Option<&str>) -> Option<StatusReport> {
+        let keys = key
+            .map(|k| {
+                serde_json::json!([{ "session": 0, "attempt": 0, "threshold": 3,
+                    "participants": [1, 3, 4], "ristretto_key": "r", "network_key": k,
+                    "active": true }])
+            })
+            .unwrap_or(serde_json::json!([]));
+        serde_json::from_value(serde_json::json!({
+            "party": "p", "inbox_pending": 0, "deferred": 0, "outbox_pending": 0,
+            "routes": [], "keys": keys
+        }))
+        .ok()
+    }
+
+    /// Validator 2 of 4 was excluded from key generation: `up` waits for the three key
+    /// holders only, and names the excluded one; a key holder without the key, or with
+    /// another, is still waited for.
+    #[test]
+    fn up_waits_for_the_key_holders_not_for_an_excluded_validator() {
+        let sim = serde_json::json!({ "sets": [{
+            "participants": [1, 3, 4],
+            "confirmed": { "network_key": "02ab" },
+            "excluded": [{ "validator": 2, "attempt": 0, "reason": "silent in round commitments" }]
+        }]});
+        let mut processors = vec![
+            (1, processor(Some("02ab"))),
+            (2, processor(None)),
+            (3, processor(Some("02ab"))),
+            (4, processor(Some("02ab"))),
+        ];
+        let ready = key_holders_ready(&sim, &processors).unwrap();
+        assert_eq!(ready.key, "02ab");
+        assert_eq!(ready.holders, vec![1, 3, 4]);
+        assert_eq!(ready.excluded, vec![(2, "silent in round commitments".to_string())]);
+        processors[3].1 = processor(None);
+        assert_eq!(key_holders_ready(&sim, &processors), None, "a key holder without the key");
+        processors[3].1 = processor(Some("03cd"));
+        assert_eq!(key_holders_ready(&sim, &processors), None, "another key");
+        processors[3].1 = None;
+        assert_eq!(key_holders_ready(&sim, &processors), None, "not answering");
+        let unconfirmed = serde_json::json!({ "sets": [{ "participants": [1, 3, 4] }] });
+        processors[3].1 = processor(Some("02ab"));
+        assert_eq!(key_holders_ready(&unconfirmed, &processors), None);
+    }
 }
