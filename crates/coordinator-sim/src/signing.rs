@@ -85,49 +85,55 @@ pub fn signing_set_avoiding(
     threshold: u16,
 ) -> Vec<Participant> {
     let t = usize::from(threshold);
-    let kind = encode_body(kind);
-    let in_dispute = |a: Participant, b: Participant| disputes.contains(&(a.min(b), a.max(b)));
-    // Among `holders` only: a dispute with someone outside the set does not count.
-    let degree = |p: Participant| holders.iter().filter(|q| in_dispute(p, **q)).count();
-    let ranked = |candidates: Vec<Participant>| {
-        let mut ranked: Vec<(usize, [u8; 32], Participant)> = candidates
-            .into_iter()
-            .map(|p| {
-                let h = primitives::hash(
-                    b"tc/sim/v1/signing-set",
-                    &[&kind, &attempt.to_le_bytes(), &p.to_le_bytes()],
-                );
-                (degree(p), h, p)
-            })
-            .collect();
-        ranked.sort_unstable();
-        ranked.into_iter().map(|(_, _, p)| p).collect::<Vec<_>>()
-    };
-    let greedy = |ranked: &[Participant]| {
-        let mut set: Vec<Participant> = vec![];
-        for p in ranked {
-            if set.len() < t && !set.iter().any(|q| in_dispute(*p, *q)) {
-                set.push(*p);
-            }
-        }
-        set
-    };
     let mut candidates: Vec<Participant> =
         holders.iter().copied().filter(|p| !excluded.contains(p)).collect();
     if candidates.len() < t {
         candidates = holders.to_vec();
     }
-    let without_exclusions = ranked(holders.to_vec());
-    let ranked_candidates = ranked(candidates);
-    let mut set = greedy(&ranked_candidates);
-    if set.len() < t {
-        set = greedy(&without_exclusions);
-    }
-    if set.len() < t {
-        set = ranked_candidates.into_iter().take(t).collect();
-    }
+    let pick = |from: &[Participant], disputes: &[(Participant, Participant)]| {
+        disputeless(kind, attempt, holders, from, disputes, threshold)
+    };
+    let mut set = pick(&candidates, disputes)
+        .or_else(|| pick(holders, disputes))
+        .or_else(|| pick(&candidates, &[]))
+        .unwrap_or_default();
     set.sort_unstable();
     set
+}
+
+/// `threshold` members of `candidates` with no two in dispute, if there are: taken
+/// greedily in the order of their disputes with `holders` (fewest first), then of
+/// `hash("tc/sim/v1/signing-set", [borsh(kind), attempt LE, participant LE])`; ascending.
+pub fn disputeless(
+    kind: &SignKind,
+    attempt: u32,
+    holders: &[Participant],
+    candidates: &[Participant],
+    disputes: &[(Participant, Participant)],
+    threshold: u16,
+) -> Option<Vec<Participant>> {
+    let kind = encode_body(kind);
+    let in_dispute = |a: Participant, b: Participant| disputes.contains(&(a.min(b), a.max(b)));
+    let degree = |p: Participant| holders.iter().filter(|q| in_dispute(p, **q)).count();
+    let mut ranked: Vec<(usize, [u8; 32], Participant)> = candidates
+        .iter()
+        .map(|p| {
+            let h = primitives::hash(
+                b"tc/sim/v1/signing-set",
+                &[&kind, &attempt.to_le_bytes(), &p.to_le_bytes()],
+            );
+            (degree(*p), h, *p)
+        })
+        .collect();
+    ranked.sort_unstable();
+    let mut set: Vec<Participant> = vec![];
+    for (_, _, p) in ranked {
+        if set.len() < usize::from(threshold) && !set.iter().any(|q| in_dispute(p, *q)) {
+            set.push(p);
+        }
+    }
+    set.sort_unstable();
+    (set.len() == usize::from(threshold)).then_some(set)
 }
 
 /// Where a signing item stands.
