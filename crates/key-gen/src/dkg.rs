@@ -718,3 +718,51 @@ pub fn judge(
             judge_curve::<C>(params, Curve::Network, &network, accuser, accused, &evidence, share.as_deref())),
     }
 }
+
+/// The decoders of the rounds' messages, for fuzzing (feature `testing`): each parses
+/// one peer's bytes with exactly the functions the rounds and [`judge`] use, without the
+/// cryptography around them (which costs far more per input than the parsing), and
+/// returns the re-encoding of what it accepted.
+#[cfg(feature = "testing")]
+pub mod wire {
+    use super::*;
+
+    /// `from`'s round-1 message as round 2 reads it: the pair, then each curve's part.
+    pub fn commitments(params: &KeyGenParams, from: u16, bytes: &[u8]) -> Option<Vec<u8>> {
+        let tp = params.threshold_params(params.me).ok()?;
+        let (ristretto, network) =
+            split(&BTreeMap::from([(from, bytes.to_vec())]), Round::Commitments).ok()?.ok()?;
+        let ristretto =
+            read_exact(ristretto.get(&from)?, |r| R1::<Ristretto>::read(r, tp))?.serialize();
+        let network = with_network_curve!(params.network, C =>
+            read_exact(network.get(&from)?, |r| R1::<C>::read(r, tp))?.serialize());
+        Some(encode_body(&Pair { ristretto, network }))
+    }
+
+    /// The encrypted share `from` sent us, as round 3 (and [`judge`]) reads it.
+    pub fn share(params: &KeyGenParams, from: u16, bytes: &[u8]) -> Option<Vec<u8>> {
+        let tp = params.threshold_params(params.me).ok()?;
+        let (ristretto, network) =
+            split(&BTreeMap::from([(from, bytes.to_vec())]), Round::Shares).ok()?.ok()?;
+        let ristretto =
+            read_exact(ristretto.get(&from)?, |r| R2::<Ristretto>::read(r, tp))?.serialize();
+        let network = with_network_curve!(params.network, C =>
+            read_exact(network.get(&from)?, |r| R2::<C>::read(r, tp))?.serialize());
+        Some(encode_body(&Pair { ristretto, network }))
+    }
+
+    /// A blame's evidence as [`judge`] reads it: the [`Evidence`], then its proof on the
+    /// curve it names.
+    pub fn evidence(network: NetworkId, bytes: &[u8]) -> Option<Vec<u8>> {
+        let evidence = primitives::codec::decode_body::<Evidence>(bytes).ok()?;
+        let proof = match (&evidence.proof, evidence.curve) {
+            (None, _) => None,
+            (Some(proof), Curve::Ristretto) => {
+                Some(read_exact(proof, |r| EncryptionKeyProof::<Ristretto>::read(r))?.serialize())
+            }
+            (Some(proof), Curve::Network) => Some(with_network_curve!(network, C =>
+                read_exact(proof, |r| EncryptionKeyProof::<C>::read(r))?.serialize())),
+        };
+        Some(encode_body(&Evidence { proof, ..evidence }))
+    }
+}

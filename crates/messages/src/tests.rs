@@ -224,24 +224,42 @@ fn wrong_signature_unknown_sender_and_misroutes_are_rejected() {
     ));
 }
 
+/// A `KeyGenRequest::Commitments` whose map has entries from `senders`, in that order.
+fn commitments_body(senders: &[u16]) -> Vec<u8> {
+    let id = KeyGenId { session: Session(1), attempt: 0 };
+    let mut body = vec![PROTOCOL_VERSION, 0 /* KeyGen */, 1 /* Commitments */];
+    body.extend(primitives::codec::encode_body(&id));
+    body.extend(u32::try_from(senders.len()).unwrap().to_le_bytes());
+    for who in senders {
+        body.extend(who.to_le_bytes());
+        body.extend(1u32.to_le_bytes());
+        body.push(*who as u8);
+    }
+    body
+}
+
 #[test]
 fn non_canonical_maps_are_rejected() {
     // Two entries in descending order: decodes in some borsh versions, but is not the
     // canonical encoding, so it must not be accepted (it would have a second intent).
     let w = world();
-    let id = KeyGenId { session: Session(1), attempt: 0 };
-    let mut body = vec![PROTOCOL_VERSION, 0 /* KeyGen */, 1 /* Commitments */];
-    body.extend(primitives::codec::encode_body(&id));
-    body.extend(2u32.to_le_bytes());
-    for who in [2u16, 1] {
-        body.extend(who.to_le_bytes());
-        body.extend(1u32.to_le_bytes());
-        body.push(who as u8);
-    }
+    let body = commitments_body(&[2, 1]);
     let bytes = seal(&w.coordinator, Party::Coordinator, w.processor_party, 1, Body::Message(body))
         .encode();
     let err = open(&bytes, &w.at_processor, w.processor_party).unwrap_err();
     assert!(matches!(err, EnvelopeError::NonCanonical | EnvelopeError::Message { .. }), "{err:?}");
+}
+
+#[test]
+fn the_message_decoders_refuse_unordered_and_duplicate_map_keys() {
+    // Found by tests/fuzz_messages.rs: `Versioned::decode` itself accepted a map in
+    // descending order (only `open`'s re-encoding refused it) until borsh's
+    // `de_strict_order` was enabled. Duplicate keys collapsed into one entry the same way.
+    assert!(CoordinatorMessage::decode(&commitments_body(&[1, 2])).is_ok());
+    for senders in [&[2u16, 1][..], &[1, 1], &[1, 3, 2]] {
+        let result = CoordinatorMessage::decode(&commitments_body(senders));
+        assert!(matches!(result, Err(CodecError::Malformed(_))), "{senders:?}: {result:?}");
+    }
 }
 
 #[test]

@@ -1,9 +1,12 @@
-//! Proptest strategies for the primitive types (feature `testing`).
+//! Proptest strategies for the primitive types, and the mutation fuzzer every decoder
+//! test uses ([`fuzz`]) (feature `testing`).
 #![allow(missing_docs)]
 
 use proptest::prelude::*;
 
 use crate::*;
+
+pub mod fuzz;
 
 pub fn network() -> impl Strategy<Value = NetworkId> {
     prop::sample::select(NetworkId::ALL.to_vec())

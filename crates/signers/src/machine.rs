@@ -143,6 +143,18 @@ fn parse_all<T>(
     Ok(out)
 }
 
+/// `parse_all`, the decoder both rounds run on the other signers' messages, for fuzzing
+/// (feature `testing`): pass the closure a round passes (`|r| machine.read_preprocess(r)`
+/// or `|r| machine.read_share(r)`). Through the rounds themselves every input would cost
+/// a fresh machine and preprocess, since a round consumes its machine.
+#[cfg(feature = "testing")]
+pub fn parse_messages<T>(
+    messages: HashMap<Participant, Vec<u8>>,
+    read: impl Fn(&mut &[u8]) -> std::io::Result<T>,
+) -> Result<HashMap<modular_frost::Participant, T>, SignFailure> {
+    parse_all(messages, read)
+}
+
 impl<C: Curve + 'static, A: Algorithm<C> + 'static> Machine for FrostMachine<C, A> {
     fn preprocess(self: Box<Self>) -> (Box<dyn Signing>, Vec<u8>) {
         let FrostMachine { machine, message, finish } = *self;

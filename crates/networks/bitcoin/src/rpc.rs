@@ -35,6 +35,8 @@ use zeroize::Zeroizing;
 mod http;
 mod rest;
 
+#[cfg(feature = "testing")]
+pub use http::parse_response;
 pub use rest::RestBlocks;
 
 /// Delay before the first retry; it doubles with each further attempt.

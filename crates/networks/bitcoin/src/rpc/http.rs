@@ -158,9 +158,11 @@ impl ResponseParser {
         if self.head.is_none() {
             let Some(end) = find(&self.buf, b"\r\n\r\n") else {
                 // Fail fast on a peer that does not speak HTTP instead of waiting for the
-                // timeout.
-                if let Some(eol) = find(&self.buf, b"\r\n") {
-                    parse_status_line(&self.buf[..eol])?;
+                // timeout. The first line ends where `parse_head` ends it (at a LF, a CR
+                // before it dropped), so that how the head arrives cannot change the outcome.
+                if let Some(eol) = find(&self.buf, b"\n") {
+                    let line = &self.buf[..eol];
+                    parse_status_line(line.strip_suffix(b"\r").unwrap_or(line))?;
                 }
                 if self.buf.len() > MAX_HEAD {
                     return Err(ParseError::HeadTooLarge);
@@ -288,6 +290,22 @@ fn parse_head(head: &[u8], max_body: usize) -> Result<(u16, Framing), ParseError
         Framing::ToEof
     };
     Ok((status, framing))
+}
+
+/// Parses `raw` as [`send`] would receive it from the node: fed in pieces of `step` bytes
+/// (all at once if 0), then EOF if still incomplete, with a body limit of `max_body`.
+/// Returns the status and the de-framed body, or why not (the error's `Debug` form). For
+/// fuzzing (feature `testing`): the parser is otherwise reachable only over a socket.
+#[cfg(feature = "testing")]
+pub fn parse_response(raw: &[u8], step: usize, max_body: usize) -> Result<(u16, Vec<u8>), String> {
+    let step = if step == 0 { raw.len().max(1) } else { step };
+    let mut parser = ResponseParser::new(max_body);
+    for piece in raw.chunks(step) {
+        if let Some(response) = parser.feed(piece).map_err(|e| format!("{e:?}"))? {
+            return Ok((response.status, response.body));
+        }
+    }
+    parser.finish().map(|response| (response.status, response.body)).map_err(|e| format!("{e:?}"))
 }
 
 /// Why a request failed below HTTP semantics.
@@ -476,6 +494,27 @@ mod tests {
         }
         let raw = [b"HTTP/1.1 200 OK\r\nX: ".as_slice(), &[b'a'; MAX_HEAD + 1]].concat();
         assert_eq!(parse(&raw, 4096), Err(ParseError::HeadTooLarge));
+    }
+
+    #[test]
+    fn a_bare_lf_ends_the_status_line_however_the_head_arrives() {
+        // Found by tests/fuzz_decoders.rs: the early status-line check ended the line at
+        // the first CRLF, `parse_head` at the first LF, so this response parsed in one
+        // piece but was refused as a malformed status line when read in smaller pieces
+        // (and truncated, it was `Truncated`, retried, or `StatusLine`, not retried).
+        let raw = b"HTTP/1.1 200\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\nok";
+        assert_eq!(parse_all_splits(raw), ok(200, b"ok"));
+        let truncated = &raw[..raw.len() - 1];
+        for step in 1..truncated.len() {
+            assert_eq!(
+                parse(truncated, step),
+                Err(ParseError::Truncated { received: truncated.len() }),
+                "{step}"
+            );
+        }
+        // A malformed first line is still refused as soon as it is complete.
+        let mut parser = ResponseParser::new(1024);
+        assert!(matches!(parser.feed(b"SSH-2.0-OpenSSH\n"), Err(ParseError::StatusLine(_))));
     }
 
     #[test]

@@ -26,6 +26,11 @@ use super::{script_pubkey, signing_keys, Bip340, SignError};
 /// Domain of the per-input FROST transcript.
 const TRANSCRIPT_DOMAIN: &[u8] = b"tc-bitcoin/v1/bip340-input";
 
+/// One signer's preprocess for one input (Bip340 has no addendum).
+type Preprocess = modular_frost::sign::Preprocess<Secp256k1, ()>;
+/// One signer's share for one input.
+type Share = modular_frost::sign::SignatureShare<Secp256k1>;
+
 /// An unsigned transaction whose inputs all spend our key-path taproot outputs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignableTransaction {
@@ -97,6 +102,45 @@ fn sorted<T>(map: &HashMap<Participant, T>) -> Vec<Participant> {
     let mut participants = map.keys().copied().collect::<Vec<_>>();
     participants.sort_unstable();
     participants
+}
+
+/// Splits each of `signers`' messages (one message per input, concatenated in input order)
+/// with `read`, in the order given: the first whose message does not parse, or has bytes
+/// left over, is `blame`d (a missing message is an empty one). Returns one map per input.
+fn read_per_input<M, T>(
+    machines: &[M],
+    signers: &[Participant],
+    messages: &HashMap<Participant, Vec<u8>>,
+    read: impl Fn(&M, &mut &[u8]) -> std::io::Result<T>,
+    blame: impl Fn(Participant) -> SignError,
+) -> Result<Vec<HashMap<Participant, T>>, SignError> {
+    let mut per_input: Vec<HashMap<Participant, T>> =
+        machines.iter().map(|_| HashMap::with_capacity(signers.len())).collect();
+    for p in signers {
+        let mut reader = messages.get(p).map(Vec::as_slice).unwrap_or_default();
+        for (machine, map) in machines.iter().zip(per_input.iter_mut()) {
+            let message = read(machine, &mut reader).map_err(|_| blame(*p))?;
+            map.insert(*p, message);
+        }
+        if !reader.is_empty() {
+            return Err(blame(*p));
+        }
+    }
+    Ok(per_input)
+}
+
+/// Each signer's messages of every input re-encoded and concatenated, as they were sent.
+#[cfg(feature = "testing")]
+fn reencode<T: Writable>(per_input: &[HashMap<Participant, T>]) -> HashMap<Participant, Vec<u8>> {
+    let mut out: HashMap<Participant, Vec<u8>> = HashMap::new();
+    for map in per_input {
+        for p in sorted(map) {
+            if let Some(message) = map.get(&p) {
+                out.entry(p).or_default().extend(message.serialize());
+            }
+        }
+    }
+    out
 }
 
 /// First round of signing a [`SignableTransaction`]: one FROST machine per input.
@@ -211,19 +255,7 @@ impl TransactionSignMachine {
     ) -> Result<(TransactionSignatureMachine, Vec<u8>), SignError> {
         let inputs = self.machines.len();
         let others = sorted(&preprocesses);
-        let mut per_input = vec![HashMap::with_capacity(others.len()); inputs];
-        for p in &others {
-            let mut reader = preprocesses.get(p).map(Vec::as_slice).unwrap_or_default();
-            for (machine, map) in self.machines.iter().zip(per_input.iter_mut()) {
-                let preprocess = machine
-                    .read_preprocess(&mut reader)
-                    .map_err(|_| SignError::InvalidPreprocess(*p))?;
-                map.insert(*p, preprocess);
-            }
-            if !reader.is_empty() {
-                return Err(SignError::InvalidPreprocess(*p));
-            }
-        }
+        let per_input = self.read_preprocesses(&others, &preprocesses)?;
 
         let mut machines = Vec::with_capacity(inputs);
         let mut shares = Vec::with_capacity(32 * inputs);
@@ -287,18 +319,7 @@ impl TransactionSignatureMachine {
         }
 
         let inputs = self.machines.len();
-        let mut per_input = vec![HashMap::with_capacity(self.others.len()); inputs];
-        for p in &self.others {
-            let mut reader = shares.get(p).map(Vec::as_slice).unwrap_or_default();
-            for (machine, map) in self.machines.iter().zip(per_input.iter_mut()) {
-                let share =
-                    machine.read_share(&mut reader).map_err(|_| SignError::InvalidShare(*p))?;
-                map.insert(*p, share);
-            }
-            if !reader.is_empty() {
-                return Err(SignError::InvalidShare(*p));
-            }
-        }
+        let per_input = self.read_shares(&shares)?;
 
         let mut signatures = Vec::with_capacity(inputs);
         for (machine, map) in self.machines.into_iter().zip(per_input) {
@@ -334,5 +355,60 @@ impl TransactionSignatureMachine {
             }
         }
         Ok(tx)
+    }
+}
+
+impl TransactionSignMachine {
+    /// The preprocesses of `others` (ascending), parsed per input as [`Self::sign`] does.
+    fn read_preprocesses(
+        &self,
+        others: &[Participant],
+        preprocesses: &HashMap<Participant, Vec<u8>>,
+    ) -> Result<Vec<HashMap<Participant, Preprocess>>, SignError> {
+        read_per_input(
+            &self.machines,
+            others,
+            preprocesses,
+            |machine, reader| machine.read_preprocess(reader),
+            SignError::InvalidPreprocess,
+        )
+    }
+
+    /// The decoder [`Self::sign`] runs on the other signers' preprocesses, for fuzzing
+    /// (feature `testing`; `sign` consumes the machine): each signer's preprocess as read
+    /// and re-encoded, or the error `sign` would return for it.
+    #[cfg(feature = "testing")]
+    pub fn parse_preprocesses(
+        &self,
+        preprocesses: &HashMap<Participant, Vec<u8>>,
+    ) -> Result<HashMap<Participant, Vec<u8>>, SignError> {
+        Ok(reencode(&self.read_preprocesses(&sorted(preprocesses), preprocesses)?))
+    }
+}
+
+impl TransactionSignatureMachine {
+    /// The shares of the signing set, parsed per input as [`Self::complete`] does.
+    fn read_shares(
+        &self,
+        shares: &HashMap<Participant, Vec<u8>>,
+    ) -> Result<Vec<HashMap<Participant, Share>>, SignError> {
+        read_per_input(
+            &self.machines,
+            &self.others,
+            shares,
+            |machine, reader| machine.read_share(reader),
+            SignError::InvalidShare,
+        )
+    }
+
+    /// The decoder [`Self::complete`] runs on the other signers' shares, for fuzzing
+    /// (feature `testing`; `complete` consumes the machine): each signer's share as read
+    /// and re-encoded, or the error `complete` would return for it.
+    #[cfg(feature = "testing")]
+    pub fn parse_shares(
+        &self,
+        shares: &HashMap<Participant, Vec<u8>>,
+    ) -> Result<HashMap<Participant, Vec<u8>>, SignError> {
+        Ok(reencode(&self.read_shares(shares)?))
     }
 }
