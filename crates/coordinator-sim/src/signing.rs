@@ -3,26 +3,32 @@
 //!
 //! Per item `(set, kind)`, attempt by attempt:
 //! - Each key holder (a participant of the set's confirmed key-generation attempt) that
-//!   has the item ready sends `Preprocess` for attempt 0 unasked. The first one creates
-//!   the item.
-//! - The attempt's signing set is [`signing_set`]: the `t` key holders with the lowest
-//!   `hash("tc/sim/v1/signing-set", [borsh(kind), attempt LE, participant LE])`, without
-//!   the attempt's excluded ones. Once every member preprocessed, each member gets
-//!   `Preprocesses` with the `t` preprocesses; once every member sent its share, each
-//!   gets `Shares` with the `t` shares. Messages from non-members are stored and ignored.
+//!   has the item ready sends `Preprocess` for attempt 0 unasked, and every key holder
+//!   for each reattempt. The first one creates the item.
+//! - Responsive first: the attempt's signing set is fixed as soon as `t` key holders not
+//!   excluded from the attempt, no two of them in dispute ([`disputeless`]), have
+//!   preprocessed: the preferred set ([`signing_set_avoiding`], by
+//!   `hash("tc/sim/v1/signing-set", [borsh(kind), attempt LE, participant LE])`) if all of
+//!   it answered, else the first such `t` of those that did. A silent key holder so costs
+//!   no timeout. Each member then gets `Preprocesses` with the `t` preprocesses; once
+//!   every member sent its share, each gets `Shares` with the `t` shares. Later
+//!   preprocesses and messages from non-members are stored and ignored.
 //! - A member's `Blame` puts the accuser and the accused in dispute (nothing here can
-//!   check a share: one of the two lies) and reattempts at once. A disputed pair is never
-//!   again in one signing set of the set ([`signing_set_avoiding`]) while the members in
-//!   no dispute can fill one, so liars (fewer than the honest key holders' margin over
-//!   `t`) cannot stall signing: the honest key holders never dispute each other. An
-//!   attempt without progress for the timeout reattempts without the members that did
-//!   not send what the stage needed. A reattempt sends `Reattempt { attempt + 1 }` to every key holder. If
-//!   the exclusions leave fewer than `t` key holders, nobody is excluded.
+//!   check a share: one of the two lies) and reattempts at once; a blame between a pair
+//!   already in dispute also excludes both from the next attempt. Sets are chosen
+//!   without disputed pairs whenever one can be filled (a backtracking search), and honest
+//!   key holders never dispute each other: while `t` key holders are honest, liars cannot
+//!   stall signing. An attempt without progress for the timeout reattempts without the
+//!   members that did not send what the stage needed (a plan's, once a member reports it
+//!   signed, after [`SIGNED_TIMEOUT_FACTOR`] timeouts). A reattempt sends
+//!   `Reattempt { attempt + 1 }` to every key holder. If the exclusions leave fewer than
+//!   `t` key holders, nobody is excluded.
 //! - A Batch is complete when a `SignedBatch` verifies under the set's Ristretto key; a
-//!   plan when `t` key holders report `Completed` with the same transaction (each reports
-//!   what its own node shows final; fewer than `t` liars cannot complete a plan that is
-//!   not), relayed once to the key holders that did not report it.
-//!   Complete items get no more timeouts, and late messages for them are ignored.
+//!   plan when `t` key holders report `Completed` with the same transaction (signers when
+//!   they publish it, every key holder when its own node shows it in an applied block;
+//!   fewer than `t` liars cannot complete a plan that was not signed), relayed once to the
+//!   key holders that did not report it. Complete items get no more timeouts, and late
+//!   messages for them are ignored.
 //! - Verified Batches are settled strictly in id order per network: credit the ledger,
 //!   make the next settlement block, and send every key holder `BlockAcknowledged` with
 //!   the burns queued for the network since the previous acknowledgement.
@@ -101,9 +107,11 @@ pub fn signing_set_avoiding(
     set
 }
 
-/// `threshold` members of `candidates` with no two in dispute, if there are: taken
-/// greedily in the order of their disputes with `holders` (fewest first), then of
-/// `hash("tc/sim/v1/signing-set", [borsh(kind), attempt LE, participant LE])`; ascending.
+/// `threshold` members of `candidates` with no two in dispute, if there are: the first
+/// such set in the order of the members' disputes with `holders` (fewest first), then of
+/// `hash("tc/sim/v1/signing-set", [borsh(kind), attempt LE, participant LE])`, found by a
+/// backtracking search (so a set is found whenever one exists, up to a bound of
+/// [`SEARCH_STEPS`] steps); ascending.
 pub fn disputeless(
     kind: &SignKind,
     attempt: u32,
@@ -126,14 +134,49 @@ pub fn disputeless(
         })
         .collect();
     ranked.sort_unstable();
-    let mut set: Vec<Participant> = vec![];
-    for (_, _, p) in ranked {
-        if set.len() < usize::from(threshold) && !set.iter().any(|q| in_dispute(p, *q)) {
-            set.push(p);
-        }
+    let ranked: Vec<Participant> = ranked.into_iter().map(|(_, _, p)| p).collect();
+    let mut set = vec![];
+    let mut steps = SEARCH_STEPS;
+    if !extend(&ranked, 0, usize::from(threshold), &in_dispute, &mut set, &mut steps) {
+        return None;
     }
     set.sort_unstable();
-    (set.len() == usize::from(threshold)).then_some(set)
+    Some(set)
+}
+
+/// The most steps [`disputeless`] takes before it gives up (a set of a few hundred key
+/// holders with many disputes; far above what real disputes make).
+pub const SEARCH_STEPS: usize = 100_000;
+
+/// Extends `set` to `t` members from `ranked[from..]`, none in dispute with another, in
+/// rank order; whether it could.
+fn extend(
+    ranked: &[Participant],
+    from: usize,
+    t: usize,
+    in_dispute: &impl Fn(Participant, Participant) -> bool,
+    set: &mut Vec<Participant>,
+    steps: &mut usize,
+) -> bool {
+    if set.len() == t {
+        return true;
+    }
+    for i in from..ranked.len() {
+        if ranked.len() - i < t - set.len() || *steps == 0 {
+            return false;
+        }
+        *steps -= 1;
+        let p = ranked[i];
+        if set.iter().any(|q| in_dispute(p, *q)) {
+            continue;
+        }
+        set.push(p);
+        if extend(ranked, i + 1, t, in_dispute, set, steps) {
+            return true;
+        }
+        set.pop();
+    }
+    false
 }
 
 /// Where a signing item stands.
@@ -191,13 +234,26 @@ pub struct SignItem {
     pub excluded: Vec<Participant>,
     /// Unix ms of the attempt's start or its last progress.
     pub last_progress_ms: u64,
-    /// Every ended attempt, in order.
+    /// The ended attempts, in order (the latest [`HISTORY`]).
     pub history: Vec<SignAttemptEnd>,
     /// A plan's transaction, once complete.
     pub tx: Option<Vec<u8>>,
 }
 
+/// How many ended attempts an item keeps in its history (the latest).
+pub const HISTORY: usize = 64;
+
+/// A signed plan's deadline, in timeouts, once a member of its set reports it signed.
+pub const SIGNED_TIMEOUT_FACTOR: u64 = 10;
+
 impl SignItem {
+    /// Records an ended attempt, keeping the latest [`HISTORY`].
+    fn end_attempt(&mut self, end: SignAttemptEnd) {
+        self.history.push(end);
+        let over = self.history.len().saturating_sub(HISTORY);
+        self.history.drain(..over);
+    }
+
     /// The set's key.
     pub fn set(&self) -> SetKey {
         set_key(self.network, self.session)
@@ -280,13 +336,17 @@ pub fn network_settlement(
 
 /// The members of `item`'s current attempt that have not sent what its stage needs.
 pub fn waiting_for(txn: &impl Get, item: &SignItem) -> Result<Vec<Participant>, DbError> {
-    let table = match item.stage {
-        SignStage::Preprocesses => PREPROCESSES,
-        SignStage::Shares => SHARES,
+    // Before the set is fixed, any key holder not excluded can complete it.
+    let (table, members) = match item.stage {
+        SignStage::Preprocesses => {
+            let holders = SETS.get(txn, &item.set())?.map(|s| s.participants).unwrap_or_default();
+            (PREPROCESSES, holders.into_iter().filter(|h| !item.excluded.contains(h)).collect())
+        }
+        SignStage::Shares => (SHARES, item.selected.clone()),
         SignStage::Completing | SignStage::Completed => return Ok(vec![]),
     };
     let mut out = vec![];
-    for p in &item.selected {
+    for p in &members {
         if table.get(txn, &(item.id(), item.attempt, *p))?.is_none() {
             out.push(*p);
         }
@@ -508,7 +568,7 @@ impl SignCoordinator {
         }
         let outcome = match response {
             SignResponse::Preprocess { preprocess, .. } => {
-                self.on_preprocess(txn, &mut item, validator, preprocess)?
+                self.on_preprocess(txn, &signer, &mut item, validator, preprocess)?
             }
             SignResponse::Share { share, .. } => self.on_share(txn, &mut item, validator, share)?,
             SignResponse::Blame { accused, .. } => {
@@ -546,6 +606,7 @@ impl SignCoordinator {
     fn on_preprocess(
         &self,
         txn: &mut WriteTxn,
+        signer: &Signer,
         item: &mut SignItem,
         validator: Participant,
         preprocess: &[u8],
@@ -565,11 +626,31 @@ impl SignCoordinator {
         }
         PREPROCESSES.put(txn, &key, &preprocess.to_vec())?;
         self.bump(txn, item.set(), |c| c.preprocesses += 1)?;
-        if !item.selected.contains(&validator) || item.stage != SignStage::Preprocesses {
-            tracing::debug!("preprocess from a key holder outside the signing set; stored");
+        if item.stage != SignStage::Preprocesses || item.excluded.contains(&validator) {
+            tracing::debug!("preprocess after the signing set was fixed, or from an excluded key holder; stored");
             return Ok(SignOutcome::Stored);
         }
         item.last_progress_ms = self.clock.now_ms();
+        // Responsive first: the signing set is fixed as soon as `t` key holders (not
+        // excluded, no two in dispute) have preprocessed this attempt, whoever they are,
+        // so a silent key holder costs no timeout. The preferred set is kept when it is
+        // among them.
+        let mut answered = vec![];
+        for holder in signer.holders().iter().filter(|h| !item.excluded.contains(h)) {
+            if PREPROCESSES.get(txn, &(item.id(), item.attempt, *holder))?.is_some() {
+                answered.push(*holder);
+            }
+        }
+        let preferred = item.selected.iter().all(|p| answered.contains(p));
+        let set = if preferred {
+            Some(item.selected.clone())
+        } else {
+            let t = signer.state.threshold;
+            disputeless(&item.kind, item.attempt, signer.holders(), &answered, &signer.disputes, t)
+        };
+        let Some(set) = set else { return Ok(SignOutcome::Progress) };
+        item.selected = set;
+        // Every member of `set` answered: gathered in this transaction, all are there.
         let Some(all) = self.gather(txn, item, PREPROCESSES)? else {
             return Ok(SignOutcome::Progress);
         };
@@ -643,14 +724,19 @@ impl SignCoordinator {
         );
         self.metrics.blames.inc();
         self.bump(txn, item.set(), |c| c.blames += 1)?;
-        DISPUTES.put(txn, &(item.set(), accuser.min(accused), accuser.max(accused)), &())?;
+        let pair = (item.set(), accuser.min(accused), accuser.max(accused));
+        // Already in dispute (they signed together only because no set without a disputed
+        // pair could be filled): both sit the next attempt out.
+        let culprits =
+            if DISPUTES.get(txn, &pair)?.is_some() { vec![accuser, accused] } else { vec![] };
+        DISPUTES.put(txn, &pair, &())?;
         let signer = Signer {
             state: signer.state.clone(),
             ristretto_key: signer.ristretto_key,
             disputes: disputes(txn, item.set())?,
         };
         let outcome = format!("validator {accuser} blamed validator {accused}");
-        self.reattempt(txn, &signer, item, vec![], outcome)?;
+        self.reattempt(txn, &signer, item, culprits, outcome)?;
         Ok(SignOutcome::Progress)
     }
 
@@ -722,7 +808,7 @@ impl SignCoordinator {
         outcome: String,
     ) -> Result<(), SimError> {
         self.prune(txn, item)?;
-        item.history.push(SignAttemptEnd {
+        item.end_attempt(SignAttemptEnd {
             attempt: item.attempt,
             selected: item.selected.clone(),
             outcome,
@@ -759,7 +845,7 @@ impl SignCoordinator {
             return Ok(());
         };
         self.prune(txn, item)?;
-        item.history.push(SignAttemptEnd {
+        item.end_attempt(SignAttemptEnd {
             attempt: item.attempt,
             selected: item.selected.clone(),
             outcome,
@@ -936,11 +1022,32 @@ impl SignCoordinator {
     /// Whether some item's attempt is past its deadline (read-only).
     pub fn timeout_due(&self, txn: &impl Get) -> Result<bool, SimError> {
         let now = self.clock.now_ms();
-        Ok(active_items(txn)?.iter().any(|item| self.overdue(item, now)))
+        for item in active_items(txn)? {
+            if self.overdue(txn, &item, now)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
-    fn overdue(&self, item: &SignItem, now: u64) -> bool {
-        self.configured(item.set()) && now.saturating_sub(item.last_progress_ms) >= self.timeout_ms
+    /// Whether `item`'s attempt is past its deadline: the timeout, or
+    /// [`SIGNED_TIMEOUT_FACTOR`] times it for a plan whose shares were all relayed and that
+    /// a member of the set reports signed (its transaction exists, or a member's blame
+    /// will say otherwise; only a crash of every honest member needs the deadline then).
+    fn overdue(&self, txn: &impl Get, item: &SignItem, now: u64) -> Result<bool, SimError> {
+        if !self.configured(item.set()) {
+            return Ok(false);
+        }
+        let mut timeout = self.timeout_ms;
+        if item.stage == SignStage::Completing && matches!(item.kind, SignKind::Plan(_)) {
+            for member in &item.selected {
+                if COMPLETION_REPORTS.get(txn, &(item.id(), *member))?.is_some() {
+                    timeout = timeout.saturating_mul(SIGNED_TIMEOUT_FACTOR);
+                    break;
+                }
+            }
+        }
+        Ok(now.saturating_sub(item.last_progress_ms) >= timeout)
     }
 
     /// Reattempts every item past its deadline, without the members that did not send
@@ -949,7 +1056,7 @@ impl SignCoordinator {
         let now = self.clock.now_ms();
         let mut changed = false;
         for mut item in active_items(txn)? {
-            if !self.overdue(&item, now) {
+            if !self.overdue(txn, &item, now)? {
                 continue;
             }
             let Ok(signer) = self.signer(txn, item.network, item.session)? else { continue };

@@ -344,8 +344,7 @@ fn preprocesses_and_shares_are_relayed_only_once_every_member_answered() {
     let selected = signing_set(&kind, 0, &HOLDERS, &[], 3);
     let outsider = *HOLDERS.iter().find(|v| !selected.contains(v)).unwrap();
 
-    // The non-member's preprocess is stored and ignored; two members are not enough.
-    assert_eq!(rig.preprocess(outsider, kind, 0), SignOutcome::Stored);
+    // Two preprocesses are not enough.
     assert_eq!(rig.preprocess(selected[0], kind, 0), SignOutcome::Progress);
     assert_eq!(rig.preprocess(selected[0], kind, 0), SignOutcome::Ignored("duplicate"));
     // A second, different preprocess for the same attempt (the nonce rule broken) is
@@ -360,7 +359,9 @@ fn preprocesses_and_shares_are_relayed_only_once_every_member_answered() {
         ("batch", "0", "preprocesses")
     );
     assert_eq!(item.selected, selected);
-    assert_eq!(item.waiting_for, vec![selected[2]]);
+    let mut waiting = vec![selected[2], outsider];
+    waiting.sort_unstable();
+    assert_eq!(item.waiting_for, waiting, "any third key holder completes the set");
     // A share before the preprocesses were relayed changes nothing.
     assert_eq!(rig.share(selected[0], kind, 0), SignOutcome::Ignored("out_of_order"));
 
@@ -374,6 +375,9 @@ fn preprocesses_and_shares_are_relayed_only_once_every_member_answered() {
         assert_eq!(*message, CoordinatorMessage::Sign(request));
     }
     assert_eq!(rig.status().sets[0].signing.in_progress[0].stage, "shares");
+    // The set is fixed: a later preprocess is stored and ignored.
+    assert_eq!(rig.preprocess(outsider, kind, 0), SignOutcome::Stored);
+    assert!(rig.sent().is_empty());
     let signing = rig.status().sets[0].signing.clone();
     assert_eq!((signing.preprocesses, signing.conflicting_preprocesses), (4, 1));
 
@@ -399,9 +403,14 @@ fn a_silent_member_times_out_and_the_next_attempt_excludes_it() {
     let kind = SignKind::Plan([7; 32]);
     let selected = signing_set(&kind, 0, &HOLDERS, &[], 3);
     let silent = selected[1];
-    for v in HOLDERS.iter().filter(|v| **v != silent) {
+    // It preprocessed (the set is fixed), then fell silent before its share.
+    for v in &selected {
         rig.preprocess(*v, kind, 0);
     }
+    for v in selected.iter().filter(|v| **v != silent) {
+        rig.share(*v, kind, 0);
+    }
+    rig.sent();
     let timeout = SIGN_TIMEOUT.as_millis() as u64;
     rig.clock.advance(timeout - 1);
     assert!(!rig.timeout_due());
@@ -422,7 +431,7 @@ fn a_silent_member_times_out_and_the_next_attempt_excludes_it() {
     assert_eq!(rig.status().sets[0].signing.reattempts, 1);
 
     // Attempt 0's late answers change nothing; attempt 1 runs without the silent one.
-    assert_eq!(rig.preprocess(silent, kind, 0), SignOutcome::Ignored("other_attempt"));
+    assert_eq!(rig.share(silent, kind, 0), SignOutcome::Ignored("other_attempt"));
     assert_eq!(rig.preprocess(silent, kind, 1), SignOutcome::Stored);
     for v in &expected {
         assert_eq!(rig.preprocess(*v, kind, 1), SignOutcome::Progress);
@@ -516,6 +525,22 @@ fn selection_avoids_disputed_pairs_while_enough_members_are_in_no_dispute() {
         assert_eq!(set.len(), 5);
         assert!(!(set.contains(&plain[0]) && set.contains(&plain[1])), "{set:?}");
     }
+    // A greedy choice would fail here (liar 2 in dispute with only two honest members
+    // ranks before the honest members it did not accuse, and then blocks the set), yet
+    // one dispute-free set exists, and it is found: the four honest members.
+    let honest = [1u16, 3, 4, 6];
+    let mut disputes = vec![(1, 2), (2, 3)];
+    for liar in [5u16, 7] {
+        for h in honest {
+            disputes.push((liar.min(h), liar.max(h)));
+        }
+    }
+    for attempt in 0..32 {
+        let kind = SignKind::Plan([attempt as u8; 32]);
+        let set = signing_set_avoiding(&kind, attempt, &holders, &[], &disputes, 4);
+        assert_eq!(set, honest, "attempt {attempt}");
+    }
+
     // More disputes than a set can avoid: set aside, still t members.
     let everyone: Vec<(u16, u16)> = holders
         .iter()
@@ -715,7 +740,10 @@ fn a_restart_mid_attempt_continues() {
     rig = rig.restart();
     // The stored progress survived, and so did the deadline.
     let item = rig.status().sets[0].signing.in_progress[0].clone();
-    assert_eq!(item.waiting_for, vec![selected[2]]);
+    let outsider = *HOLDERS.iter().find(|v| !selected.contains(v)).unwrap();
+    let mut waiting = vec![selected[2], outsider];
+    waiting.sort_unstable();
+    assert_eq!(item.waiting_for, waiting);
     assert!(!rig.timeout_due());
     assert_eq!(rig.preprocess(selected[1], kind, 0), SignOutcome::Ignored("duplicate"));
     assert_eq!(rig.preprocess(selected[2], kind, 0), SignOutcome::Progress);
@@ -757,8 +785,13 @@ fn a_plan_is_complete_once_a_threshold_of_key_holders_report_it() {
     assert_eq!(rig.sign(liar, completed(b"made up")), SignOutcome::Stored);
     assert!(rig.sent().is_empty());
     assert!(rig.status().sets[0].signing.in_progress.iter().any(|i| i.stage != "completed"));
-    // Signing goes on: the attempt still times out and is reattempted.
-    rig.clock.advance(SIGN_TIMEOUT.as_millis() as u64 + 1);
+    // Signing goes on: the attempt still times out and is reattempted, after a longer
+    // deadline (the report says the transaction exists, which a member's blame would
+    // contradict; the deadline only matters if every honest member crashed).
+    let timeout = SIGN_TIMEOUT.as_millis() as u64;
+    rig.clock.advance(timeout + 1);
+    assert!(!rig.timeout_due());
+    rig.clock.advance(timeout * (coordinator_sim::signing::SIGNED_TIMEOUT_FACTOR - 1));
     assert!(rig.timeout_due());
     rig.check_timeouts();
     assert!(rig
@@ -814,4 +847,40 @@ fn strangers_and_unconfirmed_sets_change_nothing() {
     assert_eq!(rig.preprocess(1, kind, 3), SignOutcome::Ignored("unknown_item"));
     assert!(rig.sent().is_empty());
     assert!(rig.status().sets[0].signing.in_progress.is_empty());
+}
+
+/// Responsive first: the signing set is the first `t` key holders to preprocess (no two
+/// in dispute), whoever they are. A member of the preferred set that stays silent costs
+/// no timeout: the three that answered sign at once.
+#[test]
+fn a_silent_key_holder_costs_no_timeout() {
+    let mut rig = Rig::confirmed();
+    let kind = SignKind::Batch(0);
+    let preferred = signing_set(&kind, 0, &HOLDERS, &[], 3);
+    let silent = preferred[0];
+    let answering: Vec<u16> = HOLDERS.iter().copied().filter(|v| *v != silent).collect();
+    for v in &answering[..2] {
+        assert_eq!(rig.preprocess(*v, kind, 0), SignOutcome::Progress);
+    }
+    assert!(rig.sent().is_empty(), "relayed before t answered");
+    assert_eq!(rig.preprocess(answering[2], kind, 0), SignOutcome::Progress);
+    let sent = rig.sent();
+    let to: Vec<u16> = sent.iter().map(|(to, _)| *to).collect();
+    assert_eq!(to, answering, "relayed to the three that answered");
+    for (_, m) in &sent {
+        let CoordinatorMessage::Sign(SignRequest::Preprocesses { id, preprocesses }) = m else {
+            panic!("{m:?}")
+        };
+        assert_eq!(id.attempt, 0);
+        assert_eq!(preprocesses.keys().copied().collect::<Vec<_>>(), answering);
+    }
+    for v in &answering {
+        assert_eq!(rig.share(*v, kind, 0), SignOutcome::Progress);
+    }
+    rig.sent();
+    assert_eq!(rig.status().sets[0].signing.in_progress[0].stage, "completing");
+    assert_eq!(rig.status().sets[0].signing.reattempts, 0);
+    // The silent one answering late changes nothing.
+    assert_eq!(rig.preprocess(silent, kind, 0), SignOutcome::Stored);
+    assert!(rig.sent().is_empty());
 }

@@ -50,6 +50,8 @@ struct Outcome {
     commits: Vec<u64>,
     /// Signing blames coordinator-sim accepted.
     blames: u64,
+    /// The pairs of validators in dispute after them.
+    disputes: Vec<(u16, u16)>,
 }
 
 fn deposit_amount(i: u64) -> u64 {
@@ -207,6 +209,7 @@ fn check(
         branch_plans: plans.values().filter(|r| !r.tx.branches.is_empty()).count(),
         commits: net.processors.iter().map(|p| p.commits()).collect(),
         blames: status.sets.iter().map(|s| s.signing.blames).sum(),
+        disputes: status.sets.iter().flat_map(|s| s.signing.disputes.clone()).collect(),
     })
 }
 
@@ -520,4 +523,6 @@ fn a_false_accuser_cannot_stall_signing() {
     let outcome = run(Scenario { threshold: 3, n: 4, malice, ..LARGE }, None).unwrap();
     eprintln!("3-of-4, validator 2 blaming every other signer: {outcome:?}");
     assert!(outcome.blames >= 2, "the lies were told: {outcome:?}");
+    // Every dispute involves the liar: no two honest validators were ever set apart.
+    assert!(outcome.disputes.iter().all(|(a, b)| *a == 2 || *b == 2), "{outcome:?}");
 }
