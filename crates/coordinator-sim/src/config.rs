@@ -107,12 +107,29 @@ pub struct Config {
     /// that did not answer.
     #[serde(default = "default_sign_timeout_ms")]
     pub sign_timeout_ms: u64,
+    /// How a signing attempt's set is chosen: `responsive` (default: the first `t` key
+    /// holders to preprocess, so a silent one costs no timeout) or `preferred` (the `t`
+    /// chosen by hash, waiting for them: a silent one costs a timeout per attempt; kept as
+    /// the reference the `signing` benchmark compares against).
+    #[serde(default)]
+    pub signing_selection: Selection,
     /// The external networks' chain, for the addresses of burns: `mainnet`, `testnet`
     /// or `regtest`.
     #[serde(default = "default_chain")]
     pub chain: String,
     /// The validator sets.
     pub sets: Vec<SetEntry>,
+}
+
+/// How a signing attempt's set is chosen (see [`Config::signing_selection`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Selection {
+    /// The first `t` key holders to preprocess (no two in dispute).
+    #[default]
+    Responsive,
+    /// The `t` key holders preferred by hash, waited for.
+    Preferred,
 }
 
 /// The simulator's override environment variables (`COORDINATOR_*`).

@@ -156,6 +156,8 @@ pub struct Settings {
     pub keygen_timeout: Duration,
     /// The signing attempt timeout.
     pub sign_timeout: Duration,
+    /// How signing sets are chosen.
+    pub selection: config::Selection,
     /// `mainnet`, `testnet` or `regtest`.
     pub chain: String,
 }
@@ -167,6 +169,7 @@ impl Settings {
             sets,
             keygen_timeout: Duration::from_secs(60),
             sign_timeout: Duration::from_secs(30),
+            selection: config::Selection::Responsive,
             chain: "regtest".into(),
         }
     }
@@ -177,6 +180,7 @@ impl Settings {
             sets: config.set_configs()?,
             keygen_timeout: Duration::from_millis(config.keygen_timeout_ms),
             sign_timeout: Duration::from_millis(config.sign_timeout_ms),
+            selection: config.signing_selection,
             chain: config.chain.clone(),
         })
     }
@@ -208,13 +212,14 @@ impl Sim {
         let mailbox = Mailbox::new(Party::Coordinator, identity, Arc::new(registry), bus_metrics);
         let keygen_metrics = KeyGenMetrics::registered(metrics);
         let sign_metrics = SignMetrics::registered(metrics);
-        let Settings { sets, keygen_timeout, sign_timeout, chain } = settings;
+        let Settings { sets, keygen_timeout, sign_timeout, selection, chain } = settings;
         let burner = Burner::new(chain, sets.iter().map(|s| s.network).collect());
         let sign = SignCoordinator::new(
             sets.clone(),
             mailbox.clone(),
             clock.clone(),
             sign_timeout,
+            selection,
             sign_metrics,
         );
         let keygen = KeyGenCoordinator::new(sets, mailbox, clock, keygen_timeout, keygen_metrics);

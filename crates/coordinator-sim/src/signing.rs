@@ -49,7 +49,7 @@ use primitives::{codec::encode_body, codec::Versioned, Batch, NetworkId};
 
 use crate::{
     clock::Clock,
-    config::SetConfig,
+    config::{Selection, SetConfig},
     keygen::SimError,
     ledger,
     metrics::SignMetrics,
@@ -386,6 +386,7 @@ pub struct SignCoordinator {
     mailbox: Mailbox,
     clock: Arc<dyn Clock>,
     timeout_ms: u64,
+    selection: Selection,
     metrics: SignMetrics,
 }
 
@@ -431,10 +432,11 @@ impl SignCoordinator {
         mailbox: Mailbox,
         clock: Arc<dyn Clock>,
         timeout: Duration,
+        selection: Selection,
         metrics: SignMetrics,
     ) -> Self {
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1);
-        SignCoordinator { sets, mailbox, clock, timeout_ms, metrics }
+        SignCoordinator { sets, mailbox, clock, timeout_ms, selection, metrics }
     }
 
     /// The attempt timeout.
@@ -644,6 +646,10 @@ impl SignCoordinator {
         let preferred = item.selected.iter().all(|p| answered.contains(p));
         let set = if preferred {
             Some(item.selected.clone())
+        } else if self.selection == Selection::Preferred {
+            // The reference behaviour: wait for the preferred set (a silent member costs
+            // a timeout).
+            None
         } else {
             let t = signer.state.threshold;
             disputeless(&item.kind, item.attempt, signer.holders(), &answered, &signer.disputes, t)

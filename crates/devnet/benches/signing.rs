@@ -1,0 +1,119 @@
+//! Signing with a silent key holder: time from a block to its signed, verified Batch,
+//! with coordinator-sim choosing signing sets responsive first (the first `t` key holders
+//! to preprocess) against the reference, today's timeout-and-retry (the `t` preferred by
+//! hash, waited for; `signing_selection = "preferred"`), in one run, on the same machine.
+//!
+//! Each case is a real devnet: 4 processor processes (3-of-4), coordinator-sim,
+//! nats-server and litecoind in regtest, one confirmation, so every block makes a Batch.
+//! Validator 1's processor is stopped once the key is active; then blocks are mined one
+//! at a time and each Batch's latency is measured (mine to coordinator-sim's verified
+//! count moving on).
+//!
+//! `cargo bench -p tc-devnet --bench signing` measures 8 Batches per case; under
+//! `cargo test` (no `--bench` flag) 2, as a smoke test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use bitcoin_network::testing::node::Node;
+use devnet::{Cluster, NodeOptions, Options};
+
+/// The signing timeout of both cases (coordinator-sim's `sign_timeout_ms`).
+const SIGN_TIMEOUT_MS: u64 = 2_000;
+
+struct Case {
+    latencies: Vec<Duration>,
+    reattempts: u64,
+}
+
+fn verified(cluster: &Cluster) -> Option<u64> {
+    cluster.coordinator_http_status()?["sets"][0]["signing"]["completed_batches"].as_u64()
+}
+
+fn run(selection: &str, batches: usize) -> Case {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let node = rt.block_on(Node::start());
+    let options = Options {
+        node: Some(NodeOptions {
+            chain: "regtest".into(),
+            rpc_url: node.rpc().url(),
+            cookie_file: node.datadir().join("regtest").join(".cookie"),
+            confirmations: Some(1),
+            max_outputs: None,
+            poll_ms: 100,
+        }),
+        coordinator_extra: format!(
+            "sign_timeout_ms = {SIGN_TIMEOUT_MS}\nsigning_selection = \"{selection}\"\n"
+        ),
+        ..Options::keys_only("litecoin", 4, 3)
+    };
+    let mut cluster = Cluster::start(&options).unwrap();
+    cluster
+        .wait_for(Duration::from_secs(120), "the key active on every processor", |c| {
+            (1..=4u16)
+                .map(|v| c.processor_status(v).ok()?.keys.iter().any(|k| k.active).then_some(()))
+                .collect::<Option<Vec<_>>>()
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs_tail(20)));
+    cluster.kill_processor(1);
+    let before = verified(&cluster).unwrap_or(0);
+    let mut latencies = vec![];
+    for i in 1..=batches as u64 {
+        let start = Instant::now();
+        rt.block_on(node.mine(1));
+        cluster
+            .wait_for(Duration::from_secs(120), "the next Batch verified", |c| {
+                verified(c).filter(|n| *n >= before + i)
+            })
+            .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs_tail(20)));
+        latencies.push(start.elapsed());
+    }
+    let reattempts = cluster.coordinator_http_status().unwrap()["sets"][0]["signing"]["reattempts"]
+        .as_u64()
+        .unwrap_or(0);
+    Case { latencies, reattempts }
+}
+
+fn median(d: &[Duration]) -> Duration {
+    let mut d = d.to_vec();
+    d.sort();
+    d[d.len() / 2]
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let batches = if full { 8 } else { 2 };
+    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    println!(
+        "block -> verified Batch, 3-of-4 with validator 1 stopped, sign timeout {SIGN_TIMEOUT_MS} ms, {batches} Batches, {profile} build"
+    );
+    println!(
+        "{:>34} | {:>10} | {:>10} | {:>10} | {:>10}",
+        "signing sets", "median", "max", "total", "reattempts"
+    );
+    let mut medians = vec![];
+    for (name, selection) in [
+        ("preferred, wait (reference)", "preferred"),
+        ("responsive first (this build)", "responsive"),
+    ] {
+        let case = run(selection, batches);
+        let total: Duration = case.latencies.iter().sum();
+        let max = case.latencies.iter().max().copied().unwrap_or_default();
+        println!(
+            "{:>34} | {:>10.0?} | {:>10.0?} | {:>10.0?} | {:>10}",
+            name,
+            median(&case.latencies),
+            max,
+            total,
+            case.reattempts
+        );
+        medians.push((total, case.reattempts));
+    }
+    let (reference, responsive) = (medians[0], medians[1]);
+    println!(
+        "total: {:.2}x the reference; reattempts (each a timeout waited): {} vs {}",
+        responsive.0.as_secs_f64() / reference.0.as_secs_f64(),
+        reference.1,
+        responsive.1
+    );
+}
