@@ -308,7 +308,12 @@ pub fn fuzz(
         elapsed: started.elapsed(),
         largest_allocation: tracking.then_some(largest),
     };
-    println!("{report}");
+    // Straight to the process's standard error, past the test harness's capture of
+    // `println!`: the test command's output shows every decoder's count.
+    {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "{report}");
+    }
     report
 }
 
