@@ -46,6 +46,12 @@ pub struct Scenario {
     /// the round timeout, the others generate the key and run the scenario; it is started
     /// again once the key is confirmed (and holds no share).
     pub silent_in_keygen: Option<u16>,
+    /// A validator stopped once the key is active and kept down: it holds a share but
+    /// answers nothing, so every signing goes on without it.
+    pub silent_after_keygen: Option<u16>,
+    /// `[testing] malice` per validator (e.g. `"false-blame:0"`: blame another signer
+    /// instead of sending a share, in every signing set).
+    pub malice: Vec<(u16, String)>,
     /// Print progress on standard error.
     pub progress: bool,
     /// Keep the devnet's working directory (configs, logs, databases) even when every
@@ -66,6 +72,8 @@ impl Default for Scenario {
             confirmations: 3,
             chaos_seed: None,
             silent_in_keygen: None,
+            silent_after_keygen: None,
+            malice: vec![],
             progress: true,
             keep: false,
         }
@@ -356,6 +364,7 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
         } else {
             Duration::from_secs(60)
         },
+        malice: s.malice.clone(),
         ..Options::keys_only("litecoin", s.validators, s.threshold)
     };
     say(format!("starting nats-server, {} processors and coordinator-sim", s.validators));
@@ -428,6 +437,11 @@ fn exercise(
     let mut ctx =
         Ctx { s, started, rt, node, params, cluster, chaos, report: Report::default(), holders };
     let group = steps::key_and_activation(&mut ctx)?;
+    if let Some(v) = s.silent_after_keygen {
+        ctx.say(format!("validator {v} stopped: it holds a share and answers nothing"));
+        ctx.cluster.kill_processor(v);
+        ctx.holders.retain(|h| *h != v);
+    }
     let (watch, mining) = steps::watch_and_mine(&ctx, &group)?;
     let deposits = steps::deposits(&mut ctx, &group)?;
     let refunds = steps::refunds(&mut ctx, &group)?;
@@ -441,6 +455,7 @@ fn exercise(
     steps::conservation(&mut ctx, &watch, &group)?;
     steps::plans_check(&mut ctx, &burns, &refunds)?;
     steps::nonce_check(&mut ctx);
+    steps::blame_check(&mut ctx);
     let Ctx { mut report, chaos, .. } = ctx;
     report.kills = chaos.kills;
     report.elapsed = started.elapsed();

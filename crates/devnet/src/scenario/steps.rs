@@ -512,3 +512,25 @@ pub(super) fn nonce_check(ctx: &mut Ctx) {
         ),
     );
 }
+
+/// With misbehaving validators: their lies were told (blames), and every dispute the
+/// coordinator recorded involves one of them (no two honest validators were set apart).
+pub(super) fn blame_check(ctx: &mut Ctx) {
+    let liars: Vec<u16> = ctx.s.malice.iter().map(|(v, _)| *v).collect();
+    if liars.is_empty() {
+        return;
+    }
+    let signing = ctx.cluster.coordinator_status().ok().map(|s| s["sets"][0]["signing"].clone());
+    let blames = signing.as_ref().and_then(|s| s["blames"].as_u64()).unwrap_or(0);
+    let disputes: Vec<(u16, u16)> = signing
+        .as_ref()
+        .and_then(|s| serde_json::from_value(s["disputes"].clone()).ok())
+        .unwrap_or_default();
+    ctx.report.check(
+        "every signing dispute involves a misbehaving validator",
+        blames > 0
+            && !disputes.is_empty()
+            && disputes.iter().all(|(a, b)| liars.contains(a) || liars.contains(b)),
+        format!("{blames} blames; disputes {disputes:?}; misbehaving {liars:?}"),
+    );
+}
