@@ -884,3 +884,43 @@ fn a_silent_key_holder_costs_no_timeout() {
     assert_eq!(rig.preprocess(silent, kind, 0), SignOutcome::Stored);
     assert!(rig.sent().is_empty());
 }
+
+/// When no set without a disputed pair exists among the key holders (3 of 4 with the
+/// pairs (a, b) and (c, d) in dispute), the disputes are set aside once everyone who can
+/// answer did, instead of waiting for a timeout that would only come again and again.
+#[test]
+fn disputes_are_set_aside_when_no_set_can_avoid_them() {
+    let mut rig = Rig::confirmed();
+    let blame = |kind, accused| SignResponse::Blame { id: sid(kind, 0), accused };
+    // A first dispute, in Batch 0's preferred set.
+    let first = SignKind::Batch(0);
+    let set = signing_set(&first, 0, &HOLDERS, &[], 3);
+    for v in &set {
+        rig.preprocess(*v, first, 0);
+    }
+    assert_eq!(rig.sign(set[0], blame(first, set[1])), SignOutcome::Progress);
+    let (a, b) = (set[0], set[1]);
+    let others: Vec<u16> = HOLDERS.iter().copied().filter(|v| *v != a && *v != b).collect();
+    let (c, d) = (others[0], others[1]);
+    // A second one, between the other two, in Batch 1 (they answer first, with a).
+    let second = SignKind::Batch(1);
+    for v in [c, d, a] {
+        rig.preprocess(v, second, 0);
+    }
+    assert_eq!(rig.sign(c, blame(second, d)), SignOutcome::Progress);
+    rig.sent();
+    let disputes = rig.status().sets[0].signing.disputes.clone();
+    assert_eq!(disputes.len(), 2, "{disputes:?}");
+
+    // Every 3 of the 4 hold a disputed pair: with all four in, the set is chosen anyway.
+    let third = SignKind::Batch(2);
+    for v in HOLDERS {
+        rig.preprocess(v, third, 0);
+    }
+    let relayed = rig.sent();
+    assert_eq!(relayed.len(), 3, "relayed to a set of 3: {relayed:?}");
+    assert!(relayed.iter().all(|(_, m)| matches!(
+        m,
+        CoordinatorMessage::Sign(SignRequest::Preprocesses { .. })
+    )));
+}
