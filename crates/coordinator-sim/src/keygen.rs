@@ -288,7 +288,10 @@ impl KeyGenCoordinator {
         // Remember what this sender said in this round; a different second message is a
         // conflict, whatever the attempt's state.
         let round = match response {
-            KeyGenResponse::Commitments { .. } => round::COMMITMENTS,
+            // A refusal answers the request in place of the commitments.
+            KeyGenResponse::Commitments { .. } | KeyGenResponse::Refused { .. } => {
+                round::COMMITMENTS
+            }
             KeyGenResponse::Shares { .. } => round::SHARES,
             KeyGenResponse::GeneratedKeyPair { .. } => round::KEY_PAIR,
             // A blame answers the commitments (round 2) unless shares were sent already.
@@ -342,6 +345,14 @@ impl KeyGenCoordinator {
             }
             KeyGenResponse::Blame { accused, evidence, .. } => {
                 self.on_blame(txn, &mut state, validator, *accused, evidence)?
+            }
+            KeyGenResponse::Refused { reason, .. } => {
+                // Its operator's policy refuses the parameters: it will not take part, so
+                // the attempt restarts without it now rather than after a timeout.
+                let reason = format!("refused the parameters: {}", bounded(reason));
+                let outcome = format!("validator {validator} {reason}");
+                self.restart(txn, &mut state, vec![(validator, reason)], outcome)?;
+                Outcome::Progress
             }
             KeyGenResponse::GeneratedKeyPair {
                 ristretto_key,
@@ -633,7 +644,8 @@ fn response_id(response: &KeyGenResponse) -> KeyGenId {
         KeyGenResponse::Commitments { id, .. }
         | KeyGenResponse::Shares { id, .. }
         | KeyGenResponse::Blame { id, .. }
-        | KeyGenResponse::GeneratedKeyPair { id, .. } => *id,
+        | KeyGenResponse::GeneratedKeyPair { id, .. }
+        | KeyGenResponse::Refused { id, .. } => *id,
     }
 }
 
@@ -675,4 +687,10 @@ pub fn mismatched_settings(
         .filter(|(_, s)| *s != set)
         .map(|(v, s)| (*v, format!("settings differ: {}", s.differences(set).join(", "))))
         .collect()
+}
+
+/// A processor's free-text reason, as recorded: at most 200 characters, control
+/// characters replaced (it ends up in logs and the status).
+fn bounded(reason: &str) -> String {
+    reason.chars().take(200).map(|c| if c.is_control() { '?' } else { c }).collect()
 }

@@ -919,8 +919,7 @@ fn disputes_are_set_aside_when_no_set_can_avoid_them() {
     }
     let relayed = rig.sent();
     assert_eq!(relayed.len(), 3, "relayed to a set of 3: {relayed:?}");
-    assert!(relayed.iter().all(|(_, m)| matches!(
-        m,
-        CoordinatorMessage::Sign(SignRequest::Preprocesses { .. })
-    )));
+    assert!(relayed
+        .iter()
+        .all(|(_, m)| matches!(m, CoordinatorMessage::Sign(SignRequest::Preprocesses { .. }))));
 }

@@ -155,6 +155,14 @@ pub enum KeyGenResponse {
         /// set must share. `None` when it runs no network node (keys only).
         settings: Option<ChainSettings>,
     },
+    /// The processor refuses the key generation's parameters (its operator's policy: the
+    /// threshold too low for the participants): it takes no part in this attempt.
+    Refused {
+        /// Session and attempt.
+        id: KeyGenId,
+        /// Why, for the logs and the coordinator's record.
+        reason: String,
+    },
 }
 
 /// The settings of a processor that decide which Batches and plans it makes: every
@@ -358,7 +366,7 @@ pub enum ProcessorMessage {
 }
 
 /// The protocol version this build speaks (the message encodings' version byte).
-pub const PROTOCOL_VERSION: u8 = 3;
+pub const PROTOCOL_VERSION: u8 = 4;
 
 impl Versioned for CoordinatorMessage {
     const VERSION: u8 = PROTOCOL_VERSION;

@@ -136,6 +136,8 @@ pub fn processor_message() -> impl Strategy<Value = ProcessorMessage> {
                     }),
                 }
             }),
+        (key_gen_id(), "[ -~]{0,64}")
+            .prop_map(|(id, reason)| KeyGenResponse::Refused { id, reason }),
     ];
     let sign = prop_oneof![
         (sign_id(), blob())

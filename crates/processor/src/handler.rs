@@ -6,8 +6,8 @@ use bus::{Mailbox, Received, INBOX};
 use db::{Db, Queue, WriteTxn};
 use key_gen::{KeyGen, KeyGenError};
 use messages::{
-    ChainSettings, CoordinatorMessage, KeyGenResponse, Party, ProcessorMessage, SettlementEvent,
-    Status, PROTOCOL_VERSION,
+    ChainSettings, CoordinatorMessage, KeyGenRequest, KeyGenResponse, Party, ProcessorMessage,
+    SettlementEvent, Status, PROTOCOL_VERSION,
 };
 use primitives::codec::Versioned;
 use prometheus_client::metrics::counter::Counter;
@@ -272,6 +272,15 @@ impl InboxHandler {
                     self.reply(txn, ProcessorMessage::KeyGen(response))?
                 }
                 Ok(None) => {}
+                Err(KeyGenError::Refused(reason)) => {
+                    // The operator's policy refuses the parameters: say so, so that the
+                    // coordinator goes on without this processor at once.
+                    if let KeyGenRequest::GenerateKey { id, .. } = &request {
+                        let refusal = KeyGenResponse::Refused { id: *id, reason: reason.clone() };
+                        self.reply(txn, ProcessorMessage::KeyGen(refusal))?;
+                    }
+                    self.refused(received, KeyGenError::Refused(reason))?
+                }
                 Err(e) => self.refused(received, e)?,
             },
             CoordinatorMessage::Settlement(SettlementEvent::ConfirmKeyPair {

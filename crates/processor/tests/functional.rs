@@ -526,3 +526,28 @@ fn a_false_accuser_cannot_stall_signing() {
     // Every dispute involves the liar: no two honest validators were ever set apart.
     assert!(outcome.disputes.iter().all(|(a, b)| *a == 2 || *b == 2), "{outcome:?}");
 }
+
+/// Validator 4's operator allows no threshold of 75% or less, and the set is 3-of-4: its
+/// processor refuses the parameters and says so (`KeyGen::Refused`), and coordinator-sim
+/// restarts key generation without it at once, recording why, instead of waiting for a
+/// round timeout. Validators 1, 2 and 3 generate the key and sign.
+#[test]
+fn a_processor_refusing_the_parameters_is_excluded_at_once_with_its_reason() {
+    let mut net = Net::new(3, 4, params(2, 4));
+    let strict = key_gen::KeyGenPolicy { min_threshold: 2, min_threshold_percent: 75 };
+    net.set_policy(3, strict);
+    net.mine(4).unwrap();
+    net.group_key();
+    let status =
+        coordinator_sim::status::StatusReport::read(&net.sim.db().read().unwrap()).unwrap();
+    let set = &status.sets[0];
+    assert_eq!(set.participants, vec![1, 2, 3]);
+    assert_eq!(set.excluded.len(), 1, "{:?}", set.excluded);
+    let excluded = &set.excluded[0];
+    assert_eq!(excluded.validator, 4);
+    assert!(
+        excluded.reason.contains("refused the parameters")
+            && excluded.reason.contains("not more than the 75%"),
+        "{excluded:?}"
+    );
+}

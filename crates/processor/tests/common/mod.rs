@@ -62,6 +62,8 @@ pub struct Processor {
     malice: Malice,
     /// Parameters of its own, unlike the chain's (a misconfigured operator).
     params: Option<NetworkParams>,
+    /// Its operator's key-generation policy (the default if `None`).
+    pub policy: Option<key_gen::KeyGenPolicy>,
     path: PathBuf,
     identity: Arc<Identity>,
     registry: Arc<KeyRegistry>,
@@ -87,6 +89,7 @@ impl Processor {
         validator: u16,
         malice: Malice,
         params: Option<NetworkParams>,
+        policy: Option<key_gen::KeyGenPolicy>,
         identity: Arc<Identity>,
         registry: Arc<KeyRegistry>,
         chain: &Chain,
@@ -94,7 +97,11 @@ impl Processor {
         let db = Db::open(&path, processor::SCHEMA).unwrap();
         let halted = processor::halt::check(&db).unwrap();
         let sealer = Arc::new(Sealer::unlock(&db, SECRET).unwrap());
-        let keygen = Arc::new(KeyGen::open(&db, sealer, NETWORK, validator, malice).unwrap());
+        let mut keygen = KeyGen::open(&db, sealer, NETWORK, validator, malice).unwrap();
+        if let Some(policy) = policy {
+            keygen = keygen.with_policy(policy);
+        }
+        let keygen = Arc::new(keygen);
         let party = Party::Processor { network: NETWORK, validator };
         let mailbox =
             Mailbox::new(party, identity.clone(), registry.clone(), BusMetrics::default());
@@ -125,6 +132,7 @@ impl Processor {
             validator,
             malice,
             params,
+            policy,
             path,
             identity,
             registry,
@@ -147,17 +155,19 @@ impl Processor {
     /// Drops everything in memory (nonces included) and opens the database again.
     pub fn reload(self, chain: &Chain) -> Processor {
         let (commits, reloads) = (self.commits(), self.reloads + 1);
-        let (path, validator, malice, params, identity, registry) = (
+        let (path, validator, malice, params, policy, identity, registry) = (
             self.path.clone(),
             self.validator,
             self.malice,
             self.params.clone(),
+            self.policy,
             self.identity.clone(),
             self.registry.clone(),
         );
         // Every handle to the database lives in `self`: dropping it closes the file.
         drop(self);
-        let mut p = Processor::open(path, validator, malice, params, identity, registry, chain);
+        let mut p =
+            Processor::open(path, validator, malice, params, policy, identity, registry, chain);
         p.base_commits = commits;
         p.reloads = reloads;
         p
@@ -267,6 +277,7 @@ impl Net {
                 validator,
                 bad,
                 own,
+                None,
                 identity,
                 coordinator_registry.clone(),
                 &chain,
@@ -402,6 +413,12 @@ impl Net {
     /// Whether processor `i` neither runs nor receives (silent, or halted).
     fn idle(&self, i: usize) -> bool {
         self.silent.contains(&i) || self.processors[i].halted.is_some()
+    }
+
+    /// Gives processor `i`'s operator the key-generation `policy` (a restart).
+    pub fn set_policy(&mut self, i: usize, policy: key_gen::KeyGenPolicy) {
+        self.processors[i].policy = Some(policy);
+        self.restart(i, false);
     }
 
     /// Restarts processor `i` (drops everything in memory and opens its database again),
