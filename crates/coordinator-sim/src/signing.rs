@@ -10,7 +10,8 @@
 //!   preprocessed: the preferred set ([`signing_set_avoiding`], by
 //!   `hash("tc/sim/v1/signing-set", [borsh(kind), attempt LE, participant LE])`) if all of
 //!   it answered, else the first such `t` of those that did. A silent key holder so costs
-//!   no timeout. Each member then gets `Preprocesses` with the `t` preprocesses; once
+//!   no timeout (any eligible preprocess counts as progress for the deadline). Each
+//!   member then gets `Preprocesses` with the `t` preprocesses; once
 //!   every member sent its share, each gets `Shares` with the `t` shares. Later
 //!   preprocesses and messages from non-members are stored and ignored.
 //! - A member's `Blame` puts the accuser and the accused in dispute (nothing here can
@@ -20,9 +21,11 @@
 //!   key holders never dispute each other: while `t` key holders are honest, liars cannot
 //!   stall signing. An attempt without progress for the timeout reattempts without the
 //!   members that did not send what the stage needed (a plan's, once a member reports it
-//!   signed, after [`SIGNED_TIMEOUT_FACTOR`] timeouts). A reattempt sends
-//!   `Reattempt { attempt + 1 }` to every key holder. If the exclusions leave fewer than
-//!   `t` key holders, nobody is excluded.
+//!   signed, after [`SIGNED_TIMEOUT_FACTOR`] timeouts). An item's exclusions accumulate
+//!   over its attempts, so key holders that answer first and then withhold cannot take
+//!   turns; if that would leave fewer than `t` key holders, only the last attempt's
+//!   culprits are excluded, and if even that is too many, nobody. A reattempt sends
+//!   `Reattempt { attempt + 1 }` to every key holder.
 //! - A Batch is complete when a `SignedBatch` verifies under the set's Ristretto key; a
 //!   plan when `t` key holders report `Completed` with the same transaction (signers when
 //!   they publish it, every key holder when its own node shows it in an applied block;
@@ -79,9 +82,9 @@ pub fn signing_set(
 }
 
 /// [`signing_set`] without two members in dispute (one blamed the other: one of the two
-/// lies): taken greedily, members in fewer disputes first (then in hash order), skipping
-/// a candidate in dispute with one already taken. If that finds fewer than `threshold`
-/// (with the exclusions, then without them), the disputes are set aside for this attempt.
+/// lies), found by [`disputeless`] (members in fewer disputes first, then in hash order).
+/// If no such set exists without the excluded members, the disputes are set aside for
+/// this attempt (the exclusions are not: an excluded member was silent).
 pub fn signing_set_avoiding(
     kind: &SignKind,
     attempt: u32,
@@ -99,9 +102,11 @@ pub fn signing_set_avoiding(
     let pick = |from: &[Participant], disputes: &[(Participant, Participant)]| {
         disputeless(kind, attempt, holders, from, disputes, threshold)
     };
+    // The exclusions (silent key holders: they would stall the attempt for sure) come
+    // before the disputes (one of the pair lies: it may).
     let mut set = pick(&candidates, disputes)
-        .or_else(|| pick(holders, disputes))
         .or_else(|| pick(&candidates, &[]))
+        .or_else(|| pick(holders, disputes))
         .unwrap_or_default();
     set.sort_unstable();
     set
@@ -857,11 +862,23 @@ impl SignCoordinator {
             outcome,
         });
         let holders = signer.holders();
-        let mut excluded: Vec<Participant> =
+        let t = usize::from(signer.state.threshold);
+        let mut culprits: Vec<Participant> =
             culprits.into_iter().filter(|p| holders.contains(p)).collect();
+        culprits.sort_unstable();
+        culprits.dedup();
+        // An item's exclusions accumulate over its attempts: a key holder that answers
+        // first and then withholds is out for the rest of the item, so two such holders
+        // cannot take turns stalling it. While fewer than `t` would remain, only this
+        // attempt's culprits are; if even that is too many, nobody.
+        let mut excluded = item.excluded.clone();
+        excluded.extend(culprits.iter().copied());
         excluded.sort_unstable();
         excluded.dedup();
-        if holders.len() - excluded.len() < usize::from(signer.state.threshold) {
+        if holders.len() - excluded.len() < t {
+            excluded = culprits;
+        }
+        if holders.len() - excluded.len() < t {
             tracing::warn!(?excluded, "excluding them would leave fewer than t; excluding nobody");
             excluded.clear();
         }

@@ -140,26 +140,33 @@ struct Rig {
     clock: ManualClock,
     sim: Sim,
     seen: BTreeSet<(u32, u64)>,
+    holders: Vec<u16>,
 }
 
 impl Rig {
     /// Litecoin session 0, 3-of-{1..4}, its key pair confirmed, the outbox read.
     fn confirmed() -> Self {
+        Self::confirmed_with(&HOLDERS)
+    }
+
+    /// The same with other key holders (3 of them sign).
+    fn confirmed_with(holders: &[u16]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let identity = Arc::new(Identity::generate(&mut OsRng));
         let clock = ManualClock::new(1_000_000);
-        let sim = Self::open(&dir, &identity, &clock);
-        let mut rig = Rig { dir, identity, clock, sim, seen: BTreeSet::new() };
+        let sim = Self::open(&dir, &identity, &clock, holders);
+        let holders = holders.to_vec();
+        let mut rig = Rig { dir, identity, clock, sim, seen: BTreeSet::new(), holders };
         let id = KeyGenId { session: Session(0), attempt: 0 };
-        for v in HOLDERS {
+        let all = rig.holders.clone();
+        for v in all.iter().copied() {
             rig.keygen(v, KeyGenResponse::Commitments { id, commitments: vec![v as u8] });
         }
-        for v in HOLDERS {
-            let shares =
-                HOLDERS.iter().filter(|r| **r != v).map(|r| (*r, vec![*r as u8])).collect();
+        for v in all.iter().copied() {
+            let shares = all.iter().filter(|r| **r != v).map(|r| (*r, vec![*r as u8])).collect();
             rig.keygen(v, KeyGenResponse::Shares { id, shares });
         }
-        for v in HOLDERS {
+        for v in all.iter().copied() {
             let pair = KeyGenResponse::GeneratedKeyPair {
                 id,
                 ristretto_key: ristretto_key(),
@@ -174,10 +181,15 @@ impl Rig {
         rig
     }
 
-    fn open(dir: &tempfile::TempDir, identity: &Arc<Identity>, clock: &ManualClock) -> Sim {
+    fn open(
+        dir: &tempfile::TempDir,
+        identity: &Arc<Identity>,
+        clock: &ManualClock,
+        holders: &[u16],
+    ) -> Sim {
         let db = Db::open(dir.path().join("sim.redb"), SCHEMA).unwrap();
         let set =
-            SetConfig { network: NET, session: 0, threshold: 3, validators: HOLDERS.to_vec() };
+            SetConfig { network: NET, session: 0, threshold: 3, validators: holders.to_vec() };
         let settings = Settings { sign_timeout: SIGN_TIMEOUT, ..Settings::new(vec![set]) };
         let sim = Sim::new(
             db,
@@ -194,7 +206,7 @@ impl Rig {
     /// Closes the database and opens it again in a new simulator.
     fn restart(mut self) -> Self {
         drop(self.sim);
-        self.sim = Self::open(&self.dir, &self.identity, &self.clock);
+        self.sim = Self::open(&self.dir, &self.identity, &self.clock, &self.holders);
         self
     }
 
@@ -922,4 +934,46 @@ fn disputes_are_set_aside_when_no_set_can_avoid_them() {
     assert!(relayed
         .iter()
         .all(|(_, m)| matches!(m, CoordinatorMessage::Sign(SignRequest::Preprocesses { .. }))));
+}
+
+/// Two key holders that always answer first and then withhold their shares, taking turns
+/// (3 of 5 sign): an item's exclusions accumulate over its attempts, so after one timeout
+/// each both are out of it, and the three others sign. (Excluded for one attempt only,
+/// they would take turns for ever.)
+#[test]
+fn withholders_taking_turns_are_excluded_for_the_rest_of_the_item() {
+    let rig = Rig::confirmed_with(&[1, 2, 3, 4, 5]);
+    let kind = SignKind::Batch(0);
+    let timeout = SIGN_TIMEOUT.as_millis() as u64;
+    // Attempt 0: 1, 2 and 3 answer first; 1 withholds its share.
+    for v in [1, 2, 3, 4, 5] {
+        rig.preprocess(v, kind, 0);
+    }
+    let set = rig.status().sets[0].signing.in_progress[0].selected.clone();
+    assert_eq!(set, vec![1, 2, 3]);
+    for v in [2, 3] {
+        rig.share(v, kind, 0);
+    }
+    rig.clock.advance(timeout);
+    assert!(rig.check_timeouts());
+    // Attempt 1: 1 is out; 2, 3 and 4 answer first; 2 withholds.
+    for v in [1, 2, 3, 4, 5] {
+        rig.preprocess(v, kind, 1);
+    }
+    let item = rig.status().sets[0].signing.in_progress[0].clone();
+    assert_eq!((item.excluded.clone(), item.selected.clone()), (vec![1], vec![2, 3, 4]));
+    for v in [3, 4] {
+        rig.share(v, kind, 1);
+    }
+    rig.clock.advance(timeout);
+    assert!(rig.check_timeouts());
+    // Attempt 2: both are out, whoever answers first; the other three sign.
+    for v in [1, 2, 3, 4, 5] {
+        rig.preprocess(v, kind, 2);
+    }
+    let item = rig.status().sets[0].signing.in_progress[0].clone();
+    assert_eq!(
+        (item.excluded, item.selected, item.stage.as_str()),
+        (vec![1, 2], vec![3, 4, 5], "shares")
+    );
 }
