@@ -552,6 +552,8 @@ impl KeyGenCoordinator {
             return Ok(Outcome::Progress);
         }
         let activation_block = activation_block(all.values().map(|(_, proposal, _)| *proposal));
+        // No culprit: every participant that reported settings reported these.
+        let agreed = settings.values().next().copied();
         let (ristretto_key, network_key) = pair;
         for to in &state.participants {
             let event = SettlementEvent::ConfirmKeyPair {
@@ -559,6 +561,7 @@ impl KeyGenCoordinator {
                 ristretto_key,
                 network_key: network_key.clone(),
                 activation_block,
+                settings: agreed,
             };
             self.send(txn, state, *to, CoordinatorMessage::Settlement(event))?;
         }

@@ -210,6 +210,8 @@ fn rounds_are_relayed_once_complete_and_the_agreed_pair_is_confirmed() {
             ristretto_key: [9; 32],
             network_key: vec![3; 33],
             activation_block: Some(130),
+            // Nobody reported settings (keys only).
+            settings: None,
         };
         assert_eq!(message, CoordinatorMessage::Settlement(event));
     }

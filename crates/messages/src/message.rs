@@ -294,6 +294,10 @@ pub enum SettlementEvent {
         /// settlement layer from the participants' `proposed_activation`s (the same for
         /// all, so their Batches are identical). `None` when nobody proposed one.
         activation_block: Option<u64>,
+        /// The settings the participants reported with the key pair, which they all share
+        /// (`None` when none ran a network node): a participant that reported none (keys
+        /// only) records these, and is held to them once it gets a node.
+        settings: Option<ChainSettings>,
     },
     /// A settlement block acknowledged an external block's Batches and ordered Burns.
     BlockAcknowledged {

@@ -79,14 +79,16 @@ pub fn coordinator_message() -> impl Strategy<Value = CoordinatorMessage> {
             .prop_map(|(s, plan, tx)| SignRequest::Completed { session: Session(s), plan, tx }),
     ];
     let settlement = prop_oneof![
-        (any::<u32>(), any::<[u8; 32]>(), blob(), any::<Option<u64>>()).prop_map(
-            |(s, ristretto_key, network_key, activation_block)| SettlementEvent::ConfirmKeyPair {
-                session: Session(s),
-                ristretto_key,
-                network_key,
-                activation_block,
-            }
-        ),
+        (any::<u32>(), any::<[u8; 32]>(), blob(), any::<Option<u64>>(), any::<Option<[u64; 7]>>())
+            .prop_map(|(s, ristretto_key, network_key, activation_block, settings)| {
+                SettlementEvent::ConfirmKeyPair {
+                    session: Session(s),
+                    ristretto_key,
+                    network_key,
+                    activation_block,
+                    settings: settings.map(chain_settings),
+                }
+            }),
         (
             any::<u64>(),
             p::block_hash(),
@@ -110,6 +112,19 @@ pub fn coordinator_message() -> impl Strategy<Value = CoordinatorMessage> {
     ]
 }
 
+/// Settings from seven numbers, in field order.
+fn chain_settings(s: [u64; 7]) -> ChainSettings {
+    ChainSettings {
+        confirmations: s[0],
+        max_inputs: s[1],
+        max_outputs: s[2],
+        dust: s[3],
+        min_fee_rate: s[4],
+        max_fee_rate: s[5],
+        max_money: s[6],
+    }
+}
+
 pub fn processor_message() -> impl Strategy<Value = ProcessorMessage> {
     let key_gen = prop_oneof![
         (key_gen_id(), blob())
@@ -125,15 +140,7 @@ pub fn processor_message() -> impl Strategy<Value = ProcessorMessage> {
                     ristretto_key,
                     network_key,
                     proposed_activation,
-                    settings: settings.map(|s| ChainSettings {
-                        confirmations: s[0],
-                        max_inputs: s[1],
-                        max_outputs: s[2],
-                        dust: s[3],
-                        min_fee_rate: s[4],
-                        max_fee_rate: s[5],
-                        max_money: s[6],
-                    }),
+                    settings: settings.map(chain_settings),
                 }
             }),
         (key_gen_id(), "[ -~]{0,64}")

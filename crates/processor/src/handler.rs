@@ -30,8 +30,9 @@ pub const REPORTED_SETTINGS: db::Table<u32, ChainSettings> =
 
 /// Refuses to scan and sign with `current` settings other than those this processor
 /// reported with its active key's pair: the set agreed on those, and Batches or plans made
-/// under others would never be signed. A key generated without a `[node]` (no settings
-/// reported) is not checked.
+/// under others would never be signed. A processor that generated its key without a
+/// `[node]` (so reported no settings) is held to those the confirmation carried, the
+/// set's; only a key no participant generated with a node is not checked.
 pub fn check_settings(db: &Db, current: &ChainSettings) -> Result<(), String> {
     let read = db.read().map_err(|e| e.to_string())?;
     let Some(active) = ACTIVE.get(&read, &()).map_err(|e| e.to_string())? else { return Ok(()) };
@@ -288,8 +289,19 @@ impl InboxHandler {
                 ristretto_key,
                 network_key,
                 activation_block,
+                settings,
             }) => match self.keygen.confirm(txn, session, ristretto_key, &network_key) {
-                Ok(true) => self.activate(txn, session, activation_block)?,
+                Ok(true) => {
+                    // Keys generated without a `[node]` reported no settings: the set's are
+                    // recorded now, so that a later `[node]` is held to them
+                    // (`check_settings`).
+                    if let Some(agreed) = settings {
+                        if REPORTED_SETTINGS.get(txn, &session.0)?.is_none() {
+                            REPORTED_SETTINGS.put(txn, &session.0, &agreed)?;
+                        }
+                    }
+                    self.activate(txn, session, activation_block)?
+                }
                 Ok(false) => {}
                 Err(e) => self.refused(received, e)?,
             },

@@ -551,3 +551,24 @@ fn a_processor_refusing_the_parameters_is_excluded_at_once_with_its_reason() {
         "{excluded:?}"
     );
 }
+
+/// Validator 3 generates its key without a `[node]` (keys only), so it reports no
+/// settings; the others report theirs, and the confirmation carries them. Validator 3
+/// records the set's settings, and once it gets a `[node]` it is held to them: other
+/// settings are refused, naming each; the set's pass.
+#[test]
+fn a_processor_without_a_node_is_held_to_the_sets_settings_once_it_gets_one() {
+    use processor::handler::check_settings;
+    use processor::pipeline::settings_of;
+
+    let agreed = params(2, 4);
+    let mut net = Net::new(2, 3, agreed.clone());
+    net.set_keys_only(2, true);
+    net.mine(4).unwrap();
+    net.group_key();
+    let keys_only = &net.processors[2];
+    check_settings(&keys_only.db, &settings_of(&agreed)).unwrap();
+    let edited = scanner::NetworkParams { max_outputs: 16, ..agreed.clone() };
+    let err = check_settings(&keys_only.db, &settings_of(&edited)).unwrap_err();
+    assert!(err.contains("max_outputs 16 (the set's 4)"), "{err}");
+}

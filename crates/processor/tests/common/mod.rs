@@ -64,6 +64,9 @@ pub struct Processor {
     params: Option<NetworkParams>,
     /// Its operator's key-generation policy (the default if `None`).
     pub policy: Option<key_gen::KeyGenPolicy>,
+    /// Run without a `[node]` (keys only): the handler has no pipeline, and the pipeline
+    /// tasks do not run.
+    pub keys_only: bool,
     path: PathBuf,
     identity: Arc<Identity>,
     registry: Arc<KeyRegistry>,
@@ -89,7 +92,7 @@ impl Processor {
         validator: u16,
         malice: Malice,
         params: Option<NetworkParams>,
-        policy: Option<key_gen::KeyGenPolicy>,
+        (policy, keys_only): (Option<key_gen::KeyGenPolicy>, bool),
         identity: Arc<Identity>,
         registry: Arc<KeyRegistry>,
         chain: &Chain,
@@ -126,13 +129,14 @@ impl Processor {
             mailbox.clone(),
             keygen,
             Default::default(),
-            Some(handle),
+            (!keys_only).then_some(handle),
         );
         Processor {
             validator,
             malice,
             params,
             policy,
+            keys_only,
             path,
             identity,
             registry,
@@ -155,19 +159,19 @@ impl Processor {
     /// Drops everything in memory (nonces included) and opens the database again.
     pub fn reload(self, chain: &Chain) -> Processor {
         let (commits, reloads) = (self.commits(), self.reloads + 1);
-        let (path, validator, malice, params, policy, identity, registry) = (
+        let (path, validator, malice, params, operator, identity, registry) = (
             self.path.clone(),
             self.validator,
             self.malice,
             self.params.clone(),
-            self.policy,
+            (self.policy, self.keys_only),
             self.identity.clone(),
             self.registry.clone(),
         );
         // Every handle to the database lives in `self`: dropping it closes the file.
         drop(self);
         let mut p =
-            Processor::open(path, validator, malice, params, policy, identity, registry, chain);
+            Processor::open(path, validator, malice, params, operator, identity, registry, chain);
         p.base_commits = commits;
         p.reloads = reloads;
         p
@@ -277,7 +281,7 @@ impl Net {
                 validator,
                 bad,
                 own,
-                None,
+                (None, false),
                 identity,
                 coordinator_registry.clone(),
                 &chain,
@@ -415,6 +419,12 @@ impl Net {
         self.silent.contains(&i) || self.processors[i].halted.is_some()
     }
 
+    /// Runs processor `i` without a `[node]`, or with one again (a restart).
+    pub fn set_keys_only(&mut self, i: usize, keys_only: bool) {
+        self.processors[i].keys_only = keys_only;
+        self.restart(i, false);
+    }
+
     /// Gives processor `i`'s operator the key-generation `policy` (a restart).
     pub fn set_policy(&mut self, i: usize, policy: key_gen::KeyGenPolicy) {
         self.processors[i].policy = Some(policy);
@@ -436,7 +446,8 @@ impl Net {
         let mut any = false;
         loop {
             let mut progress = false;
-            for task in 0..4 {
+            let tasks = if self.processors[i].keys_only { 1 } else { 4 };
+            for task in 0..tasks {
                 if self.step(i, task)? {
                     progress = true;
                     break;
