@@ -337,6 +337,27 @@ fn refuses_unknown_config_fields_and_networks() {
     assert!(err.contains("dogecoin"), "{err}");
 }
 
+/// Litecoin's mainnet and testnet have MWEB active, whose blocks the scanner cannot parse
+/// yet: a processor configured for them is refused, saying why, before it writes anything.
+#[test]
+fn refuses_litecoin_where_mweb_is_active() {
+    let s = setup("nats://127.0.0.1:1", 0o600);
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    for chain in ["mainnet", "testnet"] {
+        std::fs::write(
+            &s.config,
+            format!(
+                "{text}\n[node]\nchain = \"{chain}\"\nrpc_url = \"http://127.0.0.1:1\"\n\
+                 rpc_cookie_file = \"/nonexistent\"\n"
+            ),
+        )
+        .unwrap();
+        let err = run_expecting_failure(&s.config);
+        assert!(err.contains(&format!("litecoin on {chain}")) && err.contains("MWEB"), "{err}");
+        assert!(!s.dir.path().join("data").exists(), "wrote state before refusing");
+    }
+}
+
 #[test]
 fn refuses_a_fee_rate_floor_above_its_ceiling() {
     let s = setup("nats://127.0.0.1:1", 0o600);
