@@ -342,7 +342,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
     let registry = config.registry()?;
     let identity = Arc::new(config.identity()?);
     let db = open_db(&config)?;
-    tracing::info!(db = %config.db_path().display(), identity = %hex::encode(identity.public().as_bytes()), sets = settings.sets.len(), chain = %settings.chain, "starting");
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), db = %config.db_path().display(), identity = %hex::encode(identity.public().as_bytes()), sets = settings.sets.len(), chain = %settings.chain, "starting");
 
     let mut metrics = prometheus_client::registry::Registry::with_prefix("coordinator_sim");
     let sim =

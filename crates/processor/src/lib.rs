@@ -112,7 +112,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
     if malice != key_gen::Malice::None {
         tracing::warn!(?malice, "TEST MISBEHAVIOUR ENABLED");
     }
-    tracing::info!(%me, db = %config.db_path().display(), identity = %hex::encode(identity.public().as_bytes()), "starting");
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), %me, db = %config.db_path().display(), identity = %hex::encode(identity.public().as_bytes()), "starting");
 
     let mut metrics_registry = prometheus_client::registry::Registry::with_prefix("processor");
     let bus_metrics = BusMetrics::registered(&mut metrics_registry);

@@ -29,6 +29,16 @@ enum Command {
         #[command(flatten)]
         overrides: Overrides,
     },
+    /// Check a config and its secrets (identity key, sealing secret, coordinator key,
+    /// `[node]` settings) without starting anything or touching the database; exits 0 and
+    /// prints a summary if they are usable.
+    CheckConfig {
+        /// The TOML config file.
+        #[arg(long, env = "PROCESSOR_CONFIG")]
+        config: PathBuf,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
     /// Remove the halt a fatal error recorded (after fixing its cause), so that the next
     /// `run` tries the failed work again. A halted processor refuses to run (exit 78).
     Resume {
@@ -72,6 +82,25 @@ async fn status(config: &Config, json: bool) -> Result<(), String> {
     service::cli::print_report(&report, json, StatusReport::human).map_err(|e| e.to_string())
 }
 
+/// Reads every secret the config names (as `run` would, without keeping them) and prints
+/// what the processor would run as.
+fn check(config: &Config) -> Result<(), String> {
+    let party = config.party().map_err(|e| e.to_string())?;
+    let identity = config.identity().map_err(|e| e.to_string())?;
+    drop(config.db_secret().map_err(|e| e.to_string())?);
+    println!(
+        "ok: {party} (identity {}), data in {}, NATS {}, {}",
+        hex::encode(identity.public().as_bytes()),
+        config.db_path().display(),
+        config.bus.nats_url,
+        match &config.node {
+            Some(node) => format!("node {} on {}", node.rpc_url, node.chain),
+            None => "no [node]: key generation only".to_string(),
+        }
+    );
+    Ok(())
+}
+
 /// Removes the recorded halt, saying what it was.
 fn resume(config: &Config) -> Result<(), String> {
     let db =
@@ -109,6 +138,9 @@ async fn main() -> ExitCode {
             Err(e) => Err(e.to_string()),
             Ok(config) => status(&config, json).await,
         },
+        Command::CheckConfig { config, overrides } => {
+            Config::load(&config, &overrides).map_err(|e| e.to_string()).and_then(|c| check(&c))
+        }
         Command::Resume { config, overrides } => match Config::load(&config, &overrides) {
             Err(e) => Err(e.to_string()),
             Ok(config) => resume(&config),

@@ -449,6 +449,10 @@ fn a_fatal_error_halts_the_daemon_until_resumed() {
     let Output { status, stderr, .. } = run();
     let err = String::from_utf8_lossy(&stderr);
     assert_eq!(status.code(), Some(1), "{err}");
+    // Logs to a pipe: plain text, no colour codes; the version on the startup line.
+    assert!(!err.contains('\u{1b}'), "colour codes in a log that is not a terminal: {err}");
+    let starting = err.lines().find(|l| l.contains("starting")).unwrap_or_default();
+    assert!(starting.contains(env!("CARGO_PKG_VERSION")), "{starting}");
     let named = format!("handling inbox message {}: it does not decode", "07".repeat(32));
     let halted = status_json(&s.config).halted.unwrap_or_else(|| panic!("no halt: {err}"));
     assert!(halted.contains("task inbox-handler") && halted.contains(&named), "{halted}");
@@ -474,4 +478,23 @@ fn a_fatal_error_halts_the_daemon_until_resumed() {
     assert_eq!(status.code(), Some(1));
     let again = status_json(&s.config).halted.unwrap();
     assert!(again.contains(&named), "{again}");
+}
+
+/// `check-config` reads the config and every secret it names without starting anything:
+/// a usable one prints what the processor would run as and creates no data directory; a
+/// missing sealing secret is named, and nothing is printed as usable.
+#[test]
+fn check_config_reads_every_secret_and_writes_nothing() {
+    let s = setup("nats://127.0.0.1:1", 0o600);
+    let out = processor(&["check-config"], &s.config).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.starts_with("ok: processor-litecoin-2") && said.contains("no [node]"), "{said}");
+    assert!(!s.dir.path().join("data").exists(), "check-config created the data directory");
+
+    std::fs::remove_file(s.dir.path().join("db.secret")).unwrap();
+    let out = processor(&["check-config"], &s.config).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("db.secret"), "{err}");
+    assert!(out.stdout.is_empty());
 }
