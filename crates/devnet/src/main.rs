@@ -17,7 +17,7 @@ use devnet::{
 };
 
 #[derive(Parser)]
-#[command(name = "devnet", about = "A local threshold-custody network and its demo")]
+#[command(name = "devnet", version, about = "A local threshold-custody network and its demo")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -190,3 +190,15 @@ fn up_status_deposit_mine_down_and_up_again() {
     assert_eq!(roles.iter().filter(|r| **r == Role::Processor).count(), 2);
     eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
 }
+
+/// Every binary of the workspace answers `--version` with the workspace's version.
+#[test]
+fn every_binary_prints_its_version() {
+    for name in ["processor", "coordinator-sim", "devnet"] {
+        let bin = devnet::binary(name).unwrap();
+        let out = Command::new(&bin).arg("--version").output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{name} --version failed");
+        assert_eq!(said.trim(), format!("{name} {}", env!("CARGO_PKG_VERSION")));
+    }
+}

@@ -82,19 +82,21 @@ fn bitcoin_family(config: &Config, node: &NodeConfig) -> Result<Bitcoin<RestBloc
     overrides(node, &mut params.network)?;
     let auth = match (&node.rpc_cookie_file, &node.rpc_user, &node.rpc_password_file) {
         (Some(cookie), None, None) => RpcAuth::Cookie(cookie.clone()),
-        (None, Some(user), Some(file)) => {
+        // The password from PROCESSOR_RPC_PASSWORD, else from the file, like every secret.
+        (None, Some(user), file) => {
             let password = service::config::read_secret(
                 "RPC password",
                 "PROCESSOR_RPC_PASSWORD",
                 "node.rpc_password_file",
-                Some(file),
+                file.as_deref(),
             )?;
             RpcAuth::UserPass { user: user.clone(), password: password.to_string() }
         }
         _ => {
             return Err(ConfigError::invalid(
                 "node",
-                "set either rpc_cookie_file, or rpc_user and rpc_password_file",
+                "set either rpc_cookie_file, or rpc_user with rpc_password_file (or \
+                 PROCESSOR_RPC_PASSWORD in the environment)",
             ))
         }
     };

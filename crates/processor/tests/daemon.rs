@@ -498,3 +498,34 @@ fn check_config_reads_every_secret_and_writes_nothing() {
     assert!(!out.status.success() && err.contains("db.secret"), "{err}");
     assert!(out.stdout.is_empty());
 }
+
+/// The node's RPC password comes from `PROCESSOR_RPC_PASSWORD` or from
+/// `rpc_password_file`, like every secret; with neither, the error names both.
+#[test]
+fn the_rpc_password_comes_from_the_environment_or_its_file() {
+    let s = setup("nats://127.0.0.1:1", 0o600);
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        format!(
+            "{text}\n[node]\nchain = \"regtest\"\nrpc_url = \"http://127.0.0.1:1\"\n\
+             rpc_user = \"operator\"\n"
+        ),
+    )
+    .unwrap();
+    let out = processor(&["check-config"], &s.config).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("PROCESSOR_RPC_PASSWORD")
+            && err.contains("node.rpc_password_file"),
+        "{err}"
+    );
+    let out = processor(&["check-config"], &s.config)
+        .env("PROCESSOR_RPC_PASSWORD", "a password")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("node http://127.0.0.1:1 on regtest"), "{said}");
+}
