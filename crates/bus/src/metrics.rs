@@ -30,6 +30,11 @@ impl BusMetrics {
             "Envelopes rejected (undecodable, wrong version, oversized, unknown sender, bad signature, misaddressed), by reason",
             metrics.rejected.clone(),
         );
+        // Every reason at zero from the start: the series exist before the first rejection
+        // (an `increase()` alert needs them).
+        for reason in messages::EnvelopeError::REASONS.iter().chain(&["ack_beyond_sent"]) {
+            drop(metrics.rejected.get_or_create(&vec![("reason".to_string(), reason.to_string())]));
+        }
         registry.register(
             "bus_received_messages",
             "Messages committed to the inbox",

@@ -9,6 +9,7 @@
 
 pub mod chain;
 pub mod commands;
+pub mod metrics_doc;
 pub mod progress;
 pub mod record;
 pub mod scenario;

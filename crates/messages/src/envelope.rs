@@ -193,7 +193,22 @@ pub enum EnvelopeError {
 }
 
 impl EnvelopeError {
-    /// A short, stable label for metrics.
+    /// Every label [`EnvelopeError::reason`] returns (metrics start each at zero, so that
+    /// an alert sees the series before the first rejection).
+    pub const REASONS: [&'static str; 10] = [
+        "unknown_version",
+        "oversized",
+        "undecodable",
+        "non_canonical",
+        "wrong_recipient",
+        "illegal_route",
+        "unknown_sender",
+        "bad_signature",
+        "bad_sequence",
+        "undecodable_message",
+    ];
+
+    /// A short, stable label for metrics (one of [`EnvelopeError::REASONS`]).
     pub fn reason(&self) -> &'static str {
         match self {
             EnvelopeError::Envelope(CodecError::UnknownVersion { .. }) => "unknown_version",

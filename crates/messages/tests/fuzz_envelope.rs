@@ -10,7 +10,7 @@
 use messages::{
     envelope::{open, seal, Body},
     testing::{coordinator_message, processor_message},
-    Identity, KeyRegistry, Party,
+    EnvelopeError, Identity, KeyRegistry, Party,
 };
 use primitives::{
     codec::Versioned,
@@ -63,10 +63,13 @@ fn mutated_envelopes_never_panic_and_are_never_accepted() {
     }
 
     let report = fuzz("envelope", &corpus, fuzz::iterations(), |mutant| {
-        let opened = [
-            open(mutant, &at_processor, me).is_ok(),
-            open(mutant, &at_coordinator, Party::Coordinator).is_ok(),
-        ];
+        let results =
+            [open(mutant, &at_processor, me), open(mutant, &at_coordinator, Party::Coordinator)];
+        // Every rejection's metrics label is one the metrics start at zero.
+        for e in results.iter().filter_map(|r| r.as_ref().err()) {
+            assert!(EnvelopeError::REASONS.contains(&e.reason()), "{} not listed", e.reason());
+        }
+        let opened = results.map(|r| r.is_ok());
         if opened.contains(&true) {
             assert!(
                 corpus.iter().any(|c| c == mutant),

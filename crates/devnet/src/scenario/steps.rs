@@ -331,6 +331,19 @@ pub(super) fn metrics_check(ctx: &mut Ctx) {
     let value = |name: &str| {
         metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
     };
+    let missing = crate::metrics_doc::missing(crate::metrics_doc::METRICS_MD, &metrics);
+    ctx.report.check(
+        "every metric docs/metrics.md names is served, with its type",
+        missing.is_empty(),
+        if missing.is_empty() {
+            format!(
+                "{} metrics",
+                crate::metrics_doc::documented(crate::metrics_doc::METRICS_MD).len()
+            )
+        } else {
+            format!("not served: {missing:?}")
+        },
+    );
     ctx.report.check(
         "/metrics shows the pipeline settled, without ALARMs",
         value("processor_plans_pending") == Some(0.0)
