@@ -741,11 +741,11 @@ impl SignCoordinator {
         let culprits =
             if DISPUTES.get(txn, &pair)?.is_some() { vec![accuser, accused] } else { vec![] };
         DISPUTES.put(txn, &pair, &())?;
-        let signer = Signer {
-            state: signer.state.clone(),
-            ristretto_key: signer.ristretto_key,
-            disputes: disputes(txn, item.set())?,
-        };
+        let mut disputes = signer.disputes.clone();
+        if !disputes.contains(&(pair.1, pair.2)) {
+            disputes.push((pair.1, pair.2));
+        }
+        let signer = Signer { state: signer.state.clone(), disputes, ..*signer };
         let outcome = format!("validator {accuser} blamed validator {accused}");
         self.reattempt(txn, &signer, item, culprits, outcome)?;
         Ok(SignOutcome::Progress)

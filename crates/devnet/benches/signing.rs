@@ -34,14 +34,7 @@ fn run(selection: &str, batches: usize) -> Case {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let node = rt.block_on(Node::start());
     let options = Options {
-        node: Some(NodeOptions {
-            chain: "regtest".into(),
-            rpc_url: node.rpc().url(),
-            cookie_file: node.datadir().join("regtest").join(".cookie"),
-            confirmations: Some(1),
-            max_outputs: None,
-            poll_ms: 100,
-        }),
+        node: Some(NodeOptions { poll_ms: 100, ..NodeOptions::regtest(&node, 1) }),
         coordinator_extra: format!(
             "sign_timeout_ms = {SIGN_TIMEOUT_MS}\nsigning_selection = \"{selection}\"\n"
         ),

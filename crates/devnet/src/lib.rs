@@ -218,6 +218,21 @@ pub struct NodeOptions {
     pub poll_ms: u64,
 }
 
+impl NodeOptions {
+    /// A regtest `node` the tests started, at `confirmations`, the processors' other
+    /// settings their defaults, polled every 200 ms.
+    pub fn regtest(node: &bitcoin_network::testing::node::Node, confirmations: u64) -> Self {
+        NodeOptions {
+            chain: "regtest".into(),
+            rpc_url: node.rpc().url(),
+            cookie_file: node.datadir().join("regtest").join(".cookie"),
+            confirmations: Some(confirmations),
+            max_outputs: None,
+            poll_ms: 200,
+        }
+    }
+}
+
 impl Options {
     /// Key generation only, with the defaults the tests use.
     pub fn keys_only(network: &str, n: u16, threshold: u16) -> Options {

@@ -350,12 +350,8 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
     let params = Params::new(Coin::Litecoin, Chain::Regtest);
     let options = Options {
         node: Some(NodeOptions {
-            chain: "regtest".into(),
-            rpc_url: node.rpc().url(),
-            cookie_file: node.datadir().join("regtest").join(".cookie"),
-            confirmations: Some(s.confirmations),
             max_outputs: Some(s.max_outputs),
-            poll_ms: 200,
+            ..NodeOptions::regtest(&node, s.confirmations)
         }),
         coordinator_extra: "sign_timeout_ms = 5000\nchain = \"regtest\"\n".into(),
         // A silent validator is excluded after one round timeout: keep it short then.

@@ -31,14 +31,7 @@ fn a_key_confirmed_without_a_node_is_used_once_one_is_configured() {
     // Restarted with a node: the same key scans.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let node = rt.block_on(Node::start());
-    let table = node_table(&NodeOptions {
-        chain: "regtest".into(),
-        rpc_url: node.rpc().url(),
-        cookie_file: node.datadir().join("regtest").join(".cookie"),
-        confirmations: Some(3),
-        max_outputs: None,
-        poll_ms: 200,
-    });
+    let table = node_table(&NodeOptions::regtest(&node, 3));
     for v in validators {
         cluster.kill_processor(v);
         let config = cluster.processors.iter().find(|p| p.validator == v).unwrap().config.clone();

@@ -130,9 +130,10 @@ pub fn naming(e: TaskError, work: impl std::fmt::Display) -> TaskError {
     }
 }
 
-/// Whether `fatal` is recorded as a halt: a [`WorkFailed`], or a panic (`panicked`).
-pub fn halts(fatal: &task::FatalError, panicked: bool) -> bool {
-    panicked || fatal.source.downcast_ref::<WorkFailed>().is_some()
+/// Whether a task's fatal `error` is recorded as a halt: a [`WorkFailed`], or a panic
+/// (`panicked`).
+pub fn halts(error: &(dyn std::error::Error + 'static), panicked: bool) -> bool {
+    panicked || error.downcast_ref::<WorkFailed>().is_some()
 }
 
 #[cfg(test)]
@@ -152,10 +153,10 @@ mod tests {
         let named = naming(TaskError::fatal("planner disagrees"), "the burns of block 2");
         let named = fatal(named);
         assert_eq!(named.source.to_string(), "the burns of block 2: planner disagrees");
-        assert!(halts(&named, false));
+        assert!(halts(&*named.source, false));
         let plain = fatal(TaskError::fatal("node unauthorized"));
-        assert!(!halts(&plain, false));
-        assert!(halts(&plain, true));
+        assert!(!halts(&*plain.source, false));
+        assert!(halts(&*plain.source, true));
         assert!(matches!(naming(TaskError::transient("busy"), "x"), TaskError::Transient(_)));
     }
 

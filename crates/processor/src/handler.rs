@@ -213,6 +213,7 @@ impl Task for InboxHandler {
         }
         let Some((_, received)) = popped else { return Ok(false) };
         // A fatal error names the message: it stays in the inbox (nothing is committed).
+        let mut work = format!("handling inbox message {}", received.intent.to_hex());
         let handled = match received.coordinator_message() {
             // The mailbox only lets the coordinator talk to a processor, and validated the
             // message when it entered the inbox: failing now means the DB is corrupt.
@@ -222,14 +223,11 @@ impl Task for InboxHandler {
             ))),
             Err(e) => Err(TaskError::fatal(format!("it does not decode: {e}"))),
             Ok(message) => {
-                let what = kind(&message);
+                work += &format!(" (a {} message)", kind(&message));
                 self.handle(&mut txn, &received, message)
-                    .map_err(|e| crate::halt::naming(e, format!("a {what} message")))
             }
         };
-        handled.map_err(|e| {
-            crate::halt::naming(e, format!("handling inbox message {}", received.intent.to_hex()))
-        })?;
+        handled.map_err(|e| crate::halt::naming(e, work))?;
         // The runner wakes the bus sender (a dependent) after this progress.
         txn.commit()?;
         Ok(true)

@@ -218,7 +218,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
     // The first fatal error or panic is recorded once every task has stopped, if the work
     // that met it stays queued (see `halt`).
     let record = |first: &task::FatalError, panicked: bool| {
-        if halt::halts(first, panicked) {
+        if halt::halts(&*first.source, panicked) {
             halt::record(&db, &first.task, &task::error_chain(&*first.source));
         }
     };

@@ -407,7 +407,7 @@ impl Net {
         }
         // As the daemon does when a task stops it on queued work (`processor::halt`).
         if let Err(TaskError::Fatal(e)) = &result {
-            if e.downcast_ref::<processor::halt::WorkFailed>().is_some() {
+            if processor::halt::halts(&**e, false) {
                 processor::halt::record(&self.processors[i].db, &name, &task::error_chain(&**e));
             }
         }
