@@ -57,6 +57,20 @@ pub fn signature_bytes(signature: &SchnorrSignature<Ristretto>) -> [u8; 64] {
     out
 }
 
+/// Checks `accused`'s share of a Batch signature from public data
+/// ([`crate::public::check_share`]): the set's preprocesses by key index, the Batch, and
+/// the key's verification shares.
+pub fn check_share(
+    keys: &crate::public::PublicKeys<Ristretto>,
+    batch: &Batch,
+    preprocesses: &std::collections::BTreeMap<u16, Vec<u8>>,
+    accused: u16,
+    share: &[u8],
+) -> Result<Result<(), crate::public::Fault>, crate::public::CheckError> {
+    let stand_in = keys.stand_in(accused)?;
+    crate::public::check_share(algorithm(batch), &stand_in, preprocesses, &message(batch), share)
+}
+
 /// Why a Batch signature was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum VerifyError {

@@ -6,6 +6,8 @@
 //!   ([`machine::Machine`] → [`machine::Signing`] → [`machine::Completing`]), with a
 //!   generic adapter over modular-frost ([`machine::FrostMachine`]) and the Batch machine
 //!   ([`machine::batch_machine`]).
+//! - [`public`]: checking one signer's share from public data (preprocesses, message,
+//!   verification shares), so that a blame in signing can be judged by a third party.
 //! - [`attempts`]: the attempt manager ([`attempts::Signers`]), which applies the nonce
 //!   rule to the coordinator's `Sign` requests.
 //!
@@ -60,6 +62,7 @@
 pub mod attempts;
 pub mod batch;
 pub mod machine;
+pub mod public;
 
 pub use attempts::{Handled, Signers};
 pub use machine::{batch_machine, Completing, FrostMachine, Machine, SignFailure, Signing};
