@@ -10,7 +10,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use ciphersuite::{group::GroupEncoding, Ciphersuite};
+use ciphersuite::{
+    group::{ff::Field, Group, GroupEncoding},
+    Ciphersuite,
+};
 use dkg_pedpop::{
     AdditionalBlameMachine, Commitments, EncryptedMessage, EncryptionKeyMessage,
     EncryptionKeyProof, KeyGenMachine, KeyMachine, Participant, PedPoPError, SecretShare,
@@ -717,6 +720,74 @@ pub fn judge(
         Curve::Network => with_network_curve!(params.network, C =>
             judge_curve::<C>(params, Curve::Network, &network, accuser, accused, &evidence, share.as_deref())),
     }
+}
+
+/// Both keys' verification shares (each participant's public key share), computed from
+/// the attempt's round-1 messages alone: what a third party needs to check signature shares
+/// ([`signers::public`](../../signers/public/index.html)), without trusting any
+/// participant's report of them.
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub struct VerificationShares {
+    /// Signers needed.
+    pub threshold: u16,
+    /// The Ristretto key's, encoded, by DKG index (`[0]` is index 1's).
+    pub ristretto: Vec<Vec<u8>>,
+    /// The network key's, encoded, by DKG index.
+    pub network: Vec<Vec<u8>>,
+}
+
+fn curve_verification_shares<C: Ciphersuite>(
+    params: &KeyGenParams,
+    commitments: &BTreeMap<u16, Vec<u8>>,
+) -> Result<Vec<Vec<u8>>, KeyGenError> {
+    let tp = params.threshold_params(params.me)?;
+    let t = usize::from(params.threshold);
+    // `stripes[k]`: the sum over participants of their k-th coefficient commitment.
+    let mut stripes = vec![C::G::identity(); t];
+    for validator in &params.participants {
+        let bytes = commitments.get(validator).ok_or(KeyGenError::MissingMessage(*validator))?;
+        // The whole message must be well formed; its first `t` points are the commitments
+        // to the polynomial's coefficients (dkg-pedpop's `Commitments` encoding).
+        read_exact(bytes, |r| R1::<C>::read(r, tp))
+            .ok_or(KeyGenError::Crypto("a round-1 message does not decode"))?;
+        let mut reader = bytes.as_slice();
+        for stripe in &mut stripes {
+            let point = C::read_G(&mut reader)
+                .map_err(|_| KeyGenError::Crypto("a round-1 message does not decode"))?;
+            *stripe += point;
+        }
+    }
+    let mut out = Vec::with_capacity(params.participants.len());
+    for i in 1..=params.n() {
+        let x = C::F::from(u64::from(i));
+        let mut power = C::F::ONE;
+        let mut share = C::G::identity();
+        for stripe in &stripes {
+            share += *stripe * power;
+            power *= x;
+        }
+        out.push(share.to_bytes().as_ref().to_vec());
+    }
+    Ok(out)
+}
+
+/// Both keys' [`VerificationShares`] from every participant's round-1 message of the
+/// attempt (as relayed, by validator). `params.me` may be any participant.
+pub fn verification_shares(
+    params: &KeyGenParams,
+    commitments: &BTreeMap<u16, Vec<u8>>,
+) -> Result<VerificationShares, KeyGenError> {
+    params.validate()?;
+    let (ristretto, network) = match split(commitments, Round::Commitments)? {
+        Ok(parts) => parts,
+        Err(_) => return Err(KeyGenError::Crypto("a round-1 message does not decode")),
+    };
+    Ok(VerificationShares {
+        threshold: params.threshold,
+        ristretto: curve_verification_shares::<Ristretto>(params, &ristretto)?,
+        network: with_network_curve!(params.network, C =>
+            curve_verification_shares::<C>(params, &network)?),
+    })
 }
 
 /// The decoders of the rounds' messages, for fuzzing (feature `testing`): each parses

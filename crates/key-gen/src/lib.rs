@@ -24,7 +24,10 @@ pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use dkg::{Curve, CurveKeys, Evidence, Fault, GeneratedKeys, KeyGenParams, NetworkKeys, Round};
+pub use dkg::{
+    Curve, CurveKeys, Evidence, Fault, GeneratedKeys, KeyGenParams, NetworkKeys, Round,
+    VerificationShares,
+};
 pub use seal::{SealError, Sealer};
 pub use store::{KeyGen, KeyGenPolicy, Malice};
 

@@ -261,3 +261,45 @@ fn round_two_state_kept_in_memory_gives_the_same_keys_as_recomputing_it() {
         complete(&entropy(2), &p, &others(&r1, 2), &inbound(&r2, 2), None).unwrap().unwrap();
     assert_eq!(kept.serialize(), recomputed.serialize());
 }
+
+/// Every holder's verification share of `keys`, encoded, by DKG index.
+fn holders_view(keys: &GeneratedKeys, n: u16) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    use ciphersuite::group::GroupEncoding;
+    let index = |i| modular_frost::Participant::new(i).unwrap();
+    let ristretto = (1..=n)
+        .map(|i| keys.ristretto.original_verification_share(index(i)).to_bytes().to_vec())
+        .collect();
+    let network = (1..=n)
+        .map(|i| match &keys.network {
+            key_gen::NetworkKeys::Secp256k1(k) => {
+                k.original_verification_share(index(i)).to_bytes().to_vec()
+            }
+            key_gen::NetworkKeys::Ed25519(k) => {
+                k.original_verification_share(index(i)).to_bytes().to_vec()
+            }
+        })
+        .collect();
+    (ristretto, network)
+}
+
+#[test]
+fn verification_shares_from_the_public_round_one_match_what_the_holders_derive() {
+    for network in [NetworkId::Litecoin, NetworkId::Monero] {
+        let ps = [2u16, 3, 5, 7];
+        let r1 = round1(network, &ps, 3);
+        let keys = run(network, &ps, 3);
+        // Any participant's view of the parameters computes the same.
+        let public = key_gen::dkg::verification_shares(&params(network, &ps, 5, 3), &r1).unwrap();
+        assert_eq!(public.threshold, 3);
+        for held in keys.values() {
+            assert_eq!(holders_view(held, 4), (public.ristretto.clone(), public.network.clone()));
+        }
+        // One message short, or one that does not decode, computes nothing.
+        let mut short = r1.clone();
+        short.remove(&7);
+        assert!(key_gen::dkg::verification_shares(&params(network, &ps, 5, 3), &short).is_err());
+        let mut broken = r1.clone();
+        broken.get_mut(&3).unwrap().truncate(40);
+        assert!(key_gen::dkg::verification_shares(&params(network, &ps, 5, 3), &broken).is_err());
+    }
+}

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 
-use ciphersuite::group::ff::{Field as _, PrimeField};
+use ciphersuite::group::ff::PrimeField;
 use ciphersuite::group::GroupEncoding;
 use modular_frost::curve::{Ciphersuite, Ristretto};
 use modular_frost::ThresholdKeys;
