@@ -10,6 +10,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use bus::{Mailbox, SendError};
+use ciphersuite::group::GroupEncoding;
 use db::{DbError, Get, Table, WriteTxn};
 use key_gen::{dkg::judge, KeyGenError, KeyGenParams};
 use messages::{
@@ -25,7 +26,7 @@ use crate::{
     state::{
         activation_block, answered, message_hash, prune_attempt, round, set_key, AttemptEnd,
         ByValidator, ConfirmedKeys, Exclusion, ReportedKeyPair, SetKey, SetState, Stage,
-        COMMITMENTS, CONFLICTS, KEY_PAIRS, SEEN, SETS, SHARES,
+        COMMITMENTS, CONFLICTS, KEY_PAIRS, SEEN, SETS, SHARES, VERIFICATION_SHARES,
     },
 };
 
@@ -565,6 +566,7 @@ impl KeyGenCoordinator {
             };
             self.send(txn, state, *to, CoordinatorMessage::Settlement(event))?;
         }
+        self.record_verification_shares(txn, state, &ristretto_key)?;
         prune_attempt(txn, state)?;
         state.history.push(AttemptEnd {
             attempt: state.attempt,
@@ -583,6 +585,47 @@ impl KeyGenCoordinator {
         self.metrics.confirmed.inc();
         tracing::info!(ristretto_key = %hex::encode(ristretto_key), network_key = %hex::encode(network_key), ?activation_block, "key pair confirmed");
         Ok(Outcome::Progress)
+    }
+
+    /// Computes the confirmed attempt's verification shares from its relayed round-1
+    /// messages and stores them if they make the confirmed Ristretto key. Otherwise
+    /// signing blame cannot be checked for this set, and is handled as disputes.
+    fn record_verification_shares(
+        &self,
+        txn: &mut WriteTxn,
+        state: &SetState,
+        ristretto_key: &[u8; 32],
+    ) -> Result<(), SimError> {
+        let Some(me) = state.participants.first().copied() else { return Ok(()) };
+        let params = KeyGenParams {
+            id: Self::id(state),
+            network: state.network,
+            threshold: state.threshold,
+            participants: state.participants.clone(),
+            me,
+        };
+        let commitments = Self::gather(txn, state, COMMITMENTS)?;
+        let shares = match key_gen::dkg::verification_shares(&params, &commitments) {
+            Ok(shares) => shares,
+            Err(e) => {
+                tracing::warn!(error = %e, "no verification shares from the round-1 messages; signing blame will be handled as disputes");
+                return Ok(());
+            }
+        };
+        let group_key = signers::public::PublicKeys::<modular_frost::curve::Ristretto>::read(
+            shares.threshold,
+            &shares.ristretto,
+        )
+        .and_then(|keys| keys.group_key());
+        match group_key {
+            Ok(key) if key.to_bytes() == *ristretto_key => {
+                VERIFICATION_SHARES.put(txn, &state.key(), &shares)?;
+            }
+            _ => tracing::error!(
+                "the verification shares from the round-1 messages do not make the confirmed key; signing blame will be handled as disputes"
+            ),
+        }
+        Ok(())
     }
 
     /// Every participant's stored message of the current attempt, from `table`.

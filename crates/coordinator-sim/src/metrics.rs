@@ -75,6 +75,9 @@ pub struct SignMetrics {
     pub reattempts: Counter,
     /// Blames accepted.
     pub blames: Counter,
+    /// Key holders convicted of a fault in signing (a wrong share or preprocess, or a
+    /// false blame), each once.
+    pub convictions: Counter,
     /// Signed Batches whose signature did not verify.
     pub bad_batch_signatures: Counter,
     /// Settlement blocks made.
@@ -96,6 +99,11 @@ impl SignMetrics {
             metrics.reattempts.clone(),
         );
         registry.register("sign_blames", "Signing blames accepted", metrics.blames.clone());
+        registry.register(
+            "sign_convictions",
+            "Key holders convicted of a fault in signing (wrong share or preprocess, false blame)",
+            metrics.convictions.clone(),
+        );
         registry.register(
             "sign_completed",
             "Signing items completed, by kind",

@@ -48,7 +48,9 @@ use messages::{
     BatchReport, CoordinatorMessage, Participant, Party, Session, SettlementEvent, SignId,
     SignKind, SignRequest, SignResponse,
 };
+use modular_frost::curve::Ristretto;
 use primitives::{codec::encode_body, codec::Versioned, Batch, NetworkId};
+use signers::public::{Fault, PublicKeys};
 
 use crate::{
     clock::Clock,
@@ -56,7 +58,7 @@ use crate::{
     keygen::SimError,
     ledger,
     metrics::SignMetrics,
-    state::{set_key, SetKey, SetState, SETS},
+    state::{set_key, SetKey, SetState, SETS, VERIFICATION_SHARES},
 };
 
 /// An item's table key: `hash("tc/sim/v1/sign-item", [network, session LE, borsh(kind)])`.
@@ -293,6 +295,22 @@ pub struct SignCounts {
     pub conflicting_preprocesses: u64,
 }
 
+/// A proven fault in signing: what anyone holding the set's public key data can check
+/// again with [`signers::batch::check_share`].
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub struct Conviction {
+    /// The item.
+    pub kind: SignKind,
+    /// The attempt.
+    pub attempt: u32,
+    /// What was proven.
+    pub fault: String,
+    /// The signing set's preprocesses, by validator.
+    pub preprocesses: BTreeMap<Participant, Vec<u8>>,
+    /// The share judged (the culprit's, or for a false accusation the accused's valid one).
+    pub share: Option<Vec<u8>>,
+}
+
 /// Per-network settlement state.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, BorshSerialize, BorshDeserialize)]
 pub struct NetworkSettlement {
@@ -318,6 +336,19 @@ pub const COMPLETION_REPORTS: Table<(ItemId, Participant), Vec<u8>> =
 /// Pairs of key holders in dispute, `(set, low, high)`: one blamed the other in signing.
 pub const DISPUTES: Table<(SetKey, Participant, Participant), ()> =
     Table::new("sim/v1/sign/disputes");
+/// The Batches as each key holder reported them before signing, by `(network, id,
+/// reporter)` (the first report kept); deleted once the Batch settles. A Batch's shares are
+/// checked against it when every member of the signing set reported the same one.
+pub const BATCH_REPORTS: Table<(u8, u32, Participant), Batch> =
+    Table::new("sim/v1/sign/batch_reports");
+/// Key holders convicted of a fault in signing, with the evidence, by `(set, culprit)`
+/// (the first conviction kept). A convicted key holder is left out of every signing set of
+/// the set while `t` others remain.
+pub const CONVICTIONS: Table<(SetKey, Participant), Conviction> =
+    Table::new("sim/v1/sign/convictions");
+/// How far past the next Batch to settle a report is kept (bounds what a key holder can
+/// make the simulator store).
+pub const REPORT_WINDOW: u32 = 4096;
 /// Counters per set.
 pub const COUNTS: Table<SetKey, SignCounts> = Table::new("sim/v1/sign/counts");
 /// Settlement state per network (as `u8`).
@@ -401,6 +432,8 @@ struct Signer {
     state: SetState,
     ristretto_key: [u8; 32],
     disputes: Vec<(Participant, Participant)>,
+    /// Convicted key holders, left out while `t` others remain.
+    barred: Vec<Participant>,
 }
 
 impl Signer {
@@ -408,7 +441,14 @@ impl Signer {
         &self.state.participants
     }
 
-    /// `kind`'s signing set for `attempt`, without `excluded` nor disputed pairs.
+    /// Whether `holder` may sign `item`'s current attempt (neither excluded from it nor
+    /// convicted).
+    fn eligible(&self, item: &SignItem, holder: Participant) -> bool {
+        !item.excluded.contains(&holder) && !self.barred.contains(&holder)
+    }
+
+    /// `kind`'s signing set for `attempt`, without `excluded`, the convicted nor disputed
+    /// pairs.
     fn signing_set(
         &self,
         kind: &SignKind,
@@ -416,8 +456,47 @@ impl Signer {
         excluded: &[Participant],
     ) -> Vec<Participant> {
         let holders = self.holders();
-        signing_set_avoiding(kind, attempt, holders, excluded, &self.disputes, self.state.threshold)
+        let mut out: Vec<Participant> = excluded.to_vec();
+        out.extend(self.barred.iter().copied());
+        signing_set_avoiding(kind, attempt, holders, &out, &self.disputes, self.state.threshold)
     }
+
+    /// A key holder's DKG index (its position among the key holders, from 1).
+    fn index(&self, holder: Participant) -> Option<u16> {
+        let position = self.holders().iter().position(|h| *h == holder)?;
+        u16::try_from(position + 1).ok()
+    }
+}
+
+/// The convicted key holders of `set`, if leaving them out leaves at least `threshold`.
+fn barred(
+    txn: &impl Get,
+    set: SetKey,
+    holders: &[Participant],
+    threshold: u16,
+) -> Result<Vec<Participant>, DbError> {
+    let mut out = vec![];
+    for holder in holders {
+        if CONVICTIONS.get(txn, &(set, *holder))?.is_some() {
+            out.push(*holder);
+        }
+    }
+    if holders.len() - out.len() < usize::from(threshold) {
+        out.clear();
+    }
+    Ok(out)
+}
+
+/// Every conviction of `set`'s key holders.
+pub fn convictions(txn: &impl Get, set: SetKey) -> Result<Vec<(Participant, Conviction)>, DbError> {
+    let holders = SETS.get(txn, &set)?.map(|s| s.participants).unwrap_or_default();
+    let mut out = vec![];
+    for holder in holders {
+        if let Some(conviction) = CONVICTIONS.get(txn, &(set, holder))? {
+            out.push((holder, conviction));
+        }
+    }
+    Ok(out)
 }
 
 /// The pairs `(low, high)` of `set`'s key holders in dispute.
@@ -481,7 +560,8 @@ impl SignCoordinator {
             return Ok(Err("no_key"));
         };
         let disputes = disputes(txn, key)?;
-        Ok(Ok(Signer { state, ristretto_key, disputes }))
+        let barred = barred(txn, key, &state.participants, state.threshold)?;
+        Ok(Ok(Signer { state, ristretto_key, disputes, barred }))
     }
 
     fn send(
@@ -577,7 +657,9 @@ impl SignCoordinator {
             SignResponse::Preprocess { preprocess, .. } => {
                 self.on_preprocess(txn, &signer, &mut item, validator, preprocess)?
             }
-            SignResponse::Share { share, .. } => self.on_share(txn, &mut item, validator, share)?,
+            SignResponse::Share { share, .. } => {
+                self.on_share(txn, &signer, &mut item, validator, share)?
+            }
             SignResponse::Blame { accused, .. } => {
                 self.on_blame(txn, &signer, &mut item, validator, *accused)?
             }
@@ -633,8 +715,8 @@ impl SignCoordinator {
         }
         PREPROCESSES.put(txn, &key, &preprocess.to_vec())?;
         self.bump(txn, item.set(), |c| c.preprocesses += 1)?;
-        if item.stage != SignStage::Preprocesses || item.excluded.contains(&validator) {
-            tracing::debug!("preprocess after the signing set was fixed, or from an excluded key holder; stored");
+        if item.stage != SignStage::Preprocesses || !signer.eligible(item, validator) {
+            tracing::debug!("preprocess after the signing set was fixed, or from an excluded or convicted key holder; stored");
             return Ok(SignOutcome::Stored);
         }
         item.last_progress_ms = self.clock.now_ms();
@@ -643,7 +725,7 @@ impl SignCoordinator {
         // so a silent key holder costs no timeout. The preferred set is kept when it is
         // among them.
         let mut answered = vec![];
-        for holder in signer.holders().iter().filter(|h| !item.excluded.contains(h)) {
+        for holder in signer.holders().iter().filter(|h| signer.eligible(item, **h)) {
             if PREPROCESSES.get(txn, &(item.id(), item.attempt, *holder))?.is_some() {
                 answered.push(*holder);
             }
@@ -678,6 +760,7 @@ impl SignCoordinator {
     fn on_share(
         &self,
         txn: &mut WriteTxn,
+        signer: &Signer,
         item: &mut SignItem,
         validator: Participant,
         share: &[u8],
@@ -691,6 +774,14 @@ impl SignCoordinator {
         let key = (item.id(), item.attempt, validator);
         if SHARES.get(txn, &key)?.is_some() {
             return Ok(SignOutcome::Ignored("duplicate"));
+        }
+        // A share that can be checked is, before anyone else sees it: a wrong one convicts
+        // its sender, who is left out from then on, and the item goes on without it.
+        if let Some(check) = self.checker(txn, signer, item)? {
+            if let Some((culprit, fault)) = check.judge_share(validator, share) {
+                self.convict(txn, signer, item, culprit, &fault, &check, Some(share))?;
+                return Ok(SignOutcome::Progress);
+            }
         }
         SHARES.put(txn, &key, &share.to_vec())?;
         item.last_progress_ms = self.clock.now_ms();
@@ -724,6 +815,27 @@ impl SignCoordinator {
         if accused == accuser || !item.selected.contains(&accused) {
             return Ok(SignOutcome::Ignored("bad_blame"));
         }
+        // Where the accusation can be checked from public data, it is: the accused's share
+        // (or, before shares were relayed, its preprocess) decides who is convicted.
+        if let Some(check) = self.checker(txn, signer, item)? {
+            let share = SHARES.get(txn, &(item.id(), item.attempt, accused))?;
+            let verdict = match (&share, item.stage) {
+                (Some(share), _) => check.judge_share(accused, share),
+                (None, SignStage::Shares) => check.judge_preprocess(accused),
+                (None, _) => None,
+            };
+            let (culprit, fault) = match verdict {
+                Some(found) => found,
+                None => {
+                    let what = if share.is_some() { "share" } else { "preprocess" };
+                    (accuser, format!("falsely blamed validator {accused}, whose {what} is valid"))
+                }
+            };
+            self.metrics.blames.inc();
+            self.bump(txn, item.set(), |c| c.blames += 1)?;
+            self.convict(txn, signer, item, culprit, &fault, &check, share.as_deref())?;
+            return Ok(SignOutcome::Progress);
+        }
         // Nothing here can check the accusation (the shares are checked by the signers):
         // one of the two lies. The pair is in dispute from now on, for every item of the
         // set: never again in one signing set (while enough others remain), so neither a
@@ -745,10 +857,99 @@ impl SignCoordinator {
         if !disputes.contains(&(pair.1, pair.2)) {
             disputes.push((pair.1, pair.2));
         }
-        let signer = Signer { state: signer.state.clone(), disputes, ..*signer };
+        let signer = Signer {
+            state: signer.state.clone(),
+            disputes,
+            barred: signer.barred.clone(),
+            ..*signer
+        };
         let outcome = format!("validator {accuser} blamed validator {accused}");
         self.reattempt(txn, &signer, item, culprits, outcome)?;
         Ok(SignOutcome::Progress)
+    }
+
+    /// The public data to check `item`'s current attempt with, when there is all of it:
+    /// a Batch whose verification shares are known, the set fixed, and every member
+    /// having reported the same Batch. Otherwise blame falls back to disputes.
+    fn checker(
+        &self,
+        txn: &impl Get,
+        signer: &Signer,
+        item: &SignItem,
+    ) -> Result<Option<Checker>, SimError> {
+        let SignKind::Batch(id) = item.kind else { return Ok(None) };
+        if item.stage == SignStage::Preprocesses {
+            return Ok(None);
+        }
+        let Some(shares) = VERIFICATION_SHARES.get(txn, &item.set())? else { return Ok(None) };
+        let Ok(keys) = PublicKeys::<Ristretto>::read(shares.threshold, &shares.ristretto) else {
+            return Ok(None);
+        };
+        let mut batch: Option<Batch> = None;
+        let mut preprocesses = BTreeMap::new();
+        let mut indices = BTreeMap::new();
+        for member in &item.selected {
+            let Some(reported) = BATCH_REPORTS.get(txn, &(item.network as u8, id, *member))? else {
+                return Ok(None);
+            };
+            if batch.as_ref().is_some_and(|b| *b != reported) {
+                tracing::warn!(
+                    "the signing set's members reported different Batches; blame cannot be checked"
+                );
+                return Ok(None);
+            }
+            batch = Some(reported);
+            let Some(preprocess) = PREPROCESSES.get(txn, &(item.id(), item.attempt, *member))?
+            else {
+                return Ok(None);
+            };
+            let Some(index) = signer.index(*member) else { return Ok(None) };
+            preprocesses.insert(*member, preprocess);
+            indices.insert(*member, index);
+        }
+        let Some(batch) = batch else { return Ok(None) };
+        Ok(Some(Checker { keys, batch, preprocesses, indices }))
+    }
+
+    /// Records `culprit`'s conviction (the first one stands) and reattempts `item`
+    /// without it.
+    #[allow(clippy::too_many_arguments)]
+    fn convict(
+        &self,
+        txn: &mut WriteTxn,
+        signer: &Signer,
+        item: &mut SignItem,
+        culprit: Participant,
+        fault: &str,
+        check: &Checker,
+        share: Option<&[u8]>,
+    ) -> Result<(), SimError> {
+        tracing::error!(
+            culprit,
+            fault,
+            "a key holder is convicted of a fault in signing; it is left out from now on"
+        );
+        let key = (item.set(), culprit);
+        if CONVICTIONS.get(txn, &key)?.is_none() {
+            let conviction = Conviction {
+                kind: item.kind,
+                attempt: item.attempt,
+                fault: fault.to_string(),
+                preprocesses: check.preprocesses.clone(),
+                share: share.map(<[u8]>::to_vec),
+            };
+            CONVICTIONS.put(txn, &key, &conviction)?;
+            self.metrics.convictions.inc();
+        }
+        let barred = barred(txn, item.set(), signer.holders(), signer.state.threshold)?;
+        let signer = Signer {
+            state: signer.state.clone(),
+            disputes: signer.disputes.clone(),
+            barred,
+            ..*signer
+        };
+        let outcome = format!("validator {culprit} convicted: {fault}");
+        self.reattempt(txn, &signer, item, vec![culprit], outcome)
     }
 
     /// A key holder reports a plan completed on its own node. Believed once `t` key
@@ -946,11 +1147,10 @@ impl SignCoordinator {
             tracing::warn!(batch_network = %batch.network, "Batch for another network; ignored");
             return Ok(SignOutcome::Ignored("wrong_network"));
         }
-        let BatchReport::SignedBatch { batch, signature } = report else {
-            tracing::debug!(instructions = batch.instructions.len(), "Batch reported");
-            return Ok(SignOutcome::Noted);
-        };
         let mut settlement = network_settlement(txn, network)?;
+        let BatchReport::SignedBatch { batch, signature } = report else {
+            return self.on_batch_report(txn, settlement, validator, batch);
+        };
         if batch.id < settlement.next_batch
             || VERIFIED.get(txn, &(network as u8, batch.id))?.is_some()
         {
@@ -1001,6 +1201,38 @@ impl SignCoordinator {
         Ok(SignOutcome::Progress)
     }
 
+    /// Keeps a key holder's report of a Batch it is about to sign (the first one), for
+    /// checking its shares.
+    fn on_batch_report(
+        &self,
+        txn: &mut WriteTxn,
+        settlement: NetworkSettlement,
+        validator: Participant,
+        batch: &Batch,
+    ) -> Result<SignOutcome, SimError> {
+        tracing::debug!(instructions = batch.instructions.len(), "Batch reported");
+        if batch.id < settlement.next_batch {
+            return Ok(SignOutcome::Ignored("batch_done"));
+        }
+        if batch.id - settlement.next_batch > REPORT_WINDOW {
+            return Ok(SignOutcome::Ignored("batch_too_far"));
+        }
+        let key = (batch.network as u8, batch.id, validator);
+        match BATCH_REPORTS.get(txn, &key)? {
+            Some(first) if first != *batch => {
+                tracing::warn!(
+                    "a key holder reported a second, different Batch for one id; the first is kept"
+                );
+                Ok(SignOutcome::Ignored("conflicting"))
+            }
+            Some(_) => Ok(SignOutcome::Ignored("duplicate")),
+            None => {
+                BATCH_REPORTS.put(txn, &key, batch)?;
+                Ok(SignOutcome::Noted)
+            }
+        }
+    }
+
     /// Settles `network`'s verified Batches from `settlement.next_batch` on, as long as
     /// they are contiguous.
     fn settle(
@@ -1015,6 +1247,11 @@ impl SignCoordinator {
             let settlement_block = ledger::next_block(txn)?;
             let burns = ledger::take_burns(txn, network, settlement_block)?;
             let holders = SETS.get(txn, &set)?.map(|s| s.participants).unwrap_or_default();
+            for config in self.sets.iter().filter(|s| s.network == network) {
+                for validator in &config.validators {
+                    BATCH_REPORTS.del(txn, &(network as u8, batch.id, *validator))?;
+                }
+            }
             tracing::info!(
                 id = batch.id,
                 settlement_block,
@@ -1094,6 +1331,45 @@ impl SignCoordinator {
             changed = true;
         }
         Ok(changed)
+    }
+}
+
+/// What an attempt's shares are checked with: the set's public keys, the Batch every
+/// member reported, and the members' preprocesses and DKG indices (by validator).
+struct Checker {
+    keys: PublicKeys<Ristretto>,
+    batch: Batch,
+    preprocesses: BTreeMap<Participant, Vec<u8>>,
+    indices: BTreeMap<Participant, u16>,
+}
+
+impl Checker {
+    fn by_index(&self) -> BTreeMap<u16, Vec<u8>> {
+        self.preprocesses.iter().map(|(v, p)| (self.indices[v], p.clone())).collect()
+    }
+
+    /// The culprit and the fault, if `member`'s share (or a preprocess) is proven wrong.
+    fn judge_share(&self, member: Participant, share: &[u8]) -> Option<(Participant, String)> {
+        let index = *self.indices.get(&member)?;
+        match signers::batch::check_share(&self.keys, &self.batch, &self.by_index(), index, share) {
+            Ok(Ok(())) => None,
+            Ok(Err(Fault::Preprocess(i))) => {
+                let culprit = self.indices.iter().find(|(_, j)| **j == i).map(|(v, _)| *v)?;
+                Some((culprit, "sent an invalid preprocess".into()))
+            }
+            Ok(Err(fault)) => Some((member, format!("sent a wrong signature share ({fault})"))),
+            Err(e) => {
+                tracing::warn!(error = %e, "a share could not be checked");
+                None
+            }
+        }
+    }
+
+    /// The culprit and the fault, if `member`'s preprocess is malformed.
+    fn judge_preprocess(&self, member: Participant) -> Option<(Participant, String)> {
+        let preprocess = self.preprocesses.get(&member)?;
+        (!signers::batch::check_preprocess(&self.batch, preprocess))
+            .then(|| (member, "sent an invalid preprocess".into()))
     }
 }
 

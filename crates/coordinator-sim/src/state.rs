@@ -161,6 +161,11 @@ pub type ReportedKeyPair = (([u8; 32], Vec<u8>), Option<u64>, Option<messages::C
 /// proposed activation block and its settings.
 pub const KEY_PAIRS: Table<ByValidator, ReportedKeyPair> =
     Table::new("coordinator-sim/v2/keygen/key_pairs");
+/// The confirmed attempt's verification shares of both keys, computed from its relayed
+/// round-1 messages at confirmation (absent when they did not compute, e.g. opaque test
+/// messages): what lets the signing coordinator check shares and judge blame.
+pub const VERIFICATION_SHARES: Table<SetKey, key_gen::VerificationShares> =
+    Table::new("coordinator-sim/v1/keygen/verification_shares");
 /// The hash of every key-generation message received, by ((set, attempt), round, sender).
 pub const SEEN: Table<((SetKey, u32), u8, Participant), Hash32> =
     Table::new("coordinator-sim/v1/keygen/seen");

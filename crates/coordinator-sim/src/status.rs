@@ -79,6 +79,11 @@ pub struct SigningStatus {
     /// set while enough others remain.
     #[serde(default)]
     pub disputes: Vec<(u16, u16)>,
+    /// Key holders convicted of a fault in signing, proven from public data (a wrong
+    /// share or preprocess, or a false blame): `(validator, what, item, attempt)`. Left
+    /// out of every signing set while `t` others remain.
+    #[serde(default)]
+    pub convictions: Vec<ConvictionStatus>,
     /// Reattempts (blame or timeout).
     pub reattempts: u64,
     /// Preprocesses accepted.
@@ -89,6 +94,19 @@ pub struct SigningStatus {
     pub bad_batch_signatures: u64,
     /// The network's next Batch id to settle.
     pub next_batch: u32,
+}
+
+/// A key holder's conviction.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConvictionStatus {
+    /// The culprit.
+    pub validator: u16,
+    /// What was proven.
+    pub fault: String,
+    /// The item (`batch <id>` or `plan <hex>`).
+    pub item: String,
+    /// The attempt.
+    pub attempt: u32,
 }
 
 /// A signing item in progress.
@@ -181,6 +199,15 @@ impl StatusReport {
                 completed_plans: counts.completed_plans,
                 blames: counts.blames,
                 disputes: signing::disputes(txn, key)?,
+                convictions: signing::convictions(txn, key)?
+                    .into_iter()
+                    .map(|(validator, c)| ConvictionStatus {
+                        validator,
+                        fault: c.fault,
+                        item: signing::kind_name(&c.kind),
+                        attempt: c.attempt,
+                    })
+                    .collect(),
                 reattempts: counts.reattempts,
                 preprocesses: counts.preprocesses,
                 conflicting_preprocesses: counts.conflicting_preprocesses,
@@ -282,6 +309,12 @@ impl StatusReport {
             );
             if !g.disputes.is_empty() {
                 out += &format!("  disputes     {:?} (never in one signing set)\n", g.disputes);
+            }
+            for c in &g.convictions {
+                out += &format!(
+                    "  convicted    validator {} {} ({} attempt {}; left out of signing)\n",
+                    c.validator, c.fault, c.item, c.attempt
+                );
             }
             for i in &g.in_progress {
                 out += &format!(

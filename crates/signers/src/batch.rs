@@ -71,6 +71,11 @@ pub fn check_share(
     crate::public::check_share(algorithm(batch), &stand_in, preprocesses, &message(batch), share)
 }
 
+/// Whether `bytes` is a well-formed preprocess for signing `batch`.
+pub fn check_preprocess(batch: &Batch, bytes: &[u8]) -> bool {
+    crate::public::check_preprocess(&algorithm(batch), bytes)
+}
+
 /// Why a Batch signature was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum VerifyError {

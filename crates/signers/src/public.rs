@@ -143,6 +143,12 @@ fn parse<C: Curve, A: Algorithm<C>>(
     Ok(Parsed { commitments, addendum, addendum_bytes })
 }
 
+/// Whether `bytes` is a well-formed preprocess for `algorithm` (its nonce commitments
+/// and addendum decode, nothing trails): what a member that refuses a preprocess claims.
+pub fn check_preprocess<C: Curve, A: Algorithm<C>>(algorithm: &A, bytes: &[u8]) -> bool {
+    parse::<C, A>(algorithm, &algorithm.nonces(), bytes).is_ok()
+}
+
 /// Checks `accused`'s `share` in the signing set whose members' preprocesses are
 /// `preprocesses` (by key index, the accused's included), for `message`, as signed with
 /// `algorithm` (a fresh instance, built exactly as the signers built theirs: its

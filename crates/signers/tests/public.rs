@@ -187,3 +187,16 @@ fn an_unreadable_preprocess_is_blamed_on_its_sender_and_a_bad_set_is_refused() {
     assert!(PublicKeys::<Ristretto>::read(2, &[vec![0xff; 32], vec![0; 32]]).is_err());
     assert!(PublicKeys::<Ristretto>::read(3, &[vec![1; 32]]).is_err());
 }
+
+#[test]
+fn a_preprocess_is_well_formed_or_not() {
+    let keys = common::keys(2, 3);
+    let batch = common::batch(2);
+    let r = round(&keys, &[1, 2], &batch);
+    assert!(signers::batch::check_preprocess(&batch, &r.preprocesses[&1]));
+    assert!(!signers::batch::check_preprocess(&batch, &r.preprocesses[&1][..63]));
+    assert!(!signers::batch::check_preprocess(&batch, &[0xff; 64]));
+    let mut long = r.preprocesses[&1].clone();
+    long.push(1);
+    assert!(!signers::batch::check_preprocess(&batch, &long));
+}

@@ -1,0 +1,245 @@
+//! Verifiable blame in signing: with the verification shares from the key's public
+//! round-1 messages, the simulator checks every Batch share before relaying it and judges
+//! every blame from public data. A wrong share convicts its sender, a false blame its
+//! accuser; the convicted are left out of every later signing set. Real keys, real
+//! preprocesses and shares from the processors' own signing machines.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod rig;
+
+use std::collections::{BTreeMap, HashMap};
+
+use ciphersuite::group::ff::PrimeField;
+use coordinator_sim::signing::{signing_set, SignOutcome};
+use messages::{BatchReport, CoordinatorMessage, SignKind, SignRequest, SignResponse};
+use modular_frost::curve::{Ciphersuite, Ristretto};
+use primitives::Batch;
+use signers::{batch_machine, Signing};
+
+use rig::*;
+
+/// One attempt's signers, machines holding their nonces.
+struct Attempt {
+    signing: BTreeMap<u16, Box<dyn Signing>>,
+    preprocesses: BTreeMap<u16, Vec<u8>>,
+}
+
+impl Attempt {
+    /// Every member of `attempt`'s preferred set preprocesses (sent to the simulator).
+    fn preprocess(rig: &mut Rig, batch: &Batch, attempt: u32, set: &[u16]) -> Attempt {
+        let kind = SignKind::Batch(batch.id);
+        let mut signing = BTreeMap::new();
+        let mut preprocesses = BTreeMap::new();
+        for v in set {
+            let (machine, preprocess) =
+                batch_machine(keys()[v].ristretto.clone(), batch).preprocess();
+            let id = sid(kind, attempt);
+            assert_eq!(
+                rig.sign(*v, SignResponse::Preprocess { id, preprocess: preprocess.clone() }),
+                SignOutcome::Progress
+            );
+            signing.insert(*v, machine);
+            preprocesses.insert(*v, preprocess);
+        }
+        Attempt { signing, preprocesses }
+    }
+
+    /// Every member's honest share.
+    fn shares(self) -> BTreeMap<u16, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        for (v, machine) in self.signing {
+            let others: HashMap<u16, Vec<u8>> = self
+                .preprocesses
+                .iter()
+                .filter(|(l, _)| **l != v)
+                .map(|(l, p)| (*l, p.clone()))
+                .collect();
+            let (_, share) = machine.sign(others).unwrap();
+            out.insert(v, share);
+        }
+        out
+    }
+}
+
+fn report_everywhere(rig: &Rig, batch: &Batch) {
+    for v in HOLDERS {
+        assert_eq!(rig.report(v, BatchReport::Batch(batch.clone())), SignOutcome::Noted);
+    }
+}
+
+fn tampered(share: &[u8]) -> Vec<u8> {
+    let mut reader = share;
+    let s = <Ristretto as Ciphersuite>::read_F(&mut reader).unwrap();
+    let bumped = s + <Ristretto as Ciphersuite>::F::from(1u64);
+    bumped.to_repr().to_vec()
+}
+
+fn relayed_shares(sent: &[(u16, CoordinatorMessage)]) -> usize {
+    sent.iter()
+        .filter(|(_, m)| matches!(m, CoordinatorMessage::Sign(SignRequest::Shares { .. })))
+        .count()
+}
+
+/// The sets every later item and attempt picks leave `culprit` out.
+fn left_out(rig: &Rig, culprit: u16) {
+    let status = rig.status();
+    for item in &status.sets[0].signing.in_progress {
+        assert!(!item.selected.contains(&culprit), "{item:?}");
+    }
+    rig.preprocess(1, SignKind::Batch(9), 0);
+    let item =
+        rig.status().sets[0].signing.in_progress.iter().find(|i| i.id == "9").cloned().unwrap();
+    assert!(!item.selected.contains(&culprit), "{item:?}");
+}
+
+#[test]
+fn a_wrong_share_convicts_its_sender_before_anyone_sees_it() {
+    let mut rig = Rig::confirmed_checking();
+    let b = batch(0, &[(1, 5_000)]);
+    report_everywhere(&rig, &b);
+    let kind = SignKind::Batch(0);
+    let set = signing_set(&kind, 0, &HOLDERS, &[], 3);
+    let attempt = Attempt::preprocess(&mut rig, &b, 0, &set);
+    rig.sent();
+    let shares = attempt.shares();
+    let (cheat, honest) = (set[1], [set[0], set[2]]);
+    for v in honest {
+        let share = shares[&v].clone();
+        assert_eq!(
+            rig.sign(v, SignResponse::Share { id: sid(kind, 0), share }),
+            SignOutcome::Progress
+        );
+    }
+    let bad = tampered(&shares[&cheat]);
+    assert_eq!(
+        rig.sign(cheat, SignResponse::Share { id: sid(kind, 0), share: bad.clone() }),
+        SignOutcome::Progress
+    );
+    // Nobody got the wrong share: the attempt ended at once, for every key holder.
+    let sent = rig.sent();
+    assert_eq!(relayed_shares(&sent), 0, "{sent:?}");
+    assert_eq!(reattempts(&sent), HOLDERS.iter().map(|v| (*v, sid(kind, 1))).collect::<Vec<_>>());
+    let signing = rig.status().sets[0].signing.clone();
+    assert_eq!(signing.convictions.len(), 1);
+    let conviction = &signing.convictions[0];
+    assert_eq!(
+        (conviction.validator, conviction.item.as_str(), conviction.attempt),
+        (cheat, "batch 0", 0)
+    );
+    assert!(conviction.fault.contains("wrong signature share"), "{conviction:?}");
+    assert!(signing.disputes.is_empty(), "a proven fault is no dispute");
+    left_out(&rig, cheat);
+
+    // The next attempt, without the cheat, signs.
+    let item =
+        rig.status().sets[0].signing.in_progress.iter().find(|i| i.id == "0").cloned().unwrap();
+    assert_eq!(item.attempt, 1);
+    let attempt = Attempt::preprocess(&mut rig, &b, 1, &item.selected);
+    for (v, share) in attempt.shares() {
+        assert_eq!(
+            rig.sign(v, SignResponse::Share { id: sid(kind, 1), share }),
+            SignOutcome::Progress
+        );
+    }
+    assert_eq!(relayed_shares(&rig.sent()), 3);
+}
+
+#[test]
+fn a_false_blame_convicts_the_accuser_whatever_the_stage() {
+    for stage in ["preprocesses relayed", "shares relayed"] {
+        let mut rig = Rig::confirmed_checking();
+        let b = batch(0, &[(2, 7_000)]);
+        report_everywhere(&rig, &b);
+        let kind = SignKind::Batch(0);
+        let set = signing_set(&kind, 0, &HOLDERS, &[], 3);
+        let attempt = Attempt::preprocess(&mut rig, &b, 0, &set);
+        let (accuser, accused) = (set[0], set[2]);
+        if stage == "shares relayed" {
+            for (v, share) in attempt.shares() {
+                rig.sign(v, SignResponse::Share { id: sid(kind, 0), share });
+            }
+        }
+        rig.sent();
+        let blame = SignResponse::Blame { id: sid(kind, 0), accused };
+        assert_eq!(rig.sign(accuser, blame), SignOutcome::Progress, "{stage}");
+        let signing = rig.status().sets[0].signing.clone();
+        let convicted: Vec<u16> = signing.convictions.iter().map(|c| c.validator).collect();
+        assert_eq!(convicted, vec![accuser], "{stage}");
+        assert!(signing.convictions[0]
+            .fault
+            .contains(&format!("falsely blamed validator {accused}")));
+        assert!(signing.disputes.is_empty(), "{stage}");
+        assert_eq!(reattempts(&rig.sent()).len(), HOLDERS.len());
+        left_out(&rig, accuser);
+    }
+}
+
+#[test]
+fn a_true_blame_of_a_malformed_preprocess_convicts_the_accused() {
+    let mut rig = Rig::confirmed_checking();
+    let b = batch(0, &[]);
+    report_everywhere(&rig, &b);
+    let kind = SignKind::Batch(0);
+    let set = signing_set(&kind, 0, &HOLDERS, &[], 3);
+    let (accuser, cheat) = (set[0], set[1]);
+    for v in &set {
+        let preprocess = if *v == cheat {
+            vec![0xff; 64]
+        } else {
+            batch_machine(keys()[v].ristretto.clone(), &b).preprocess().1
+        };
+        rig.sign(*v, SignResponse::Preprocess { id: sid(kind, 0), preprocess });
+    }
+    rig.sent();
+    assert_eq!(
+        rig.sign(accuser, SignResponse::Blame { id: sid(kind, 0), accused: cheat }),
+        SignOutcome::Progress
+    );
+    let convicted: Vec<u16> =
+        rig.status().sets[0].signing.convictions.iter().map(|c| c.validator).collect();
+    assert_eq!(convicted, vec![cheat]);
+}
+
+#[test]
+fn without_one_agreed_batch_blame_is_a_dispute_as_before() {
+    let mut rig = Rig::confirmed_checking();
+    let b = batch(0, &[(1, 1_000)]);
+    let kind = SignKind::Batch(0);
+    let set = signing_set(&kind, 0, &HOLDERS, &[], 3);
+    // One member reported another Batch under the same id: the shares cannot be judged.
+    for v in HOLDERS {
+        let reported = if v == set[2] { batch(0, &[(1, 2_000)]) } else { b.clone() };
+        rig.report(v, BatchReport::Batch(reported));
+    }
+    Attempt::preprocess(&mut rig, &b, 0, &set);
+    rig.sent();
+    rig.sign(set[0], SignResponse::Blame { id: sid(kind, 0), accused: set[1] });
+    let signing = rig.status().sets[0].signing.clone();
+    assert!(signing.convictions.is_empty());
+    assert_eq!(signing.disputes, vec![(set[0].min(set[1]), set[0].max(set[1]))]);
+}
+
+#[test]
+fn convictions_survive_a_restart_and_reports_are_bounded() {
+    let mut rig = Rig::confirmed_checking();
+    let b = batch(0, &[]);
+    report_everywhere(&rig, &b);
+    // A second, different report for the same id is not taken.
+    assert_eq!(
+        rig.report(1, BatchReport::Batch(batch(0, &[(3, 1)]))),
+        SignOutcome::Ignored("conflicting")
+    );
+    assert_eq!(
+        rig.report(1, BatchReport::Batch(Batch { id: 100_000, ..batch(0, &[]) })),
+        SignOutcome::Ignored("batch_too_far")
+    );
+    let kind = SignKind::Batch(0);
+    let set = signing_set(&kind, 0, &HOLDERS, &[], 3);
+    Attempt::preprocess(&mut rig, &b, 0, &set);
+    rig.sign(set[0], SignResponse::Blame { id: sid(kind, 0), accused: set[1] });
+    let rig = rig.restart();
+    let convicted: Vec<u16> =
+        rig.status().sets[0].signing.convictions.iter().map(|c| c.validator).collect();
+    assert_eq!(convicted, vec![set[0]]);
+    left_out(&rig, set[0]);
+}
