@@ -1,7 +1,7 @@
 //! Signing and settlement through the simulator's real tasks and the in-memory broker:
 //! four processors generate a key with the real `key_gen::KeyGen`, then send signing
-//! messages (opaque preprocesses and shares) and a Batch signed with their real key
-//! shares through their own mailboxes.
+//! messages (real preprocesses and shares from the processors' signing machines, which
+//! the simulator checks) and the Batch they signed through their own mailboxes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -35,10 +35,15 @@ async fn a_batch_is_relayed_signed_verified_and_acknowledged_over_the_bus() {
             balance: Balance { coin: Coin::Litecoin, amount: Amount(12_345) },
         }],
     };
+    let mut machines = std::collections::BTreeMap::new();
+    let mut preprocesses = std::collections::BTreeMap::new();
     for v in holders {
         h.send_as(v, ProcessorMessage::Batch(BatchReport::Batch(batch.clone())));
-        let preprocess = SignResponse::Preprocess { id, preprocess: vec![v as u8] };
-        h.send_as(v, ProcessorMessage::Sign(preprocess));
+        let (machine, preprocess) =
+            signers::batch_machine(h.keys(v).ristretto, &batch).preprocess();
+        machines.insert(v, machine);
+        preprocesses.insert(v, preprocess.clone());
+        h.send_as(v, ProcessorMessage::Sign(SignResponse::Preprocess { id, preprocess }));
     }
     let status = h
         .wait_for("the preprocesses relayed", |s| {
@@ -49,24 +54,26 @@ async fn a_batch_is_relayed_signed_verified_and_acknowledged_over_the_bus() {
     // it was among them).
     let selected = status.sets[0].signing.in_progress[0].selected.clone();
     assert_eq!(selected.len(), 3);
+    let mut completing = vec![];
+    let mut shares = std::collections::HashMap::new();
     for v in &selected {
-        h.send_as(*v, ProcessorMessage::Sign(SignResponse::Share { id, share: vec![*v as u8] }));
+        let others =
+            selected.iter().filter(|l| *l != v).map(|l| (*l, preprocesses[l].clone())).collect();
+        let (done, share) = machines.remove(v).unwrap().sign(others).unwrap();
+        completing.push((*v, done));
+        shares.insert(*v, share.clone());
+        h.send_as(*v, ProcessorMessage::Sign(SignResponse::Share { id, share }));
     }
     h.wait_for("the shares relayed", |s| {
         s.sets[0].signing.in_progress.first().is_some_and(|i| i.stage == "completing")
     })
     .await;
 
-    // The selected members' real key shares sign the Batch.
-    let keys: Vec<_> = selected.iter().map(|v| h.keys(*v).ristretto).collect();
-    let signature = key_gen::testing::sign::<_, signers::batch::BatchHram>(
-        &keys,
-        &signers::batch::message(&batch),
-    );
-    let signed = BatchReport::SignedBatch {
-        batch: batch.clone(),
-        signature: signers::batch::signature_bytes(&signature),
-    };
+    // The first member aggregates the shares into the Batch's signature.
+    let (first, done) = completing.remove(0);
+    let others = shares.into_iter().filter(|(l, _)| *l != first).collect();
+    let signature: [u8; 64] = done.complete(others).unwrap().try_into().unwrap();
+    let signed = BatchReport::SignedBatch { batch: batch.clone(), signature };
     h.send_as(selected[0], ProcessorMessage::Batch(signed));
     let status = h.wait_for("the Batch settled", |s| s.last_settlement_block == 1).await;
     let signing = &status.sets[0].signing;

@@ -56,18 +56,19 @@ fn the_same_with_validator_2_of_4_excluded_during_key_generation() {
 }
 
 /// Robust signing, on real processes: 5 validators, 3 to sign. Validator 1 is stopped once
-/// the key is active (it holds a share and never answers); validator 2 lies in every
-/// signing set it is put in (it blames another signer instead of sending its share). Every
-/// Batch and payout still completes with the same checks as the scenario above; the liar
-/// ends up in dispute with the signers it accused (and no two honest validators are set
-/// apart); no signer sent two different preprocesses for one attempt.
+/// the key is active (it holds a share and never answers); validator 2 sends a wrong
+/// signature share whenever it signs. Every Batch and payout still completes with the same
+/// checks as the scenario above; coordinator-sim convicts validator 2 from public data on
+/// its first wrong Batch share (or, if it only ever signed plans, holds it in dispute with
+/// the signers that blamed it), convicts no honest validator and sets no two apart; no
+/// signer sent two different preprocesses for one attempt.
 #[test]
 fn the_same_with_5_validators_one_silent_and_one_lying_signer() {
     let scenario = Scenario {
         validators: 5,
         threshold: 3,
         silent_after_keygen: Some(1),
-        malice: vec![(2, "false-blame:0".into())],
+        malice: vec![(2, "wrong-share:0".into())],
         ..Scenario::default()
     };
     let report = run(&scenario).unwrap();

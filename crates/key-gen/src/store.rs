@@ -33,6 +33,9 @@ pub enum Malice {
     /// sending a signature share (a false accusation; the processor's pipeline acts it).
     /// `0`: blame the lowest-numbered other member of every signing set.
     FalseBlame(u16),
+    /// In signing: send every signature share altered (a wrong share; the processor's
+    /// pipeline acts it). The number is unused (`0`).
+    WrongShare(u16),
 }
 
 /// A session's generated key pair, as stored.

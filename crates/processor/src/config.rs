@@ -305,7 +305,8 @@ impl Config {
             "invalid-share-to" => Ok(key_gen::Malice::InvalidShareTo(who)),
             "false-accuse" => Ok(key_gen::Malice::FalseAccuse(who)),
             "false-blame" => Ok(key_gen::Malice::FalseBlame(who)),
-            _ => Err(invalid("KIND is invalid-share-to, false-accuse or false-blame")),
+            "wrong-share" => Ok(key_gen::Malice::WrongShare(who)),
+            _ => Err(invalid("KIND is invalid-share-to, false-accuse, false-blame or wrong-share")),
         }
     }
 }

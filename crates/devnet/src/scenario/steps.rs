@@ -526,8 +526,10 @@ pub(super) fn nonce_check(ctx: &mut Ctx) {
     );
 }
 
-/// With misbehaving validators: their lies were told (blames), and every dispute the
-/// coordinator recorded involves one of them (no two honest validators were set apart).
+/// With misbehaving validators: each was convicted from public data (a wrong share, or a
+/// false blame of a Batch signer) or, where nothing could be checked (plans), set apart in
+/// a dispute; no honest validator was convicted, and every dispute involves a
+/// misbehaving validator.
 pub(super) fn blame_check(ctx: &mut Ctx) {
     let liars: Vec<u16> = ctx.s.malice.iter().map(|(v, _)| *v).collect();
     if liars.is_empty() {
@@ -539,11 +541,26 @@ pub(super) fn blame_check(ctx: &mut Ctx) {
         .as_ref()
         .and_then(|s| serde_json::from_value(s["disputes"].clone()).ok())
         .unwrap_or_default();
+    let convictions: Vec<(u16, String)> = signing
+        .as_ref()
+        .and_then(|s| s["convictions"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| {
+            Some((u16::try_from(c["validator"].as_u64()?).ok()?, c["fault"].as_str()?.to_string()))
+        })
+        .collect();
+    let convicted: Vec<u16> = convictions.iter().map(|(v, _)| *v).collect();
+    let caught = |liar: &u16| {
+        convicted.contains(liar) || disputes.iter().any(|(a, b)| a == liar || b == liar)
+    };
     ctx.report.check(
-        "every signing dispute involves a misbehaving validator",
-        blames > 0
-            && !disputes.is_empty()
+        "every misbehaving validator was convicted (or disputed) and no honest one",
+        liars.iter().all(caught)
+            && convicted.iter().all(|v| liars.contains(v))
             && disputes.iter().all(|(a, b)| liars.contains(a) || liars.contains(b)),
-        format!("{blames} blames; disputes {disputes:?}; misbehaving {liars:?}"),
+        format!(
+            "{blames} blames; convicted {convictions:?}; disputes {disputes:?}; misbehaving {liars:?}"
+        ),
     );
 }

@@ -194,6 +194,7 @@ pub fn sign<N: PipelineNetwork>(
                 p.metrics.attempts.inc();
                 p.metrics.reattempts.inc();
             }
+            let response = wrong_share(p, response);
             p.send(txn, ProcessorMessage::Sign(response))?;
         }
         Handled::Signed { id, signed } => {
@@ -231,6 +232,21 @@ pub fn sign<N: PipelineNetwork>(
         }
     }
     Ok(Ok(()))
+}
+
+/// With `Malice::WrongShare`, the share altered (its first byte's lowest bit flipped),
+/// so that it no longer signs (test misbehaviour, `[testing] malice = "wrong-share:0"`).
+fn wrong_share<N: PipelineNetwork>(p: &Pipeline<N>, response: SignResponse) -> SignResponse {
+    match (p.keygen.malice(), response) {
+        (key_gen::Malice::WrongShare(_), SignResponse::Share { id, mut share }) => {
+            tracing::warn!(?id, "TEST MISBEHAVIOUR: sending a wrong signature share");
+            if let Some(first) = share.first_mut() {
+                *first ^= 1;
+            }
+            SignResponse::Share { id, share }
+        }
+        (_, response) => response,
+    }
 }
 
 /// With `Malice::FalseBlame(victim)`, the false blame this processor sends instead of its
