@@ -38,6 +38,13 @@ pub trait Machine: Send {
     /// Generates fresh nonces (from `OsRng`) and returns the machine holding them with the
     /// preprocess (nonce commitments) to publish.
     fn preprocess(self: Box<Self>) -> (Box<dyn Signing>, Vec<u8>);
+
+    /// What this machine signs, in the network's encoding, for a third party to check the
+    /// signers' shares against (see [`crate::public`]); `None` when the item is stated
+    /// otherwise (a Batch is reported whole).
+    fn statement(&self) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// Round 1 of one attempt: nonces generated, preprocess published.

@@ -616,3 +616,69 @@ fn hundred_inputs_two_of_three() {
     eprintln!("100-input 2-of-3 transaction, both signers' work (all rounds): {elapsed:?}");
     assert!(elapsed < Duration::from_secs(60));
 }
+
+/// A third party judges each input's share from the signers' public statement, their
+/// preprocesses and the verification shares exactly as the signers' own aggregation does:
+/// every honest share passes, every tampered one (each of `tampered_share_blames_its_sender`'s
+/// alterations) fails, and a share for another statement fails.
+#[test]
+fn shares_are_judged_from_public_data_as_the_signers_judge_them() {
+    use bitcoin_network::sign::check::{check_transaction_share, Statement};
+    use signers::public::{Fault, PublicKeys};
+    use std::collections::BTreeMap;
+
+    let keys = dkg(2, 3, 23);
+    let public = PublicKeys::<Secp256k1>::new(
+        2,
+        (1..=3).map(|i| keys[0].original_verification_share(p(i))).collect(),
+    )
+    .unwrap();
+    let (signable, machines) = preprocessed(&[0, 1, 2]);
+    let statement = TransactionMachine::new(keys[0].clone(), signable).unwrap().statement();
+    assert_eq!(Statement::decode(&statement.encode()).unwrap(), statement);
+    let preprocesses: BTreeMap<u16, Vec<u8>> =
+        machines.iter().map(|(i, _, pre)| (u16::from(*i), pre.clone())).collect();
+    let by_frost = machines.iter().map(|(i, _, pre)| (*i, pre.clone())).collect::<HashMap<_, _>>();
+    let mut shares = BTreeMap::new();
+    for (i, machine, _) in machines {
+        let (_, share) = machine.sign(others(&by_frost, i)).unwrap();
+        shares.insert(u16::from(i), share);
+    }
+    let judge = |statement: &Statement, pre: &BTreeMap<u16, Vec<u8>>, i: u16, share: &[u8]| {
+        check_transaction_share(&public, statement, pre, i, share).unwrap()
+    };
+    for (i, share) in &shares {
+        assert_eq!(judge(&statement, &preprocesses, *i, share), Ok(()), "participant {i}");
+    }
+    let tampers: Vec<fn(&mut Vec<u8>)> = vec![
+        |s| s[31] ^= 1,
+        |s| s[32 + 31] ^= 0x10,
+        |s| s[64 + 5] ^= 0x80,
+        |s| s.truncate(95),
+        |s| s.push(0),
+        |s| s.clear(),
+        |s| s[32..64].copy_from_slice(&[0xff; 32]),
+    ];
+    for (n, tamper) in tampers.into_iter().enumerate() {
+        let mut share = shares[&3].clone();
+        tamper(&mut share);
+        let verdict = judge(&statement, &preprocesses, 3, &share);
+        assert!(
+            matches!(verdict, Err(Fault::InvalidShare | Fault::UnreadableShare)),
+            "tamper {n}: {verdict:?}"
+        );
+    }
+    // Another transaction, another input's sighash, another kind of key: all fail.
+    let other_txid = Statement { txid: [7; 32], ..statement.clone() };
+    let mut other_sighash = statement.clone();
+    other_sighash.inputs[1].1[0] ^= 1;
+    let mut other_kind = statement.clone();
+    other_kind.inputs[0].0 = OutputKind::Change;
+    for other in [other_txid, other_sighash, other_kind] {
+        assert_eq!(judge(&other, &preprocesses, 2, &shares[&2]), Err(Fault::InvalidShare));
+    }
+    // A malformed preprocess is its sender's fault, whoever's share is judged.
+    let mut bad = preprocesses.clone();
+    bad.get_mut(&1).unwrap().truncate(2 * 66);
+    assert_eq!(judge(&statement, &bad, 2, &shares[&2]), Err(Fault::Preprocess(1)));
+}

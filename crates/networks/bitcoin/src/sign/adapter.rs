@@ -36,6 +36,10 @@ impl Machine for PlanMachine {
         let (machine, preprocess) = self.0.preprocess(&mut rand_core::OsRng);
         (Box::new(PlanSigning(machine)), preprocess)
     }
+
+    fn statement(&self) -> Option<Vec<u8>> {
+        Some(self.0.statement().encode())
+    }
 }
 
 impl Signing for PlanSigning {

@@ -7,9 +7,12 @@
 //! - [`TransactionMachine`]: all inputs of a transaction signed in one two-round run, messages
 //!   concatenated per signer, verified with libsecp256k1 before the signed transaction is
 //!   returned.
+//! - [`check`]: a signer's shares checked from public data (the signers' [`check::Statement`]),
+//!   for verifiable blame.
 
 mod adapter;
 mod bip340;
+pub mod check;
 pub mod keys;
 mod transaction;
 

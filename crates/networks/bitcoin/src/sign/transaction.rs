@@ -26,6 +26,14 @@ use super::{script_pubkey, signing_keys, Bip340, SignError};
 /// Domain of the per-input FROST transcript.
 const TRANSCRIPT_DOMAIN: &[u8] = b"tc-bitcoin/v1/bip340-input";
 
+/// Input `input`'s FROST transcript: bound to the txid and the input index.
+pub(super) fn input_transcript(txid: [u8; 32], input: usize) -> RecommendedTranscript {
+    let mut transcript = RecommendedTranscript::new(TRANSCRIPT_DOMAIN);
+    transcript.append_message(b"txid", txid);
+    transcript.append_message(b"input", u64::try_from(input).unwrap_or(u64::MAX).to_le_bytes());
+    transcript
+}
+
 /// One signer's preprocess for one input (Bip340 has no addendum).
 type Preprocess = modular_frost::sign::Preprocess<Secp256k1, ()>;
 /// One signer's share for one input.
@@ -189,13 +197,18 @@ impl TransactionMachine {
             if prevout.script_pubkey != script {
                 return Err(SignError::WrongKey { input });
             }
-            let mut transcript = RecommendedTranscript::new(TRANSCRIPT_DOMAIN);
-            transcript.append_message(b"txid", txid.to_byte_array());
-            transcript
-                .append_message(b"input", u64::try_from(input).unwrap_or(u64::MAX).to_le_bytes());
+            let transcript = input_transcript(txid.to_byte_array(), input);
             machines.push(AlgorithmMachine::new(Bip340::new(transcript), kind_keys));
         }
         Ok(TransactionMachine { tx, sighashes, i: keys.params().i(), machines })
+    }
+
+    /// What this machine signs, for a third party to check shares against.
+    pub fn statement(&self) -> super::check::Statement {
+        super::check::Statement {
+            txid: self.tx.txid().to_byte_array(),
+            inputs: self.tx.kinds.iter().copied().zip(self.sighashes.iter().copied()).collect(),
+        }
     }
 
     /// Creates fresh nonces for every input and returns this signer's preprocess: the
