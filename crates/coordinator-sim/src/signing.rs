@@ -41,6 +41,7 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
+use bitcoin_network::sign::check::{check_transaction_preprocess, check_transaction_share};
 use borsh::{BorshDeserialize, BorshSerialize};
 use bus::Mailbox;
 use db::{DbError, Get, Table, WriteTxn};
@@ -48,7 +49,7 @@ use messages::{
     BatchReport, CoordinatorMessage, Participant, Party, Session, SettlementEvent, SignId,
     SignKind, SignRequest, SignResponse,
 };
-use modular_frost::curve::Ristretto;
+use modular_frost::curve::{Ristretto, Secp256k1};
 use primitives::{codec::encode_body, codec::Versioned, Batch, NetworkId};
 use signers::public::{Fault, PublicKeys};
 
@@ -341,6 +342,9 @@ pub const DISPUTES: Table<(SetKey, Participant, Participant), ()> =
 /// checked against it when every member of the signing set reported the same one.
 pub const BATCH_REPORTS: Table<(u8, u32, Participant), Batch> =
     Table::new("sim/v1/sign/batch_reports");
+/// What each signer stated it signs for a plan, by `(item, signer)` (the first kept);
+/// deleted once the item completes.
+pub const STATEMENTS: Table<(ItemId, Participant), Vec<u8>> = Table::new("sim/v1/sign/statements");
 /// Key holders convicted of a fault in signing, with the evidence, by `(set, culprit)`
 /// (the first conviction kept). A convicted key holder is left out of every signing set of
 /// the set while `t` others remain.
@@ -615,6 +619,7 @@ impl SignCoordinator {
         let (session, kind, attempt) = match response {
             SignResponse::Preprocess { id, .. }
             | SignResponse::Share { id, .. }
+            | SignResponse::Statement { id, .. }
             | SignResponse::Blame { id, .. } => (id.session, id.kind, Some(id.attempt)),
             SignResponse::Completed { session, plan, .. } => {
                 (*session, SignKind::Plan(*plan), None)
@@ -649,6 +654,10 @@ impl SignCoordinator {
         if item.stage == SignStage::Completed {
             return Ok(SignOutcome::Ignored("completed"));
         }
+        if let SignResponse::Statement { statement, .. } = response {
+            // Whatever the attempt: a signer states its item once.
+            return self.on_statement(txn, &item, validator, statement);
+        }
         if attempt != item.attempt {
             tracing::debug!(current = item.attempt, "signing message for another attempt; ignored");
             return Ok(SignOutcome::Ignored("other_attempt"));
@@ -663,7 +672,9 @@ impl SignCoordinator {
             SignResponse::Blame { accused, .. } => {
                 self.on_blame(txn, &signer, &mut item, validator, *accused)?
             }
-            SignResponse::Completed { .. } => SignOutcome::Ignored("unreachable"),
+            SignResponse::Completed { .. } | SignResponse::Statement { .. } => {
+                SignOutcome::Ignored("unreachable")
+            }
         };
         if matches!(outcome, SignOutcome::Progress | SignOutcome::Stored) {
             ITEMS.put(txn, &id, &item)?;
@@ -868,37 +879,73 @@ impl SignCoordinator {
         Ok(SignOutcome::Progress)
     }
 
+    /// Keeps a signer's statement of what it signs for a plan (the first one).
+    fn on_statement(
+        &self,
+        txn: &mut WriteTxn,
+        item: &SignItem,
+        validator: Participant,
+        statement: &[u8],
+    ) -> Result<SignOutcome, SimError> {
+        if !matches!(item.kind, SignKind::Plan(_)) {
+            return Ok(SignOutcome::Ignored("batch_statement"));
+        }
+        let key = (item.id(), validator);
+        match STATEMENTS.get(txn, &key)? {
+            Some(first) if first != statement => {
+                tracing::warn!(
+                    "a signer stated a second, different statement for one plan; the first is kept"
+                );
+                Ok(SignOutcome::Ignored("conflicting"))
+            }
+            Some(_) => Ok(SignOutcome::Ignored("duplicate")),
+            None => {
+                STATEMENTS.put(txn, &key, &statement.to_vec())?;
+                Ok(SignOutcome::Stored)
+            }
+        }
+    }
+
+    /// What `member` stated it signs for `item`: the Batch it reported, or its plan
+    /// statement.
+    fn stated(
+        &self,
+        txn: &impl Get,
+        item: &SignItem,
+        member: Participant,
+    ) -> Result<Option<Stated>, SimError> {
+        Ok(match item.kind {
+            SignKind::Batch(id) => {
+                BATCH_REPORTS.get(txn, &(item.network as u8, id, member))?.map(Stated::Batch)
+            }
+            SignKind::Plan(_) => STATEMENTS.get(txn, &(item.id(), member))?.map(Stated::Plan),
+        })
+    }
+
     /// The public data to check `item`'s current attempt with, when there is all of it:
-    /// a Batch whose verification shares are known, the set fixed, and every member
-    /// having reported the same Batch. Otherwise blame falls back to disputes.
+    /// the set fixed, the key's verification shares known, and every member having stated
+    /// the same thing (the same Batch, or the same plan statement of a network that can
+    /// be checked). Otherwise blame falls back to disputes.
     fn checker(
         &self,
         txn: &impl Get,
         signer: &Signer,
         item: &SignItem,
     ) -> Result<Option<Checker>, SimError> {
-        let SignKind::Batch(id) = item.kind else { return Ok(None) };
         if item.stage == SignStage::Preprocesses {
             return Ok(None);
         }
         let Some(shares) = VERIFICATION_SHARES.get(txn, &item.set())? else { return Ok(None) };
-        let Ok(keys) = PublicKeys::<Ristretto>::read(shares.threshold, &shares.ristretto) else {
-            return Ok(None);
-        };
-        let mut batch: Option<Batch> = None;
+        let mut stated: Option<Stated> = None;
         let mut preprocesses = BTreeMap::new();
         let mut indices = BTreeMap::new();
         for member in &item.selected {
-            let Some(reported) = BATCH_REPORTS.get(txn, &(item.network as u8, id, *member))? else {
-                return Ok(None);
-            };
-            if batch.as_ref().is_some_and(|b| *b != reported) {
-                tracing::warn!(
-                    "the signing set's members reported different Batches; blame cannot be checked"
-                );
+            let Some(this) = self.stated(txn, item, *member)? else { return Ok(None) };
+            if stated.as_ref().is_some_and(|s| *s != this) {
+                tracing::warn!("the signing set's members stated different things to sign; blame cannot be checked");
                 return Ok(None);
             }
-            batch = Some(reported);
+            stated = Some(this);
             let Some(preprocess) = PREPROCESSES.get(txn, &(item.id(), item.attempt, *member))?
             else {
                 return Ok(None);
@@ -907,8 +954,31 @@ impl SignCoordinator {
             preprocesses.insert(*member, preprocess);
             indices.insert(*member, index);
         }
-        let Some(batch) = batch else { return Ok(None) };
-        Ok(Some(Checker { keys, batch, preprocesses, indices }))
+        let statement = match stated {
+            Some(Stated::Batch(batch)) => {
+                let Ok(keys) = PublicKeys::read(shares.threshold, &shares.ristretto) else {
+                    return Ok(None);
+                };
+                Statement::Batch { keys, batch }
+            }
+            Some(Stated::Plan(bytes)) => match item.network {
+                NetworkId::Bitcoin | NetworkId::Litecoin => {
+                    let Ok(keys) = PublicKeys::read(shares.threshold, &shares.network) else {
+                        return Ok(None);
+                    };
+                    let Ok(statement) = bitcoin_network::sign::check::Statement::decode(&bytes)
+                    else {
+                        tracing::warn!("the signing set's plan statement does not decode; blame cannot be checked");
+                        return Ok(None);
+                    };
+                    Statement::Bitcoin { keys, statement }
+                }
+                // Not checkable here yet.
+                NetworkId::Monero | NetworkId::Ethereum => return Ok(None),
+            },
+            None => return Ok(None),
+        };
+        Ok(Some(Checker { statement, preprocesses, indices }))
     }
 
     /// Records `culprit`'s conviction (the first one stands) and reattempts `item`
@@ -1020,6 +1090,11 @@ impl SignCoordinator {
         outcome: String,
     ) -> Result<(), SimError> {
         self.prune(txn, item)?;
+        if let Some(state) = SETS.get(txn, &item.set())? {
+            for p in &state.participants {
+                STATEMENTS.del(txn, &(item.id(), *p))?;
+            }
+        }
         item.end_attempt(SignAttemptEnd {
             attempt: item.attempt,
             selected: item.selected.clone(),
@@ -1334,11 +1409,23 @@ impl SignCoordinator {
     }
 }
 
-/// What an attempt's shares are checked with: the set's public keys, the Batch every
-/// member reported, and the members' preprocesses and DKG indices (by validator).
+/// What a signer stated it signs.
+#[derive(Clone, PartialEq, Eq)]
+enum Stated {
+    Batch(Batch),
+    Plan(Vec<u8>),
+}
+
+/// What the signing set signs, with the keys it signs under.
+enum Statement {
+    Batch { keys: PublicKeys<Ristretto>, batch: Batch },
+    Bitcoin { keys: PublicKeys<Secp256k1>, statement: bitcoin_network::sign::check::Statement },
+}
+
+/// What an attempt's shares are checked with: what the set signs, and the members'
+/// preprocesses and DKG indices (by validator).
 struct Checker {
-    keys: PublicKeys<Ristretto>,
-    batch: Batch,
+    statement: Statement,
     preprocesses: BTreeMap<Participant, Vec<u8>>,
     indices: BTreeMap<Participant, u16>,
 }
@@ -1351,7 +1438,16 @@ impl Checker {
     /// The culprit and the fault, if `member`'s share (or a preprocess) is proven wrong.
     fn judge_share(&self, member: Participant, share: &[u8]) -> Option<(Participant, String)> {
         let index = *self.indices.get(&member)?;
-        match signers::batch::check_share(&self.keys, &self.batch, &self.by_index(), index, share) {
+        let preprocesses = self.by_index();
+        let verdict = match &self.statement {
+            Statement::Batch { keys, batch } => {
+                signers::batch::check_share(keys, batch, &preprocesses, index, share)
+            }
+            Statement::Bitcoin { keys, statement } => {
+                check_transaction_share(keys, statement, &preprocesses, index, share)
+            }
+        };
+        match verdict {
             Ok(Ok(())) => None,
             Ok(Err(Fault::Preprocess(i))) => {
                 let culprit = self.indices.iter().find(|(_, j)| **j == i).map(|(v, _)| *v)?;
@@ -1368,8 +1464,13 @@ impl Checker {
     /// The culprit and the fault, if `member`'s preprocess is malformed.
     fn judge_preprocess(&self, member: Participant) -> Option<(Participant, String)> {
         let preprocess = self.preprocesses.get(&member)?;
-        (!signers::batch::check_preprocess(&self.batch, preprocess))
-            .then(|| (member, "sent an invalid preprocess".into()))
+        let valid = match &self.statement {
+            Statement::Batch { batch, .. } => signers::batch::check_preprocess(batch, preprocess),
+            Statement::Bitcoin { statement, .. } => {
+                check_transaction_preprocess(statement, preprocess)
+            }
+        };
+        (!valid).then(|| (member, "sent an invalid preprocess".into()))
     }
 }
 

@@ -243,3 +243,67 @@ fn convictions_survive_a_restart_and_reports_are_bounded() {
     assert_eq!(convicted, vec![set[0]]);
     left_out(&rig, set[0]);
 }
+
+/// A plan's signers each state what they sign (the txid, and each input's key kind and
+/// sighash) after their first preprocess; with one statement from every member, plan
+/// shares are judged like Batch shares: a wrong one convicts its sender before it is
+/// relayed, a false blame convicts the accuser.
+#[test]
+fn plan_shares_are_judged_from_the_signers_statements() {
+    use bitcoin_network::sign::{PlanMachine, TransactionMachine};
+    use scanner::OutputKind;
+
+    let secp = |v: u16| match &keys()[&v].network {
+        key_gen::NetworkKeys::Secp256k1(k) => k.clone(),
+        key_gen::NetworkKeys::Ed25519(_) => panic!("a Litecoin key"),
+    };
+    let signable = bitcoin_network::testing::keys::spending(
+        secp(1).group_key(),
+        &[OutputKind::External, OutputKind::Change, OutputKind::Branch],
+    );
+    for misbehaviour in ["wrong share", "false blame"] {
+        let mut rig = Rig::confirmed_checking();
+        let kind = SignKind::Plan([9; 32]);
+        let set = signing_set(&kind, 0, &HOLDERS, &[], 3);
+        let mut signing = BTreeMap::new();
+        let mut preprocesses = BTreeMap::new();
+        for v in &set {
+            let machine: Box<dyn signers::Machine> =
+                Box::new(PlanMachine(TransactionMachine::new(secp(*v), signable.clone()).unwrap()));
+            let statement = machine.statement().unwrap();
+            let (machine, preprocess) = machine.preprocess();
+            let id = sid(kind, 0);
+            rig.sign(*v, SignResponse::Preprocess { id, preprocess: preprocess.clone() });
+            assert_eq!(
+                rig.sign(*v, SignResponse::Statement { id, statement }),
+                SignOutcome::Stored
+            );
+            signing.insert(*v, machine);
+            preprocesses.insert(*v, preprocess);
+        }
+        rig.sent();
+        let attempt = Attempt { signing, preprocesses };
+        let mut shares = attempt.shares();
+        let (accuser, cheat) = (set[0], set[1]);
+        let expected = if misbehaviour == "wrong share" {
+            let share = shares.get_mut(&cheat).unwrap();
+            share[40] ^= 1;
+            cheat
+        } else {
+            accuser
+        };
+        for (v, share) in shares {
+            rig.sign(v, SignResponse::Share { id: sid(kind, 0), share });
+        }
+        if misbehaviour == "false blame" {
+            assert_eq!(relayed_shares(&rig.sent()), 3);
+            rig.sign(accuser, SignResponse::Blame { id: sid(kind, 0), accused: cheat });
+        }
+        let signing = rig.status().sets[0].signing.clone();
+        let convicted: Vec<u16> = signing.convictions.iter().map(|c| c.validator).collect();
+        assert_eq!(convicted, vec![expected], "{misbehaviour}");
+        assert!(signing.convictions[0].item.starts_with("plan "), "{misbehaviour}");
+        assert!(signing.disputes.is_empty(), "{misbehaviour}");
+        left_out(&rig, expected);
+    }
+}

@@ -261,6 +261,16 @@ pub enum SignResponse {
         /// The signature share.
         share: Vec<u8>,
     },
+    /// What this signer signs for the item (sent once, after its first preprocess), in
+    /// the network's encoding: what the coordinator checks the signers' shares against
+    /// (for Bitcoin, the txid and each input's key kind and sighash). Batches are stated
+    /// by [`BatchReport::Batch`] instead.
+    Statement {
+        /// The item (its first attempt).
+        id: SignId,
+        /// The network's statement.
+        statement: Vec<u8>,
+    },
     /// A signer's contribution failed verification.
     Blame {
         /// What and which attempt.
@@ -370,7 +380,7 @@ pub enum ProcessorMessage {
 }
 
 /// The protocol version this build speaks (the message encodings' version byte).
-pub const PROTOCOL_VERSION: u8 = 4;
+pub const PROTOCOL_VERSION: u8 = 5;
 
 impl Versioned for CoordinatorMessage {
     const VERSION: u8 = PROTOCOL_VERSION;

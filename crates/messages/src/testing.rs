@@ -150,6 +150,7 @@ pub fn processor_message() -> impl Strategy<Value = ProcessorMessage> {
         (sign_id(), blob())
             .prop_map(|(id, preprocess)| SignResponse::Preprocess { id, preprocess }),
         (sign_id(), blob()).prop_map(|(id, share)| SignResponse::Share { id, share }),
+        (sign_id(), blob()).prop_map(|(id, statement)| SignResponse::Statement { id, statement }),
         (sign_id(), any::<u16>()).prop_map(|(id, accused)| SignResponse::Blame { id, accused }),
         (any::<u32>(), any::<[u8; 32]>(), blob())
             .prop_map(|(s, plan, tx)| SignResponse::Completed { session: Session(s), plan, tx }),

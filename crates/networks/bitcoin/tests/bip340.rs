@@ -10,13 +10,11 @@ use std::{
 };
 
 use bitcoin::{
-    absolute::LockTime,
     hashes::Hash,
     key::{Parity, TapTweak, UntweakedPublicKey},
     secp256k1::{schnorr, Message, Secp256k1 as Secp},
     sighash::{Prevouts, SighashCache, TapSighashType},
-    transaction::Version,
-    Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid, Witness,
+    ScriptBuf, Transaction,
 };
 use bitcoin_network::{
     sign::{
@@ -343,45 +341,9 @@ fn signing_keys_group_key_is_the_output_key() {
     }
 }
 
-fn outpoint(n: u8) -> OutPoint {
-    OutPoint { txid: Txid::from_byte_array([n; 32]), vout: u32::from(n) }
-}
-
 /// An unsigned transaction spending one of our outputs per kind in `kinds`.
 fn transaction(group_key: ProjectivePoint, kinds: &[OutputKind]) -> SignableTransaction {
-    let tx = Transaction {
-        version: Version::TWO,
-        lock_time: LockTime::ZERO,
-        input: (0..kinds.len())
-            .map(|i| TxIn {
-                previous_output: outpoint(u8::try_from(i % 256).unwrap()),
-                script_sig: ScriptBuf::new(),
-                sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
-                witness: Witness::new(),
-            })
-            .collect(),
-        output: vec![
-            TxOut {
-                value: Amount::from_sat(10_000),
-                script_pubkey: ScriptBuf::new_p2tr_tweaked(
-                    output_key(g() * Scalar::from(42u64), OutputKind::External).unwrap(),
-                ),
-            },
-            TxOut {
-                value: Amount::from_sat(5_000),
-                script_pubkey: script_pubkey(group_key, OutputKind::Change).unwrap(),
-            },
-        ],
-    };
-    let prevouts = kinds
-        .iter()
-        .enumerate()
-        .map(|(i, kind)| TxOut {
-            value: Amount::from_sat(10_000 + u64::try_from(i).unwrap()),
-            script_pubkey: script_pubkey(group_key, *kind).unwrap(),
-        })
-        .collect();
-    SignableTransaction::new(tx, prevouts, kinds.to_vec()).unwrap()
+    bitcoin_network::testing::keys::spending(group_key, kinds)
 }
 
 /// Checks every input independently: 64-byte witness, libsecp256k1 accepts it for the sighash.

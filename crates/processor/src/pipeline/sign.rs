@@ -40,6 +40,7 @@ impl<N: PipelineNetwork> Pipeline<N> {
         kind: SignKind,
         machine: Box<dyn Machine>,
     ) -> Result<(), TaskError> {
+        let statement = machine.statement();
         let response = {
             let mut guard = self.lock_signers()?;
             let Some(signers) = guard.as_mut() else {
@@ -49,7 +50,16 @@ impl<N: PipelineNetwork> Pipeline<N> {
         };
         if let Some(response) = response {
             self.metrics.attempts.inc();
+            let id = match &response {
+                SignResponse::Preprocess { id, .. } => Some(*id),
+                _ => None,
+            };
             self.send(txn, ProcessorMessage::Sign(response))?;
+            // What we sign, after our first preprocess (which creates the item at the
+            // coordinator): the coordinator checks every signer's share against it.
+            if let (Some(id), Some(statement)) = (id, statement) {
+                self.send(txn, ProcessorMessage::Sign(SignResponse::Statement { id, statement }))?;
+            }
         }
         Ok(())
     }

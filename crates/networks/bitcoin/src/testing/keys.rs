@@ -12,7 +12,14 @@ use modular_frost::{curve::Secp256k1, Participant, ThresholdKeys};
 use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
 
-use crate::sign::{SignError, SignableTransaction, TransactionMachine};
+use bitcoin::{
+    absolute::LockTime, hashes::Hash, transaction::Version, Amount, OutPoint, ScriptBuf, Sequence,
+    Transaction, TxIn, TxOut, Txid, Witness,
+};
+use k256::{ProjectivePoint, Scalar};
+use scanner::OutputKind;
+
+use crate::sign::{output_key, script_pubkey, SignError, SignableTransaction, TransactionMachine};
 
 /// A deterministic RNG for tests: SHA-256 in counter mode over a 64-bit seed.
 #[derive(Clone, Debug)]
@@ -79,7 +86,7 @@ pub fn sign_transaction<R: RngCore + CryptoRng>(
     keys: &[ThresholdKeys<Secp256k1>],
     tx: SignableTransaction,
     rng: &mut R,
-) -> Result<bitcoin::Transaction, SignError> {
+) -> Result<Transaction, SignError> {
     let mut preprocesses = HashMap::new();
     let mut machines = Vec::with_capacity(keys.len());
     for keys in keys {
@@ -111,4 +118,51 @@ pub fn sign_transaction<R: RngCore + CryptoRng>(
         }
     }
     Ok(signed.expect("at least one signer"))
+}
+
+fn outpoint(n: u8) -> OutPoint {
+    OutPoint { txid: Txid::from_byte_array([n; 32]), vout: u32::from(n) }
+}
+
+/// An unsigned transaction spending one (made-up) output of ours per kind in `kinds`, to
+/// a payee and to our change.
+pub fn spending(group_key: ProjectivePoint, kinds: &[OutputKind]) -> SignableTransaction {
+    let tx = Transaction {
+        version: Version::TWO,
+        lock_time: LockTime::ZERO,
+        input: (0..kinds.len())
+            .map(|i| TxIn {
+                previous_output: outpoint(u8::try_from(i % 256).unwrap_or(0)),
+                script_sig: ScriptBuf::new(),
+                sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+                witness: Witness::new(),
+            })
+            .collect(),
+        output: vec![
+            TxOut {
+                value: Amount::from_sat(10_000),
+                script_pubkey: ScriptBuf::new_p2tr_tweaked(
+                    output_key(
+                        ProjectivePoint::GENERATOR * Scalar::from(42u64),
+                        OutputKind::External,
+                    )
+                    .expect("test transaction"),
+                ),
+            },
+            TxOut {
+                value: Amount::from_sat(5_000),
+                script_pubkey: script_pubkey(group_key, OutputKind::Change)
+                    .expect("test transaction"),
+            },
+        ],
+    };
+    let prevouts = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, kind)| TxOut {
+            value: Amount::from_sat(10_000 + i as u64),
+            script_pubkey: script_pubkey(group_key, *kind).expect("test transaction"),
+        })
+        .collect();
+    SignableTransaction::new(tx, prevouts, kinds.to_vec()).expect("test transaction")
 }
