@@ -5,18 +5,25 @@
 //! - Each key holder (a participant of the set's confirmed key-generation attempt) that
 //!   has the item ready sends `Preprocess` for attempt 0 unasked, and every key holder
 //!   for each reattempt. The first one creates the item.
-//! - Responsive first: the attempt's signing set is fixed as soon as `t` key holders not
-//!   excluded from the attempt, no two of them in dispute ([`disputeless`]), have
-//!   preprocessed: the preferred set ([`signing_set_avoiding`], by
+//! - Responsive first: the attempt's signing set is fixed as soon as `t` [`eligible`] key
+//!   holders (not excluded from the item, not convicted), no two of them in dispute
+//!   ([`disputeless`]) and, where shares can be checked, all having stated the same thing
+//!   to sign, have preprocessed: the preferred set ([`signing_set_avoiding`], by
 //!   `hash("tc/sim/v1/signing-set", [borsh(kind), attempt LE, participant LE])`) if all of
 //!   it answered, else the first such `t` of those that did. A silent key holder so costs
 //!   no timeout (any eligible preprocess counts as progress for the deadline). Each
 //!   member then gets `Preprocesses` with the `t` preprocesses; once
 //!   every member sent its share, each gets `Shares` with the `t` shares. Later
 //!   preprocesses and messages from non-members are stored and ignored.
-//! - A member's `Blame` puts the accuser and the accused in dispute (nothing here can
-//!   check a share: one of the two lies) and reattempts at once; a blame between a pair
-//!   already in dispute also excludes both from the next attempt. Sets are chosen
+//! - Verifiable blame: with the set's verification shares (computed at confirmation from
+//!   the public round-1 messages) and what every member stated it signs (its
+//!   `BatchReport::Batch`, or its plan `Statement`), every share is checked from public
+//!   data before it is relayed (`signers::public`): a wrong one convicts its sender, and a
+//!   member's `Blame` convicts the accuser when the accused's share (or preprocess) is
+//!   valid, else the accused. The convicted ([`CONVICTIONS`]) are left out of every later
+//!   set while `t` others remain. Where nothing can be checked, a `Blame` puts the accuser
+//!   and the accused in dispute (one of the two lies) and reattempts at once; a blame
+//!   between a pair already in dispute also excludes both from the next attempt. Sets are chosen
 //!   without disputed pairs whenever one can be filled (a backtracking search), and honest
 //!   key holders never dispute each other: while `t` key holders are honest, liars cannot
 //!   stall signing. An attempt without progress for the timeout reattempts without the
@@ -379,8 +386,10 @@ pub fn waiting_for(txn: &impl Get, item: &SignItem) -> Result<Vec<Participant>, 
     // Before the set is fixed, any key holder not excluded can complete it.
     let (table, members) = match item.stage {
         SignStage::Preprocesses => {
-            let holders = SETS.get(txn, &item.set())?.map(|s| s.participants).unwrap_or_default();
-            (PREPROCESSES, holders.into_iter().filter(|h| !item.excluded.contains(h)).collect())
+            let Some(state) = SETS.get(txn, &item.set())? else { return Ok(vec![]) };
+            let barred = barred(txn, item.set(), &state.participants)?;
+            let eligible = eligible(&state.participants, &item.excluded, &barred, state.threshold);
+            (PREPROCESSES, eligible)
         }
         SignStage::Shares => (SHARES, item.selected.clone()),
         SignStage::Completing | SignStage::Completed => return Ok(vec![]),
@@ -445,14 +454,13 @@ impl Signer {
         &self.state.participants
     }
 
-    /// Whether `holder` may sign `item`'s current attempt (neither excluded from it nor
-    /// convicted).
-    fn eligible(&self, item: &SignItem, holder: Participant) -> bool {
-        !item.excluded.contains(&holder) && !self.barred.contains(&holder)
+    /// Who may sign `item`'s current attempt ([`eligible`]).
+    fn eligible_for(&self, excluded: &[Participant]) -> Vec<Participant> {
+        eligible(self.holders(), excluded, &self.barred, self.state.threshold)
     }
 
-    /// `kind`'s signing set for `attempt`, without `excluded`, the convicted nor disputed
-    /// pairs.
+    /// `kind`'s signing set for `attempt` among the [`eligible`] key holders, without
+    /// disputed pairs.
     fn signing_set(
         &self,
         kind: &SignKind,
@@ -460,8 +468,9 @@ impl Signer {
         excluded: &[Participant],
     ) -> Vec<Participant> {
         let holders = self.holders();
-        let mut out: Vec<Participant> = excluded.to_vec();
-        out.extend(self.barred.iter().copied());
+        let eligible = self.eligible_for(excluded);
+        let out: Vec<Participant> =
+            holders.iter().copied().filter(|h| !eligible.contains(h)).collect();
         signing_set_avoiding(kind, attempt, holders, &out, &self.disputes, self.state.threshold)
     }
 
@@ -472,12 +481,11 @@ impl Signer {
     }
 }
 
-/// The convicted key holders of `set`, if leaving them out leaves at least `threshold`.
+/// The convicted key holders of `set`.
 fn barred(
     txn: &impl Get,
     set: SetKey,
     holders: &[Participant],
-    threshold: u16,
 ) -> Result<Vec<Participant>, DbError> {
     let mut out = vec![];
     for holder in holders {
@@ -485,10 +493,31 @@ fn barred(
             out.push(*holder);
         }
     }
-    if holders.len() - out.len() < usize::from(threshold) {
-        out.clear();
-    }
     Ok(out)
+}
+
+/// Who may sign an attempt: the key holders neither `excluded` from the item (silent in
+/// it) nor `barred` (convicted). While that leaves fewer than `threshold`, the item's
+/// exclusions are dropped first (silence is no proof), then the convictions instead, then
+/// both. (More than `n - t` convicted key holders leave fewer than `t` honest ones, and
+/// nothing can sign then.) One answer for choosing a set and for counting who answered.
+pub fn eligible(
+    holders: &[Participant],
+    excluded: &[Participant],
+    barred: &[Participant],
+    threshold: u16,
+) -> Vec<Participant> {
+    let t = usize::from(threshold);
+    let without = |skip: &[&[Participant]]| -> Vec<Participant> {
+        holders.iter().copied().filter(|h| !skip.iter().any(|s| s.contains(h))).collect()
+    };
+    for skip in [&[excluded, barred][..], &[barred], &[excluded]] {
+        let left = without(skip);
+        if left.len() >= t {
+            return left;
+        }
+    }
+    holders.to_vec()
 }
 
 /// Every conviction of `set`'s key holders.
@@ -564,7 +593,7 @@ impl SignCoordinator {
             return Ok(Err("no_key"));
         };
         let disputes = disputes(txn, key)?;
-        let barred = barred(txn, key, &state.participants, state.threshold)?;
+        let barred = barred(txn, key, &state.participants)?;
         Ok(Ok(Signer { state, ristretto_key, disputes, barred }))
     }
 
@@ -656,7 +685,11 @@ impl SignCoordinator {
         }
         if let SignResponse::Statement { statement, .. } = response {
             // Whatever the attempt: a signer states its item once.
-            return self.on_statement(txn, &item, validator, statement);
+            let outcome = self.on_statement(txn, &signer, &mut item, validator, statement)?;
+            if outcome == SignOutcome::Progress {
+                ITEMS.put(txn, &id, &item)?;
+            }
+            return Ok(outcome);
         }
         if attempt != item.attempt {
             tracing::debug!(current = item.attempt, "signing message for another attempt; ignored");
@@ -726,20 +759,38 @@ impl SignCoordinator {
         }
         PREPROCESSES.put(txn, &key, &preprocess.to_vec())?;
         self.bump(txn, item.set(), |c| c.preprocesses += 1)?;
-        if item.stage != SignStage::Preprocesses || !signer.eligible(item, validator) {
+        if item.stage != SignStage::Preprocesses
+            || !signer.eligible_for(&item.excluded).contains(&validator)
+        {
             tracing::debug!("preprocess after the signing set was fixed, or from an excluded or convicted key holder; stored");
             return Ok(SignOutcome::Stored);
         }
         item.last_progress_ms = self.clock.now_ms();
-        // Responsive first: the signing set is fixed as soon as `t` key holders (not
-        // excluded, no two in dispute) have preprocessed this attempt, whoever they are,
-        // so a silent key holder costs no timeout. The preferred set is kept when it is
-        // among them.
+        self.try_fix_set(txn, signer, item)?;
+        Ok(SignOutcome::Progress)
+    }
+
+    /// Fixes `item`'s signing set if enough eligible key holders answered, and relays
+    /// their preprocesses. Responsive first: the set is fixed as soon as `t` eligible key
+    /// holders (no two in dispute) have preprocessed this attempt, whoever they are, so a
+    /// silent key holder costs no timeout; the preferred set is kept when it is among
+    /// them. Where key holders stated what they sign, only those that stated the agreed
+    /// statement count ([`Self::agreed`]), so that every fixed set can be checked.
+    fn try_fix_set(
+        &self,
+        txn: &mut WriteTxn,
+        signer: &Signer,
+        item: &mut SignItem,
+    ) -> Result<(), SimError> {
+        let eligible = signer.eligible_for(&item.excluded);
         let mut answered = vec![];
-        for holder in signer.holders().iter().filter(|h| signer.eligible(item, **h)) {
+        for holder in &eligible {
             if PREPROCESSES.get(txn, &(item.id(), item.attempt, *holder))?.is_some() {
                 answered.push(*holder);
             }
+        }
+        if let Some(agreeing) = self.agreed(txn, item, &eligible)? {
+            answered.retain(|h| agreeing.contains(h));
         }
         let preferred = item.selected.iter().all(|p| answered.contains(p));
         let set = if preferred {
@@ -752,12 +803,10 @@ impl SignCoordinator {
             let t = signer.state.threshold;
             disputeless(&item.kind, item.attempt, signer.holders(), &answered, &signer.disputes, t)
         };
-        let Some(set) = set else { return Ok(SignOutcome::Progress) };
+        let Some(set) = set else { return Ok(()) };
         item.selected = set;
         // Every member of `set` answered: gathered in this transaction, all are there.
-        let Some(all) = self.gather(txn, item, PREPROCESSES)? else {
-            return Ok(SignOutcome::Progress);
-        };
+        let Some(all) = self.gather(txn, item, PREPROCESSES)? else { return Ok(()) };
         for to in item.selected.clone() {
             let request =
                 SignRequest::Preprocesses { id: item.sign_id(), preprocesses: all.clone() };
@@ -765,7 +814,36 @@ impl SignCoordinator {
         }
         item.stage = SignStage::Shares;
         tracing::info!(selected = ?item.selected, "all preprocesses in; relayed");
-        Ok(SignOutcome::Progress)
+        Ok(())
+    }
+
+    /// When shares can be checked (the set's verification shares are known) and any of
+    /// `eligible` stated what it signs for `item`: those that stated the statement most of
+    /// them stated (the lowest encoding among equals), which the set is chosen from.
+    /// `None` otherwise (every answer counts).
+    fn agreed(
+        &self,
+        txn: &impl Get,
+        item: &SignItem,
+        eligible: &[Participant],
+    ) -> Result<Option<Vec<Participant>>, SimError> {
+        if VERIFICATION_SHARES.get(txn, &item.set())?.is_none() {
+            return Ok(None);
+        }
+        let mut groups: BTreeMap<Vec<u8>, Vec<Participant>> = BTreeMap::new();
+        for holder in eligible {
+            if let Some(stated) = self.stated(txn, item, *holder)? {
+                groups.entry(stated.key()).or_default().push(*holder);
+            }
+        }
+        // The largest group; among equals, the first in encoding order.
+        let mut best: Option<Vec<Participant>> = None;
+        for (_, members) in groups {
+            if best.as_ref().is_none_or(|b| members.len() > b.len()) {
+                best = Some(members);
+            }
+        }
+        Ok(best)
     }
 
     fn on_share(
@@ -789,7 +867,7 @@ impl SignCoordinator {
         // A share that can be checked is, before anyone else sees it: a wrong one convicts
         // its sender, who is left out from then on, and the item goes on without it.
         if let Some(check) = self.checker(txn, signer, item)? {
-            if let Some((culprit, fault)) = check.judge_share(validator, share) {
+            if let Verdict::Guilty(culprit, fault) = check.judge_share(validator, share) {
                 self.convict(txn, signer, item, culprit, &fault, &check, Some(share))?;
                 return Ok(SignOutcome::Progress);
             }
@@ -833,19 +911,26 @@ impl SignCoordinator {
             let verdict = match (&share, item.stage) {
                 (Some(share), _) => check.judge_share(accused, share),
                 (None, SignStage::Shares) => check.judge_preprocess(accused),
-                (None, _) => None,
+                (None, _) => Verdict::Unknown,
             };
-            let (culprit, fault) = match verdict {
-                Some(found) => found,
-                None => {
+            let found = match verdict {
+                Verdict::Guilty(culprit, fault) => Some((culprit, fault)),
+                Verdict::Valid => {
                     let what = if share.is_some() { "share" } else { "preprocess" };
-                    (accuser, format!("falsely blamed validator {accused}, whose {what} is valid"))
+                    Some((
+                        accuser,
+                        format!("falsely blamed validator {accused}, whose {what} is valid"),
+                    ))
                 }
+                // Nothing proven either way: a dispute, below.
+                Verdict::Unknown => None,
             };
-            self.metrics.blames.inc();
-            self.bump(txn, item.set(), |c| c.blames += 1)?;
-            self.convict(txn, signer, item, culprit, &fault, &check, share.as_deref())?;
-            return Ok(SignOutcome::Progress);
+            if let Some((culprit, fault)) = found {
+                self.metrics.blames.inc();
+                self.bump(txn, item.set(), |c| c.blames += 1)?;
+                self.convict(txn, signer, item, culprit, &fault, &check, share.as_deref())?;
+                return Ok(SignOutcome::Progress);
+            }
         }
         // Nothing here can check the accusation (the shares are checked by the signers):
         // one of the two lies. The pair is in dispute from now on, for every item of the
@@ -883,7 +968,8 @@ impl SignCoordinator {
     fn on_statement(
         &self,
         txn: &mut WriteTxn,
-        item: &SignItem,
+        signer: &Signer,
+        item: &mut SignItem,
         validator: Participant,
         statement: &[u8],
     ) -> Result<SignOutcome, SimError> {
@@ -901,6 +987,11 @@ impl SignCoordinator {
             Some(_) => Ok(SignOutcome::Ignored("duplicate")),
             None => {
                 STATEMENTS.put(txn, &key, &statement.to_vec())?;
+                // The statement may complete the set of those that count.
+                if item.stage == SignStage::Preprocesses {
+                    self.try_fix_set(txn, signer, item)?;
+                    return Ok(SignOutcome::Progress);
+                }
                 Ok(SignOutcome::Stored)
             }
         }
@@ -1011,7 +1102,7 @@ impl SignCoordinator {
             CONVICTIONS.put(txn, &key, &conviction)?;
             self.metrics.convictions.inc();
         }
-        let barred = barred(txn, item.set(), signer.holders(), signer.state.threshold)?;
+        let barred = barred(txn, item.set(), signer.holders())?;
         let signer = Signer {
             state: signer.state.clone(),
             disputes: signer.disputes.clone(),
@@ -1416,10 +1507,30 @@ enum Stated {
     Plan(Vec<u8>),
 }
 
+impl Stated {
+    /// Its encoding, to group equal statements.
+    fn key(&self) -> Vec<u8> {
+        match self {
+            Stated::Batch(batch) => batch.encode(),
+            Stated::Plan(bytes) => bytes.clone(),
+        }
+    }
+}
+
 /// What the signing set signs, with the keys it signs under.
 enum Statement {
     Batch { keys: PublicKeys<Ristretto>, batch: Batch },
     Bitcoin { keys: PublicKeys<Secp256k1>, statement: bitcoin_network::sign::check::Statement },
+}
+
+/// A judgement from public data.
+enum Verdict {
+    /// What was judged is valid.
+    Valid,
+    /// This key holder is proven at fault.
+    Guilty(Participant, String),
+    /// The check could not be made: nothing is proven.
+    Unknown,
 }
 
 /// What an attempt's shares are checked with: what the set signs, and the members'
@@ -1435,9 +1546,9 @@ impl Checker {
         self.preprocesses.iter().map(|(v, p)| (self.indices[v], p.clone())).collect()
     }
 
-    /// The culprit and the fault, if `member`'s share (or a preprocess) is proven wrong.
-    fn judge_share(&self, member: Participant, share: &[u8]) -> Option<(Participant, String)> {
-        let index = *self.indices.get(&member)?;
+    /// Judges `member`'s share (and with it every member's preprocess).
+    fn judge_share(&self, member: Participant, share: &[u8]) -> Verdict {
+        let Some(index) = self.indices.get(&member).copied() else { return Verdict::Unknown };
         let preprocesses = self.by_index();
         let verdict = match &self.statement {
             Statement::Batch { keys, batch } => {
@@ -1448,29 +1559,37 @@ impl Checker {
             }
         };
         match verdict {
-            Ok(Ok(())) => None,
+            Ok(Ok(())) => Verdict::Valid,
             Ok(Err(Fault::Preprocess(i))) => {
-                let culprit = self.indices.iter().find(|(_, j)| **j == i).map(|(v, _)| *v)?;
-                Some((culprit, "sent an invalid preprocess".into()))
+                match self.indices.iter().find(|(_, j)| **j == i).map(|(v, _)| *v) {
+                    Some(culprit) => Verdict::Guilty(culprit, "sent an invalid preprocess".into()),
+                    None => Verdict::Unknown,
+                }
             }
-            Ok(Err(fault)) => Some((member, format!("sent a wrong signature share ({fault})"))),
+            Ok(Err(fault)) => {
+                Verdict::Guilty(member, format!("sent a wrong signature share ({fault})"))
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "a share could not be checked");
-                None
+                Verdict::Unknown
             }
         }
     }
 
-    /// The culprit and the fault, if `member`'s preprocess is malformed.
-    fn judge_preprocess(&self, member: Participant) -> Option<(Participant, String)> {
-        let preprocess = self.preprocesses.get(&member)?;
+    /// Judges `member`'s preprocess (well formed or not).
+    fn judge_preprocess(&self, member: Participant) -> Verdict {
+        let Some(preprocess) = self.preprocesses.get(&member) else { return Verdict::Unknown };
         let valid = match &self.statement {
             Statement::Batch { batch, .. } => signers::batch::check_preprocess(batch, preprocess),
             Statement::Bitcoin { statement, .. } => {
                 check_transaction_preprocess(statement, preprocess)
             }
         };
-        (!valid).then(|| (member, "sent an invalid preprocess".into()))
+        if valid {
+            Verdict::Valid
+        } else {
+            Verdict::Guilty(member, "sent an invalid preprocess".into())
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use std::io;
 use ciphersuite::group::ff::{Field, PrimeField};
 use ciphersuite::group::{Group, GroupEncoding};
 use flexible_transcript::Transcript;
-use modular_frost::algorithm::Algorithm;
+use modular_frost::algorithm::{Algorithm, WriteAddendum};
 use modular_frost::curve::Curve;
 use modular_frost::dkg::Interpolation;
 use modular_frost::{Participant, ThresholdKeys, ThresholdParams};
@@ -110,12 +110,10 @@ impl<C: Curve> PublicKeys<C> {
     }
 }
 
-/// One member's parsed preprocess: per nonce, per generator, `(D, E)`; and its addendum
-/// as read and as written.
+/// One member's parsed preprocess: per nonce, per generator, `(D, E)`; and its addendum.
 struct Parsed<C: Curve, A: Algorithm<C>> {
     commitments: Vec<Vec<[C::G; 2]>>,
     addendum: A::Addendum,
-    addendum_bytes: Vec<u8>,
 }
 
 fn parse<C: Curve, A: Algorithm<C>>(
@@ -134,13 +132,11 @@ fn parse<C: Curve, A: Algorithm<C>>(
         }
         commitments.push(per_generator);
     }
-    let before = reader;
     let addendum = algorithm.read_addendum(&mut reader)?;
-    let addendum_bytes = before[..before.len() - reader.len()].to_vec();
     if !reader.is_empty() {
         return Err(io::Error::other("trailing bytes"));
     }
-    Ok(Parsed { commitments, addendum, addendum_bytes })
+    Ok(Parsed { commitments, addendum })
 }
 
 /// Whether `bytes` is a well-formed preprocess for `algorithm` (its nonce commitments
@@ -178,14 +174,23 @@ pub fn check_share<C: Curve, A: Algorithm<C>>(
         .map_err(|_| CheckError::Set("not a signing set of this key"))?;
     let generators = algorithm.nonces();
 
-    // As modular-frost's `sign`, member by member in index order.
-    algorithm.transcript().domain_separate(b"FROST");
+    // As modular-frost: every preprocess is read first (an unreadable one is its sender's
+    // fault), then the transcript is built member by member in index order, with each
+    // addendum as re-encoded (not as received).
     let mut parsed = BTreeMap::new();
     for (l, bytes) in preprocesses {
-        let index = Participant::new(*l).ok_or(CheckError::Set("participant index 0"))?;
         let Ok(member) = parse::<C, A>(&algorithm, &generators, bytes) else {
             return Ok(Err(Fault::Preprocess(*l)));
         };
+        parsed.insert(*l, member);
+    }
+    algorithm.transcript().domain_separate(b"FROST");
+    for (l, member) in &parsed {
+        let index = Participant::new(*l).ok_or(CheckError::Set("participant index 0"))?;
+        let mut addendum = vec![];
+        if member.addendum.write(&mut addendum).is_err() {
+            return Ok(Err(Fault::Preprocess(*l)));
+        }
         let transcript = algorithm.transcript();
         transcript.append_message(b"participant", C::F::from(u64::from(*l)).to_repr());
         transcript.domain_separate(b"commitments");
@@ -196,11 +201,10 @@ pub fn check_share<C: Curve, A: Algorithm<C>>(
                 transcript.append_message(b"commitment_E", e.to_bytes());
             }
         }
-        transcript.append_message(b"addendum", &member.addendum_bytes);
+        transcript.append_message(b"addendum", &addendum);
         if algorithm.process_addendum(&view, index, member.addendum.clone()).is_err() {
             return Ok(Err(Fault::Preprocess(*l)));
         }
-        parsed.insert(*l, member);
     }
 
     let mut rho_transcript = A::Transcript::new(b"FROST_rho");
