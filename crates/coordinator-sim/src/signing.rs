@@ -48,7 +48,7 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use bitcoin_network::sign::check::{check_transaction_preprocess, check_transaction_share};
+use bitcoin_sign::check::{check_transaction_preprocess, check_transaction_share};
 use borsh::{BorshDeserialize, BorshSerialize};
 use bus::Mailbox;
 use db::{DbError, Get, Table, WriteTxn};
@@ -1057,8 +1057,7 @@ impl SignCoordinator {
                     let Ok(keys) = PublicKeys::read(shares.threshold, &shares.network) else {
                         return Ok(None);
                     };
-                    let Ok(statement) = bitcoin_network::sign::check::Statement::decode(&bytes)
-                    else {
+                    let Ok(statement) = bitcoin_sign::check::Statement::decode(&bytes) else {
                         tracing::warn!("the signing set's plan statement does not decode; blame cannot be checked");
                         return Ok(None);
                     };
@@ -1520,7 +1519,7 @@ impl Stated {
 /// What the signing set signs, with the keys it signs under.
 enum Statement {
     Batch { keys: PublicKeys<Ristretto>, batch: Batch },
-    Bitcoin { keys: PublicKeys<Secp256k1>, statement: bitcoin_network::sign::check::Statement },
+    Bitcoin { keys: PublicKeys<Secp256k1>, statement: bitcoin_sign::check::Statement },
 }
 
 /// A judgement from public data.

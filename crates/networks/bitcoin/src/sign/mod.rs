@@ -11,16 +11,15 @@
 //!   for verifiable blame.
 
 mod adapter;
-mod bip340;
-pub mod check;
-pub mod keys;
 mod transaction;
 
 use modular_frost::Participant;
 
 pub use adapter::PlanMachine;
-pub use bip340::{challenge, Bip340, Bip340Signature};
-pub use keys::{derive_key, output_key, script_pubkey, signing_keys, DerivedKey};
+pub use bitcoin_sign::{
+    challenge, check, derive_key, keys, output_key, script_pubkey, signing_keys, Bip340,
+    Bip340Signature, DerivedKey,
+};
 pub use transaction::{
     SignableTransaction, TransactionMachine, TransactionSignMachine, TransactionSignatureMachine,
 };
@@ -75,4 +74,10 @@ pub enum SignError {
         /// Index of the input.
         input: usize,
     },
+}
+
+impl From<bitcoin_sign::KeyDerivationError> for SignError {
+    fn from(_: bitcoin_sign::KeyDerivationError) -> Self {
+        SignError::KeyDerivation
+    }
 }

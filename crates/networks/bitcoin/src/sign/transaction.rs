@@ -9,7 +9,6 @@ use bitcoin::{
     sighash::{Prevouts, SighashCache, TapSighashType},
     taproot, ScriptBuf, Transaction, TxOut, Txid, Witness,
 };
-use flexible_transcript::{RecommendedTranscript, Transcript};
 use modular_frost::{
     curve::Secp256k1,
     sign::{
@@ -22,17 +21,6 @@ use rand_core::{CryptoRng, RngCore};
 use scanner::OutputKind;
 
 use super::{script_pubkey, signing_keys, Bip340, SignError};
-
-/// Domain of the per-input FROST transcript.
-const TRANSCRIPT_DOMAIN: &[u8] = b"tc-bitcoin/v1/bip340-input";
-
-/// Input `input`'s FROST transcript: bound to the txid and the input index.
-pub(super) fn input_transcript(txid: [u8; 32], input: usize) -> RecommendedTranscript {
-    let mut transcript = RecommendedTranscript::new(TRANSCRIPT_DOMAIN);
-    transcript.append_message(b"txid", txid);
-    transcript.append_message(b"input", u64::try_from(input).unwrap_or(u64::MAX).to_le_bytes());
-    transcript
-}
 
 /// One signer's preprocess for one input (Bip340 has no addendum).
 type Preprocess = modular_frost::sign::Preprocess<Secp256k1, ()>;
@@ -197,15 +185,15 @@ impl TransactionMachine {
             if prevout.script_pubkey != script {
                 return Err(SignError::WrongKey { input });
             }
-            let transcript = input_transcript(txid.to_byte_array(), input);
+            let transcript = bitcoin_sign::input_transcript(txid.to_byte_array(), input);
             machines.push(AlgorithmMachine::new(Bip340::new(transcript), kind_keys));
         }
         Ok(TransactionMachine { tx, sighashes, i: keys.params().i(), machines })
     }
 
     /// What this machine signs, for a third party to check shares against.
-    pub fn statement(&self) -> super::check::Statement {
-        super::check::Statement {
+    pub fn statement(&self) -> bitcoin_sign::check::Statement {
+        bitcoin_sign::check::Statement {
             txid: self.tx.txid().to_byte_array(),
             inputs: self.tx.kinds.iter().copied().zip(self.sighashes.iter().copied()).collect(),
         }

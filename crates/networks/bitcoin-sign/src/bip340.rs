@@ -13,7 +13,7 @@ use modular_frost::{
 use rand_core::{CryptoRng, RngCore};
 use zeroize::Zeroizing;
 
-use super::keys::{generator, tagged_hash};
+use crate::keys::{generator, tagged_hash};
 
 /// The BIP340 challenge `int(tagged_hash("BIP0340/challenge", x(R) || x(Q) || m)) mod n`.
 pub fn challenge(r: &ProjectivePoint, q: &ProjectivePoint, msg: &[u8]) -> Scalar {

@@ -5,15 +5,15 @@
 //! every input's FROST transcript is bound to) and, per input, the kind of key it spends
 //! (which decides the public offset of the signing keys) and its BIP341 sighash (the
 //! message). A preprocess is the per-input preprocesses concatenated (66 bytes each), a
-//! share the per-input shares (32 bytes each), as [`super::TransactionMachine`] makes them.
+//! share the per-input shares (32 bytes each), as the network crate's `TransactionMachine` makes them.
 use std::collections::BTreeMap;
 
+use crate::OutputKind;
 use borsh::{BorshDeserialize, BorshSerialize};
 use modular_frost::curve::Secp256k1;
-use scanner::OutputKind;
 use signers::public::{check_preprocess, check_share as check_one, CheckError, Fault, PublicKeys};
 
-use super::{signing_keys, transaction::input_transcript, Bip340};
+use crate::{input_transcript, signing_keys, Bip340};
 
 /// Bytes of one input's preprocess (two compressed points).
 pub const PREPROCESS_LEN: usize = 66;

@@ -12,6 +12,7 @@
 //! Everything here is public data: the scanner and the address code call [`output_key`] and
 //! [`script_pubkey`] with the group key alone.
 
+use crate::OutputKind;
 use bitcoin::{
     hashes::Hash,
     key::{TweakedPublicKey, UntweakedPublicKey},
@@ -26,10 +27,9 @@ use modular_frost::{
     curve::{Ciphersuite, Secp256k1},
     ThresholdKeys,
 };
-use scanner::OutputKind;
 use sha2::{Digest, Sha256};
 
-use super::SignError;
+use crate::KeyDerivationError as SignError;
 
 /// Tag of the BIP340-style tagged hash giving each non-External kind its key offset.
 pub const KIND_OFFSET_TAG: &[u8] = b"tc-bitcoin/v1/kind-offset";
@@ -98,7 +98,7 @@ fn even_x_only(point: &ProjectivePoint) -> Option<bitcoin::key::XOnlyPublicKey> 
 /// negligible probability) no suitable `k` below 512 exists.
 pub fn derive_key(group_key: ProjectivePoint, kind: OutputKind) -> Result<DerivedKey, SignError> {
     if bool::from(group_key.is_identity()) {
-        return Err(SignError::KeyDerivation);
+        return Err(SignError);
     }
     let o_kind = kind_offset(kind);
     let g = generator();
@@ -119,7 +119,7 @@ pub fn derive_key(group_key: ProjectivePoint, kind: OutputKind) -> Result<Derive
             offset: o_kind + Scalar::from(k) + t,
         });
     }
-    Err(SignError::KeyDerivation)
+    Err(SignError)
 }
 
 /// The taproot output key (x-only, even y) that outputs of `kind` are paid to.
