@@ -4,13 +4,14 @@
 //! sends is read back from its real outbox and opened as each recipient would.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod rig;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::Arc,
     time::Duration,
 };
 
-use bus::Mailbox;
 use coordinator_sim::{
     clock::ManualClock,
     config::SetConfig,
@@ -20,8 +21,8 @@ use coordinator_sim::{
 };
 use db::Db;
 use messages::{
-    open, Content, CoordinatorMessage, Identity, KeyGenId, KeyGenRequest, KeyGenResponse,
-    KeyRegistry, Party, Session, SettlementEvent,
+    CoordinatorMessage, Identity, KeyGenId, KeyGenRequest, KeyGenResponse, KeyRegistry, Party,
+    Session, SettlementEvent,
 };
 use primitives::NetworkId;
 use rand_core::OsRng;
@@ -96,20 +97,7 @@ impl Rig {
 
     /// Messages queued since the last call, opened by their recipients, in route order.
     fn sent(&mut self) -> Vec<(u16, CoordinatorMessage)> {
-        let mut registry = KeyRegistry::new();
-        registry.insert(Party::Coordinator, self.identity.public());
-        let pending = Mailbox::pending(&self.sim.db().read().unwrap()).unwrap();
-        let mut out = vec![];
-        for (key, outgoing) in pending {
-            if !self.seen.insert(key) {
-                continue;
-            }
-            let opened = open(&outgoing.envelope, &registry, outgoing.recipient).unwrap();
-            let Content::Coordinator(message) = opened.content else { panic!("not a message") };
-            let Party::Processor { validator, .. } = outgoing.recipient else { panic!() };
-            out.push((validator, message));
-        }
-        out
+        rig::opened_since(&self.sim, &self.identity, &mut self.seen)
     }
 
     /// Session 0, attempt `attempt`: every participant's commitments are `c<v>`.

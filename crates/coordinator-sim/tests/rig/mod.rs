@@ -147,6 +147,29 @@ pub fn address(tag: u8) -> (String, Vec<u8>) {
     (address.display(&AddressParams::from_names("litecoin", "regtest").unwrap()), script)
 }
 
+/// The messages `sim` queued that are not in `seen` (added to it), opened by their
+/// recipients, in route order.
+pub fn opened_since(
+    sim: &Sim,
+    identity: &Identity,
+    seen: &mut BTreeSet<(u32, u64)>,
+) -> Vec<(u16, CoordinatorMessage)> {
+    let mut registry = KeyRegistry::new();
+    registry.insert(Party::Coordinator, identity.public());
+    let pending = Mailbox::pending(&sim.db().read().unwrap()).unwrap();
+    let mut out = vec![];
+    for (key, outgoing) in pending {
+        if !seen.insert(key) {
+            continue;
+        }
+        let opened = open(&outgoing.envelope, &registry, outgoing.recipient).unwrap();
+        let Content::Coordinator(message) = opened.content else { panic!("not a message") };
+        let Party::Processor { validator, .. } = outgoing.recipient else { panic!() };
+        out.push((validator, message));
+    }
+    out
+}
+
 pub struct Rig {
     pub dir: tempfile::TempDir,
     pub identity: Arc<Identity>,
@@ -291,20 +314,7 @@ impl Rig {
 
     /// Messages queued since the last call, opened by their recipients, in route order.
     pub fn sent(&mut self) -> Vec<(u16, CoordinatorMessage)> {
-        let mut registry = KeyRegistry::new();
-        registry.insert(Party::Coordinator, self.identity.public());
-        let pending = Mailbox::pending(&self.sim.db().read().unwrap()).unwrap();
-        let mut out = vec![];
-        for (key, outgoing) in pending {
-            if !self.seen.insert(key) {
-                continue;
-            }
-            let opened = open(&outgoing.envelope, &registry, outgoing.recipient).unwrap();
-            let Content::Coordinator(message) = opened.content else { panic!("not a message") };
-            let Party::Processor { validator, .. } = outgoing.recipient else { panic!() };
-            out.push((validator, message));
-        }
-        out
+        opened_since(&self.sim, &self.identity, &mut self.seen)
     }
 
     /// Every selected member preprocesses and shares attempt `attempt` of `kind`.
