@@ -13,13 +13,15 @@ as_root() {
     fi
 }
 
-# Makes sure nats-server, litecoind and monerod are installed (Debian packages).
+# Makes sure nats-server, litecoind, monerod and openssl are installed (Debian packages).
 ensure_components() {
     export PATH="$PATH:/usr/sbin:/sbin"
     local missing=()
     command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
     command -v litecoind >/dev/null 2>&1 || missing+=(litecoind)
     command -v monerod >/dev/null 2>&1 || missing+=(monero)
+    # The secured-broker tests make a test CA and certificates with it.
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "==> installing ${missing[*]} (apt-get)"
         as_root apt-get update -qq

@@ -39,7 +39,7 @@ pub use mailbox::{
 };
 pub use memory::{Faults, MemoryTransport};
 pub use metrics::BusMetrics;
-pub use nats::{NatsConfig, NatsTransport};
+pub use nats::{NatsAuth, NatsConfig, NatsTls, NatsTransport};
 pub use tasks::{ReceiverTask, SenderTask};
 pub use transport::{AckFn, Delivery, Subscription, Transport, TransportError};
 

@@ -3,6 +3,8 @@
 
 use std::{
     collections::BTreeSet,
+    fmt,
+    path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -27,6 +29,50 @@ pub struct NatsConfig {
     pub ack_wait: Duration,
     /// How long the broker remembers message ids for publish deduplication.
     pub duplicate_window: Duration,
+    /// How to authenticate to the broker.
+    pub auth: NatsAuth,
+    /// TLS to the broker (`None`: whatever the server offers, nothing required).
+    pub tls: Option<NatsTls>,
+}
+
+/// How a client authenticates to the broker. Secrets are never printed (`Debug` redacts
+/// them).
+#[derive(Clone, Default)]
+pub enum NatsAuth {
+    /// No credentials (a broker without authorization).
+    #[default]
+    None,
+    /// A user and its password.
+    UserPassword {
+        /// The user.
+        user: String,
+        /// The password.
+        password: zeroize::Zeroizing<String>,
+    },
+    /// A NATS credentials file (a user JWT and its nkey seed), read at connect.
+    CredsFile(PathBuf),
+}
+
+impl fmt::Debug for NatsAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NatsAuth::None => f.write_str("None"),
+            NatsAuth::UserPassword { user, .. } => {
+                f.debug_struct("UserPassword").field("user", user).finish_non_exhaustive()
+            }
+            NatsAuth::CredsFile(path) => f.debug_tuple("CredsFile").field(path).finish(),
+        }
+    }
+}
+
+/// TLS to the broker.
+#[derive(Clone, Debug, Default)]
+pub struct NatsTls {
+    /// The CA certificate (PEM) the server's certificate must chain to, besides the
+    /// system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate and its key (PEM), for a server that verifies clients.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 impl NatsConfig {
@@ -37,6 +83,8 @@ impl NatsConfig {
             namespace: namespace.into(),
             ack_wait: Duration::from_secs(30),
             duplicate_window: Duration::from_secs(120),
+            auth: NatsAuth::None,
+            tls: None,
         }
     }
 }
@@ -63,9 +111,44 @@ impl NatsTransport {
                 format!("invalid namespace {:?}: use [A-Za-z0-9_-]+", config.namespace).into(),
             ));
         }
-        let client = async_nats::ConnectOptions::new()
+        let mut options = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(5))
+            // Connection events (an authorization or TLS failure among them: the client
+            // keeps retrying) reach the operator's log.
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!("connected to the broker"),
+                    async_nats::Event::ServerError(e) => {
+                        tracing::error!(error = %e, "the broker refused us")
+                    }
+                    async_nats::Event::ClientError(e) => {
+                        tracing::error!(error = %e, "cannot reach the broker")
+                    }
+                    other => tracing::warn!(event = %other, "broker connection"),
+                }
+            });
+        options = match &config.auth {
+            NatsAuth::None => options,
+            NatsAuth::UserPassword { user, password } => {
+                options.user_and_password(user.clone(), password.to_string())
+            }
+            NatsAuth::CredsFile(path) => options.credentials_file(path).await.map_err(|e| {
+                TransportError::Connect(
+                    format!("the NATS credentials file {}: {e}", path.display()).into(),
+                )
+            })?,
+        };
+        if let Some(tls) = &config.tls {
+            options = options.require_tls(true);
+            if let Some(ca) = &tls.ca_file {
+                options = options.add_root_certificates(ca.clone());
+            }
+            if let Some((cert, key)) = &tls.client_cert {
+                options = options.add_client_certificate(cert.clone(), key.clone());
+            }
+        }
+        let client = options
             .connect(config.url.as_str())
             .await
             .map_err(|e| TransportError::Connect(Box::new(e)))?;
@@ -156,8 +239,8 @@ pub struct NatsSubscription {
     messages: consumer::pull::Stream,
 }
 
-impl std::fmt::Debug for NatsSubscription {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for NatsSubscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("NatsSubscription")
     }
 }

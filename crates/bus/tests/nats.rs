@@ -1,45 +1,77 @@
-//! The behaviour suite against a real nats-server started by the test.
+//! The behaviour suite against a real nats-server started by the test: an open one, and a
+//! secured one that requires TLS (a test CA's certificate) and a user and password, which
+//! every test runs against too. A client without the credentials, or that does not trust
+//! the CA, gets nothing through the secured server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::time::Duration;
 
-use bus::{testing::NatsServer, NatsConfig, NatsTransport};
+use bus::{testing::NatsServer, NatsAuth, NatsTransport, Transport};
 use common::*;
 
+fn server(secured: bool) -> NatsServer {
+    if secured {
+        NatsServer::start_secured()
+    } else {
+        NatsServer::start()
+    }
+}
+
 async fn transport(server: &NatsServer) -> NatsTransport {
-    let mut config = NatsConfig::new(server.url(), "test");
+    let mut config = server.nats_config("test");
     config.ack_wait = Duration::from_secs(2);
     NatsTransport::connect(config).await.unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publish_dedup() {
-    let server = NatsServer::start();
-    publish_dedup_by_intent(transport(&server).await).await;
+/// Each case, on an open and on a secured server.
+macro_rules! both {
+    ($($name:ident => $case:expr;)*) => {
+        mod open {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    ($case)(false).await;
+                }
+            )*
+        }
+        mod secured {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    ($case)(true).await;
+                }
+            )*
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redelivery_after_consumer_restart() {
-    let server = NatsServer::start();
-    unacked_is_redelivered_after_restart(transport(&server).await).await;
+both! {
+    publish_dedup => |secured| async move {
+        let server = server(secured);
+        publish_dedup_by_intent(transport(&server).await).await;
+    };
+    redelivery_after_consumer_restart => |secured| async move {
+        let server = server(secured);
+        unacked_is_redelivered_after_restart(transport(&server).await).await;
+    };
+    acks_follow_commits => |secured| async move {
+        let server = server(secured);
+        ack_only_after_commit(transport(&server).await).await;
+    };
+    rejected_envelopes => |secured| async move {
+        let server = server(secured);
+        rejected_envelopes_change_nothing(transport(&server).await).await;
+    };
+    exactly_once_through_graceful_broker_restart => |secured| through_restart(secured, false);
+    exactly_once_through_broker_sigkill => |secured| through_restart(secured, true);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acks_follow_commits() {
-    let server = NatsServer::start();
-    ack_only_after_commit(transport(&server).await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rejected_envelopes() {
-    let server = NatsServer::start();
-    rejected_envelopes_change_nothing(transport(&server).await).await;
-}
-
-async fn through_restart(kill: bool) {
-    let server = NatsServer::start();
+async fn through_restart(secured: bool, kill: bool) {
+    let server = server(secured);
     let t = transport(&server).await;
     let server = std::sync::Arc::new(std::sync::Mutex::new(server));
     let handle = server.clone();
@@ -51,12 +83,30 @@ async fn through_restart(kill: bool) {
     drop(server);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exactly_once_through_graceful_broker_restart() {
-    through_restart(false).await;
+/// Whether a publish through `config` reaches the broker within a few seconds.
+async fn publishes(config: bus::NatsConfig) -> bool {
+    let Ok(t) = NatsTransport::connect(config).await else { return false };
+    let publish = t.publish(C, [7; 32], b"let me in".to_vec());
+    matches!(tokio::time::timeout(Duration::from_secs(5), publish).await, Ok(Ok(())))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exactly_once_through_broker_sigkill() {
-    through_restart(true).await;
+async fn the_secured_server_lets_in_only_clients_with_its_credentials_over_tls() {
+    let server = NatsServer::start_secured();
+    assert!(publishes(server.nats_config("gate")).await, "the right credentials over TLS");
+    // A wrong password.
+    let mut wrong = server.nats_config("gate");
+    wrong.auth = NatsAuth::UserPassword {
+        user: "tc".into(),
+        password: zeroize::Zeroizing::new("not-the-password".into()),
+    };
+    assert!(!publishes(wrong).await, "a wrong password got in");
+    // No credentials.
+    let mut anonymous = server.nats_config("gate");
+    anonymous.auth = NatsAuth::None;
+    assert!(!publishes(anonymous).await, "a client without credentials got in");
+    // The right password, but the server's certificate not trusted (no test CA).
+    let mut untrusting = server.nats_config("gate");
+    untrusting.tls = Some(bus::NatsTls::default());
+    assert!(!publishes(untrusting).await, "a client not trusting the CA got in");
 }

@@ -148,6 +148,8 @@ pub type Overrides = service::config::Overrides<CoordinatorEnv>;
 
 /// Environment variable holding the identity key (hex), instead of a file.
 pub const IDENTITY_KEY_ENV: &str = "COORDINATOR_IDENTITY_KEY";
+/// Environment variable holding the broker password (`[bus] user`), instead of a file.
+pub const BUS_PASSWORD_ENV: &str = "COORDINATOR_BUS_PASSWORD";
 
 impl SetConfig {
     /// The set's database key.

@@ -53,7 +53,7 @@ pub mod status;
 
 use std::{sync::Arc, time::Duration};
 
-use bus::{BusMetrics, Mailbox, NatsConfig, NatsTransport, ReceiverTask, SenderTask, Transport};
+use bus::{BusMetrics, Mailbox, NatsTransport, ReceiverTask, SenderTask, Transport};
 use db::{Db, DbError, Schema};
 use messages::{Identity, KeyRegistry, Party};
 use task::{FatalError, RunConfig, Shutdown, TaskStats, TaskWaker};
@@ -349,8 +349,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
         Sim::new(db.clone(), identity, registry, settings, Arc::new(SystemClock), &mut metrics);
     sim.start()?;
 
-    let mut nats = NatsConfig::new(config.bus.nats_url.clone(), config.bus.namespace.clone());
-    nats.ack_wait = Duration::from_millis(config.bus.ack_wait_ms);
+    let nats = config.bus.nats(config::BUS_PASSWORD_ENV)?;
     let transport = NatsTransport::connect(nats).await?;
 
     // Bind first: a taken port must stop us before any task consumed anything.

@@ -312,8 +312,13 @@ fn start(record: &mut Record, o: &UpOptions, say: &dyn Fn(&str)) -> Result<Strin
         coordinator_extra: "sign_timeout_ms = 5000\nchain = \"regtest\"\n".into(),
         ..Options::keys_only("litecoin", o.validators, o.threshold)
     };
-    let layout =
-        Layout::write(&dir, &options, &nats_url, &record.processor_bin, &record.coordinator_bin)?;
+    let layout = Layout::write(
+        &dir,
+        &options,
+        &crate::Broker { url: nats_url.clone(), secured: None },
+        &record.processor_bin,
+        &record.coordinator_bin,
+    )?;
     record.coordinator = Some(CoordinatorRecord {
         config: layout.coordinator_config.clone(),
         http: layout.coordinator_http,

@@ -300,14 +300,40 @@ pub struct Layout {
     pub coordinator_http: u16,
 }
 
+/// How the processes reach the broker: its URL and, for a secured broker, the user, the
+/// password file and the CA its certificate chains to.
+#[derive(Clone, Debug)]
+pub struct Broker {
+    /// The broker's URL.
+    pub url: String,
+    /// Set for a broker that requires TLS and a user and password.
+    pub secured: Option<bus::testing::Secured>,
+}
+
+impl Broker {
+    /// The `[bus]` table's connection lines for this broker.
+    fn bus_lines(&self) -> String {
+        let mut lines = format!("nats_url = \"{}\"\n", self.url);
+        if let Some(s) = &self.secured {
+            lines += &format!(
+                "user = \"{}\"\npassword_file = \"{}\"\ntls_ca_file = \"{}\"\n",
+                s.user,
+                s.password_file.display(),
+                s.ca_file.display()
+            );
+        }
+        lines
+    }
+}
+
 impl Layout {
     /// Creates the identities and secrets and writes the configs under `dir` (which must
-    /// not hold an earlier layout: identity files are never overwritten), for a broker at
-    /// `nats_url`. Ports are free loopback ports picked now.
+    /// not hold an earlier layout: identity files are never overwritten), for `broker`.
+    /// Ports are free loopback ports picked now.
     pub fn write(
         dir: &Path,
         options: &Options,
-        nats_url: &str,
+        broker: &Broker,
         processor_bin: &Path,
         coordinator_bin: &Path,
     ) -> Result<Layout, DevnetError> {
@@ -336,13 +362,13 @@ impl Layout {
                 &config,
                 format!(
                     "network = \"{network}\"\nvalidator = {validator}\ndata_dir = \"{data}\"\n\n\
-                     [bus]\nnats_url = \"{url}\"\nnamespace = \"{namespace}\"\nresend_after_ms = 1000\nack_wait_ms = 5000\n\n\
+                     [bus]\n{bus}namespace = \"{namespace}\"\nresend_after_ms = 1000\nack_wait_ms = 5000\n\n\
                      [coordinator]\npublic_key = \"{coordinator_public}\"\n\n\
                      [secrets]\nidentity_key_file = \"{key}\"\ndb_secret_file = \"{secret}\"\n\n\
                      [http]\nlisten = \"127.0.0.1:{http}\"\n{malice}{node}",
                     network = options.network,
                     data = home.join("data").display(),
-                    url = nats_url,
+                    bus = broker.bus_lines(),
                     key = key.display(),
                     secret = secret.display(),
                     node = options.node.as_ref().map(node_table).unwrap_or_default(),
@@ -367,13 +393,13 @@ impl Layout {
             &coordinator_config,
             format!(
                 "data_dir = \"{data}\"\nkeygen_timeout_ms = {timeout}\n{extra}\n\
-                 [bus]\nnats_url = \"{url}\"\nnamespace = \"{namespace}\"\nresend_after_ms = 1000\nack_wait_ms = 5000\n\n\
+                 [bus]\n{bus}namespace = \"{namespace}\"\nresend_after_ms = 1000\nack_wait_ms = 5000\n\n\
                  [secrets]\nidentity_key_file = \"{key}\"\n\n\
                  [http]\nlisten = \"127.0.0.1:{http}\"\n\n\
                  [[sets]]\nnetwork = \"{network}\"\nsession = 0\nthreshold = {t}\n{set_entries}",
                 data = dir.join("coordinator-sim").display(),
                 timeout = options.keygen_timeout.as_millis(),
-                url = nats_url,
+                bus = broker.bus_lines(),
                 key = coordinator_key.display(),
                 http = coordinator_http,
                 network = options.network,
@@ -502,9 +528,10 @@ impl Cluster {
             .prefix("devnet-")
             .tempdir()
             .map_err(io("creating the working directory"))?;
-        let nats = NatsServer::start();
-        let layout =
-            Layout::write(dir.path(), options, &nats.url(), &processor_bin, &coordinator_bin)?;
+        // Secured as in production: TLS (a test CA) and a user and password.
+        let nats = NatsServer::start_secured();
+        let broker = Broker { url: nats.url(), secured: nats.secured.clone() };
+        let layout = Layout::write(dir.path(), options, &broker, &processor_bin, &coordinator_bin)?;
         let mut cluster = Cluster {
             processors: layout
                 .processors

@@ -210,6 +210,8 @@ pub type Overrides = service::config::Overrides<ProcessorEnv>;
 pub const IDENTITY_KEY_ENV: &str = "PROCESSOR_IDENTITY_KEY";
 /// Environment variable holding the sealing secret, instead of a file.
 pub const DB_SECRET_ENV: &str = "PROCESSOR_DB_SECRET";
+/// Environment variable holding the broker password (`[bus] user`), instead of a file.
+pub const BUS_PASSWORD_ENV: &str = "PROCESSOR_BUS_PASSWORD";
 
 impl Config {
     /// Reads and validates `path`, then applies `overrides`.

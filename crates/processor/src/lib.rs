@@ -19,7 +19,7 @@ pub mod status;
 
 use std::{sync::Arc, time::Duration};
 
-use bus::{BusMetrics, Mailbox, NatsConfig, NatsTransport, ReceiverTask, SenderTask};
+use bus::{BusMetrics, Mailbox, NatsTransport, ReceiverTask, SenderTask};
 use db::{Db, DbError, Schema};
 use messages::{KeyRegistry, Party};
 use task::{RunConfig, Shutdown, TaskStats, TaskWaker};
@@ -118,8 +118,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
     let bus_metrics = BusMetrics::registered(&mut metrics_registry);
     let mailbox = Mailbox::new(me, identity, Arc::new(registry), bus_metrics);
 
-    let mut nats = NatsConfig::new(config.bus.nats_url.clone(), config.bus.namespace.clone());
-    nats.ack_wait = Duration::from_millis(config.bus.ack_wait_ms);
+    let nats = config.bus.nats(config::BUS_PASSWORD_ENV)?;
     let transport = NatsTransport::connect(nats).await?;
 
     let (sender_waker, handler_waker) = (TaskWaker::new(), TaskWaker::new());

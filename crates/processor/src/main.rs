@@ -88,11 +88,14 @@ fn check(config: &Config) -> Result<(), String> {
     let party = config.party().map_err(|e| e.to_string())?;
     let identity = config.identity().map_err(|e| e.to_string())?;
     drop(config.db_secret().map_err(|e| e.to_string())?);
+    let bus = config.bus.nats(processor::config::BUS_PASSWORD_ENV).map_err(|e| e.to_string())?;
     println!(
-        "ok: {party} (identity {}), data in {}, NATS {}, {}",
+        "ok: {party} (identity {}), data in {}, NATS {} ({:?}{}), {}",
         hex::encode(identity.public().as_bytes()),
         config.db_path().display(),
         config.bus.nats_url,
+        bus.auth,
+        if bus.tls.is_some() { ", TLS" } else { "" },
         match &config.node {
             Some(node) => format!("node {} on {}", node.rpc_url, node.chain),
             None => "no [node]: key generation only".to_string(),

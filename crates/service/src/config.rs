@@ -131,6 +131,99 @@ pub struct BusConfig {
     /// The broker redelivers an unacknowledged delivery after this many milliseconds.
     #[serde(default = "default_ack_wait_ms")]
     pub ack_wait_ms: u64,
+    /// The broker user; its password comes from the password's environment variable or
+    /// `password_file`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The file holding the broker user's password (not readable by group or others).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// A NATS credentials file (user JWT and nkey seed), instead of a user and password.
+    #[serde(default)]
+    pub creds_file: Option<PathBuf>,
+    /// Require TLS to the broker (implied by any `tls_*` file).
+    #[serde(default)]
+    pub tls: bool,
+    /// The CA certificate (PEM) the broker's certificate must chain to (besides the
+    /// system's roots).
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// A client certificate (PEM), for a broker that verifies clients; with `tls_key_file`.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+}
+
+impl BusConfig {
+    /// The transport's config: the broker, the redelivery delay, and the credentials and
+    /// TLS settings, checked (the password read as [`read_secret`] reads it, from
+    /// `password_env` or `password_file`; every named file readable).
+    pub fn nats(&self, password_env: &'static str) -> Result<bus::NatsConfig, ConfigError> {
+        let mut nats = bus::NatsConfig::new(self.nats_url.clone(), self.namespace.clone());
+        nats.ack_wait = std::time::Duration::from_millis(self.ack_wait_ms);
+        nats.auth = match (&self.user, &self.creds_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "bus.creds_file",
+                    "give either bus.user (with a password) or bus.creds_file, not both",
+                ))
+            }
+            (Some(user), None) => bus::NatsAuth::UserPassword {
+                user: user.clone(),
+                password: read_secret(
+                    "the broker password",
+                    password_env,
+                    "bus.password_file",
+                    self.password_file.as_deref(),
+                )?,
+            },
+            (None, creds) => {
+                if self.password_file.is_some() {
+                    return Err(ConfigError::invalid("bus.password_file", "set bus.user too"));
+                }
+                match creds {
+                    Some(path) => {
+                        readable("bus.creds_file", path)?;
+                        bus::NatsAuth::CredsFile(path.clone())
+                    }
+                    None => bus::NatsAuth::None,
+                }
+            }
+        };
+        let files = [
+            ("bus.tls_ca_file", &self.tls_ca_file),
+            ("bus.tls_cert_file", &self.tls_cert_file),
+            ("bus.tls_key_file", &self.tls_key_file),
+        ];
+        if self.tls || files.iter().any(|(_, f)| f.is_some()) {
+            for (field, file) in files {
+                if let Some(path) = file {
+                    readable(field, path)?;
+                }
+            }
+            let client_cert = match (&self.tls_cert_file, &self.tls_key_file) {
+                (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+                (None, None) => None,
+                _ => {
+                    return Err(ConfigError::invalid(
+                        "bus.tls_cert_file",
+                        "give bus.tls_cert_file and bus.tls_key_file together",
+                    ))
+                }
+            };
+            nats.tls = Some(bus::NatsTls { ca_file: self.tls_ca_file.clone(), client_cert });
+        }
+        Ok(nats)
+    }
+}
+
+/// Checks that the file `field` names can be read.
+fn readable(field: &'static str, path: &Path) -> Result<(), ConfigError> {
+    std::fs::File::open(path)
+        .map(drop)
+        .map_err(|e| ConfigError::invalid(field, format!("cannot read {}: {e}", path.display())))
 }
 
 fn default_resend_ms() -> u64 {
@@ -318,6 +411,13 @@ mod tests {
             namespace: "n".into(),
             resend_after_ms: 1,
             ack_wait_ms: 2,
+            user: None,
+            password_file: None,
+            creds_file: None,
+            tls: false,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         };
         let mut http = HttpConfig::<9300>::default();
         let mut log = LogConfig::default();
@@ -348,6 +448,71 @@ mod tests {
         assert_eq!(read_secret("s", env, "f", Some(&path))?.as_str(), "hunter2hunter2hunter2");
         let err = read_secret("s", env, "f", None).err().ok_or("accepted")?;
         assert!(matches!(err, ConfigError::MissingSecret { .. }), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_bus_credentials_and_tls_settings_are_checked() -> Result<(), Box<dyn std::error::Error>>
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir()?;
+        let password = dir.path().join("bus-password");
+        std::fs::write(&password, "s3cret-broker-password\n")?;
+        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600))?;
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not checked here: the TLS handshake reads it")?;
+        let env = "SERVICE_TEST_UNSET_BUS_PASSWORD";
+        let base: BusConfig =
+            toml::from_str("nats_url = \"nats://127.0.0.1:1\"\nnamespace = \"n\"")?;
+        // Nothing set: no credentials, no TLS.
+        let open = base.nats(env)?;
+        assert!(matches!(open.auth, bus::NatsAuth::None) && open.tls.is_none());
+        // A user, its password from the file, and a CA: TLS required.
+        let secured = BusConfig {
+            user: Some("p1".into()),
+            password_file: Some(password.clone()),
+            tls_ca_file: Some(ca.clone()),
+            ..base.clone()
+        }
+        .nats(env)?;
+        match &secured.auth {
+            bus::NatsAuth::UserPassword { user, password } => {
+                assert_eq!((user.as_str(), password.as_str()), ("p1", "s3cret-broker-password"));
+            }
+            other => return Err(format!("{other:?}").into()),
+        }
+        assert_eq!(secured.tls.as_ref().and_then(|t| t.ca_file.clone()), Some(ca.clone()));
+        // The password is never printed.
+        assert!(!format!("{:?}", secured.auth).contains("s3cret"));
+        // Refused, each naming the field: a user without a password, a password without a
+        // user, a user and a creds file, half a client certificate, an unreadable file.
+        let refused = |config: BusConfig, field: &str| -> Result<(), String> {
+            match config.nats(env) {
+                Ok(_) => Err(format!("{field}: accepted")),
+                Err(e) if e.to_string().contains(field) => Ok(()),
+                Err(e) => Err(format!("{field}: {e}")),
+            }
+        };
+        refused(BusConfig { user: Some("p1".into()), ..base.clone() }, "bus.password_file")?;
+        refused(BusConfig { password_file: Some(password.clone()), ..base.clone() }, "bus.user")?;
+        refused(
+            BusConfig {
+                user: Some("p1".into()),
+                password_file: Some(password.clone()),
+                creds_file: Some(ca.clone()),
+                ..base.clone()
+            },
+            "bus.creds_file",
+        )?;
+        refused(BusConfig { tls_cert_file: Some(ca.clone()), ..base.clone() }, "bus.tls_key_file")?;
+        refused(
+            BusConfig { tls_ca_file: Some(dir.path().join("missing.pem")), ..base.clone() },
+            "bus.tls_ca_file",
+        )?;
+        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o640))?;
+        let insecure =
+            BusConfig { user: Some("p1".into()), password_file: Some(password), ..base.clone() };
+        assert!(insecure.nats(env).is_err(), "a group-readable password file was accepted");
         Ok(())
     }
 
