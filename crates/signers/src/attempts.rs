@@ -91,10 +91,10 @@ enum Stage {
     Done,
 }
 
-struct Current {
-    attempt: u32,
-    stage: Stage,
-}
+/// How many attempts of one item whose share was released are kept (their machines wait
+/// for the set's shares): concurrent signing sessions (ROAST) may complete an earlier
+/// attempt after a later one was released.
+pub const KEPT_ATTEMPTS: usize = 4;
 
 /// The signing attempts of one session's key at one processor.
 ///
@@ -103,13 +103,18 @@ struct Current {
 pub struct Signers {
     session: Session,
     me: Participant,
-    current: HashMap<SignKind, Current>,
+    /// Per kind, the attempts still in memory: at most one unused preprocess (the latest
+    /// release) and up to [`KEPT_ATTEMPTS`] that shared.
+    current: HashMap<SignKind, BTreeMap<u32, Stage>>,
 }
 
 impl fmt::Debug for Signers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let attempts: Vec<_> =
-            self.current.iter().map(|(k, c)| (kind_label(k), c.attempt)).collect();
+        let attempts: Vec<_> = self
+            .current
+            .iter()
+            .map(|(k, c)| (kind_label(k), c.keys().copied().collect::<Vec<_>>()))
+            .collect();
         f.debug_struct("Signers")
             .field("session", &self.session)
             .field("me", &self.me)
@@ -168,15 +173,17 @@ impl Signers {
         ATTEMPTED.put(txn, &(id.session.0, kind, id.attempt), &())?;
         let latest = LATEST.get(txn, &(id.session.0, kind))?.unwrap_or(0).max(id.attempt);
         LATEST.put(txn, &(id.session.0, kind), &latest)?;
-        // Any older machine is dropped here, its nonces with it.
+        // An older attempt's unused machine is dropped here, its nonces with it (at most one
+        // pending preprocess per item); older attempts that shared keep their machines, up
+        // to KEPT_ATTEMPTS, so that their sessions can still aggregate.
         let (machine, preprocess) = machine.preprocess();
-        self.current.insert(
-            id.kind,
-            Current {
-                attempt: id.attempt,
-                stage: Stage::Preprocessed { machine, preprocess: preprocess.clone() },
-            },
-        );
+        let attempts = self.current.entry(id.kind).or_default();
+        attempts.retain(|_, stage| matches!(stage, Stage::Shared { .. }));
+        while attempts.len() >= KEPT_ATTEMPTS {
+            attempts.pop_first();
+        }
+        attempts
+            .insert(id.attempt, Stage::Preprocessed { machine, preprocess: preprocess.clone() });
         tracing::info!(
             target: "tc::nonce",
             session = id.session.0,
@@ -248,10 +255,10 @@ impl Signers {
 
     /// The in-memory stage of exactly `id`'s attempt, or why there is none.
     fn stage(&mut self, id: SignId) -> Result<&mut Stage, &'static str> {
-        match self.current.get_mut(&id.kind) {
-            Some(current) if current.attempt == id.attempt => Ok(&mut current.stage),
-            _ => Err("no machine for this attempt"),
-        }
+        self.current
+            .get_mut(&id.kind)
+            .and_then(|attempts| attempts.get_mut(&id.attempt))
+            .ok_or("no machine for this attempt")
     }
 
     fn sign(&mut self, id: SignId, preprocesses: &BTreeMap<Participant, Vec<u8>>) -> Handled {

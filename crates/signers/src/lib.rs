@@ -24,8 +24,11 @@
 //!   signs (whatever the outcome) and none is `Clone`; a duplicate `Preprocesses` or
 //!   `Shares` is ignored. A share is only produced for an attempt whose preprocess this
 //!   same in-memory manager released, and only if the set's preprocess for us is ours.
-//! - A `Share` is only answered for the current attempt of its kind; a `Reattempt` drops
-//!   the older attempt's machine (and its nonces).
+//! - A `Share` is only answered for the latest attempt released for its kind (at most one
+//!   unused preprocess per item): a `Reattempt` drops an older attempt's unused machine
+//!   (and its nonces). Attempts that already shared keep their machines (the latest
+//!   [`attempts::KEPT_ATTEMPTS`]) until their `Shares` arrive, so that concurrent sessions
+//!   (ROAST) can complete an earlier attempt after a later one started.
 //! - Misbehaviour is returned as data: an unreadable, over-long or invalid preprocess or
 //!   share yields `Blame { accused }` (FROST identifiable abort) and drops the machine.
 //! - A completed kind ([`attempts::Signers::complete`]) is never signed again: every later

@@ -148,8 +148,10 @@ struct Model {
     shares: HashMap<(SignKind, u32), Vec<u8>>,
     /// Preprocesses released in this process lifetime (committed), with their nonce.
     lifetime: HashMap<(SignKind, u32), u64>,
-    /// The manager's in-memory attempt per kind, as its outputs imply.
-    current: HashMap<SignKind, (u32, Stage)>,
+    /// The manager's in-memory attempts per kind, as its outputs imply: a release drops
+    /// every older attempt that did not share, and keeps the latest
+    /// `signers::attempts::KEPT_ATTEMPTS` in all.
+    current: HashMap<SignKind, BTreeMap<u32, Stage>>,
     /// Highest committed attempt per kind.
     latest: HashMap<SignKind, u32>,
     /// Nonces that produced a share (committed or not).
@@ -162,7 +164,12 @@ impl Model {
         assert_eq!(id.session, SESSION);
         assert!(!self.complete.contains(&id.kind), "a preprocess for a complete kind");
         let nonce = untag(b'P', &preprocess);
-        self.current.insert(id.kind, (id.attempt, Stage::Pre(nonce)));
+        let attempts = self.current.entry(id.kind).or_default();
+        attempts.retain(|_, stage| matches!(stage, Stage::Shared(_)));
+        while attempts.len() >= signers::attempts::KEPT_ATTEMPTS {
+            attempts.pop_first();
+        }
+        attempts.insert(id.attempt, Stage::Pre(nonce));
         if commit {
             let key = (id.kind, id.attempt);
             assert!(!self.sent.contains_key(&key), "preprocess for {key:?} released twice");
@@ -184,14 +191,18 @@ impl Model {
             "a share for {key:?} from nonces not released for it in this lifetime"
         );
         assert!(self.used.insert(nonce), "nonce {nonce} used for two shares");
-        self.current.insert(id.kind, (id.attempt, Stage::Shared(nonce)));
+        self.current.entry(id.kind).or_default().insert(id.attempt, Stage::Shared(nonce));
         if commit {
             self.shares.insert(key, share.to_vec());
         }
     }
 
+    fn stage(&self, kind: SignKind, attempt: u32) -> Option<Stage> {
+        self.current.get(&kind).and_then(|attempts| attempts.get(&attempt)).copied()
+    }
+
     fn done(&mut self, id: SignId) {
-        self.current.insert(id.kind, (id.attempt, Stage::Done));
+        self.current.entry(id.kind).or_default().insert(id.attempt, Stage::Done);
     }
 }
 
@@ -278,8 +289,8 @@ fn run(ops: Vec<Op>) {
                 let handled = signers.handle(&mut txn, &request, factory).unwrap();
                 let live = echoed
                     && !model.complete.contains(&kind)
-                    && matches!(model.current.get(&kind), Some((a, Stage::Pre(n)))
-                        if *a == attempt && model.lifetime.get(&(kind, attempt)) == Some(n));
+                    && matches!(model.stage(kind, attempt), Some(Stage::Pre(n))
+                        if model.lifetime.get(&(kind, attempt)) == Some(&n));
                 match handled {
                     Handled::Reply(SignResponse::Share { id: got, share }) => {
                         assert_eq!(got, id);
@@ -297,7 +308,7 @@ fn run(ops: Vec<Op>) {
                     other => panic!("preprocesses gave {other:?}"),
                 }
                 if live && !bad {
-                    assert!(matches!(model.current.get(&kind), Some((_, Stage::Shared(_)))));
+                    assert!(matches!(model.stage(kind, attempt), Some(Stage::Shared(_))));
                 }
                 if commit {
                     txn.commit().unwrap();
@@ -316,14 +327,14 @@ fn run(ops: Vec<Op>) {
                 };
                 let mut txn = txn_db.write().unwrap();
                 let handled = signers.handle(&mut txn, &request, factory).unwrap();
-                let state = model.current.get(&kind).copied();
-                let live = !model.complete.contains(&kind)
-                    && matches!(state, Some((a, Stage::Shared(_))) if a == attempt);
+                let state = model.stage(kind, attempt);
+                let live =
+                    !model.complete.contains(&kind) && matches!(state, Some(Stage::Shared(_)));
                 match handled {
                     Handled::Signed { id: got, signed } => {
                         assert_eq!(got, id);
                         assert!(live && !bad, "signed without a live machine");
-                        let Some((_, Stage::Shared(nonce))) = state else { unreachable!() };
+                        let Some(Stage::Shared(nonce)) = state else { unreachable!() };
                         assert_eq!(signed, nonce.to_le_bytes().to_vec());
                         model.done(id);
                     }

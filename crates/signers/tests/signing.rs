@@ -408,3 +408,37 @@ fn a_set_below_the_threshold_fails_without_blame() {
         Handled::Ignored("attempt already answered (duplicate)")
     );
 }
+
+/// Concurrent sessions (ROAST): signers that shared in attempt 0 release attempt 1 while
+/// attempt 0 still waits for a withheld share; attempt 1 signs without the withholder, and
+/// attempt 0, completed afterwards, still aggregates (its machines were kept). An unused
+/// older preprocess is not: a signer keeps at most one.
+#[test]
+fn an_earlier_attempt_still_aggregates_after_a_later_one_was_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = nodes(&dir, 2, 4);
+    let key = group_key(&nodes[0].keys);
+    let b = batch(3);
+    let pre0 = start_all(&mut nodes, &b);
+    // Attempt 0: members 1 and 2; 2 shares, 1 holds its share back for now.
+    let set0 = [1u16, 2];
+    let request = SignRequest::Preprocesses { id: id(&b, 0), preprocesses: subset(&pre0, &set0) };
+    let shares0: BTreeMap<u16, Vec<u8>> = set0
+        .iter()
+        .map(|i| (*i, share_of(node(&mut nodes, *i).handle(&b, &request), id(&b, 0))))
+        .collect();
+    // Attempt 1 starts meanwhile: 2 (which shared), 3 and 4 preprocess it.
+    let pre1 = reattempt_all(&mut nodes, &b, 1, &[2, 3, 4]);
+    // Member 3's unused attempt-0 machine is gone: it keeps one pending preprocess.
+    let stale = SignRequest::Preprocesses { id: id(&b, 0), preprocesses: subset(&pre0, &[3, 4]) };
+    assert!(matches!(node(&mut nodes, 3).handle(&b, &stale), Handled::Ignored(_)));
+    let signature1 = sign_with(&mut nodes, &b, id(&b, 1), &pre1, &[2, 3]);
+    assert_eq!(batch::verify(&key, &b, &signature1), Ok(()));
+    // Attempt 0 completes late: member 2 (which has released attempt 1 since) aggregates it.
+    let request = SignRequest::Shares { id: id(&b, 0), shares: shares0 };
+    let signature0 = signed_of(node(&mut nodes, 2).handle(&b, &request), id(&b, 0));
+    assert_eq!(batch::verify(&key, &b, &signature0), Ok(()));
+    // And member 1, whose only machine is attempt 0's.
+    let signature = signed_of(node(&mut nodes, 1).handle(&b, &request), id(&b, 0));
+    assert_eq!(signature, signature0);
+}
