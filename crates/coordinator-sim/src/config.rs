@@ -125,8 +125,13 @@ pub struct Config {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Selection {
-    /// The first `t` key holders to preprocess (no two in dispute).
+    /// Concurrent sessions (ROAST): the first `t` key holders to preprocess sign, and
+    /// the next set forms as soon as one is fixed, from the key holders free again, so
+    /// that a member withholding its share costs no timeout.
     #[default]
+    Roast,
+    /// The first `t` key holders to preprocess (no two in dispute), one attempt at a
+    /// time: a member withholding its share costs a timeout.
     Responsive,
     /// The `t` key holders preferred by hash, waited for.
     Preferred,

@@ -126,6 +126,20 @@ pub struct SignItemStatus {
     pub excluded: Vec<u16>,
     /// Members that have not sent what the stage needs.
     pub waiting_for: Vec<u16>,
+    /// Earlier attempts still running beside this one (ROAST's concurrent sessions).
+    #[serde(default)]
+    pub sessions: Vec<SessionStatus>,
+}
+
+/// An open session: an earlier attempt still running.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionStatus {
+    /// Its attempt.
+    pub attempt: u32,
+    /// `shares` or `completing`.
+    pub stage: String,
+    /// Its signing set.
+    pub selected: Vec<u16>,
 }
 
 fn item_status(txn: &impl Get, item: &SignItem) -> Result<SignItemStatus, DbError> {
@@ -141,6 +155,15 @@ fn item_status(txn: &impl Get, item: &SignItem) -> Result<SignItemStatus, DbErro
         selected: item.selected.clone(),
         excluded: item.excluded.clone(),
         waiting_for: signing::waiting_for(txn, item)?,
+        sessions: item
+            .open
+            .iter()
+            .map(|o| SessionStatus {
+                attempt: o.attempt,
+                stage: o.stage.name().into(),
+                selected: o.selected.clone(),
+            })
+            .collect(),
     })
 }
 
@@ -321,6 +344,12 @@ impl StatusReport {
                     "  signing      {} {} attempt {} stage {} set {:?} excluded {:?} waiting for {:?}\n",
                     i.kind, i.id, i.attempt, i.stage, i.selected, i.excluded, i.waiting_for
                 );
+                for o in &i.sessions {
+                    out += &format!(
+                        "               open session: attempt {} stage {} set {:?}\n",
+                        o.attempt, o.stage, o.selected
+                    );
+                }
             }
         }
         out

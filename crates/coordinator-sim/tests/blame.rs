@@ -7,96 +7,14 @@
 
 mod rig;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use ciphersuite::group::ff::PrimeField;
 use coordinator_sim::signing::{signing_set, SignOutcome};
-use messages::{BatchReport, CoordinatorMessage, SignKind, SignRequest, SignResponse};
-use modular_frost::curve::{Ciphersuite, Ristretto};
+use messages::{BatchReport, SignKind, SignResponse};
 use primitives::Batch;
-use signers::{batch_machine, Signing};
+use signers::batch_machine;
 
 use rig::*;
-
-/// One attempt's signers, machines holding their nonces.
-struct Attempt {
-    signing: BTreeMap<u16, Box<dyn Signing>>,
-    preprocesses: BTreeMap<u16, Vec<u8>>,
-}
-
-impl Attempt {
-    /// Each of `set` preprocesses (sent to the simulator, which takes every one).
-    fn preprocess(rig: &mut Rig, batch: &Batch, attempt: u32, set: &[u16]) -> Attempt {
-        let kind = SignKind::Batch(batch.id);
-        let mut signing = BTreeMap::new();
-        let mut preprocesses = BTreeMap::new();
-        for v in set {
-            let (machine, preprocess) =
-                batch_machine(keys()[v].ristretto.clone(), batch).preprocess();
-            let id = sid(kind, attempt);
-            let outcome =
-                rig.sign(*v, SignResponse::Preprocess { id, preprocess: preprocess.clone() });
-            assert!(matches!(outcome, SignOutcome::Progress | SignOutcome::Stored), "{outcome:?}");
-            signing.insert(*v, machine);
-            preprocesses.insert(*v, preprocess);
-        }
-        Attempt { signing, preprocesses }
-    }
-
-    /// Keeps only the members of the set the simulator fixed.
-    fn only(mut self, set: &[u16]) -> Attempt {
-        self.signing.retain(|v, _| set.contains(v));
-        self.preprocesses.retain(|v, _| set.contains(v));
-        self
-    }
-
-    /// Every member's honest share.
-    fn shares(self) -> BTreeMap<u16, Vec<u8>> {
-        let mut out = BTreeMap::new();
-        for (v, machine) in self.signing {
-            let others: HashMap<u16, Vec<u8>> = self
-                .preprocesses
-                .iter()
-                .filter(|(l, _)| **l != v)
-                .map(|(l, p)| (*l, p.clone()))
-                .collect();
-            let (_, share) = machine.sign(others).unwrap();
-            out.insert(v, share);
-        }
-        out
-    }
-}
-
-fn report_everywhere(rig: &Rig, batch: &Batch) {
-    for v in HOLDERS {
-        assert_eq!(rig.report(v, BatchReport::Batch(batch.clone())), SignOutcome::Noted);
-    }
-}
-
-fn tampered(share: &[u8]) -> Vec<u8> {
-    let mut reader = share;
-    let s = <Ristretto as Ciphersuite>::read_F(&mut reader).unwrap();
-    let bumped = s + <Ristretto as Ciphersuite>::F::from(1u64);
-    bumped.to_repr().to_vec()
-}
-
-fn relayed_shares(sent: &[(u16, CoordinatorMessage)]) -> usize {
-    sent.iter()
-        .filter(|(_, m)| matches!(m, CoordinatorMessage::Sign(SignRequest::Shares { .. })))
-        .count()
-}
-
-/// The sets every later item and attempt picks leave `culprit` out.
-fn left_out(rig: &Rig, culprit: u16) {
-    let status = rig.status();
-    for item in &status.sets[0].signing.in_progress {
-        assert!(!item.selected.contains(&culprit), "{item:?}");
-    }
-    rig.preprocess(1, SignKind::Batch(9), 0);
-    let item =
-        rig.status().sets[0].signing.in_progress.iter().find(|i| i.id == "9").cloned().unwrap();
-    assert!(!item.selected.contains(&culprit), "{item:?}");
-}
 
 #[test]
 fn a_wrong_share_convicts_its_sender_before_anyone_sees_it() {

@@ -36,6 +36,9 @@ pub enum Malice {
     /// In signing: send every signature share altered (a wrong share; the processor's
     /// pipeline acts it). The number is unused (`0`).
     WrongShare(u16),
+    /// In signing: preprocess, then never send the share (a withholder; the processor's
+    /// pipeline acts it). The number is unused (`0`).
+    WithholdShare(u16),
 }
 
 /// A session's generated key pair, as stored.

@@ -308,7 +308,10 @@ impl Config {
             "false-accuse" => Ok(key_gen::Malice::FalseAccuse(who)),
             "false-blame" => Ok(key_gen::Malice::FalseBlame(who)),
             "wrong-share" => Ok(key_gen::Malice::WrongShare(who)),
-            _ => Err(invalid("KIND is invalid-share-to, false-accuse, false-blame or wrong-share")),
+            "withhold-share" => Ok(key_gen::Malice::WithholdShare(who)),
+            _ => Err(invalid(
+                "KIND is invalid-share-to, false-accuse, false-blame, wrong-share or withhold-share",
+            )),
         }
     }
 }

@@ -36,6 +36,9 @@ struct Scenario {
     malice: Option<(u16, Malice)>,
     /// A validator configured with other confirmations than the rest.
     misconfigured: Option<u16>,
+    /// Sign one attempt at a time (coordinator-sim's `responsive`) instead of with
+    /// concurrent sessions (ROAST, the default): fewer messages and commit points.
+    one_at_a_time: bool,
 }
 
 /// What a run measured.
@@ -54,6 +57,8 @@ struct Outcome {
     disputes: Vec<(u16, u16)>,
     /// The validators coordinator-sim convicted of a fault in signing.
     convicted: Vec<u16>,
+    /// Coordinator timeouts that fired (each one waited for).
+    timeouts: u64,
 }
 
 fn deposit_amount(i: u64) -> u64 {
@@ -74,7 +79,9 @@ fn run(s: Scenario, crash: Option<Crash>) -> Result<Outcome, String> {
     let own = params(s.confirmations + 1, s.max_outputs);
     let overrides: Vec<_> = s.misconfigured.map(|v| (v, own)).into_iter().collect();
     let chain_params = params(s.confirmations, s.max_outputs);
-    let mut net = Net::build(s.threshold, s.n, chain_params, &malice, &overrides);
+    let selection =
+        if s.one_at_a_time { common::Selection::Responsive } else { common::Selection::Roast };
+    let mut net = Net::build(s.threshold, s.n, chain_params, &malice, &overrides, selection);
     net.crash = crash;
     net.silent.extend(s.silent_in_keygen);
     net.mine(s.confirmations + 2)?;
@@ -217,6 +224,7 @@ fn check(
             .iter()
             .flat_map(|s| s.signing.convictions.iter().map(|c| c.validator))
             .collect(),
+        timeouts: net.timeouts_fired,
     })
 }
 
@@ -231,6 +239,7 @@ const LARGE: Scenario = Scenario {
     silent_in_keygen: None,
     malice: None,
     misconfigured: None,
+    one_at_a_time: false,
 };
 
 #[test]
@@ -266,6 +275,9 @@ fn a_reload_at_every_commit_point() {
         silent_in_keygen: None,
         malice: None,
         misconfigured: None,
+        // Every commit point is a run: the serial protocol keeps their number (and the
+        // time) down; the concurrent sessions commit the same kinds of step.
+        one_at_a_time: true,
     };
     let started = Instant::now();
     let baseline = run(small, None).unwrap();
@@ -534,6 +546,23 @@ fn a_false_accuser_cannot_stall_signing() {
     assert_eq!(outcome.convicted, vec![2], "{outcome:?}");
     // Every dispute involves the liar: no two honest validators were ever set apart.
     assert!(outcome.disputes.iter().all(|(a, b)| *a == 2 || *b == 2), "{outcome:?}");
+}
+
+/// Validator 1 of 4 (the first to answer, so in most sets) preprocesses every time and then
+/// withholds its share. With concurrent
+/// sessions (ROAST, the default) the other members are free again once they shared, and
+/// sign the next set with the key holder left out: no timeout fires in the whole run. One
+/// attempt at a time, the same run waits for a timeout each time validator 1 is in the set.
+#[test]
+fn a_signer_withholding_its_shares_costs_no_timeout() {
+    let malice = Some((1, Malice::WithholdShare(0)));
+    let roast = run(Scenario { threshold: 3, n: 4, malice, ..LARGE }, None).unwrap();
+    let serial =
+        run(Scenario { threshold: 3, n: 4, malice, one_at_a_time: true, ..LARGE }, None).unwrap();
+    eprintln!("3-of-4, validator 1 withholding: ROAST {roast:?}; one at a time {serial:?}");
+    assert_eq!(roast.timeouts, 0, "{roast:?}");
+    assert!(serial.timeouts > 0, "{serial:?}");
+    assert!(roast.convicted.is_empty() && roast.disputes.is_empty(), "{roast:?}");
 }
 
 /// Validator 3 of 4 sends a wrong signature share whenever it signs. coordinator-sim

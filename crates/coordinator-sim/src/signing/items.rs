@@ -69,6 +69,21 @@ pub struct SignItem {
     pub history: Vec<SignAttemptEnd>,
     /// A plan's transaction, once complete.
     pub tx: Option<Vec<u8>>,
+    /// Earlier attempts whose set was fixed and that still run beside the current one
+    /// (ROAST: `attempt` is then the next set forming), oldest first.
+    pub open: Vec<OpenSession>,
+}
+
+/// An earlier attempt still running beside the current one (ROAST's concurrent sessions).
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub struct OpenSession {
+    /// Its attempt number.
+    pub attempt: u32,
+    /// Its signing set, ascending.
+    pub selected: Vec<Participant>,
+    /// [`SignStage::Shares`] (waiting for shares) or [`SignStage::Completing`] (all
+    /// shares relayed).
+    pub stage: SignStage,
 }
 
 /// How many ended attempts an item keeps in its history (the latest).
@@ -145,7 +160,7 @@ pub struct NetworkSettlement {
 }
 
 /// Every item, by id.
-pub const ITEMS: Table<ItemId, SignItem> = Table::new("sim/v1/sign/items");
+pub const ITEMS: Table<ItemId, SignItem> = Table::new("sim/v2/sign/items");
 /// The items not complete yet.
 pub const ACTIVE: Table<ItemId, ()> = Table::new("sim/v1/sign/active");
 /// Preprocesses by `(item, attempt, sender)`; pruned when the attempt ends.

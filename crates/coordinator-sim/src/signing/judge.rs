@@ -162,6 +162,24 @@ impl SignCoordinator {
         check: &Checker,
         share: Option<&[u8]>,
     ) -> Result<(), SimError> {
+        let signer = self.record_conviction(txn, signer, item, culprit, fault, check, share)?;
+        let outcome = format!("validator {culprit} convicted: {fault}");
+        self.reattempt(txn, &signer, item, vec![culprit], outcome)
+    }
+
+    /// Records `culprit`'s conviction in `item`'s attempt (the first one stands), and
+    /// returns `signer` with it barred.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn record_conviction(
+        &self,
+        txn: &mut WriteTxn,
+        signer: &Signer,
+        item: &SignItem,
+        culprit: Participant,
+        fault: &str,
+        check: &Checker,
+        share: Option<&[u8]>,
+    ) -> Result<Signer, SimError> {
         tracing::error!(
             culprit,
             fault,
@@ -180,14 +198,12 @@ impl SignCoordinator {
             self.metrics.convictions.inc();
         }
         let barred = barred(txn, item.set(), signer.holders())?;
-        let signer = Signer {
+        Ok(Signer {
             state: signer.state.clone(),
             disputes: signer.disputes.clone(),
             barred,
             ..*signer
-        };
-        let outcome = format!("validator {culprit} convicted: {fault}");
-        self.reattempt(txn, &signer, item, vec![culprit], outcome)
+        })
     }
 }
 

@@ -65,6 +65,7 @@ use crate::{
 
 mod items;
 mod judge;
+mod roast;
 mod select;
 mod settle;
 mod timeouts;
@@ -333,6 +334,18 @@ impl SignCoordinator {
             }
             return Ok(outcome);
         }
+        if attempt != item.attempt
+            && matches!(response, SignResponse::Share { .. } | SignResponse::Blame { .. })
+        {
+            if let Some(index) = item.open.iter().position(|o| o.attempt == attempt) {
+                let outcome =
+                    self.on_session(txn, &signer, &mut item, index, validator, response)?;
+                if matches!(outcome, SignOutcome::Progress | SignOutcome::Stored) {
+                    ITEMS.put(txn, &id, &item)?;
+                }
+                return Ok(outcome);
+            }
+        }
         if attempt != item.attempt {
             tracing::debug!(current = item.attempt, "signing message for another attempt; ignored");
             return Ok(SignOutcome::Ignored("other_attempt"));
@@ -375,6 +388,7 @@ impl SignCoordinator {
             last_progress_ms: self.clock.now_ms(),
             history: vec![],
             tx: None,
+            open: vec![],
         }
     }
 
@@ -424,6 +438,10 @@ impl SignCoordinator {
         signer: &Signer,
         item: &mut SignItem,
     ) -> Result<(), SimError> {
+        if item.open.iter().any(|o| o.stage == SignStage::Completing) {
+            // An earlier session has every share: it signs; no other set is needed.
+            return Ok(());
+        }
         let eligible = signer.eligible_for(&item.excluded);
         let mut answered = vec![];
         for holder in &eligible {
@@ -456,6 +474,9 @@ impl SignCoordinator {
         }
         item.stage = SignStage::Shares;
         tracing::info!(selected = ?item.selected, "all preprocesses in; relayed");
+        if self.selection == Selection::Roast {
+            self.fork(txn, signer, item)?;
+        }
         Ok(())
     }
 
@@ -517,8 +538,27 @@ impl SignCoordinator {
         if accused == accuser || !item.selected.contains(&accused) {
             return Ok(SignOutcome::Ignored("bad_blame"));
         }
-        // Where the accusation can be checked from public data, it is: the accused's share
-        // (or, before shares were relayed, its preprocess) decides who is convicted.
+        let (signer, culprits, outcome) = self.judge_blame(txn, signer, item, accuser, accused)?;
+        self.reattempt(txn, &signer, item, culprits, outcome)?;
+        Ok(SignOutcome::Progress)
+    }
+
+    /// Judges `accuser`'s blame of `accused` in `item`'s attempt (or the open session it is
+    /// a view of), both members of its set after the preprocesses were relayed. Where the
+    /// accusation can be checked from public data, the accused's share (or, before shares
+    /// were relayed, its preprocess) decides who is convicted. Otherwise the pair is put in
+    /// dispute. Returns the signer as updated, the key holders to leave out of the next
+    /// attempt, and the attempt's outcome.
+    fn judge_blame(
+        &self,
+        txn: &mut WriteTxn,
+        signer: &Signer,
+        item: &SignItem,
+        accuser: Participant,
+        accused: Participant,
+    ) -> Result<(Signer, Vec<Participant>, String), SimError> {
+        self.metrics.blames.inc();
+        self.bump(txn, item.set(), |c| c.blames += 1)?;
         if let Some(check) = self.checker(txn, signer, item)? {
             let share = SHARES.get(txn, &(item.id(), item.attempt, accused))?;
             let verdict = match (&share, item.stage) {
@@ -539,23 +579,31 @@ impl SignCoordinator {
                 Verdict::Unknown => None,
             };
             if let Some((culprit, fault)) = found {
-                self.metrics.blames.inc();
-                self.bump(txn, item.set(), |c| c.blames += 1)?;
-                self.convict(txn, signer, item, culprit, &fault, &check, share.as_deref())?;
-                return Ok(SignOutcome::Progress);
+                let signer = self.record_conviction(
+                    txn,
+                    signer,
+                    item,
+                    culprit,
+                    &fault,
+                    &check,
+                    share.as_deref(),
+                )?;
+                return Ok((
+                    signer,
+                    vec![culprit],
+                    format!("validator {culprit} convicted: {fault}"),
+                ));
             }
         }
-        // Nothing here can check the accusation (the shares are checked by the signers):
-        // one of the two lies. The pair is in dispute from now on, for every item of the
-        // set: never again in one signing set (while enough others remain), so neither a
-        // cheater nor a false accuser stalls signing for long.
+        // Nothing here can check the accusation: one of the two lies. The pair is in
+        // dispute from now on, for every item of the set: never again in one signing set
+        // (while enough others remain), so neither a cheater nor a false accuser stalls
+        // signing for long.
         tracing::warn!(
             accuser,
             accused,
             "blame: the pair is in dispute; reattempting without them together"
         );
-        self.metrics.blames.inc();
-        self.bump(txn, item.set(), |c| c.blames += 1)?;
         let pair = (item.set(), accuser.min(accused), accuser.max(accused));
         // Already in dispute (they signed together only because no set without a disputed
         // pair could be filled): both sit the next attempt out.
@@ -572,9 +620,7 @@ impl SignCoordinator {
             barred: signer.barred.clone(),
             ..*signer
         };
-        let outcome = format!("validator {accuser} blamed validator {accused}");
-        self.reattempt(txn, &signer, item, culprits, outcome)?;
-        Ok(SignOutcome::Progress)
+        Ok((signer, culprits, format!("validator {accuser} blamed validator {accused}")))
     }
 
     /// A key holder reports a plan completed on its own node. Believed once `t` key
@@ -645,6 +691,7 @@ impl SignCoordinator {
         outcome: String,
     ) -> Result<(), SimError> {
         self.prune(txn, item)?;
+        self.close_sessions(txn, item)?;
         if let Some(state) = SETS.get(txn, &item.set())? {
             for p in &state.participants {
                 STATEMENTS.del(txn, &(item.id(), *p))?;
@@ -663,9 +710,19 @@ impl SignCoordinator {
     }
 
     fn prune(&self, txn: &mut WriteTxn, item: &SignItem) -> Result<(), SimError> {
+        self.prune_attempt(txn, item, item.attempt)
+    }
+
+    /// Drops the preprocesses and shares of `item`'s `attempt`.
+    fn prune_attempt(
+        &self,
+        txn: &mut WriteTxn,
+        item: &SignItem,
+        attempt: u32,
+    ) -> Result<(), SimError> {
         let Some(state) = SETS.get(txn, &item.set())? else { return Ok(()) };
         for p in &state.participants {
-            let key = (item.id(), item.attempt, *p);
+            let key = (item.id(), attempt, *p);
             PREPROCESSES.del(txn, &key)?;
             SHARES.del(txn, &key)?;
         }
@@ -687,6 +744,7 @@ impl SignCoordinator {
             return Ok(());
         };
         self.prune(txn, item)?;
+        self.close_sessions(txn, item)?;
         item.end_attempt(SignAttemptEnd {
             attempt: item.attempt,
             selected: item.selected.clone(),

@@ -1,7 +1,7 @@
 //! Deadlines: an attempt without progress is reattempted without the members that did not
 //! send what its stage needed.
 use db::{Get, WriteTxn};
-use messages::SignKind;
+use messages::{Participant, SignKind};
 
 use super::*;
 use crate::keygen::SimError;
@@ -27,8 +27,16 @@ impl SignCoordinator {
             return Ok(false);
         }
         let mut timeout = self.timeout_ms;
-        if item.stage == SignStage::Completing && matches!(item.kind, SignKind::Plan(_)) {
-            for member in &item.selected {
+        // The members of the set (or open session) whose shares were all relayed.
+        let mut signed_by: Vec<Participant> = vec![];
+        if item.stage == SignStage::Completing {
+            signed_by.extend(&item.selected);
+        }
+        for session in item.open.iter().filter(|o| o.stage == SignStage::Completing) {
+            signed_by.extend(&session.selected);
+        }
+        if matches!(item.kind, SignKind::Plan(_)) {
+            for member in &signed_by {
                 if COMPLETION_REPORTS.get(txn, &(item.id(), *member))?.is_some() {
                     timeout = timeout.saturating_mul(SIGNED_TIMEOUT_FACTOR);
                     break;
@@ -48,7 +56,14 @@ impl SignCoordinator {
                 continue;
             }
             let Ok(signer) = self.signer(txn, item.network, item.session)? else { continue };
-            let silent = waiting_for(txn, &item)?;
+            // Silent: who the forming attempt waits for, and the members of open sessions
+            // (ROAST) that never sent their share.
+            let mut silent = waiting_for(txn, &item)?;
+            for owing in self.owing(txn, &item)?.into_values() {
+                silent.extend(owing);
+            }
+            silent.sort_unstable();
+            silent.dedup();
             let span = tracing::info_span!("sign", network = %item.network, session = item.session, kind = %kind_name(&item.kind), attempt = item.attempt);
             let _enter = span.enter();
             tracing::warn!(stage = item.stage.name(), ?silent, "signing attempt timed out");

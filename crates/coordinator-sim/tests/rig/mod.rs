@@ -11,6 +11,10 @@ use std::{
 
 use bitcoin_address::{Address, AddressParams};
 use bus::Mailbox;
+use std::collections::HashMap;
+
+use ciphersuite::group::ff::PrimeField;
+use coordinator_sim::config::Selection;
 use coordinator_sim::{
     clock::ManualClock,
     config::SetConfig,
@@ -29,11 +33,13 @@ use messages::{
     open, BatchReport, Content, CoordinatorMessage, Identity, KeyGenId, KeyGenResponse,
     KeyRegistry, Party, Session, SettlementEvent, SignId, SignKind, SignRequest, SignResponse,
 };
+use modular_frost::curve::{Ciphersuite, Ristretto};
 use primitives::{
     Amount, Balance, Batch, BlockHash, Coin, InInstruction, InInstructionWithBalance, NetworkId,
     Payment, SettlementAccount,
 };
 use rand_core::OsRng;
+use signers::{batch_machine, Signing};
 
 pub const NET: NetworkId = NetworkId::Litecoin;
 pub const SIGN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -171,6 +177,7 @@ pub fn opened_since(
 }
 
 pub struct Rig {
+    pub selection: Selection,
     pub dir: tempfile::TempDir,
     pub identity: Arc<Identity>,
     pub clock: ManualClock,
@@ -201,9 +208,10 @@ impl Rig {
         let dir = tempfile::tempdir().unwrap();
         let identity = Arc::new(Identity::generate(&mut OsRng));
         let clock = ManualClock::new(1_000_000);
-        let sim = Self::open(&dir, &identity, &clock, holders);
+        let selection = Selection::Responsive;
+        let sim = Self::open(&dir, &identity, &clock, holders, selection);
         let holders = holders.to_vec();
-        let mut rig = Rig { dir, identity, clock, sim, seen: BTreeSet::new(), holders };
+        let mut rig = Rig { dir, identity, clock, sim, seen: BTreeSet::new(), holders, selection };
         let id = KeyGenId { session: Session(0), attempt: 0 };
         let all = rig.holders.clone();
         for v in all.iter().copied() {
@@ -233,11 +241,13 @@ impl Rig {
         identity: &Arc<Identity>,
         clock: &ManualClock,
         holders: &[u16],
+        selection: Selection,
     ) -> Sim {
         let db = Db::open(dir.path().join("sim.redb"), SCHEMA).unwrap();
         let set =
             SetConfig { network: NET, session: 0, threshold: 3, validators: holders.to_vec() };
-        let settings = Settings { sign_timeout: SIGN_TIMEOUT, ..Settings::new(vec![set]) };
+        let settings =
+            Settings { sign_timeout: SIGN_TIMEOUT, selection, ..Settings::new(vec![set]) };
         let sim = Sim::new(
             db,
             identity.clone(),
@@ -253,8 +263,15 @@ impl Rig {
     /// Closes the database and opens it again in a new simulator.
     pub fn restart(mut self) -> Self {
         drop(self.sim);
-        self.sim = Self::open(&self.dir, &self.identity, &self.clock, &self.holders);
+        self.sim =
+            Self::open(&self.dir, &self.identity, &self.clock, &self.holders, self.selection);
         self
+    }
+
+    /// The same simulator (database), now choosing signing sets with `selection`.
+    pub fn with_selection(mut self, selection: Selection) -> Self {
+        self.selection = selection;
+        self.restart()
     }
 
     pub fn keygen(&self, from: u16, response: KeyGenResponse) {
@@ -355,4 +372,93 @@ pub fn acks(sent: &[(u16, CoordinatorMessage)]) -> Vec<Ack> {
             other => panic!("expected a BlockAcknowledged, got {other:?}"),
         })
         .collect()
+}
+
+/// One attempt's signers, machines holding their nonces.
+pub struct Attempt {
+    pub signing: BTreeMap<u16, Box<dyn Signing>>,
+    pub preprocesses: BTreeMap<u16, Vec<u8>>,
+}
+
+impl Attempt {
+    /// Each of `set` preprocesses (sent to the simulator, which takes every one).
+    pub fn preprocess(rig: &mut Rig, batch: &Batch, attempt: u32, set: &[u16]) -> Attempt {
+        let kind = SignKind::Batch(batch.id);
+        let mut signing = BTreeMap::new();
+        let mut preprocesses = BTreeMap::new();
+        for v in set {
+            let (machine, preprocess) =
+                batch_machine(keys()[v].ristretto.clone(), batch).preprocess();
+            let id = sid(kind, attempt);
+            let outcome =
+                rig.sign(*v, SignResponse::Preprocess { id, preprocess: preprocess.clone() });
+            // A late one is stored, or (ROAST: the next attempt already forms) ignored.
+            assert!(
+                matches!(
+                    outcome,
+                    SignOutcome::Progress
+                        | SignOutcome::Stored
+                        | SignOutcome::Ignored("other_attempt")
+                ),
+                "{outcome:?}"
+            );
+            signing.insert(*v, machine);
+            preprocesses.insert(*v, preprocess);
+        }
+        Attempt { signing, preprocesses }
+    }
+
+    /// Keeps only the members of the set the simulator fixed.
+    pub fn only(mut self, set: &[u16]) -> Attempt {
+        self.signing.retain(|v, _| set.contains(v));
+        self.preprocesses.retain(|v, _| set.contains(v));
+        self
+    }
+
+    /// Every member's honest share.
+    pub fn shares(self) -> BTreeMap<u16, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        for (v, machine) in self.signing {
+            let others: HashMap<u16, Vec<u8>> = self
+                .preprocesses
+                .iter()
+                .filter(|(l, _)| **l != v)
+                .map(|(l, p)| (*l, p.clone()))
+                .collect();
+            let (_, share) = machine.sign(others).unwrap();
+            out.insert(v, share);
+        }
+        out
+    }
+}
+
+pub fn report_everywhere(rig: &Rig, batch: &Batch) {
+    for v in HOLDERS {
+        assert_eq!(rig.report(v, BatchReport::Batch(batch.clone())), SignOutcome::Noted);
+    }
+}
+
+pub fn tampered(share: &[u8]) -> Vec<u8> {
+    let mut reader = share;
+    let s = <Ristretto as Ciphersuite>::read_F(&mut reader).unwrap();
+    let bumped = s + <Ristretto as Ciphersuite>::F::from(1u64);
+    bumped.to_repr().to_vec()
+}
+
+pub fn relayed_shares(sent: &[(u16, CoordinatorMessage)]) -> usize {
+    sent.iter()
+        .filter(|(_, m)| matches!(m, CoordinatorMessage::Sign(SignRequest::Shares { .. })))
+        .count()
+}
+
+/// The sets every later item and attempt picks leave `culprit` out.
+pub fn left_out(rig: &Rig, culprit: u16) {
+    let status = rig.status();
+    for item in &status.sets[0].signing.in_progress {
+        assert!(!item.selected.contains(&culprit), "{item:?}");
+    }
+    rig.preprocess(1, SignKind::Batch(9), 0);
+    let item =
+        rig.status().sets[0].signing.in_progress.iter().find(|i| i.id == "9").cloned().unwrap();
+    assert!(!item.selected.contains(&culprit), "{item:?}");
 }

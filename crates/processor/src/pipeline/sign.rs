@@ -204,6 +204,13 @@ pub fn sign<N: PipelineNetwork>(
                 p.metrics.attempts.inc();
                 p.metrics.reattempts.inc();
             }
+            if matches!(
+                (p.keygen.malice(), &response),
+                (key_gen::Malice::WithholdShare(_), SignResponse::Share { .. })
+            ) {
+                tracing::warn!("TEST MISBEHAVIOUR: withholding a signature share");
+                return Ok(Ok(()));
+            }
             let response = wrong_share(p, response);
             p.send(txn, ProcessorMessage::Sign(response))?;
         }

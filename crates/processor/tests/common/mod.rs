@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use bus::{BusMetrics, Mailbox, Receipt};
 use coordinator_sim::clock::ManualClock;
+pub use coordinator_sim::config::Selection;
 use coordinator_sim::config::SetConfig;
 use coordinator_sim::handler::{InboxHandler as SimHandler, TimeoutTask};
 use coordinator_sim::ledger::{BurnRequest, Burner};
@@ -210,6 +211,8 @@ pub struct Net {
     /// Processors that neither run nor receive nor send (their messages wait).
     pub silent: Vec<usize>,
     sign_timeout: Duration,
+    /// Coordinator timeouts that fired (each a reattempt waited for), over the run.
+    pub timeouts_fired: u64,
     _dir: tempfile::TempDir,
 }
 
@@ -252,7 +255,7 @@ impl Net {
         params: NetworkParams,
         malice: &[(u16, Malice)],
     ) -> Net {
-        Net::build(threshold, n, params, malice, &[])
+        Net::build(threshold, n, params, malice, &[], Selection::Roast)
     }
 
     /// [`Net::with_malice`], with some validators configured unlike the chain.
@@ -262,6 +265,7 @@ impl Net {
         params: NetworkParams,
         malice: &[(u16, Malice)],
         overrides: &[(u16, NetworkParams)],
+        selection: Selection,
     ) -> Net {
         let dir = temp_dir();
         let chain = Chain::new(params);
@@ -293,6 +297,7 @@ impl Net {
         let mut settings = Settings::new(vec![set]);
         settings.sign_timeout = Duration::from_secs(30);
         settings.keygen_timeout = Duration::from_secs(60);
+        settings.selection = selection;
         let clock = ManualClock::new(1_000_000);
         let mut metrics = prometheus_client::registry::Registry::default();
         let sim = Sim::new(
@@ -316,6 +321,7 @@ impl Net {
             crash: None,
             silent: vec![],
             sign_timeout: settings.sign_timeout,
+            timeouts_fired: 0,
             _dir: dir,
         }
     }
@@ -489,6 +495,7 @@ impl Net {
             }
             // Reattempts that never end: signing cannot complete.
             timeouts += 1;
+            self.timeouts_fired += 1;
             if timeouts > 100 {
                 return Err(
                     "100 coordinator timeouts in one settle: signing never completes".into()
