@@ -289,3 +289,46 @@ fn plan_shares_are_judged_from_the_signers_statements() {
         left_out(&rig, expected);
     }
 }
+
+/// Found in review: with honest holder 3 excluded from the item (it timed out once) and
+/// holder 4 preprocessing without ever reporting the Batch, only 1 and 2 could count and
+/// nobody was waited for: every timeout reattempted with no culprit, for good. Now a key
+/// holder that preprocessed without the agreed report is waited for: the timeout excludes
+/// it instead, 3 counts again, and the item signs.
+#[test]
+fn a_withheld_report_and_an_honest_timeout_do_not_stall_an_item() {
+    let mut rig = Rig::confirmed_checking();
+    let b = batch(0, &[]);
+    for v in [1u16, 2, 3] {
+        rig.report(v, BatchReport::Batch(b.clone()));
+    }
+    let kind = SignKind::Batch(0);
+    let item = |rig: &Rig| rig.status().sets[0].signing.in_progress[0].clone();
+    // Attempt 0: 1, 2 and 3 sign; 3 never shares and is excluded at the timeout.
+    let first = Attempt::preprocess(&mut rig, &b, 0, &[1, 2, 3]);
+    assert_eq!(item(&rig).stage, "shares");
+    for (v, share) in first.only(&[1, 2, 3]).shares() {
+        if v != 3 {
+            rig.sign(v, SignResponse::Share { id: sid(kind, 0), share });
+        }
+    }
+    rig.clock.advance(SIGN_TIMEOUT.as_millis() as u64);
+    assert!(rig.check_timeouts());
+    assert_eq!(item(&rig).excluded, vec![3]);
+    // Attempt 1: 1, 2 and 4 answer, but 4 never reported the Batch: it does not count,
+    // and it is what the attempt waits for.
+    Attempt::preprocess(&mut rig, &b, 1, &[1, 2, 4]);
+    let stuck = item(&rig);
+    assert_eq!((stuck.attempt, stuck.stage.as_str()), (1, "preprocesses"));
+    assert_eq!(stuck.waiting_for, vec![4]);
+    rig.clock.advance(SIGN_TIMEOUT.as_millis() as u64);
+    assert!(rig.check_timeouts());
+    assert_eq!(item(&rig).excluded, vec![4]);
+    // Attempt 2: 3 is back, and the set is fixed.
+    Attempt::preprocess(&mut rig, &b, 2, &[1, 2, 3]);
+    let next = item(&rig);
+    assert_eq!(
+        (next.attempt, next.stage.as_str(), next.selected.clone()),
+        (2, "shares", vec![1, 2, 3])
+    );
+}

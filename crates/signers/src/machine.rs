@@ -78,6 +78,7 @@ pub struct FrostMachine<C: Curve, A: Algorithm<C>> {
     machine: AlgorithmMachine<C, A>,
     message: Vec<u8>,
     finish: Finish<A::Signature>,
+    statement: Option<Vec<u8>>,
 }
 
 impl<C: Curve, A: Algorithm<C>> fmt::Debug for FrostMachine<C, A> {
@@ -101,7 +102,14 @@ impl<C: Curve, A: Algorithm<C>> FrostMachine<C, A> {
             machine: AlgorithmMachine::new(algorithm, keys),
             message,
             finish: Box::new(finish),
+            statement: None,
         }
+    }
+
+    /// The same, stating `statement` as what it signs ([`Machine::statement`]).
+    pub fn stating(mut self, statement: Vec<u8>) -> Self {
+        self.statement = Some(statement);
+        self
     }
 }
 
@@ -163,8 +171,12 @@ pub fn parse_messages<T>(
 }
 
 impl<C: Curve + 'static, A: Algorithm<C> + 'static> Machine for FrostMachine<C, A> {
+    fn statement(&self) -> Option<Vec<u8>> {
+        self.statement.clone()
+    }
+
     fn preprocess(self: Box<Self>) -> (Box<dyn Signing>, Vec<u8>) {
-        let FrostMachine { machine, message, finish } = *self;
+        let FrostMachine { machine, message, finish, .. } = *self;
         let (machine, preprocess) = machine.preprocess(&mut OsRng);
         (Box::new(FrostSigning { machine, message, finish }), preprocess.serialize())
     }

@@ -220,7 +220,21 @@ pub fn waiting_for(txn: &impl Get, item: &SignItem) -> Result<Vec<Participant>, 
             let Some(state) = SETS.get(txn, &item.set())? else { return Ok(vec![]) };
             let barred = barred(txn, item.set(), &state.participants)?;
             let eligible = eligible(&state.participants, &item.excluded, &barred, state.threshold);
-            (PREPROCESSES, eligible)
+            // Those that did not preprocess, and those that did but do not count (they
+            // stated nothing, or something else).
+            let (mut answered, mut silent) = (vec![], vec![]);
+            for p in eligible {
+                if PREPROCESSES.get(txn, &(item.id(), item.attempt, p))?.is_some() {
+                    answered.push(p);
+                } else {
+                    silent.push(p);
+                }
+            }
+            if let Some(counting) = super::judge::counting(txn, item, &answered)? {
+                silent.extend(answered.into_iter().filter(|h| !counting.contains(h)));
+                silent.sort_unstable();
+            }
+            return Ok(silent);
         }
         SignStage::Shares => (SHARES, item.selected.clone()),
         SignStage::Completing | SignStage::Completed => return Ok(vec![]),

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use bitcoin_sign::check::{check_transaction_preprocess, check_transaction_share};
-use db::{Get, WriteTxn};
+use db::{DbError, Get, WriteTxn};
 use messages::{Participant, SignKind};
 use modular_frost::curve::{Ristretto, Secp256k1};
 use primitives::{codec::Versioned, Batch, NetworkId};
@@ -12,36 +12,67 @@ use signers::public::{Fault, PublicKeys};
 use super::*;
 use crate::{keygen::SimError, state::VERIFICATION_SHARES};
 
-impl SignCoordinator {
-    /// When shares can be checked (the set's verification shares are known) and any of
-    /// `eligible` stated what it signs for `item`: those that stated the statement most of
-    /// them stated (the lowest encoding among equals), which the set is chosen from.
-    /// `None` otherwise (every answer counts).
-    pub(super) fn agreed(
-        &self,
-        txn: &impl Get,
-        item: &SignItem,
-        eligible: &[Participant],
-    ) -> Result<Option<Vec<Participant>>, SimError> {
-        if VERIFICATION_SHARES.get(txn, &item.set())?.is_none() {
-            return Ok(None);
+/// What `member` stated it signs for `item`: the Batch it reported, or its plan
+/// statement.
+fn stated_by(
+    txn: &impl Get,
+    item: &SignItem,
+    member: Participant,
+) -> Result<Option<Stated>, DbError> {
+    Ok(match item.kind {
+        SignKind::Batch(id) => {
+            BATCH_REPORTS.get(txn, &(item.network as u8, id, member))?.map(Stated::Batch)
         }
-        let mut groups: BTreeMap<Vec<u8>, Vec<Participant>> = BTreeMap::new();
-        for holder in eligible {
-            if let Some(stated) = self.stated(txn, item, *holder)? {
-                groups.entry(stated.key()).or_default().push(*holder);
-            }
-        }
-        // The largest group; among equals, the first in encoding order.
-        let mut best: Option<Vec<Participant>> = None;
-        for (_, members) in groups {
-            if best.as_ref().is_none_or(|b| members.len() > b.len()) {
-                best = Some(members);
-            }
-        }
-        Ok(best)
-    }
+        SignKind::Plan(_) => STATEMENTS.get(txn, &(item.id(), member))?.map(Stated::Plan),
+    })
+}
 
+/// Whether every key holder states what it signs for `item` (a Batch by its report; a
+/// Bitcoin-family plan by its statement).
+fn stated_kind(item: &SignItem) -> bool {
+    match item.kind {
+        SignKind::Batch(_) => true,
+        SignKind::Plan(_) => matches!(item.network, NetworkId::Bitcoin | NetworkId::Litecoin),
+    }
+}
+
+/// Which of `answered` (key holders that preprocessed the attempt) count when `item`'s set
+/// is fixed, when shares can be checked (the set's verification shares are known) and
+/// what is signed is stated: those that stated the same thing, the group holding the
+/// preferred set if one does, else the largest (the lowest encoding among equals). A key
+/// holder that stated nothing, or something else, does not count, so every set fixed can
+/// be checked; a minority cannot steer it, as only a group of `t` fixes a set. `None`:
+/// every answer counts.
+pub(super) fn counting(
+    txn: &impl Get,
+    item: &SignItem,
+    answered: &[Participant],
+) -> Result<Option<Vec<Participant>>, DbError> {
+    if VERIFICATION_SHARES.get(txn, &item.set())?.is_none() {
+        return Ok(None);
+    }
+    let mut groups: BTreeMap<Vec<u8>, Vec<Participant>> = BTreeMap::new();
+    for holder in answered {
+        if let Some(stated) = stated_by(txn, item, *holder)? {
+            groups.entry(stated.key()).or_default().push(*holder);
+        }
+    }
+    if groups.is_empty() && !stated_kind(item) {
+        return Ok(None);
+    }
+    if let Some(preferred) = groups.values().find(|g| item.selected.iter().all(|p| g.contains(p))) {
+        return Ok(Some(preferred.clone()));
+    }
+    let mut best: Vec<Participant> = vec![];
+    for (_, members) in groups {
+        if members.len() > best.len() {
+            best = members;
+        }
+    }
+    Ok(Some(best))
+}
+
+impl SignCoordinator {
     /// Keeps a signer's statement of what it signs for a plan (the first one).
     pub(super) fn on_statement(
         &self,
@@ -75,22 +106,6 @@ impl SignCoordinator {
         }
     }
 
-    /// What `member` stated it signs for `item`: the Batch it reported, or its plan
-    /// statement.
-    fn stated(
-        &self,
-        txn: &impl Get,
-        item: &SignItem,
-        member: Participant,
-    ) -> Result<Option<Stated>, SimError> {
-        Ok(match item.kind {
-            SignKind::Batch(id) => {
-                BATCH_REPORTS.get(txn, &(item.network as u8, id, member))?.map(Stated::Batch)
-            }
-            SignKind::Plan(_) => STATEMENTS.get(txn, &(item.id(), member))?.map(Stated::Plan),
-        })
-    }
-
     /// The public data to check `item`'s current attempt with, when there is all of it:
     /// the set fixed, the key's verification shares known, and every member having stated
     /// the same thing (the same Batch, or the same plan statement of a network that can
@@ -109,7 +124,7 @@ impl SignCoordinator {
         let mut preprocesses = BTreeMap::new();
         let mut indices = BTreeMap::new();
         for member in &item.selected {
-            let Some(this) = self.stated(txn, item, *member)? else { return Ok(None) };
+            let Some(this) = stated_by(txn, item, *member)? else { return Ok(None) };
             if stated.as_ref().is_some_and(|s| *s != this) {
                 tracing::warn!("the signing set's members stated different things to sign; blame cannot be checked");
                 return Ok(None);
@@ -136,7 +151,7 @@ impl SignCoordinator {
                         return Ok(None);
                     };
                     let Ok(statement) = bitcoin_sign::check::Statement::decode(&bytes) else {
-                        tracing::warn!("the signing set's plan statement does not decode; blame cannot be checked");
+                        tracing::debug!("the signing set's plan statement is not one this network checks; blame cannot be checked");
                         return Ok(None);
                     };
                     Statement::Bitcoin { keys, statement }

@@ -449,8 +449,8 @@ impl SignCoordinator {
                 answered.push(*holder);
             }
         }
-        if let Some(agreeing) = self.agreed(txn, item, &eligible)? {
-            answered.retain(|h| agreeing.contains(h));
+        if let Some(counting) = judge::counting(txn, item, &answered)? {
+            answered.retain(|h| counting.contains(h));
         }
         let preferred = item.selected.iter().all(|p| answered.contains(p));
         let set = if preferred {
@@ -465,6 +465,7 @@ impl SignCoordinator {
         };
         let Some(set) = set else { return Ok(()) };
         item.selected = set;
+        item.last_progress_ms = self.clock.now_ms();
         // Every member of `set` answered: gathered in this transaction, all are there.
         let Some(all) = self.gather(txn, item, PREPROCESSES)? else { return Ok(()) };
         for to in item.selected.clone() {

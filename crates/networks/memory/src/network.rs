@@ -122,7 +122,9 @@ impl Network for MemoryNetwork {
             Ok(Transaction { body, signature: Some(signature.serialize()) }.encode())
         };
         let algorithm = IetfSchnorr::<Secp256k1, IetfSecp256k1Hram>::ietf();
-        Ok(Box::new(FrostMachine::new(algorithm, keys, id.to_vec(), finish)))
+        // What it signs, stated (the transaction's id): the coordinator counts only the
+        // key holders that state the same, though it cannot check these shares.
+        Ok(Box::new(FrostMachine::new(algorithm, keys, id.to_vec(), finish).stating(id.to_vec())))
     }
 
     fn encode_transaction(&self, tx: &Transaction) -> Vec<u8> {
