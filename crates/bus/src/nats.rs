@@ -68,8 +68,8 @@ impl fmt::Debug for NatsAuth {
 /// TLS to the broker.
 #[derive(Clone, Debug, Default)]
 pub struct NatsTls {
-    /// The CA certificate (PEM) the server's certificate must chain to, besides the
-    /// system's roots.
+    /// The CA certificate (PEM) the server's certificate must chain to, instead of the
+    /// system's roots (which are used when it is `None`).
     pub ca_file: Option<PathBuf>,
     /// A client certificate and its key (PEM), for a server that verifies clients.
     pub client_cert: Option<(PathBuf, PathBuf)>,

@@ -56,8 +56,8 @@ pub struct NatsServer {
     pub secured: Option<Secured>,
 }
 
-/// What a client needs to reach a secured server.
-#[derive(Debug, Clone)]
+/// What a client needs to reach a secured server. `Debug` leaves the password out.
+#[derive(Clone)]
 pub struct Secured {
     /// The user.
     pub user: String,
@@ -67,6 +67,16 @@ pub struct Secured {
     pub password_file: PathBuf,
     /// The test CA's certificate, which the server's chains to.
     pub ca_file: PathBuf,
+}
+
+impl std::fmt::Debug for Secured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secured")
+            .field("user", &self.user)
+            .field("password_file", &self.password_file)
+            .field("ca_file", &self.ca_file)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Runs `openssl` with `args` in `dir`, panicking with its output if it fails.

@@ -110,3 +110,15 @@ async fn the_secured_server_lets_in_only_clients_with_its_credentials_over_tls()
     untrusting.tls = Some(bus::NatsTls::default());
     assert!(!publishes(untrusting).await, "a client not trusting the CA got in");
 }
+
+/// The client itself requires TLS: configured for it, it does not talk (nor send its
+/// password) to a broker that offers none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_configured_for_tls_refuses_a_broker_without_it() {
+    let secured = NatsServer::start_secured();
+    let open = NatsServer::start();
+    let mut config = secured.nats_config("gate");
+    config.url = open.url();
+    assert!(!publishes(config).await, "a TLS client talked to a broker without TLS");
+    assert!(publishes(open.nats_config("gate")).await, "the open broker works");
+}

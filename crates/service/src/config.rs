@@ -144,7 +144,7 @@ pub struct BusConfig {
     /// Require TLS to the broker (implied by any `tls_*` file).
     #[serde(default)]
     pub tls: bool,
-    /// The CA certificate (PEM) the broker's certificate must chain to (besides the
+    /// The CA certificate (PEM) the broker's certificate must chain to (instead of the
     /// system's roots).
     #[serde(default)]
     pub tls_ca_file: Option<PathBuf>,
@@ -163,6 +163,20 @@ impl BusConfig {
     pub fn nats(&self, password_env: &'static str) -> Result<bus::NatsConfig, ConfigError> {
         let mut nats = bus::NatsConfig::new(self.nats_url.clone(), self.namespace.clone());
         nats.ack_wait = std::time::Duration::from_millis(self.ack_wait_ms);
+        let (scheme, rest) = self.nats_url.split_once("://").unwrap_or(("nats", &self.nats_url));
+        let authority = rest.split('/').next().unwrap_or_default();
+        if authority.contains('@') {
+            return Err(ConfigError::invalid(
+                "bus.nats_url",
+                "credentials in the URL are not used: give bus.user and bus.password_file",
+            ));
+        }
+        if std::env::var(password_env).is_ok() && self.user.is_none() {
+            return Err(ConfigError::invalid(
+                "bus.user",
+                format!("{password_env} is set but bus.user is not: set both, or neither"),
+            ));
+        }
         nats.auth = match (&self.user, &self.creds_file) {
             (Some(_), Some(_)) => {
                 return Err(ConfigError::invalid(
@@ -170,22 +184,25 @@ impl BusConfig {
                     "give either bus.user (with a password) or bus.creds_file, not both",
                 ))
             }
-            (Some(user), None) => bus::NatsAuth::UserPassword {
-                user: user.clone(),
-                password: read_secret(
+            (Some(user), None) => {
+                let password = read_secret(
                     "the broker password",
                     password_env,
                     "bus.password_file",
                     self.password_file.as_deref(),
-                )?,
-            },
+                )?;
+                if password.is_empty() {
+                    return Err(ConfigError::invalid("bus.password_file", "the password is empty"));
+                }
+                bus::NatsAuth::UserPassword { user: user.clone(), password }
+            }
             (None, creds) => {
                 if self.password_file.is_some() {
                     return Err(ConfigError::invalid("bus.password_file", "set bus.user too"));
                 }
                 match creds {
                     Some(path) => {
-                        readable("bus.creds_file", path)?;
+                        private("bus.creds_file", path)?;
                         bus::NatsAuth::CredsFile(path.clone())
                     }
                     None => bus::NatsAuth::None,
@@ -197,11 +214,24 @@ impl BusConfig {
             ("bus.tls_cert_file", &self.tls_cert_file),
             ("bus.tls_key_file", &self.tls_key_file),
         ];
-        if self.tls || files.iter().any(|(_, f)| f.is_some()) {
+        let tls = self.tls || files.iter().any(|(_, f)| f.is_some());
+        if tls {
+            // The client skips the TLS upgrade on websocket addresses.
+            if !matches!(scheme, "nats" | "tls" | "wss") {
+                return Err(ConfigError::invalid(
+                    "bus.nats_url",
+                    format!(
+                        "TLS is required but the scheme is {scheme}: use nats://, tls:// or wss://"
+                    ),
+                ));
+            }
             for (field, file) in files {
                 if let Some(path) = file {
                     readable(field, path)?;
                 }
+            }
+            if let Some(key) = &self.tls_key_file {
+                private("bus.tls_key_file", key)?;
             }
             let client_cert = match (&self.tls_cert_file, &self.tls_key_file) {
                 (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
@@ -215,8 +245,32 @@ impl BusConfig {
             };
             nats.tls = Some(bus::NatsTls { ca_file: self.tls_ca_file.clone(), client_cert });
         }
+        // A password sent without TLS can be read by anyone on the path: only to a broker on
+        // this machine.
+        let loopback = {
+            let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+            matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+        };
+        if matches!(nats.auth, bus::NatsAuth::UserPassword { .. }) && !tls && !loopback {
+            return Err(ConfigError::invalid(
+                "bus.tls",
+                "a password to a broker on another host needs TLS: set bus.tls_ca_file or bus.tls",
+            ));
+        }
         Ok(nats)
     }
+}
+
+/// Checks that the file `field` names can be read by its owner alone (it holds a secret).
+fn private(field: &'static str, path: &Path) -> Result<(), ConfigError> {
+    readable(field, path)?;
+    let metadata = std::fs::metadata(path)
+        .map_err(|source| ConfigError::SecretFile { path: path.into(), source })?;
+    let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(ConfigError::InsecureSecretFile { path: path.into(), mode });
+    }
+    Ok(())
 }
 
 /// Checks that the file `field` names can be read.
@@ -508,6 +562,34 @@ mod tests {
         refused(
             BusConfig { tls_ca_file: Some(dir.path().join("missing.pem")), ..base.clone() },
             "bus.tls_ca_file",
+        )?;
+        // Credentials in the URL (never used), a websocket URL with TLS (not upgraded), a
+        // password to another host without TLS, a group-readable creds file.
+        refused(
+            BusConfig { nats_url: "nats://u:p@127.0.0.1:1".into(), ..base.clone() },
+            "bus.nats_url",
+        )?;
+        refused(
+            BusConfig { nats_url: "ws://broker.example:1".into(), tls: true, ..base.clone() },
+            "bus.nats_url",
+        )?;
+        refused(
+            BusConfig {
+                nats_url: "nats://broker.example:4222".into(),
+                user: Some("p1".into()),
+                password_file: Some(password.clone()),
+                ..base.clone()
+            },
+            "bus.tls",
+        )?;
+        std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o644))?;
+        refused(BusConfig { creds_file: Some(ca.clone()), ..base.clone() }, "mode 644")?;
+        let empty = dir.path().join("empty-password");
+        std::fs::write(&empty, "  \n")?;
+        std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o600))?;
+        refused(
+            BusConfig { user: Some("p1".into()), password_file: Some(empty), ..base.clone() },
+            "empty",
         )?;
         std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o640))?;
         let insecure =
