@@ -5,7 +5,7 @@
 //!
 //! Guarantees:
 //! - All state is in the simulator's own database (`<data_dir>/coordinator-sim.redb`,
-//!   schema `tc-coordinator-sim` v2). Each handled message is one write transaction, and
+//!   schema `tc-coordinator-sim` v3). Each handled message is one write transaction, and
 //!   the messages it causes are queued with [`bus::Mailbox::send`] in that transaction, so
 //!   a crash at any point loses nothing and sends nothing twice in effect.
 //! - Key generation, per set (see [`keygen::KeyGenCoordinator`]): an attempt's round is
@@ -72,7 +72,7 @@ use crate::{
 
 /// The simulator database's application name and schema version.
 /// Version 2: key pairs are recorded with the participant's settings.
-pub const SCHEMA: Schema = Schema { app: "tc-coordinator-sim", version: 2 };
+pub const SCHEMA: Schema = Schema { app: "tc-coordinator-sim", version: 3 };
 
 /// Why the simulator stopped abnormally.
 #[derive(Debug, thiserror::Error)]

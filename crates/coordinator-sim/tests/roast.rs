@@ -147,3 +147,106 @@ fn a_wrong_share_ends_only_its_session() {
     }
     assert_eq!(relayed_shares(&rig.sent()), 3);
 }
+
+/// Found in review: a malicious key holder W, after every set it is in is fixed, sends a
+/// preprocess for the next attempt unasked (it is never asked: it owes a share) and never
+/// shares. It answered first, so every forming set counted it, every session stalled on
+/// it, and each fix was "progress": no timeout either, for good. A key holder owing a
+/// share now counts in no other set.
+#[test]
+fn a_withholder_preprocessing_unasked_enters_no_other_session() {
+    let mut rig = Rig::confirmed_checking().with_selection(Selection::Roast);
+    let b = batch(0, &[(1, 5_000)]);
+    report_everywhere(&rig, &b);
+    let kind = SignKind::Batch(0);
+    let mut current = Attempt::preprocess(&mut rig, &b, 0, &HOLDERS);
+    let status = item(&rig, "0").unwrap();
+    let set0 = status.sessions.iter().find(|s| s.attempt == 0).unwrap().selected.clone();
+    let w = set0[0];
+    let mut set = set0;
+    for attempt in 0..10u32 {
+        // W preprocesses the next attempt at once (unasked), then the honest answer.
+        let honest: Vec<u16> = HOLDERS.iter().copied().filter(|v| *v != w).collect();
+        let next_w = Attempt::preprocess(&mut rig, &b, attempt + 1, &[w]);
+        // The honest members of `set` share (W withholds).
+        let shares = current.only(&set).shares();
+        for v in set.iter().filter(|v| **v != w) {
+            let out = rig
+                .sign(*v, SignResponse::Share { id: sid(kind, attempt), share: shares[v].clone() });
+            assert_eq!(out, SignOutcome::Progress);
+        }
+        rig.clock.advance(SIGN_TIMEOUT.as_millis() as u64 / 2);
+        let next_h = Attempt::preprocess(&mut rig, &b, attempt + 1, &honest);
+        let status = item(&rig, "0").unwrap();
+        let s = status.sessions.iter().find(|s| s.attempt == attempt + 1);
+        if let Some(signing) = status.sessions.iter().find(|s| s.stage == "completing") {
+            // A session without W has every share: the item signs.
+            assert!(!signing.selected.contains(&w), "{status:?}");
+            return;
+        }
+        let s = s.unwrap_or_else(|| panic!("attempt {}: no set fixed: {status:?}", attempt + 1));
+        set = s.selected.clone();
+        assert!(
+            !set.contains(&w),
+            "attempt {}: W={w} owes a share in {:?} yet is in the new set {set:?}; open sessions {}, timeout due {}",
+            attempt + 1,
+            status.sessions.iter().map(|s| s.attempt).collect::<Vec<_>>(),
+            status.sessions.len(),
+            rig.timeout_due()
+        );
+        let mut all = next_h;
+        all.signing.extend(next_w.signing);
+        all.preprocesses.extend(next_w.preprocesses);
+        current = all;
+    }
+}
+
+/// Found in review: a session reaches Completing (every share relayed) but no signed Batch
+/// arrives within the timeout (its members crashed after sharing). One attempt at a time,
+/// that timeout excludes nobody. With ROAST the last sharer, never asked for the forming
+/// attempt (asking stops once a session signs), was counted as silent and excluded from
+/// the item; now only missing shares are silence while a session signs.
+#[test]
+fn the_last_sharer_of_a_completing_session_is_not_excluded_on_timeout() {
+    for selection in [Selection::Responsive, Selection::Roast] {
+        let mut rig = Rig::confirmed_checking().with_selection(selection);
+        let b = batch(0, &[(1, 5_000)]);
+        report_everywhere(&rig, &b);
+        let kind = SignKind::Batch(0);
+        let first = Attempt::preprocess(&mut rig, &b, 0, &HOLDERS);
+        let status = item(&rig, "0").unwrap();
+        let set0 = if selection == Selection::Roast {
+            status.sessions.iter().find(|s| s.attempt == 0).unwrap().selected.clone()
+        } else {
+            status.selected.clone()
+        };
+        let outsider = *HOLDERS.iter().find(|v| !set0.contains(v)).unwrap();
+        let shares = first.only(&set0).shares();
+        if selection == Selection::Roast {
+            Attempt::preprocess(&mut rig, &b, 1, &[outsider]);
+        }
+        // Members share in order; each (ROAST) answers the forming attempt at once, except
+        // the last one, which is not asked.
+        for (i, v) in set0.iter().enumerate() {
+            rig.sign(*v, SignResponse::Share { id: sid(kind, 0), share: shares[v].clone() });
+            if selection == Selection::Roast && i == 0 {
+                Attempt::preprocess(&mut rig, &b, 1, &[*v]);
+            }
+        }
+        if selection == Selection::Roast {
+            // The second sharer's answer arrives after the last share.
+            Attempt::preprocess(&mut rig, &b, 1, &[set0[1]]);
+        }
+        let last = *set0.last().unwrap();
+        let status = item(&rig, "0").unwrap();
+        assert!(status.excluded.is_empty(), "{status:?}");
+        rig.clock.advance(SIGN_TIMEOUT.as_millis() as u64);
+        assert!(rig.check_timeouts());
+        let status = item(&rig, "0").unwrap();
+        assert!(
+            !status.excluded.contains(&last),
+            "{selection:?}: honest last sharer {last} excluded: {:?}",
+            status.excluded
+        );
+    }
+}

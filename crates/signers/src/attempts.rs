@@ -179,7 +179,7 @@ impl Signers {
         let (machine, preprocess) = machine.preprocess();
         let attempts = self.current.entry(id.kind).or_default();
         attempts.retain(|_, stage| matches!(stage, Stage::Shared { .. }));
-        while attempts.len() >= KEPT_ATTEMPTS {
+        while attempts.len() > KEPT_ATTEMPTS {
             attempts.pop_first();
         }
         attempts

@@ -166,7 +166,7 @@ impl Model {
         let nonce = untag(b'P', &preprocess);
         let attempts = self.current.entry(id.kind).or_default();
         attempts.retain(|_, stage| matches!(stage, Stage::Shared(_)));
-        while attempts.len() >= signers::attempts::KEPT_ATTEMPTS {
+        while attempts.len() > signers::attempts::KEPT_ATTEMPTS {
             attempts.pop_first();
         }
         attempts.insert(id.attempt, Stage::Pre(nonce));

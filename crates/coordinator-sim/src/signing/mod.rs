@@ -417,6 +417,8 @@ impl SignCoordinator {
         self.bump(txn, item.set(), |c| c.preprocesses += 1)?;
         if item.stage != SignStage::Preprocesses
             || !signer.eligible_for(&item.excluded).contains(&validator)
+            || item.open.iter().any(|o| o.stage == SignStage::Completing)
+            || self.owes(txn, item, validator)?
         {
             tracing::debug!("preprocess after the signing set was fixed, or from an excluded or convicted key holder; stored");
             return Ok(SignOutcome::Stored);
@@ -452,6 +454,16 @@ impl SignCoordinator {
         if let Some(counting) = judge::counting(txn, item, &answered)? {
             answered.retain(|h| counting.contains(h));
         }
+        // A key holder still owing a share in an open session joins no other set (it may
+        // answer unasked: it still does not count), so a withholder is in one session at
+        // most and open sessions stay below n - t + 2.
+        let mut free = Vec::with_capacity(answered.len());
+        for holder in answered {
+            if !self.owes(txn, item, holder)? {
+                free.push(holder);
+            }
+        }
+        let answered = free;
         let preferred = item.selected.iter().all(|p| answered.contains(p));
         let set = if preferred {
             Some(item.selected.clone())

@@ -55,7 +55,12 @@ impl SignCoordinator {
 
     /// Whether `holder` is a member of an open session of `item` still waiting for its
     /// share (it holds that session's nonces: asking it for another would drop them).
-    fn owes(&self, txn: &impl Get, item: &SignItem, holder: Participant) -> Result<bool, SimError> {
+    pub(super) fn owes(
+        &self,
+        txn: &impl Get,
+        item: &SignItem,
+        holder: Participant,
+    ) -> Result<bool, SimError> {
         for session in item.open.iter().filter(|o| o.stage == SignStage::Shares) {
             if session.selected.contains(&holder)
                 && SHARES.get(txn, &(item.id(), session.attempt, holder))?.is_none()
@@ -132,6 +137,11 @@ impl SignCoordinator {
                     }
                 }
                 SHARES.put(txn, &key, &share.to_vec())?;
+                if item.open.iter().any(|o| o.stage == SignStage::Completing) {
+                    // Another session already signs: this one is not relayed (one signed
+                    // result per item), and nobody is asked for more.
+                    return Ok(SignOutcome::Stored);
+                }
                 item.last_progress_ms = self.clock.now_ms();
                 if let Some(all) = self.gather(txn, &view, SHARES)? {
                     for to in view.selected.clone() {
@@ -193,10 +203,12 @@ impl SignCoordinator {
         item.last_progress_ms = self.clock.now_ms();
         self.bump(txn, item.set(), |c| c.reattempts += 1)?;
         self.metrics.reattempts.inc();
-        let eligible = signer.eligible_for(&item.excluded);
-        for member in session.selected.iter().filter(|m| eligible.contains(m)) {
-            if !self.owes(txn, item, *member)? {
-                self.ask(txn, item, *member)?;
+        // Every eligible key holder owing nothing is asked (a conviction can make the
+        // eligibility rule admit key holders excluded before); a duplicate request is
+        // ignored by its processor.
+        for holder in signer.eligible_for(&item.excluded) {
+            if !self.owes(txn, item, holder)? {
+                self.ask(txn, item, holder)?;
             }
         }
         // The forming attempt may now have what it needs (a conviction bars a member).

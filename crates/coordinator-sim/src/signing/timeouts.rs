@@ -58,7 +58,10 @@ impl SignCoordinator {
             let Ok(signer) = self.signer(txn, item.network, item.session)? else { continue };
             // Silent: who the forming attempt waits for, and the members of open sessions
             // (ROAST) that never sent their share.
-            let mut silent = waiting_for(txn, &item)?;
+            // While a session signs (all its shares relayed), the forming attempt asked
+            // nobody more: only the open sessions' missing shares are silence.
+            let signing = item.open.iter().any(|o| o.stage == SignStage::Completing);
+            let mut silent = if signing { vec![] } else { waiting_for(txn, &item)? };
             for owing in self.owing(txn, &item)?.into_values() {
                 silent.extend(owing);
             }
