@@ -147,9 +147,12 @@ fn json_status<T: serde::de::DeserializeOwned>(
     config: &Path,
     what: String,
 ) -> Result<T, DevnetError> {
+    // The config may carry `[testing] malice` (see `spawn`): a release build reads it only
+    // with the variable set.
     let out = Command::new(bin)
         .args(["status", "--json", "--config"])
         .arg(config)
+        .env(processor::config::TESTING_MALICE_ENV, "1")
         .output()
         .map_err(io(what.clone()))?;
     if !out.status.success() {
