@@ -347,6 +347,9 @@ impl SignCoordinator {
             }
         }
         if attempt != item.attempt {
+            if attempt < item.attempt && matches!(response, SignResponse::Preprocess { .. }) {
+                self.reask(txn, &signer, &item, validator)?;
+            }
             tracing::debug!(current = item.attempt, "signing message for another attempt; ignored");
             return Ok(SignOutcome::Ignored("other_attempt"));
         }
