@@ -251,39 +251,3 @@ fn the_last_sharer_of_a_completing_session_is_not_excluded_on_timeout() {
         );
     }
 }
-
-/// Found by the benchmark on real processes: a key holder asked for the next attempt
-/// before its processor had scanned the block ignores the request (it does not know the
-/// item yet) and then, once it scans, preprocesses attempt 0, which came too late. With the
-/// withholder in the first set, the next set needed it: one timeout per such Batch. Now a
-/// late preprocess from a free key holder gets it asked again, and the set forms.
-#[test]
-fn a_key_holder_asked_before_it_knew_the_item_is_asked_again() {
-    let mut rig = Rig::confirmed_checking().with_selection(Selection::Roast);
-    let b = batch(0, &[]);
-    report_everywhere(&rig, &b);
-    let kind = SignKind::Batch(0);
-    // Three preprocess attempt 0: the set is fixed and attempt 1 forms; the fourth, late,
-    // was asked for attempt 1 (and ignored it, not knowing the item yet).
-    let first = Attempt::preprocess(&mut rig, &b, 0, &[1, 2, 3]);
-    let set0 = fixed(&rig, Selection::Roast, 0);
-    let late = 4u16;
-    assert_eq!(asked(&rig.sent(), 1), vec![late]);
-    // Its attempt-0 preprocess arrives now: it is asked again.
-    let outcome =
-        rig.sign(late, SignResponse::Preprocess { id: sid(kind, 0), preprocess: vec![0; 64] });
-    assert_eq!(outcome, SignOutcome::Ignored("other_attempt"));
-    assert_eq!(asked(&rig.sent(), 1), vec![late]);
-    // The withholder (set0[0]) never shares; the others share, are asked, and with the
-    // late key holder form the next set.
-    let shares = first.only(&set0).shares();
-    for v in &set0[1..] {
-        rig.sign(*v, SignResponse::Share { id: sid(kind, 0), share: shares[v].clone() });
-    }
-    let mut next: Vec<u16> = set0[1..].to_vec();
-    next.push(late);
-    next.sort_unstable();
-    Attempt::preprocess(&mut rig, &b, 1, &next);
-    assert_eq!(fixed(&rig, Selection::Roast, 1), next);
-    assert!(!rig.timeout_due());
-}

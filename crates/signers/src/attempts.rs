@@ -152,13 +152,26 @@ impl Signers {
         kind: SignKind,
         machine: Box<dyn Machine>,
     ) -> Result<Option<SignResponse>, DbError> {
+        self.start_at(txn, kind, 0, machine)
+    }
+
+    /// [`Signers::start`] at `attempt` instead of 0: the coordinator asked for that
+    /// attempt before this processor had the item (its request was ignored then). The same
+    /// rules: nothing is released if any attempt of `kind` ever was.
+    pub fn start_at(
+        &mut self,
+        txn: &mut WriteTxn,
+        kind: SignKind,
+        attempt: u32,
+        machine: Box<dyn Machine>,
+    ) -> Result<Option<SignResponse>, DbError> {
         if Self::is_complete(txn, self.session, kind)? {
             return Ok(None);
         }
         if LATEST.get(txn, &(self.session.0, kind_key(kind)))?.is_some() {
             return Ok(None);
         }
-        let id = SignId { session: self.session, kind, attempt: 0 };
+        let id = SignId { session: self.session, kind, attempt };
         self.release(txn, id, machine).map(Some)
     }
 

@@ -442,3 +442,34 @@ fn an_earlier_attempt_still_aggregates_after_a_later_one_was_released() {
     let signature = signed_of(node(&mut nodes, 1).handle(&b, &request), id(&b, 0));
     assert_eq!(signature, signature0);
 }
+
+/// A processor asked for attempt 2 of an item before it had made the item (a Reattempt it
+/// had to ignore) starts the item at attempt 2: its first preprocess counts in the
+/// coordinator's forming set. The same rules as `start`: once anything was released,
+/// nothing more is.
+#[test]
+fn an_item_started_late_starts_at_the_attempt_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = nodes(&dir, 2, 3);
+    let b = batch(8);
+    let node = node(&mut nodes, 1);
+    let mut txn = node.db().write().unwrap();
+    let kind = SignKind::Batch(b.id);
+    let first = node
+        .signers
+        .start_at(&mut txn, kind, 2, signers::batch_machine(node.keys.clone(), &b))
+        .unwrap();
+    txn.commit().unwrap();
+    assert_eq!(preprocess_of(first, id(&b, 2)).len(), 64);
+    let mut txn = node.db().write().unwrap();
+    let again = node
+        .signers
+        .start_at(&mut txn, kind, 3, signers::batch_machine(node.keys.clone(), &b))
+        .unwrap();
+    assert!(again.is_none(), "a second start released {again:?}");
+    assert!(node
+        .signers
+        .start(&mut txn, kind, signers::batch_machine(node.keys.clone(), &b))
+        .unwrap()
+        .is_none());
+}

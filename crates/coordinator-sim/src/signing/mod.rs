@@ -347,9 +347,6 @@ impl SignCoordinator {
             }
         }
         if attempt != item.attempt {
-            if attempt < item.attempt && matches!(response, SignResponse::Preprocess { .. }) {
-                self.reask(txn, &signer, &item, validator)?;
-            }
             tracing::debug!(current = item.attempt, "signing message for another attempt; ignored");
             return Ok(SignOutcome::Ignored("other_attempt"));
         }

@@ -82,31 +82,6 @@ impl SignCoordinator {
         self.send(txn, item.network, holder, CoordinatorMessage::Sign(request))
     }
 
-    /// A key holder's preprocess for an earlier attempt arrived while `item`'s forming
-    /// attempt waits (ROAST): it was asked before its processor knew the item (a request
-    /// for an item not yet scanned is ignored there), or its answer crossed the fork. If it
-    /// is free and has not answered the forming attempt, it is asked again; its processor
-    /// ignores a request it already answered.
-    pub(super) fn reask(
-        &self,
-        txn: &mut WriteTxn,
-        signer: &Signer,
-        item: &SignItem,
-        holder: Participant,
-    ) -> Result<(), SimError> {
-        if self.selection != Selection::Roast
-            || item.stage != SignStage::Preprocesses
-            || item.open.iter().any(|o| o.stage == SignStage::Completing)
-            || !signer.eligible_for(&item.excluded).contains(&holder)
-            || self.owes(txn, item, holder)?
-            || PREPROCESSES.get(txn, &(item.id(), item.attempt, holder))?.is_some()
-        {
-            return Ok(());
-        }
-        tracing::debug!(holder, attempt = item.attempt, "asked again for the forming attempt");
-        self.ask(txn, item, holder)
-    }
-
     /// `item` as its open session `index` sees it (its attempt, set and stage).
     fn view(item: &SignItem, index: usize) -> SignItem {
         let session = &item.open[index];

@@ -41,12 +41,16 @@ impl<N: PipelineNetwork> Pipeline<N> {
         machine: Box<dyn Machine>,
     ) -> Result<(), TaskError> {
         let statement = machine.statement();
+        // The coordinator may have asked for a later attempt before the item was made here.
+        let key = primitives::codec::encode_body(&kind);
+        let attempt = SIGN_ASKED.get(txn, &key)?.unwrap_or(0);
+        SIGN_ASKED.del(txn, &key)?;
         let response = {
             let mut guard = self.lock_signers()?;
             let Some(signers) = guard.as_mut() else {
                 return Err(TaskError::fatal("signing without an active session"));
             };
-            signers.start(txn, kind, machine)?
+            signers.start_at(txn, kind, attempt, machine)?
         };
         if let Some(response) = response {
             self.metrics.attempts.inc();
@@ -188,6 +192,12 @@ pub fn sign<N: PipelineNetwork>(
         SignRequest::Reattempt { .. } => p.machine(txn, &active, id.kind)?,
         _ => None,
     };
+    if let (SignRequest::Reattempt { .. }, None) = (request, &machine) {
+        // Not made yet here (or done): remembered, so that the item starts at this attempt.
+        let key = primitives::codec::encode_body(&id.kind);
+        let asked = SIGN_ASKED.get(txn, &key)?.unwrap_or(0).max(id.attempt);
+        SIGN_ASKED.put(txn, &key, &asked)?;
+    }
     let roster = Roster::load(txn, active.session)?;
     let request = roster.request_to_key(request);
     let handled = {

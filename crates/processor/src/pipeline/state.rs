@@ -105,6 +105,11 @@ pub const UNPLANNED_SPENDS: Table<Vec<u8>, Vec<u8>> = Table::new("pipeline/v2/un
 pub const UNREPORTED: Table<u64, Vec<Unreported>> = Table::new("pipeline/v1/unreported");
 /// Batches by id, with their block number.
 pub const BATCHES: Table<u32, (Batch, u64)> = Table::new("pipeline/v1/batches");
+/// The highest attempt the coordinator asked for (`Reattempt`) of an item this processor
+/// had not made yet (its Batch not scanned, its plan not planned), by the item's borsh
+/// `SignKind`: its first preprocess is released for that attempt, not 0 (with concurrent
+/// sessions the coordinator has moved on). Deleted when the item starts.
+pub const SIGN_ASKED: Table<Vec<u8>, u32> = Table::new("pipeline/v1/sign_asked");
 /// The next Batch id.
 pub const NEXT_BATCH: Table<(), u32> = Table::new("pipeline/v1/next_batch");
 /// The block of the last Batch made.
