@@ -261,9 +261,8 @@ impl BusConfig {
     }
 }
 
-/// Checks that the file `field` names can be read by its owner alone (it holds a secret).
-fn private(field: &'static str, path: &Path) -> Result<(), ConfigError> {
-    readable(field, path)?;
+/// Checks that the secret file at `path` is not readable by group or others.
+fn owner_only(path: &Path) -> Result<(), ConfigError> {
     let metadata = std::fs::metadata(path)
         .map_err(|source| ConfigError::SecretFile { path: path.into(), source })?;
     let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o777;
@@ -271,6 +270,12 @@ fn private(field: &'static str, path: &Path) -> Result<(), ConfigError> {
         return Err(ConfigError::InsecureSecretFile { path: path.into(), mode });
     }
     Ok(())
+}
+
+/// Checks that the file `field` names can be read, by its owner alone (it holds a secret).
+fn private(field: &'static str, path: &Path) -> Result<(), ConfigError> {
+    readable(field, path)?;
+    owner_only(path)
 }
 
 /// Checks that the file `field` names can be read.
@@ -388,12 +393,7 @@ pub fn read_secret(
         return Ok(Zeroizing::new(value.trim().to_string()));
     }
     let Some(path) = file else { return Err(ConfigError::MissingSecret { name, env, field }) };
-    let metadata = std::fs::metadata(path)
-        .map_err(|source| ConfigError::SecretFile { path: path.into(), source })?;
-    let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(ConfigError::InsecureSecretFile { path: path.into(), mode });
-    }
+    owner_only(path)?;
     let text = Zeroizing::new(
         std::fs::read_to_string(path)
             .map_err(|source| ConfigError::SecretFile { path: path.into(), source })?,

@@ -164,24 +164,6 @@ impl SignCoordinator {
         Ok(Some(Checker { statement, preprocesses, indices }))
     }
 
-    /// Records `culprit`'s conviction (the first one stands) and reattempts `item`
-    /// without it.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn convict(
-        &self,
-        txn: &mut WriteTxn,
-        signer: &Signer,
-        item: &mut SignItem,
-        culprit: Participant,
-        fault: &str,
-        check: &Checker,
-        share: Option<&[u8]>,
-    ) -> Result<(), SimError> {
-        let signer = self.record_conviction(txn, signer, item, culprit, fault, check, share)?;
-        let outcome = format!("validator {culprit} convicted: {fault}");
-        self.reattempt(txn, &signer, item, vec![culprit], outcome)
-    }
-
     /// Records `culprit`'s conviction in `item`'s attempt (the first one stands), and
     /// returns `signer` with it barred.
     #[allow(clippy::too_many_arguments)]

@@ -82,6 +82,16 @@ pub fn item_id(set: SetKey, kind: &SignKind) -> ItemId {
     primitives::hash(b"tc/sim/v1/sign-item", &[&[set.0], &set.1.to_le_bytes(), &encode_body(kind)])
 }
 
+/// What [`SignCoordinator::take_share`] did with a share.
+enum Taken {
+    /// Not due: why.
+    Ignored(&'static str),
+    /// Proven wrong: the culprit is convicted (in `signer`, returned updated).
+    Convicted { signer: Box<Signer>, culprit: Participant, outcome: String },
+    /// Stored.
+    Stored,
+}
+
 /// What [`SignCoordinator`] did with a message.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum SignOutcome {
@@ -418,7 +428,7 @@ impl SignCoordinator {
         if item.stage != SignStage::Preprocesses
             || !signer.eligible_for(&item.excluded).contains(&validator)
             || item.open.iter().any(|o| o.stage == SignStage::Completing)
-            || self.owes(txn, item, validator)?
+            || self.owe(txn, item)?.contains(&validator)
         {
             tracing::debug!("preprocess after the signing set was fixed, or from an excluded or convicted key holder; stored");
             return Ok(SignOutcome::Stored);
@@ -457,13 +467,8 @@ impl SignCoordinator {
         // A key holder still owing a share in an open session joins no other set (it may
         // answer unasked: it still does not count), so a withholder is in one session at
         // most and open sessions stay below n - t + 2.
-        let mut free = Vec::with_capacity(answered.len());
-        for holder in answered {
-            if !self.owes(txn, item, holder)? {
-                free.push(holder);
-            }
-        }
-        let answered = free;
+        let owe = self.owe(txn, item)?;
+        answered.retain(|h| !owe.contains(h));
         let preferred = item.selected.iter().all(|p| answered.contains(p));
         let set = if preferred {
             Some(item.selected.clone())
@@ -501,36 +506,74 @@ impl SignCoordinator {
         validator: Participant,
         share: &[u8],
     ) -> Result<SignOutcome, SimError> {
+        match self.take_share(txn, signer, item, validator, share)? {
+            Taken::Ignored(reason) => return Ok(SignOutcome::Ignored(reason)),
+            Taken::Convicted { signer, culprit, outcome } => {
+                self.reattempt(txn, &signer, item, vec![culprit], outcome)?;
+                return Ok(SignOutcome::Progress);
+            }
+            Taken::Stored => {}
+        }
+        item.last_progress_ms = self.clock.now_ms();
+        if self.relay_shares(txn, item)? {
+            item.stage = SignStage::Completing;
+            tracing::info!("all shares in; relayed");
+        }
+        Ok(SignOutcome::Progress)
+    }
+
+    /// Takes `validator`'s share of `item`'s attempt (or the open session `item` is a
+    /// view of), a set in its Shares stage: ignored if it is not due, checked where it can
+    /// be (a wrong one, or a malformed preprocess, convicts its culprit: the caller ends the
+    /// attempt without it), else stored.
+    fn take_share(
+        &self,
+        txn: &mut WriteTxn,
+        signer: &Signer,
+        item: &SignItem,
+        validator: Participant,
+        share: &[u8],
+    ) -> Result<Taken, SimError> {
         if !item.selected.contains(&validator) {
-            return Ok(SignOutcome::Ignored("not_selected"));
+            return Ok(Taken::Ignored("not_selected"));
         }
         if item.stage != SignStage::Shares {
-            return Ok(SignOutcome::Ignored("out_of_order"));
+            return Ok(Taken::Ignored("out_of_order"));
         }
         let key = (item.id(), item.attempt, validator);
         if SHARES.get(txn, &key)?.is_some() {
-            return Ok(SignOutcome::Ignored("duplicate"));
+            return Ok(Taken::Ignored("duplicate"));
         }
         // A share that can be checked is, before anyone else sees it: a wrong one convicts
         // its sender, who is left out from then on, and the item goes on without it.
         if let Some(check) = self.checker(txn, signer, item)? {
             if let Verdict::Guilty(culprit, fault) = check.judge_share(validator, share) {
-                self.convict(txn, signer, item, culprit, &fault, &check, Some(share))?;
-                return Ok(SignOutcome::Progress);
+                let signer = self.record_conviction(
+                    txn,
+                    signer,
+                    item,
+                    culprit,
+                    &fault,
+                    &check,
+                    Some(share),
+                )?;
+                let outcome = format!("validator {culprit} convicted: {fault}");
+                return Ok(Taken::Convicted { signer: Box::new(signer), culprit, outcome });
             }
         }
         SHARES.put(txn, &key, &share.to_vec())?;
-        item.last_progress_ms = self.clock.now_ms();
-        let Some(all) = self.gather(txn, item, SHARES)? else {
-            return Ok(SignOutcome::Progress);
-        };
+        Ok(Taken::Stored)
+    }
+
+    /// Once every member of `item`'s attempt (or of the open session it is a view of)
+    /// shared, relays the shares to the members; whether it did.
+    fn relay_shares(&self, txn: &mut WriteTxn, item: &SignItem) -> Result<bool, SimError> {
+        let Some(all) = self.gather(txn, item, SHARES)? else { return Ok(false) };
         for to in item.selected.clone() {
             let request = SignRequest::Shares { id: item.sign_id(), shares: all.clone() };
             self.send(txn, item.network, to, CoordinatorMessage::Sign(request))?;
         }
-        item.stage = SignStage::Completing;
-        tracing::info!("all shares in; relayed");
-        Ok(SignOutcome::Progress)
+        Ok(true)
     }
 
     fn on_blame(

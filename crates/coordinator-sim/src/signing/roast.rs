@@ -44,8 +44,9 @@ impl SignCoordinator {
         item.stage = SignStage::Preprocesses;
         item.selected = signer.signing_set(&item.kind, next, &item.excluded);
         self.metrics.attempts.inc();
+        let owe = self.owe(txn, item)?;
         for holder in signer.eligible_for(&item.excluded) {
-            if !self.owes(txn, item, holder)? {
+            if !owe.contains(&holder) {
                 self.ask(txn, item, holder)?;
             }
         }
@@ -53,22 +54,15 @@ impl SignCoordinator {
         Ok(())
     }
 
-    /// Whether `holder` is a member of an open session of `item` still waiting for its
-    /// share (it holds that session's nonces: asking it for another would drop them).
-    pub(super) fn owes(
+    /// The members of `item`'s open sessions still waiting for their share: each holds
+    /// that session's nonces (asking it for another preprocess would drop them), and joins
+    /// no other set until it shared.
+    pub(super) fn owe(
         &self,
         txn: &impl Get,
         item: &SignItem,
-        holder: Participant,
-    ) -> Result<bool, SimError> {
-        for session in item.open.iter().filter(|o| o.stage == SignStage::Shares) {
-            if session.selected.contains(&holder)
-                && SHARES.get(txn, &(item.id(), session.attempt, holder))?.is_none()
-            {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+    ) -> Result<Vec<Participant>, SimError> {
+        Ok(self.owing(txn, item)?.into_values().flatten().collect())
     }
 
     /// Asks `holder` for its preprocess of `item`'s forming attempt.
@@ -110,50 +104,27 @@ impl SignCoordinator {
         let _enter = span.enter();
         match response {
             SignResponse::Share { share, .. } => {
-                if !view.selected.contains(&validator) {
-                    return Ok(SignOutcome::Ignored("not_selected"));
-                }
-                if view.stage != SignStage::Shares {
-                    return Ok(SignOutcome::Ignored("out_of_order"));
-                }
-                let key = (item.id(), view.attempt, validator);
-                if SHARES.get(txn, &key)?.is_some() {
-                    return Ok(SignOutcome::Ignored("duplicate"));
-                }
-                if let Some(check) = self.checker(txn, signer, &view)? {
-                    if let Verdict::Guilty(culprit, fault) = check.judge_share(validator, share) {
-                        let signer = self.record_conviction(
-                            txn,
-                            signer,
-                            &view,
-                            culprit,
-                            &fault,
-                            &check,
-                            Some(share),
-                        )?;
-                        let outcome = format!("validator {culprit} convicted: {fault}");
+                match self.take_share(txn, signer, &view, validator, share)? {
+                    Taken::Ignored(reason) => return Ok(SignOutcome::Ignored(reason)),
+                    Taken::Convicted { signer, outcome, .. } => {
                         self.end_session(txn, &signer, item, index, outcome)?;
                         return Ok(SignOutcome::Progress);
                     }
+                    Taken::Stored => {}
                 }
-                SHARES.put(txn, &key, &share.to_vec())?;
                 if item.open.iter().any(|o| o.stage == SignStage::Completing) {
                     // Another session already signs: this one is not relayed (one signed
                     // result per item), and nobody is asked for more.
                     return Ok(SignOutcome::Stored);
                 }
                 item.last_progress_ms = self.clock.now_ms();
-                if let Some(all) = self.gather(txn, &view, SHARES)? {
-                    for to in view.selected.clone() {
-                        let request = SignRequest::Shares { id: session, shares: all.clone() };
-                        self.send(txn, item.network, to, CoordinatorMessage::Sign(request))?;
-                    }
+                if self.relay_shares(txn, &view)? {
                     item.open[index].stage = SignStage::Completing;
                     tracing::info!("all shares of an open session in; relayed");
                     return Ok(SignOutcome::Progress);
                 }
                 // Its share is in: it is free for the forming attempt.
-                if !self.owes(txn, item, validator)? {
+                if !self.owe(txn, item)?.contains(&validator) {
                     self.ask(txn, item, validator)?;
                 }
                 Ok(SignOutcome::Progress)
@@ -206,8 +177,9 @@ impl SignCoordinator {
         // Every eligible key holder owing nothing is asked (a conviction can make the
         // eligibility rule admit key holders excluded before); a duplicate request is
         // ignored by its processor.
+        let owe = self.owe(txn, item)?;
         for holder in signer.eligible_for(&item.excluded) {
-            if !self.owes(txn, item, holder)? {
+            if !owe.contains(&holder) {
                 self.ask(txn, item, holder)?;
             }
         }

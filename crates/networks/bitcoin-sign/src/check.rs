@@ -76,16 +76,24 @@ pub fn check_transaction_share(
         return Ok(Err(Fault::UnreadableShare));
     }
     let stand_in = keys.stand_in(accused)?;
+    // Each kind's keys once (as the signers derive them once per kind).
+    let mut by_kind = BTreeMap::new();
     for (input, (kind, sighash)) in statement.inputs.iter().enumerate() {
-        let kind_keys = signing_keys(&stand_in, *kind)
-            .map_err(|_| CheckError::Keys("no signing keys derive from the group key"))?;
+        let kind_keys = match by_kind.get(kind) {
+            Some(keys) => keys,
+            None => {
+                let derived = signing_keys(&stand_in, *kind)
+                    .map_err(|_| CheckError::Keys("no signing keys derive from the group key"))?;
+                by_kind.entry(*kind).or_insert(derived)
+            }
+        };
         let per_input: BTreeMap<u16, Vec<u8>> = preprocesses
             .iter()
             .map(|(l, p)| (*l, p[input * PREPROCESS_LEN..(input + 1) * PREPROCESS_LEN].to_vec()))
             .collect();
         let algorithm = Bip340::new(input_transcript(statement.txid, input));
         let share = &share[input * SHARE_LEN..(input + 1) * SHARE_LEN];
-        let verdict = check_one(algorithm, &kind_keys, &per_input, sighash, share)?;
+        let verdict = check_one(algorithm, kind_keys, &per_input, sighash, share)?;
         if verdict.is_err() {
             return Ok(verdict);
         }

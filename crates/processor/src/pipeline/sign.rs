@@ -214,15 +214,9 @@ pub fn sign<N: PipelineNetwork>(
                 p.metrics.attempts.inc();
                 p.metrics.reattempts.inc();
             }
-            if matches!(
-                (p.keygen.malice(), &response),
-                (key_gen::Malice::WithholdShare(_), SignResponse::Share { .. })
-            ) {
-                tracing::warn!("TEST MISBEHAVIOUR: withholding a signature share");
-                return Ok(Ok(()));
+            if let Some(response) = misbehave(p, response) {
+                p.send(txn, ProcessorMessage::Sign(response))?;
             }
-            let response = wrong_share(p, response);
-            p.send(txn, ProcessorMessage::Sign(response))?;
         }
         Handled::Signed { id, signed } => {
             match id.kind {
@@ -261,18 +255,23 @@ pub fn sign<N: PipelineNetwork>(
     Ok(Ok(()))
 }
 
-/// With `Malice::WrongShare`, the share altered (its first byte's lowest bit flipped),
-/// so that it no longer signs (test misbehaviour, `[testing] malice = "wrong-share:0"`).
-fn wrong_share<N: PipelineNetwork>(p: &Pipeline<N>, response: SignResponse) -> SignResponse {
+/// The reply as test misbehaviour changes it: with `Malice::WrongShare` a share altered
+/// (its first byte's lowest bit flipped) so that it no longer signs (`[testing] malice =
+/// "wrong-share:0"`); with `Malice::WithholdShare` none (`"withhold-share:0"`).
+fn misbehave<N: PipelineNetwork>(p: &Pipeline<N>, response: SignResponse) -> Option<SignResponse> {
     match (p.keygen.malice(), response) {
         (key_gen::Malice::WrongShare(_), SignResponse::Share { id, mut share }) => {
             tracing::warn!(?id, "TEST MISBEHAVIOUR: sending a wrong signature share");
             if let Some(first) = share.first_mut() {
                 *first ^= 1;
             }
-            SignResponse::Share { id, share }
+            Some(SignResponse::Share { id, share })
         }
-        (_, response) => response,
+        (key_gen::Malice::WithholdShare(_), SignResponse::Share { id, .. }) => {
+            tracing::warn!(?id, "TEST MISBEHAVIOUR: withholding a signature share");
+            None
+        }
+        (_, response) => Some(response),
     }
 }
 
