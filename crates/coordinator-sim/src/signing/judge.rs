@@ -73,6 +73,144 @@ pub(super) fn counting(
 }
 
 impl SignCoordinator {
+    /// Takes `validator`'s share of `item`'s attempt (or the open session `item` is a
+    /// view of), a set in its Shares stage: ignored if it is not due, checked where it can
+    /// be (a wrong one, or a malformed preprocess, convicts its culprit: the caller ends the
+    /// attempt without it), else stored.
+    pub(super) fn take_share(
+        &self,
+        txn: &mut WriteTxn,
+        signer: &Signer,
+        item: &SignItem,
+        validator: Participant,
+        share: &[u8],
+    ) -> Result<Taken, SimError> {
+        if !item.selected.contains(&validator) {
+            return Ok(Taken::Ignored("not_selected"));
+        }
+        if item.stage != SignStage::Shares {
+            return Ok(Taken::Ignored("out_of_order"));
+        }
+        let key = (item.id(), item.attempt, validator);
+        if SHARES.get(txn, &key)?.is_some() {
+            return Ok(Taken::Ignored("duplicate"));
+        }
+        // A share that can be checked is, before anyone else sees it: a wrong one convicts
+        // its sender, who is left out from then on, and the item goes on without it.
+        if let Some(check) = self.checker(txn, signer, item)? {
+            if let Verdict::Guilty(culprit, fault) = check.judge_share(validator, share) {
+                let signer = self.record_conviction(
+                    txn,
+                    signer,
+                    item,
+                    culprit,
+                    &fault,
+                    &check,
+                    Some(share),
+                )?;
+                let outcome = format!("validator {culprit} convicted: {fault}");
+                return Ok(Taken::Convicted { signer: Box::new(signer), culprit, outcome });
+            }
+        }
+        SHARES.put(txn, &key, &share.to_vec())?;
+        Ok(Taken::Stored)
+    }
+
+    /// Once every member of `item`'s attempt (or of the open session it is a view of)
+    /// shared, relays the shares to the members; whether it did.
+    pub(super) fn relay_shares(
+        &self,
+        txn: &mut WriteTxn,
+        item: &SignItem,
+    ) -> Result<bool, SimError> {
+        let Some(all) = self.gather(txn, item, SHARES)? else { return Ok(false) };
+        for to in item.selected.clone() {
+            let request = SignRequest::Shares { id: item.sign_id(), shares: all.clone() };
+            self.send(txn, item.network, to, CoordinatorMessage::Sign(request))?;
+        }
+        Ok(true)
+    }
+
+    /// Judges `accuser`'s blame of `accused` in `item`'s attempt (or the open session it is
+    /// a view of), both members of its set after the preprocesses were relayed. Where the
+    /// accusation can be checked from public data, the accused's share (or, before shares
+    /// were relayed, its preprocess) decides who is convicted. Otherwise the pair is put in
+    /// dispute. Returns the signer as updated, the key holders to leave out of the next
+    /// attempt, and the attempt's outcome.
+    pub(super) fn judge_blame(
+        &self,
+        txn: &mut WriteTxn,
+        signer: &Signer,
+        item: &SignItem,
+        accuser: Participant,
+        accused: Participant,
+    ) -> Result<(Signer, Vec<Participant>, String), SimError> {
+        self.metrics.blames.inc();
+        self.bump(txn, item.set(), |c| c.blames += 1)?;
+        if let Some(check) = self.checker(txn, signer, item)? {
+            let share = SHARES.get(txn, &(item.id(), item.attempt, accused))?;
+            let verdict = match (&share, item.stage) {
+                (Some(share), _) => check.judge_share(accused, share),
+                (None, SignStage::Shares) => check.judge_preprocess(accused),
+                (None, _) => Verdict::Unknown,
+            };
+            let found = match verdict {
+                Verdict::Guilty(culprit, fault) => Some((culprit, fault)),
+                Verdict::Valid => {
+                    let what = if share.is_some() { "share" } else { "preprocess" };
+                    Some((
+                        accuser,
+                        format!("falsely blamed validator {accused}, whose {what} is valid"),
+                    ))
+                }
+                // Nothing proven either way: a dispute, below.
+                Verdict::Unknown => None,
+            };
+            if let Some((culprit, fault)) = found {
+                let signer = self.record_conviction(
+                    txn,
+                    signer,
+                    item,
+                    culprit,
+                    &fault,
+                    &check,
+                    share.as_deref(),
+                )?;
+                return Ok((
+                    signer,
+                    vec![culprit],
+                    format!("validator {culprit} convicted: {fault}"),
+                ));
+            }
+        }
+        // Nothing here can check the accusation: one of the two lies. The pair is in
+        // dispute from now on, for every item of the set: never again in one signing set
+        // (while enough others remain), so neither a cheater nor a false accuser stalls
+        // signing for long.
+        tracing::warn!(
+            accuser,
+            accused,
+            "blame: the pair is in dispute; reattempting without them together"
+        );
+        let pair = (item.set(), accuser.min(accused), accuser.max(accused));
+        // Already in dispute (they signed together only because no set without a disputed
+        // pair could be filled): both sit the next attempt out.
+        let culprits =
+            if DISPUTES.get(txn, &pair)?.is_some() { vec![accuser, accused] } else { vec![] };
+        DISPUTES.put(txn, &pair, &())?;
+        let mut disputes = signer.disputes.clone();
+        if !disputes.contains(&(pair.1, pair.2)) {
+            disputes.push((pair.1, pair.2));
+        }
+        let signer = Signer {
+            state: signer.state.clone(),
+            disputes,
+            barred: signer.barred.clone(),
+            ..*signer
+        };
+        Ok((signer, culprits, format!("validator {accuser} blamed validator {accused}")))
+    }
+
     /// Keeps a signer's statement of what it signs for a plan (the first one).
     pub(super) fn on_statement(
         &self,
@@ -295,4 +433,14 @@ impl Checker {
             Verdict::Guilty(member, "sent an invalid preprocess".into())
         }
     }
+}
+
+/// What [`SignCoordinator::take_share`] did with a share.
+pub(super) enum Taken {
+    /// Not due: why.
+    Ignored(&'static str),
+    /// Proven wrong: the culprit is convicted (in `signer`, returned updated).
+    Convicted { signer: Box<Signer>, culprit: Participant, outcome: String },
+    /// Stored.
+    Stored,
 }
