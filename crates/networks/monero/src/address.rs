@@ -1,0 +1,102 @@
+//! Monero addresses payments can go to, and their canonical binary form on the settlement
+//! layer ([`primitives::ExternalAddress`]).
+//!
+//! Binary form, version 1: one type byte (`0` standard, `1` subaddress), then the 32-byte
+//! public spend key and the 32-byte public view key (65 bytes). The network (mainnet,
+//! stagenet, testnet) is not encoded: the processor's configuration names it, as Bitcoin
+//! scripts do not carry theirs either.
+//!
+//! Integrated addresses (with a payment id) and featured addresses are refused: a Monero
+//! transaction can carry one payment id only, so two burns to integrated addresses could
+//! never share a transaction, and a plan must never be unbuildable.
+use monero_wallet::address::{AddressType, MoneroAddress, Network as AddressNetwork};
+use monero_wallet::ed25519::CompressedPoint;
+use primitives::ExternalAddress;
+
+const STANDARD: u8 = 0;
+const SUBADDRESS: u8 = 1;
+
+/// A payable Monero address (standard or subaddress).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Address(MoneroAddress);
+
+/// Why an address is not payable.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AddressError {
+    /// Not 65 bytes of a known type with valid keys.
+    #[error("not a Monero address in the binary form (type byte, spend key, view key)")]
+    Malformed,
+    /// An integrated or featured address.
+    #[error("integrated and featured addresses are not supported; pay a standard address or a subaddress")]
+    Unsupported,
+    /// The text did not parse for this network.
+    #[error("not a Monero address of this network: {0}")]
+    Text(String),
+}
+
+impl Address {
+    /// Wraps a parsed address, refusing integrated and featured ones.
+    pub fn new(address: MoneroAddress) -> Result<Address, AddressError> {
+        match address.kind() {
+            AddressType::Legacy | AddressType::Subaddress => Ok(Address(address)),
+            _ => Err(AddressError::Unsupported),
+        }
+    }
+
+    /// Parses an address's text (base58) for `network`.
+    pub fn from_str(network: AddressNetwork, text: &str) -> Result<Address, AddressError> {
+        let parsed = MoneroAddress::from_str(network, text)
+            .map_err(|e| AddressError::Text(e.to_string()))?;
+        Address::new(parsed)
+    }
+
+    /// Decodes the binary form, for `network`.
+    pub fn from_external(
+        network: AddressNetwork,
+        address: &ExternalAddress,
+    ) -> Result<Address, AddressError> {
+        let bytes = address.as_bytes();
+        if bytes.len() != 65 {
+            return Err(AddressError::Malformed);
+        }
+        let kind = match bytes[0] {
+            STANDARD => AddressType::Legacy,
+            SUBADDRESS => AddressType::Subaddress,
+            _ => return Err(AddressError::Malformed),
+        };
+        let point = |b: &[u8]| {
+            let array: [u8; 32] = b.try_into().map_err(|_| AddressError::Malformed)?;
+            CompressedPoint::from(array).decompress().ok_or(AddressError::Malformed)
+        };
+        let spend = point(&bytes[1..33])?;
+        let view = point(&bytes[33..65])?;
+        // The canonical encoding only: a key that decompresses from a non-canonical
+        // encoding would give two binary forms for one address.
+        if spend.compress().to_bytes() != bytes[1..33]
+            || view.compress().to_bytes() != bytes[33..65]
+        {
+            return Err(AddressError::Malformed);
+        }
+        Ok(Address(MoneroAddress::new(network, kind, spend, view)))
+    }
+
+    /// The binary form.
+    pub fn to_external(&self) -> ExternalAddress {
+        let mut bytes = Vec::with_capacity(65);
+        bytes.push(if self.0.is_subaddress() { SUBADDRESS } else { STANDARD });
+        bytes.extend(self.0.spend().compress().to_bytes());
+        bytes.extend(self.0.view().compress().to_bytes());
+        ExternalAddress::new(bytes).expect("65 bytes is under the address limit")
+    }
+
+    /// The address as monero-wallet takes it.
+    pub fn monero(&self) -> MoneroAddress {
+        self.0
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}

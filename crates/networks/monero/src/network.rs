@@ -1,0 +1,530 @@
+//! [`scanner::Network`] for Monero.
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use modular_frost::curve::Ed25519;
+use modular_frost::ThresholdKeys;
+use monero_wallet::address::{MoneroAddress, Network as AddressNetwork};
+use monero_wallet::interface::prelude::{FeeRate, ScannableBlock};
+use monero_wallet::ringct::RctType;
+use monero_wallet::send::{Change, Eventuality as MoneroEventuality, SignableTransaction};
+use monero_wallet::transaction::Transaction;
+use monero_wallet::{OutputWithDecoys, Scanner, WalletOutput};
+use primitives::{Amount, ExternalAddress, NetworkId};
+use rand_core::SeedableRng;
+use scanner::utxo;
+use scanner::{
+    BlockRef, ChainBlock, Completion, Instruction, Network, NetworkError, NetworkParams,
+    OutputKind, Plan, PlanError, Planned, ReceivedOutput,
+};
+use zeroize::Zeroizing;
+
+use crate::address::Address;
+use crate::fee::{self, Shape, RING_LEN};
+use crate::instruction;
+use crate::keys::{self, Keys};
+use crate::rpc::{Node, RpcError};
+use crate::sign::PlanMachine;
+
+/// Which Monero network, and the constants the processor runs with on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Params {
+    /// Whose addresses (regtest uses mainnet's).
+    pub address_network: AddressNetwork,
+    /// The shared network constants.
+    pub network: NetworkParams,
+}
+
+/// Monero's 10-block spend lock: an output of block `b` can be spent, and serve as a
+/// decoy, from block `b + 9` on (monerod's rule, as monero-wallet evaluates it).
+pub const LOCK: u64 = monero_wallet::DEFAULT_LOCK_WINDOW as u64;
+/// The fewest confirmations accepted: the block `b + 9` every ring of block `b` is chosen
+/// at must exist when `b` is final.
+pub const MIN_CONFIRMATIONS: u64 = LOCK;
+/// The default: the 10 confirmations Monero's wallets wait for, plus the 9 blocks of the
+/// spend lock, so that the rings of a final block's outputs are chosen from blocks with
+/// 10 confirmations themselves.
+pub const DEFAULT_CONFIRMATIONS: u64 = 2 * LOCK - 1;
+/// The most outputs a transaction may have (Bulletproofs+ aggregate at most 16).
+pub const MAX_OUTPUTS: usize = 16;
+/// The most inputs our transactions spend: 64 CLSAG inputs of ring 16 weigh about
+/// 100,000, below the 149,400 relay limit with 16 outputs.
+pub const MAX_INPUTS: usize = 64;
+
+impl Params {
+    /// The defaults for `chain` (`mainnet`, `stagenet`, `testnet` or `regtest`).
+    pub fn from_chain(chain: &str) -> Option<Params> {
+        let address_network = match chain {
+            // Regtest uses mainnet's address format.
+            "mainnet" | "regtest" => AddressNetwork::Mainnet,
+            "stagenet" => AddressNetwork::Stagenet,
+            "testnet" => AddressNetwork::Testnet,
+            _ => return None,
+        };
+        Some(Params {
+            address_network,
+            network: NetworkParams {
+                network: NetworkId::Monero,
+                confirmations: DEFAULT_CONFIRMATIONS,
+                max_inputs: MAX_INPUTS,
+                max_outputs: MAX_OUTPUTS,
+                // 0.01 XMR: several times a transaction's fee even at regtest's early
+                // (35 XMR) block reward, where the minimum rate is about 1.2M per weight.
+                dust: Amount(10_000_000_000),
+                // Mainnet's tail-emission minimum; the ceiling is 100 times that, above
+                // regtest's early rate.
+                min_fee_rate: 20_000,
+                max_fee_rate: 2_000_000,
+                // Monero has a tail emission: no supply cap; a u64 bounds every amount.
+                max_money: u64::MAX,
+            },
+        })
+    }
+}
+
+/// A final block with its transactions (pruned) and height.
+#[derive(Clone, Debug)]
+pub struct Block {
+    /// Height.
+    pub number: u64,
+    /// The block, its transactions and its first RingCT output's index.
+    pub block: ScannableBlock,
+}
+
+impl ChainBlock for Block {
+    fn block_ref(&self) -> BlockRef {
+        BlockRef {
+            number: self.number,
+            id: self.block.block.hash(),
+            parent: self.block.block.header.previous,
+        }
+    }
+}
+
+/// An output paid to one of our addresses.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Output {
+    /// Its one-time key: the id (two outputs with one key can be spent only once).
+    pub key: [u8; 32],
+    /// The transaction that created it.
+    pub tx: [u8; 32],
+    /// The block it was found in.
+    pub block: u64,
+    /// Its amount, in piconero.
+    pub value: u64,
+    /// Which of our addresses it pays.
+    pub kind: OutputKind,
+    /// The instruction ([`Instruction::Missing`] for our own outputs).
+    pub instruction: Instruction,
+    /// monero-wallet's `OutputWithDecoys`: the key offset, the commitment and the ring
+    /// it is always spent with.
+    pub spendable: Vec<u8>,
+}
+
+impl Output {
+    /// The output as monero-wallet spends it.
+    pub fn spendable(&self) -> Result<OutputWithDecoys, PlanError> {
+        OutputWithDecoys::read(&mut self.spendable.as_slice()).map_err(|e| {
+            PlanError::Key(format!("stored output {} is corrupt: {e}", hex::encode(self.key)))
+        })
+    }
+}
+
+impl ReceivedOutput for Output {
+    fn id(&self) -> Vec<u8> {
+        self.key.to_vec()
+    }
+    fn kind(&self) -> OutputKind {
+        self.kind
+    }
+    fn amount(&self) -> Amount {
+        Amount(self.value)
+    }
+    fn instruction(&self) -> &Instruction {
+        &self.instruction
+    }
+    /// Monero shows no sender: nothing is refunded to one (a valid instruction's own
+    /// return address goes with its report).
+    fn refund_address(&self) -> Option<&ExternalAddress> {
+        None
+    }
+    fn transaction(&self) -> Vec<u8> {
+        self.tx.to_vec()
+    }
+}
+
+/// What completes a plan: monero-wallet's Eventuality, and the one-time keys of the
+/// outputs the plan spends (another plan completed with one of them is a conflict).
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Eventuality {
+    /// The keys of the outputs spent, in plan order.
+    pub inputs: Vec<[u8; 32]>,
+    /// monero-wallet's serialized `Eventuality`.
+    pub eventuality: Vec<u8>,
+}
+
+/// Monero over a monerod node.
+#[derive(Debug)]
+pub struct Monero {
+    node: Node,
+    params: Params,
+}
+
+impl Monero {
+    /// Monero through `node`, with `params`.
+    pub fn new(node: Node, params: Params) -> Monero {
+        Monero { node, params }
+    }
+
+    /// The node connection.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// The network parameters.
+    pub fn monero_params(&self) -> &Params {
+        &self.params
+    }
+
+    /// A Monero address of this network as the settlement layer carries it.
+    pub fn external(&self, address: &MoneroAddress) -> Option<ExternalAddress> {
+        Address::new(*address).ok().map(|a| a.to_external())
+    }
+
+    /// The ring of an output found in block `number`: chosen deterministically (seeded by
+    /// the output's key) among the outputs unlocked at block `number + 9`, the first at
+    /// which it is itself spendable (that block has `confirmations - 9` confirmations
+    /// when `number` is final, and every processor of the set sees the same chain up to
+    /// it).
+    async fn ring(
+        &self,
+        output: WalletOutput,
+        number: u64,
+    ) -> Result<OutputWithDecoys, NetworkError> {
+        let daemon = self.node.daemon().await?;
+        let seed = primitives::hash(
+            b"tc-monero/v1/ring",
+            &[&output.key().compress().to_bytes(), &number.to_le_bytes()],
+        );
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed(seed);
+        let height =
+            usize::try_from(number + LOCK - 1).map_err(|e| NetworkError::Fatal(Box::new(e)))?;
+        OutputWithDecoys::fingerprintable_deterministic_new(
+            &mut rng, daemon, RING_LEN, height, output,
+        )
+        .await
+        .map_err(|e| {
+            NetworkError::Transient(Box::new(RpcError::Call {
+                url: self.node.url().to_string(),
+                what: "ring selection",
+                error: e.to_string(),
+            }))
+        })
+    }
+
+    fn shape_fee(&self, shape: &Shape<'_>, rate: u64) -> Result<u64, PlanError> {
+        fee::shape_fee(shape, rate).ok_or(PlanError::TooLarge {
+            inputs: shape.inputs,
+            outputs: shape.payments.len() + shape.branches + usize::from(shape.change),
+            max_inputs: self.params.network.max_inputs,
+            max_outputs: self.params.network.max_outputs,
+        })
+    }
+}
+
+/// The secret the planner seeds a transaction's keys with: bound to the view key, the
+/// inputs and everything the plan pays, so that two different plans over the same inputs
+/// never share transaction keys.
+fn outgoing_view_key(
+    keys: &Keys,
+    inputs: &[[u8; 32]],
+    payments: &[(MoneroAddress, u64)],
+    change: bool,
+    rate: u64,
+) -> Zeroizing<[u8; 32]> {
+    let view = keys.view_key();
+    let view_bytes = Zeroizing::new(<[u8; 32]>::from(*view));
+    let mut parts: Vec<Vec<u8>> = vec![view_bytes.to_vec()];
+    parts.extend(inputs.iter().map(|i| i.to_vec()));
+    for (address, amount) in payments {
+        let mut p = address.spend().compress().to_bytes().to_vec();
+        p.extend(address.view().compress().to_bytes());
+        p.push(u8::from(address.is_subaddress()));
+        p.extend(amount.to_le_bytes());
+        parts.push(p);
+    }
+    parts.push(vec![u8::from(change)]);
+    parts.push(rate.to_le_bytes().to_vec());
+    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    Zeroizing::new(primitives::hash(b"tc-monero/v1/outgoing-view-key", &refs))
+}
+
+fn read_eventuality(e: &Eventuality) -> Option<MoneroEventuality> {
+    MoneroEventuality::read(&mut e.eventuality.as_slice()).ok()
+}
+
+impl Network for Monero {
+    type Curve = Ed25519;
+    type Key = Keys;
+    type Block = Block;
+    type Output = Output;
+    type Address = Address;
+    type Signable = SignableTransaction;
+    type Transaction = Transaction;
+    type Eventuality = Eventuality;
+
+    fn params(&self) -> &NetworkParams {
+        &self.params.network
+    }
+
+    fn key(&self, keys: &ThresholdKeys<Ed25519>) -> Keys {
+        // modular-frost's Ed25519 keys are prime-order points: a key generation key is
+        // always a valid spend key.
+        Keys::new(keys.group_key().0, self.params.address_network)
+            .expect("a key generation key is torsion-free and not the identity")
+    }
+
+    fn sign(
+        &self,
+        keys: ThresholdKeys<Ed25519>,
+        signable: SignableTransaction,
+    ) -> Result<Box<dyn signers::Machine>, PlanError> {
+        let machine = signable.multisig(keys).map_err(|e| {
+            PlanError::Key(format!("cannot sign this transaction with the set's key: {e}"))
+        })?;
+        Ok(Box::new(PlanMachine(machine)))
+    }
+
+    fn encode_transaction(&self, tx: &Transaction) -> Vec<u8> {
+        tx.serialize()
+    }
+
+    fn decode_transaction(&self, bytes: &[u8]) -> Result<Transaction, scanner::BoxError> {
+        let mut reader = bytes;
+        let tx = Transaction::read(&mut reader)?;
+        if !reader.is_empty() {
+            return Err("trailing bytes after a Monero transaction".into());
+        }
+        Ok(tx)
+    }
+
+    fn transaction_id(&self, tx: &Transaction) -> Vec<u8> {
+        tx.hash().to_vec()
+    }
+
+    async fn latest_finalized(&self) -> Result<Option<u64>, NetworkError> {
+        let tip = self.node.tip().await?;
+        Ok((tip + 1).checked_sub(self.params.network.confirmations))
+    }
+
+    async fn block_ref(&self, number: u64) -> Result<BlockRef, NetworkError> {
+        let block = self.node.block(number).await?;
+        Ok(BlockRef { number, id: block.hash(), parent: block.header.previous })
+    }
+
+    async fn block(&self, number: u64) -> Result<Block, NetworkError> {
+        let block = self.node.scannable_block(number).await?;
+        if block.block.number() as u64 != number {
+            return Err(NetworkError::Transient(
+                format!("monerod returned block {} when asked for {number}", block.block.number())
+                    .into(),
+            ));
+        }
+        Ok(Block { number, block })
+    }
+
+    async fn scan(&self, block: &Block, key: &Keys) -> Result<Vec<Output>, NetworkError> {
+        let mut scanner = Scanner::new(key.view_pair().clone());
+        for kind in OutputKind::ALL {
+            if let Some(index) = keys::subaddress(kind) {
+                scanner.register_subaddress(index);
+            }
+        }
+        let found = scanner.scan(block.block.clone()).map_err(|e| {
+            NetworkError::Transient(format!("block {} cannot be scanned: {e}", block.number).into())
+        })?;
+        let mut seen = BTreeSet::new();
+        let mut outputs = vec![];
+        for output in found.not_additionally_locked() {
+            let Some(kind) = keys::kind_of(output.subaddress()) else { continue };
+            let id = output.key().compress().to_bytes();
+            // Two outputs with one key can be spent once: the first is the one.
+            if !seen.insert(id) {
+                tracing::warn!(output = %hex::encode(id), "a second output with the same key in one block: ignored (burning bug)");
+                continue;
+            }
+            let instruction = if kind == OutputKind::External {
+                instruction::of_data(self.params.address_network, output.arbitrary_data())
+            } else {
+                Instruction::Missing
+            };
+            let tx = output.transaction();
+            let value = output.commitment().amount;
+            let spendable = self.ring(output, block.number).await?.serialize();
+            outputs.push(Output {
+                key: id,
+                tx,
+                block: block.number,
+                value,
+                kind,
+                instruction,
+                spendable,
+            });
+        }
+        Ok(outputs)
+    }
+
+    async fn fee_rate(&self) -> Result<u64, NetworkError> {
+        Ok(self.node.fee_rate().await?.per_weight())
+    }
+
+    async fn block_fee_rate(&self, block: &Block) -> Result<u64, NetworkError> {
+        let rate = fee::block_rate(&block.block).ok_or_else(|| {
+            NetworkError::Transient(
+                format!("block {}'s miner transaction mints less than its fees", block.number)
+                    .into(),
+            )
+        })?;
+        Ok(self.params.network.clamp_fee_rate(rate))
+    }
+
+    fn fee(
+        &self,
+        inputs: usize,
+        payments: &[&Address],
+        branches: usize,
+        change: bool,
+        rate: u64,
+    ) -> Amount {
+        let payments: Vec<MoneroAddress> = payments.iter().map(|a| a.monero()).collect();
+        let shape = Shape { inputs, payments: &payments, branches, change };
+        // A shape beyond monero-wallet's limits is refused by `plan` (the scheduler keeps
+        // within the params' limits, which are within them).
+        Amount(fee::shape_fee(&shape, rate).unwrap_or(u64::MAX))
+    }
+
+    fn address(&self, address: &ExternalAddress) -> Option<Address> {
+        Address::from_external(self.params.address_network, address).ok()
+    }
+
+    fn owns(&self, key: &Keys, address: &Address) -> bool {
+        key.kind_of_address(&address.monero()).is_some()
+    }
+
+    fn plan(
+        &self,
+        key: &Keys,
+        plan: &Plan<Output, Address>,
+        fee_rate: u64,
+    ) -> Result<Planned<SignableTransaction, Eventuality>, PlanError> {
+        let params = &self.params.network;
+        utxo::check_shape(plan, params)?;
+        let inputs = plan.inputs.iter().map(Output::spendable).collect::<Result<Vec<_>, _>>()?;
+        let input_keys: Vec<[u8; 32]> = plan.inputs.iter().map(|o| o.key).collect();
+        let total = utxo::checked_sum(plan.inputs.iter().map(|o| o.value))?;
+        let mut payments: Vec<(MoneroAddress, u64)> =
+            plan.payments.iter().map(|p| (p.address.monero(), p.amount.0)).collect();
+        let branch = key.address(OutputKind::Branch);
+        payments.extend(plan.branches.iter().map(|b| (branch, b.0)));
+        let paid = utxo::checked_sum(payments.iter().map(|(_, a)| *a))?;
+        let addresses: Vec<MoneroAddress> =
+            plan.payments.iter().map(|p| p.address.monero()).collect();
+        let shape = |change| Shape {
+            inputs: inputs.len(),
+            payments: &addresses,
+            branches: plan.branches.len(),
+            change,
+        };
+        let with_change = self.shape_fee(&shape(true), fee_rate)?;
+        let without_change = self.shape_fee(&shape(false), fee_rate)?;
+        let (change, fee) = utxo::change_and_fee(
+            total,
+            paid,
+            plan.change,
+            params.dust.0,
+            || with_change,
+            || without_change,
+        )?;
+        if shape(change.is_some()).needs_filler() {
+            let seed = primitives::hash(b"tc-monero/v1/filler", &[&input_keys.concat()]);
+            payments.push((fee::filler_address(&seed), 0));
+        }
+        let (change_spec, mask) = match change {
+            Some(_) => (
+                Change::new(key.view_pair().clone(), keys::subaddress(OutputKind::Change)),
+                with_change,
+            ),
+            // No change: everything left is the fee (at least `without_change`).
+            None => (Change::fingerprintable(None), without_change),
+        };
+        let rate = FeeRate::new(fee_rate.max(1), mask.max(1)).ok_or(PlanError::Overflow)?;
+        let ovk = outgoing_view_key(key, &input_keys, &payments, change.is_some(), fee_rate);
+        let signable = SignableTransaction::new(
+            RctType::ClsagBulletproofPlus,
+            ovk,
+            inputs,
+            payments,
+            change_spec,
+            vec![],
+            rate,
+        )
+        .map_err(|e| PlanError::Key(format!("monero-wallet refused the plan: {e}")))?;
+        // The fee monero-wallet computes must be the one charged (see `fee`).
+        if signable.necessary_fee() != mask {
+            return Err(PlanError::Key(format!(
+                "monero-wallet charges {} where the shape's fee is {mask}",
+                signable.necessary_fee()
+            )));
+        }
+        let eventuality = Eventuality {
+            inputs: input_keys,
+            eventuality: MoneroEventuality::from(signable.clone()).serialize(),
+        };
+        Ok(Planned { signable, eventuality, fee: Amount(fee), change: Amount(change.unwrap_or(0)) })
+    }
+
+    async fn publish(&self, tx: &Transaction) -> Result<(), NetworkError> {
+        Ok(self.node.publish(tx).await?)
+    }
+
+    fn check(&self, block: &Block, pending: &[Eventuality]) -> Vec<Completion> {
+        // Index the pending eventualities by the extra any completing transaction carries.
+        let parsed: Vec<Option<MoneroEventuality>> = pending.iter().map(read_eventuality).collect();
+        let mut by_extra: BTreeMap<Vec<u8>, Vec<usize>> = BTreeMap::new();
+        for (index, e) in parsed.iter().enumerate() {
+            if let Some(e) = e {
+                by_extra.entry(e.extra()).or_default().push(index);
+            }
+        }
+        let mut found = vec![];
+        let mut settled = BTreeSet::new();
+        let txs = block.block.block.transactions.iter().zip(&block.block.transactions);
+        for (hash, tx) in txs {
+            let Some(candidates) = by_extra.get(&tx.prefix().extra) else { continue };
+            for &index in candidates {
+                let Some(e) = &parsed[index] else { continue };
+                if settled.contains(&index) || !e.matches(tx) {
+                    continue;
+                }
+                settled.insert(index);
+                found.push(Completion::Completed { index, tx: hash.to_vec() });
+                // Every other pending plan spending one of these outputs can never complete.
+                let spent: BTreeSet<&[u8; 32]> = pending[index].inputs.iter().collect();
+                for (other, p) in pending.iter().enumerate() {
+                    if other != index
+                        && !settled.contains(&other)
+                        && p.inputs.iter().any(|i| spent.contains(i))
+                    {
+                        settled.insert(other);
+                        found.push(Completion::Conflict { index: other, tx: hash.to_vec() });
+                    }
+                }
+            }
+        }
+        found
+    }
+}
+
+/// The default timeout of one monerod request.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
