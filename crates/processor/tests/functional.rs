@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use common::{params, Crash, Net};
 use key_gen::Malice;
-use primitives::{Amount, ExternalAddress};
+use primitives::{Amount, ExternalAddress, InInstruction, SettlementAccount};
 use processor::pipeline::state::ACTIVE;
 
 /// What a scenario does.
@@ -390,6 +390,48 @@ fn burns_to_our_own_addresses_are_recorded_unpayable() {
     let held: u64 = net.chain.unspent(&key).iter().map(|(_, a)| a.0).sum();
     let paid = net.chain.received(payee.as_bytes()).0;
     assert_eq!(held + paid + net.chain.fees_paid_by(&key).0, 5_000_000);
+}
+
+/// Monero's "burning bug": a later output reusing an earlier output's key has the same
+/// id, and only one of the two can ever be spent. The second is ignored by every processor
+/// (never credited, never recorded over the first), so the account is credited once and
+/// the first output stays spendable.
+#[test]
+fn a_second_output_with_an_earlier_outputs_id_is_credited_never() {
+    use memory_network::Chain;
+    use processor::pipeline::state::OUTPUTS;
+    use scanner::OutputKind;
+
+    let mut net = Net::new(2, 3, params(2, 4));
+    net.mine(4).unwrap();
+    let key = net.group_key();
+    let to = Chain::address_of(&key, OutputKind::External);
+    let instruction = |account: u8| {
+        Some(Chain::encode_instruction(&InInstruction {
+            account: SettlementAccount([account; 32]),
+            return_address: None,
+        }))
+    };
+    let first = net.chain.deposit(&to, Amount(5_000_000), instruction(1), None);
+    net.mine(3).unwrap();
+    // A larger deposit to another account, reported under the first one's output id.
+    let second = net.chain.deposit(&to, Amount(9_000_000), instruction(2), None);
+    net.chain.alias_outputs(second, first);
+    for _ in 0..12 {
+        net.mine(1).unwrap();
+    }
+    assert_eq!(net.balance(1), 5_000_000, "the first deposit is credited once");
+    assert_eq!(net.balance(2), 0, "the output reusing its id is never credited");
+    for p in &net.processors {
+        let outputs = OUTPUTS.iter(&p.db.read().unwrap()).unwrap();
+        assert_eq!(outputs.len(), 1, "processor {} recorded {} outputs", p.validator, outputs.len());
+    }
+    // The first output is still what the group spends: a burn is paid from it.
+    let payee = net.burn(1, 1_000_000, 7);
+    for _ in 0..12 {
+        net.mine(1).unwrap();
+    }
+    assert!(net.chain.received(payee.as_bytes()) > Amount::ZERO, "the burn is paid");
 }
 
 /// Validator 2 of 4 is silent during key generation: coordinator-sim excludes it after the

@@ -79,6 +79,8 @@ struct State {
     spent: HashMap<Vec<u8>, [u8; 32]>,
     /// Id → height of every best-chain transaction.
     mined: HashMap<[u8; 32], u64>,
+    /// Transactions whose outputs scanning reports under another's ids.
+    aliases: HashMap<[u8; 32], [u8; 32]>,
 }
 
 impl State {
@@ -260,6 +262,7 @@ impl Chain {
             outputs: HashMap::new(),
             spent: HashMap::new(),
             mined: HashMap::new(),
+            aliases: HashMap::new(),
         };
         state.connect(genesis);
         Chain { state: Arc::new(Mutex::new(state)), params: Arc::new(params) }
@@ -435,6 +438,18 @@ impl Chain {
     /// with its scheduler, as a broken build would. 0 restores agreement.
     pub fn skew_planner(&self, extra: u64) {
         self.state().plan_skew = extra;
+    }
+
+    /// From now on, scanning reports the outputs of transaction `tx` under the ids of
+    /// transaction `as_tx`'s outputs (same index): Monero's "burning bug", a later output
+    /// reusing an earlier one's key, and so its id. Only one of the two can ever be spent.
+    pub fn alias_outputs(&self, tx: [u8; 32], as_tx: [u8; 32]) {
+        self.state().aliases.insert(tx, as_tx);
+    }
+
+    /// The transaction id scanning reports `tx`'s outputs under.
+    pub(crate) fn reported_tx(&self, tx: [u8; 32]) -> [u8; 32] {
+        self.state().aliases.get(&tx).copied().unwrap_or(tx)
     }
 
     pub(crate) fn plan_skew(&self) -> u64 {

@@ -171,7 +171,7 @@ impl Network for MemoryNetwork {
         let ours = addresses_of(key);
         let mut found = vec![];
         for tx in &block.txs {
-            let id = tx.id();
+            let id = self.chain.reported_tx(tx.id());
             for (index, output) in (0u32..).zip(&tx.body.outputs) {
                 let Some((_, kind)) = ours.iter().find(|(a, _)| *a == output.address) else {
                     continue;

@@ -26,6 +26,8 @@ pub struct PipelineMetrics {
     pub conflicts: Counter,
     /// Payments dropped as dust.
     pub dropped_payments: Counter,
+    /// Outputs ignored because an earlier output had their id (Monero's burning bug).
+    pub reused_output_ids: Counter,
 }
 
 impl PipelineMetrics {
@@ -60,6 +62,11 @@ impl PipelineMetrics {
             "dropped_payments",
             "Payments dropped as dust",
             self.dropped_payments.clone(),
+        );
+        registry.register(
+            "reused_output_ids",
+            "Outputs ignored because an earlier output had their id (only one can be spent)",
+            self.reused_output_ids.clone(),
         );
     }
 }

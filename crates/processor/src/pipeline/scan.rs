@@ -119,14 +119,33 @@ impl<N: PipelineNetwork> ScanTask<N> {
 
 /// Records the block's outputs and our outputs it spends, and decides what each deposit
 /// is for. Returns the deposits to report.
+///
+/// An output whose id is already recorded (earlier, or earlier in this block) is ignored:
+/// a network's output ids are unique by construction, except Monero's, where a later
+/// output may reuse an earlier one's key ("burning bug") and only one of them can ever
+/// be spent. The first is the one credited; crediting the second would pay for funds
+/// the group can never move.
 fn record<N: PipelineNetwork>(
     p: &Pipeline<N>,
     txn: &mut WriteTxn,
     fetched: &Fetched<N>,
     events: &mut BlockEvents,
 ) -> Result<Vec<InInstructionWithBalance>, TaskError> {
+    let mut fresh = Vec::with_capacity(fetched.outputs.len());
     for o in &fetched.outputs {
-        OUTPUTS.put(txn, &o.id(), &encode_body(o))?;
+        let id = o.id();
+        if OUTPUTS.get(txn, &id)?.is_some() {
+            tracing::warn!(
+                block = fetched.number,
+                output = %hex::encode(&id),
+                amount = o.amount().0,
+                "an output reuses the id of one already recorded: ignored (only one of them can be spent)"
+            );
+            p.metrics.reused_output_ids.inc();
+            continue;
+        }
+        OUTPUTS.put(txn, &id, &encode_body(o))?;
+        fresh.push(o);
     }
     // Our outputs this block spends (outputs created earlier in it included).
     for spend in &fetched.spends {
@@ -141,7 +160,7 @@ fn record<N: PipelineNetwork>(
     };
     let mut instructions = vec![];
     let mut unreported = vec![];
-    for o in &fetched.outputs {
+    for o in fresh {
         match dispose(params.network, params.dust, o) {
             Disposition::Report(i) => {
                 instructions.push(i);
