@@ -424,7 +424,13 @@ fn a_second_output_with_an_earlier_outputs_id_is_credited_never() {
     assert_eq!(net.balance(2), 0, "the output reusing its id is never credited");
     for p in &net.processors {
         let outputs = OUTPUTS.iter(&p.db.read().unwrap()).unwrap();
-        assert_eq!(outputs.len(), 1, "processor {} recorded {} outputs", p.validator, outputs.len());
+        assert_eq!(
+            outputs.len(),
+            1,
+            "processor {} recorded {} outputs",
+            p.validator,
+            outputs.len()
+        );
     }
     // The first output is still what the group spends: a burn is paid from it.
     let payee = net.burn(1, 1_000_000, 7);

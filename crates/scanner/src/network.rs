@@ -360,11 +360,11 @@ pub trait Network: Send + Sync + 'static {
     /// Turns a plan into a signable transaction. Pure: every processor derives the same
     /// transaction from the same plan and fee rate.
     ///
-    /// The transaction's outputs to our [`OutputKind::Branch`] key MUST end with the
-    /// plan's branches, in plan order (a payment may go to that key too, before them):
-    /// the processor funds each branch with the matching one of the last outputs to the
-    /// branch key that [`ReceivedOutput::transaction`] attributes to the transaction, and
-    /// stops (fatal) if an amount differs.
+    /// The transaction MUST have an output to our [`OutputKind::Branch`] key of each
+    /// branch's exact amount, attributed to it by [`ReceivedOutput::transaction`], in any
+    /// order (Monero shuffles outputs): the processor funds each branch, in plan order,
+    /// with the first such output of its amount not yet taken, and stops (fatal) if one
+    /// is missing.
     fn plan(
         &self,
         key: &Self::Key,

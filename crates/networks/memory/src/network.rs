@@ -243,7 +243,6 @@ impl Network for MemoryNetwork {
         let paid = utxo::checked_sum(
             plan.payments.iter().map(|p| p.amount.0).chain(plan.branches.iter().map(|a| a.0)),
         )?;
-        // The outputs in the order the processor relies on: payments, branches, change.
         let mut body_outputs: Vec<TxOutput> = plan
             .payments
             .iter()
@@ -267,6 +266,10 @@ impl Network for MemoryNetwork {
         if let Some(change) = change {
             body_outputs.push(TxOutput { address: change_address, amount: Amount(change) });
         }
+        // Shuffled, as Monero's transactions are: the processor may rely on no order.
+        body_outputs.sort_by_cached_key(|o| {
+            primitives::hash(b"tc-memory/v1/output-order", &[&o.address, &o.amount.0.to_le_bytes()])
+        });
         let tx = TransactionBody {
             inputs: plan.inputs.iter().map(|o| output_id(&o.tx, o.index)).collect(),
             outputs: body_outputs,

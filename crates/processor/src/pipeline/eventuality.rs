@@ -97,10 +97,13 @@ fn spends<N: PipelineNetwork>(
     Ok(())
 }
 
-/// The branch outputs of each completed plan fund, in output order, the branches it
-/// planned. A plan's branch outputs are the last ones to our branch key in its
-/// transaction (payments come first): an extra one (a payment someone ordered to our own
-/// branch address) is kept as funds. Returns the transactions funded and the outputs used.
+/// The branch outputs of each completed plan fund the branches it planned: each planned
+/// branch, in plan order, takes the first output of its transaction to our branch key
+/// with exactly its amount not taken yet (in the order the block lists them). No order of
+/// outputs is assumed (Monero's transactions shuffle theirs), and two outputs of one
+/// amount are interchangeable: either funds the same branch exactly. An output to our
+/// branch key left over (a payment someone ordered to our own branch address) is kept as
+/// funds by the caller. Returns the transactions funded and the outputs used.
 fn fund_branches<N: PipelineNetwork>(
     p: &Pipeline<N>,
     txn: &mut WriteTxn,
@@ -118,30 +121,23 @@ fn fund_branches<N: PipelineNetwork>(
             .iter()
             .filter(|o| o.kind == OutputKind::Branch && &o.tx == tx)
             .collect();
-        let Some(extra) = outs.len().checked_sub(branches.len()) else {
-            return Err(TaskError::fatal(format!(
-                "plan {} completed with {} branch outputs, {} planned: its transaction is not the planned one",
-                hex::encode(plan),
-                outs.len(),
-                branches.len()
-            )));
-        };
-        if extra > 0 {
-            tracing::warn!(plan = %hex::encode(plan), extra, "a plan paid our own branch key: the extra outputs are kept as funds");
-        }
-        for (branch, out) in branches.into_iter().zip(&outs[extra..]) {
-            if out.amount != branch.amount {
+        let mut taken = vec![false; outs.len()];
+        for branch in branches {
+            let Some(position) =
+                (0..outs.len()).find(|i| !taken[*i] && outs[*i].amount == branch.amount)
+            else {
                 // The completing transaction is the planned one (its eventuality matched),
-                // so its outputs are the planned ones: a network breaking the output order
-                // it promised (`scanner::Planned`) must not fund the wrong payments.
+                // so it has the planned outputs: one missing must not fund the wrong
+                // payments.
                 return Err(TaskError::fatal(format!(
-                    "plan {}'s branch output {} holds {}, the branch it funds {}: the network broke the planned output order",
+                    "plan {} completed without a branch output of {} (its transaction has {:?}): its transaction is not the planned one",
                     hex::encode(plan),
-                    hex::encode(&out.output),
-                    out.amount.0,
-                    branch.amount.0
+                    branch.amount.0,
+                    outs.iter().map(|o| o.amount.0).collect::<Vec<_>>()
                 )));
-            }
+            };
+            taken[position] = true;
+            let out = outs[position];
             let utxo = Utxo { id: out.output.clone(), amount: out.amount };
             let s = scheduler::fund_branch(branch, utxo, p.limits(), &p.fees(rate))
                 .map_err(scheduler_error)?;
@@ -149,6 +145,10 @@ fn fund_branches<N: PipelineNetwork>(
             state.add_utxos(s.unused).map_err(scheduler_error)?;
             funded.extend(s.txs);
             used.insert(out.output.clone());
+        }
+        let extra = taken.iter().filter(|t| !**t).count();
+        if extra > 0 {
+            tracing::warn!(plan = %hex::encode(plan), extra, "a plan paid our own branch key: the extra outputs are kept as funds");
         }
         BRANCHES.del(txn, plan)?;
     }
