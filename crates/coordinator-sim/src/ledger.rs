@@ -199,25 +199,39 @@ impl Burner {
         let network = NetworkId::from_name(&request.network)
             .filter(|n| self.networks.contains(n))
             .ok_or_else(|| BurnError::UnknownNetwork(request.network.clone(), known()))?;
-        let params = AddressParams::from_names(network.name(), &self.chain)
-            .ok_or_else(|| BurnError::UnknownNetwork(request.network.clone(), known()))?;
         let account: [u8; 32] = hex::decode(request.account.trim())
             .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| BurnError::BadAccount(request.account.clone()))?;
-        let address =
-            Address::parse(&params, request.to.trim()).map_err(|e| BurnError::BadAddress {
-                to: request.to.clone(),
-                network: network.name().into(),
-                chain: self.chain.clone(),
-                reason: e.to_string(),
-            })?;
+        let bad = |reason: String| BurnError::BadAddress {
+            to: request.to.clone(),
+            network: network.name().into(),
+            chain: self.chain.clone(),
+            reason,
+        };
+        let address = if network == NetworkId::Monero {
+            // Regtest uses mainnet's addresses.
+            let chain = match self.chain.as_str() {
+                "testnet" => monero_addr::Network::Testnet,
+                "stagenet" => monero_addr::Network::Stagenet,
+                _ => monero_addr::Network::Mainnet,
+            };
+            monero_addr::Address::from_str(chain, request.to.trim())
+                .map_err(|e| bad(e.to_string()))?
+                .to_external()
+        } else {
+            let params = AddressParams::from_names(network.name(), &self.chain)
+                .ok_or_else(|| BurnError::UnknownNetwork(request.network.clone(), known()))?;
+            Address::parse(&params, request.to.trim())
+                .map_err(|e| bad(e.to_string()))?
+                .to_external()
+        };
         if request.amount == 0 {
             return Err(BurnError::ZeroAmount);
         }
         let balance =
             Balance { coin: network.native_coin(), amount: primitives::Amount(request.amount) };
-        Ok((network, account, Payment { address: address.to_external(), balance }))
+        Ok((network, account, Payment { address, balance }))
     }
 
     /// Debits the account and queues the burn, in one committed transaction; refuses
@@ -315,7 +329,8 @@ pub struct BurnReport {
     pub account: String,
     /// The payee as given.
     pub to: String,
-    /// The payee's output script, hex.
+    /// The payee in its settlement-layer form, hex (Bitcoin family: the output script;
+    /// Monero: type byte, spend key, view key).
     pub script: String,
     /// The amount.
     pub amount: u64,
@@ -408,5 +423,38 @@ impl LedgerReport {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn request(network: &str, to: &str) -> BurnRequest {
+        BurnRequest {
+            network: network.into(),
+            account: hex::encode([1; 32]),
+            to: to.into(),
+            amount: 5,
+        }
+    }
+
+    #[test]
+    fn monero_burns_carry_the_binary_address() {
+        let burner = Burner::new("regtest".into(), vec![NetworkId::Monero]);
+        let standard = "42ey1afDFnn4886T7196doS9GPMzexD9gXpsZJDwVjeRVdFCSoHnv7KPbBeGpzJBzHRCAs9UxqeoyFQMYbqSWYTfJJQAWDm";
+        let (network, _, payment) = burner.parse(&request("monero", standard)).unwrap();
+        assert_eq!(network, NetworkId::Monero);
+        let bytes = payment.address.as_bytes();
+        assert_eq!((bytes.len(), bytes[0]), (65, 0), "type byte, spend key, view key");
+        let back =
+            monero_addr::Address::from_external(monero_addr::Network::Mainnet, &payment.address);
+        assert_eq!(back.unwrap().to_string(), standard);
+        // A Bitcoin address, or a Monero one with a typo, is refused.
+        for bad in ["bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080", &standard.replace('4', "5")] {
+            let refused = burner.parse(&request("monero", bad));
+            assert!(matches!(refused, Err(BurnError::BadAddress { .. })), "{bad}: {refused:?}");
+        }
     }
 }

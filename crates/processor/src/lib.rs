@@ -155,6 +155,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
         Some(networks::Node::BitcoinFamily(network)) => {
             Some(wire(network, &config, &db, &keygen, &mailbox, &mut metrics_registry)?)
         }
+        Some(networks::Node::Monero(network)) => {
+            Some(wire(network, &config, &db, &keygen, &mailbox, &mut metrics_registry)?)
+        }
     };
     let handle = wired.as_ref().map(|w| w.handle.clone());
     // The handler wakes the sender (replies) and the acknowledgement task (new ones).

@@ -2,6 +2,7 @@
 //! from the config (`network` and `[node]`), and the pipeline runs generic over it.
 use bitcoin_network::rpc::{RestBlocks, Rpc, RpcAuth, RpcConfig};
 use bitcoin_network::{Bitcoin, Params};
+use monero_network::Monero;
 use primitives::NetworkId;
 
 use crate::config::{Config, ConfigError, NodeConfig};
@@ -11,6 +12,8 @@ use crate::config::{Config, ConfigError, NodeConfig};
 pub enum Node {
     /// Bitcoin or Litecoin over a Bitcoin Core-compatible node.
     BitcoinFamily(Bitcoin<RestBlocks>),
+    /// Monero over monerod.
+    Monero(Monero),
 }
 
 /// The configured node's network, if a node is configured. Builds the clients without
@@ -21,6 +24,7 @@ pub fn node(config: &Config) -> Result<Option<Node>, ConfigError> {
         NetworkId::Bitcoin | NetworkId::Litecoin => {
             Ok(Some(Node::BitcoinFamily(bitcoin_family(config, node)?)))
         }
+        NetworkId::Monero => Ok(Some(Node::Monero(monero(node)?))),
         other => Err(ConfigError::invalid(
             "node",
             format!("scanning and signing on {other} is not built yet; remove [node] to run key generation only"),
@@ -109,4 +113,69 @@ fn bitcoin_family(config: &Config, node: &NodeConfig) -> Result<Bitcoin<RestBloc
     let rest = RestBlocks::new(node.rest_url.as_deref().unwrap_or(&node.rpc_url))
         .map_err(|e| ConfigError::invalid("node.rest_url", e.to_string()))?;
     Ok(Bitcoin::new(rpc, rest, params))
+}
+
+/// Monero over monerod: `rpc_url`, with `rpc_user` and the password (file or
+/// `PROCESSOR_RPC_PASSWORD`) for a daemon started with `--rpc-login` (digest auth); no
+/// cookie and no REST endpoint.
+fn monero(node: &NodeConfig) -> Result<Monero, ConfigError> {
+    let mut params = monero_network::Params::from_chain(&node.chain).ok_or_else(|| {
+        ConfigError::invalid(
+            "node.chain",
+            format!("monero on {:?}: expected mainnet, stagenet, testnet or regtest", node.chain),
+        )
+    })?;
+    if node.rpc_cookie_file.is_some() || node.rest_url.is_some() {
+        return Err(ConfigError::invalid(
+            "node",
+            "monerod has no cookie file and no REST endpoint: set rpc_url (and rpc_user with \
+             rpc_password_file for a daemon run with --rpc-login)",
+        ));
+    }
+    overrides(node, &mut params.network)?;
+    if params.network.confirmations < monero_network::network::MIN_CONFIRMATIONS {
+        return Err(ConfigError::invalid(
+            "node.confirmations",
+            format!(
+                "monero needs at least {} confirmations: an output's ring is chosen at the block its \
+                 10-block spend lock ends, which must exist when its own block is final",
+                monero_network::network::MIN_CONFIRMATIONS
+            ),
+        ));
+    }
+    if params.network.max_outputs > monero_network::network::MAX_OUTPUTS {
+        return Err(ConfigError::invalid(
+            "node.max_outputs",
+            format!(
+                "a Monero transaction has at most {} outputs",
+                monero_network::network::MAX_OUTPUTS
+            ),
+        ));
+    }
+    let url = match (&node.rpc_user, &node.rpc_password_file) {
+        (None, None) => node.rpc_url.clone(),
+        (Some(user), file) => {
+            let password = service::config::read_secret(
+                "RPC password",
+                "PROCESSOR_RPC_PASSWORD",
+                "node.rpc_password_file",
+                file.as_deref(),
+            )?;
+            let Some((scheme, rest)) = node.rpc_url.split_once("://") else {
+                return Err(ConfigError::invalid("node.rpc_url", "expected http://host:port"));
+            };
+            format!("{scheme}://{user}:{}@{rest}", password.as_str())
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::invalid("node", "rpc_password_file needs rpc_user"));
+        }
+    };
+    if node.rpc_url.contains('@') {
+        return Err(ConfigError::invalid(
+            "node.rpc_url",
+            "put the credentials in rpc_user and rpc_password_file, not in the URL",
+        ));
+    }
+    let timeout = std::time::Duration::from_millis(node.rpc_timeout_ms.unwrap_or(60_000));
+    Ok(Monero::new(monero_network::rpc::Node::new(url, timeout), params))
 }

@@ -17,7 +17,7 @@ use monero_wallet::address::Network as AddressNetwork;
 use primitives::{codec::Versioned, InInstruction};
 use scanner::Instruction;
 
-use crate::address::Address;
+use crate::Address;
 
 /// The magic bytes before the encoded instruction.
 pub const MAGIC: &[u8; 2] = b"TC";

@@ -27,7 +27,6 @@
 //!   amounts, bound to its inputs), whoever published it.
 #![deny(missing_docs)]
 
-pub mod address;
 pub mod fee;
 pub mod instruction;
 pub mod keys;
@@ -37,6 +36,6 @@ pub mod sign;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use address::Address;
 pub use keys::GroupKey;
+pub use monero_addr::{self as address, Address};
 pub use network::{Block, Eventuality, Monero, Output, Params};

@@ -20,12 +20,12 @@ use scanner::{
 };
 use zeroize::Zeroizing;
 
-use crate::address::Address;
 use crate::fee::{self, Shape, RING_LEN};
 use crate::instruction;
 use crate::keys::{self, Keys};
 use crate::rpc::{Node, RpcError};
 use crate::sign::PlanMachine;
+use crate::Address;
 
 /// Which Monero network, and the constants the processor runs with on it.
 #[derive(Clone, Debug, PartialEq, Eq)]

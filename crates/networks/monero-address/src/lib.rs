@@ -9,8 +9,11 @@
 //! Integrated addresses (with a payment id) and featured addresses are refused: a Monero
 //! transaction can carry one payment id only, so two burns to integrated addresses could
 //! never share a transaction, and a plan must never be unbuildable.
-use monero_wallet::address::{AddressType, MoneroAddress, Network as AddressNetwork};
-use monero_wallet::ed25519::CompressedPoint;
+#![deny(missing_docs)]
+
+use monero_address::AddressType;
+pub use monero_address::{MoneroAddress, Network};
+use monero_ed25519::CompressedPoint;
 use primitives::ExternalAddress;
 
 const STANDARD: u8 = 0;
@@ -44,7 +47,7 @@ impl Address {
     }
 
     /// Parses an address's text (base58) for `network`.
-    pub fn from_str(network: AddressNetwork, text: &str) -> Result<Address, AddressError> {
+    pub fn from_str(network: Network, text: &str) -> Result<Address, AddressError> {
         let parsed = MoneroAddress::from_str(network, text)
             .map_err(|e| AddressError::Text(e.to_string()))?;
         Address::new(parsed)
@@ -52,7 +55,7 @@ impl Address {
 
     /// Decodes the binary form, for `network`.
     pub fn from_external(
-        network: AddressNetwork,
+        network: Network,
         address: &ExternalAddress,
     ) -> Result<Address, AddressError> {
         let bytes = address.as_bytes();
