@@ -304,7 +304,7 @@ fn start(record: &mut Record, o: &UpOptions, say: &dyn Fn(&str)) -> Result<Strin
         node: Some(NodeOptions {
             chain: "regtest".into(),
             rpc_url: node.rpc_url,
-            cookie_file: node.cookie_file,
+            cookie_file: Some(node.cookie_file),
             confirmations: Some(o.confirmations),
             max_outputs: o.max_outputs,
             poll_ms: 250,

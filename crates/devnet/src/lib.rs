@@ -211,8 +211,8 @@ pub struct NodeOptions {
     pub chain: String,
     /// The node's RPC URL (REST on the same port).
     pub rpc_url: String,
-    /// The node's cookie file.
-    pub cookie_file: PathBuf,
+    /// The node's cookie file (Bitcoin family; monerod has none).
+    pub cookie_file: Option<PathBuf>,
     /// Confirmations override.
     pub confirmations: Option<u64>,
     /// Output limit override (lowered to exercise payment trees).
@@ -228,7 +228,7 @@ impl NodeOptions {
         NodeOptions {
             chain: "regtest".into(),
             rpc_url: node.rpc().url(),
-            cookie_file: node.datadir().join("regtest").join(".cookie"),
+            cookie_file: Some(node.datadir().join("regtest").join(".cookie")),
             confirmations: Some(confirmations),
             max_outputs: None,
             poll_ms: 200,
@@ -253,12 +253,10 @@ impl Options {
 
 /// The `[node]` and `[pipeline]` tables of a processor config for `node`.
 pub fn node_table(node: &NodeOptions) -> String {
-    let mut out = format!(
-        "\n[node]\nchain = \"{}\"\nrpc_url = \"{}\"\nrpc_cookie_file = \"{}\"\n",
-        node.chain,
-        node.rpc_url,
-        node.cookie_file.display()
-    );
+    let mut out = format!("\n[node]\nchain = \"{}\"\nrpc_url = \"{}\"\n", node.chain, node.rpc_url);
+    if let Some(cookie) = &node.cookie_file {
+        out += &format!("rpc_cookie_file = \"{}\"\n", cookie.display());
+    }
     if let Some(c) = node.confirmations {
         out += &format!("confirmations = {c}\n");
     }

@@ -1,8 +1,9 @@
 //! `devnet`: a local network on one machine, and the demo scenario.
 //!
-//! `devnet demo` starts litecoind (regtest), nats-server, `n` processors and
-//! coordinator-sim, runs the scenario of [`devnet::scenario`] with live progress, prints
-//! the verification table, and exits 0 only if every check passed.
+//! `devnet demo` starts litecoind (regtest; `--network monero`: monerod), nats-server,
+//! `n` processors and coordinator-sim, runs the scenario of [`devnet::scenario`] (or
+//! [`devnet::scenario::monero`]) with live progress, prints the verification table, and
+//! exits 0 only if every check passed.
 //!
 //! `devnet up` starts the same processes and leaves them running in a directory;
 //! `status`, `deposit`, `mine` and `down` drive and stop them ([`devnet::commands`]).
@@ -12,6 +13,7 @@ use clap::{Parser, Subcommand};
 use devnet::{
     commands::{self, Down, UpOptions},
     record::Stopped,
+    scenario::monero::{self, MoneroScenario},
     scenario::{kept_in, run, Scenario},
     DevnetError,
 };
@@ -28,6 +30,9 @@ enum Command {
     /// Key generation, deposits, Batches, credits, burns, payouts, eventualities; then a
     /// table checked against the node's own RPC.
     Demo {
+        /// `litecoin` (litecoind) or `monero` (monerod), in regtest.
+        #[arg(long, default_value = "litecoin")]
+        network: String,
         /// Processors.
         #[arg(long, default_value_t = 3)]
         validators: u16,
@@ -137,21 +142,46 @@ fn refuse_threshold(threshold: u16, validators: u16) -> Option<ExitCode> {
 fn main() -> ExitCode {
     let Cli { command } = Cli::parse();
     match command {
-        Command::Demo { validators, threshold, deposits, burns, max_outputs, chaos_seed, keep } => {
+        Command::Demo {
+            network,
+            validators,
+            threshold,
+            deposits,
+            burns,
+            max_outputs,
+            chaos_seed,
+            keep,
+        } => {
             if let Some(refused) = refuse_threshold(threshold, validators) {
                 return refused;
             }
-            let scenario = Scenario {
-                validators,
-                threshold,
-                deposits,
-                burns,
-                max_outputs,
-                chaos_seed,
-                keep,
-                ..Scenario::default()
+            let outcome = match network.as_str() {
+                "litecoin" => run(&Scenario {
+                    validators,
+                    threshold,
+                    deposits,
+                    burns,
+                    max_outputs,
+                    chaos_seed,
+                    keep,
+                    ..Scenario::default()
+                }),
+                "monero" => monero::run(&MoneroScenario {
+                    validators,
+                    threshold,
+                    deposits,
+                    burns,
+                    max_outputs,
+                    chaos_seed,
+                    keep,
+                    ..MoneroScenario::default()
+                }),
+                other => {
+                    eprintln!("error: --network {other}: the demo runs on litecoin or monero");
+                    return ExitCode::from(2);
+                }
             };
-            match run(&scenario) {
+            match outcome {
                 Ok(report) => {
                     println!("{}", report.table());
                     if report.kept {

@@ -19,6 +19,7 @@ use serde_json::Value;
 use crate::progress::Bar;
 use crate::{Cluster, DevnetError, NodeOptions, Options};
 
+pub mod monero;
 mod steps;
 
 /// What to run.
@@ -94,6 +95,10 @@ pub struct Check {
 /// What the scenario did and found.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
+    /// The network and chain, as the table's heading shows them.
+    pub network: String,
+    /// The unit amounts are in.
+    pub unit: String,
     /// Wall time.
     pub elapsed: Duration,
     /// Deposited (litoshis), per the deposits made.
@@ -141,17 +146,30 @@ impl Report {
 
     /// The result as a table.
     pub fn table(&self) -> String {
-        let mut out = String::from("litecoin (regtest)             litoshis\n");
-        for (name, value) in [
-            ("deposited", self.deposited),
-            ("credited (settlement ledger)", self.credited),
-            ("burned", self.burned),
-            ("paid (node: payees received)", self.paid),
-            ("unattributed deposits", self.unattributed),
-            ("refunded (node: depositors got)", self.refunded),
-            ("fees (node: our transactions)", self.fees),
-            ("remaining (node: our outputs)", self.remaining),
-        ] {
+        let mut out = format!("{:<30} {:>14}\n", self.network, self.unit);
+        let rows: &[(&str, u64)] = if self.network.starts_with("monero") {
+            // Monero shows no sender (nothing is refunded) and hides what is spent.
+            &[
+                ("deposited", self.deposited),
+                ("credited (settlement ledger)", self.credited),
+                ("burned", self.burned),
+                ("paid (payees' view keys)", self.paid),
+                ("unattributed deposits (kept)", self.unattributed),
+                ("fees (plans)", self.fees),
+            ]
+        } else {
+            &[
+                ("deposited", self.deposited),
+                ("credited (settlement ledger)", self.credited),
+                ("burned", self.burned),
+                ("paid (node: payees received)", self.paid),
+                ("unattributed deposits", self.unattributed),
+                ("refunded (node: depositors got)", self.refunded),
+                ("fees (node: our transactions)", self.fees),
+                ("remaining (node: our outputs)", self.remaining),
+            ]
+        };
+        for (name, value) in rows {
             out += &format!("  {name:<30} {value:>14}\n");
         }
         out += &format!(
@@ -283,12 +301,17 @@ fn ledger(cluster: &Cluster) -> Option<Value> {
 
 /// The ledger's balance of `account` (hex; every account: `*`), in litoshis.
 fn balance(ledger: &Value, account: &str) -> u64 {
+    balance_of(ledger, account, "litecoin")
+}
+
+/// The ledger's balance of `account` (hex; every account: `*`) in `coin`.
+fn balance_of(ledger: &Value, account: &str, coin: &str) -> u64 {
     let accounts = ledger["accounts"].as_array().cloned().unwrap_or_default();
     accounts
         .iter()
         .filter(|a| account == "*" || a["account"].as_str() == Some(account))
         .flat_map(|a| a["balances"].as_array().cloned().unwrap_or_default())
-        .filter(|b| b["coin"].as_str().is_some_and(|c| c.eq_ignore_ascii_case("litecoin")))
+        .filter(|b| b["coin"].as_str().is_some_and(|c| c.eq_ignore_ascii_case(coin)))
         .map(|b| b["amount"].as_u64().unwrap_or(0))
         .sum()
 }
@@ -430,8 +453,12 @@ fn exercise(
         kills: vec![],
     };
     let holders = (1..=s.validators).collect();
-    let mut ctx =
-        Ctx { s, started, rt, node, params, cluster, chaos, report: Report::default(), holders };
+    let report = Report {
+        network: "litecoin (regtest)".into(),
+        unit: "litoshis".into(),
+        ..Report::default()
+    };
+    let mut ctx = Ctx { s, started, rt, node, params, cluster, chaos, report, holders };
     let group = steps::key_and_activation(&mut ctx)?;
     if let Some(v) = s.silent_after_keygen {
         ctx.say(format!("validator {v} stopped: it holds a share and answers nothing"));

@@ -300,8 +300,13 @@ pub(super) fn burns(ctx: &mut Ctx, deposits: &Deposits) -> Result<Vec<(String, u
 
 /// Waits until every processor has the same plans, none pending or to publish.
 pub(super) fn settle(ctx: &mut Ctx) -> Result<(), DevnetError> {
-    let holders = ctx.holders.clone();
-    ctx.cluster
+    settled(ctx.cluster, &ctx.holders)
+}
+
+/// Waits until every processor of `holders` has the same plans, none pending or to
+/// publish.
+pub(super) fn settled(cluster: &mut crate::Cluster, holders: &[u16]) -> Result<(), DevnetError> {
+    cluster
         .wait_for(Duration::from_secs(120), "every processor settled", |c| {
             let all: Vec<_> = holders
                 .iter()
@@ -312,7 +317,7 @@ pub(super) fn settle(ctx: &mut Ctx) -> Result<(), DevnetError> {
                 .all(|p| p.plans == all[0].plans && p.plans_pending == 0 && p.to_publish == 0);
             done.then_some(())
         })
-        .map_err(with_logs(ctx.cluster))?;
+        .map_err(with_logs(cluster))?;
     Ok(())
 }
 
@@ -502,7 +507,11 @@ pub(super) fn plans_check(
 
 /// The nonce rule, from the coordinator's count and the processors' logs.
 pub(super) fn nonce_check(ctx: &mut Ctx) {
-    let (cluster, report) = (&*ctx.cluster, &mut ctx.report);
+    nonce_rule(ctx.cluster, &mut ctx.report);
+}
+
+/// [`nonce_check`] on any cluster.
+pub(super) fn nonce_rule(cluster: &crate::Cluster, report: &mut super::Report) {
     // The nonce rule, as the coordinator saw it: every preprocess that left a processor
     // arrived there, and a second, different one for the same signer and attempt would be
     // counted. (A processor logs a preprocess before its transaction commits, so a kill
