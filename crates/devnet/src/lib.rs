@@ -13,6 +13,7 @@ pub mod metrics_doc;
 pub mod progress;
 pub mod record;
 pub mod scenario;
+pub mod wallet_rpc;
 
 use std::{
     os::unix::fs::PermissionsExt,

@@ -153,9 +153,10 @@ impl Report {
                 ("deposited", self.deposited),
                 ("credited (settlement ledger)", self.credited),
                 ("burned", self.burned),
-                ("paid (payees' view keys)", self.paid),
+                ("paid (payees' wallets)", self.paid),
                 ("unattributed deposits (kept)", self.unattributed),
-                ("fees (plans)", self.fees),
+                ("fees (node: our transactions)", self.fees),
+                ("remaining (group wallet - out)", self.remaining),
             ]
         } else {
             &[

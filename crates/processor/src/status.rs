@@ -249,6 +249,9 @@ pub struct PlanView {
     pub fee: u64,
     /// Whether its eventuality was seen on chain.
     pub completed: bool,
+    /// The transaction that completed it (hex of the network's id), once seen.
+    #[serde(default)]
+    pub tx: Option<String>,
 }
 
 /// One payment of a plan.
@@ -291,6 +294,7 @@ pub fn plans(txn: &impl Get) -> Result<Vec<PlanView>, DbError> {
             change: record.tx.change.map(|c| c.0),
             fee: record.tx.fee.0,
             completed: record.completed.is_some(),
+            tx: record.completed.as_ref().map(hex::encode),
         })
         .collect())
 }

@@ -2,10 +2,15 @@
 //! deposits with instructions in their transactions' `extra` (paid by the test wallet of
 //! `monero_network::testing`, since monero-wallet-rpc cannot write arbitrary data),
 //! Batches, credited accounts, a deposit without an instruction kept unattributed (Monero
-//! shows no sender to refund), burns to fresh payees through payment trees, and checks:
-//! each payee's outputs found with its own view key by monero-wallet's scanner over the
-//! node's blocks (not the processors' code), exact amounts minus fee shares, identical
-//! plans, and no nonce reuse.
+//! shows no sender to refund), burns to fresh payees through payment trees, and checks
+//! against witnesses that are not the processors' code: monero-wallet-rpc (Monero's own
+//! wallet) with a view-only wallet per payee and one for the group, and monerod for each
+//! transaction's fee. Each payee received exactly its burn minus its fee share, in one
+//! transfer; the group received exactly the deposits; the fees on chain are exactly the
+//! fee shares the payees bore; so the group keeps exactly credited + unattributed -
+//! burned. Plans are identical on every processor, and no signer sent two preprocesses
+//! for one attempt. (Waiting for payments scans the payees' view keys with
+//! monero-wallet's scanner, which is faster to poll; the checks use the wallet RPC.)
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,7 +19,7 @@ use std::time::{Duration, Instant};
 use bus::testing::http_post_json;
 use monero_network::keys::Keys;
 use monero_network::testing::node::Node;
-use monero_network::testing::wallet::{random_pair, TestWallet};
+use monero_network::testing::wallet::{random_pair, random_payee, TestWallet};
 use monero_network::{instruction, Address};
 use monero_wallet::address::Network as AddressNetwork;
 use monero_wallet::{Scanner, ViewPair};
@@ -24,6 +29,7 @@ use serde_json::json;
 
 use super::{balance_of, ledger, plans_of, say, steps, with_logs, Chaos, Report, Standing};
 use crate::progress::Bar;
+use crate::wallet_rpc::WalletRpc;
 use crate::{Cluster, DevnetError, NodeOptions, Options};
 
 /// One piconero-denominated XMR.
@@ -74,6 +80,8 @@ impl Default for MoneroScenario {
 /// The payees' view keys, scanned block by block as the chain grows.
 struct Payees {
     pairs: Vec<(String, ViewPair)>,
+    /// Each payee's secret view key (hex) and the height it was made at.
+    view_keys: BTreeMap<String, (String, u64)>,
     /// Outputs found per payee: their amounts.
     found: BTreeMap<String, Vec<u64>>,
     next: u64,
@@ -188,6 +196,7 @@ fn exercise(
     }
 
     // Deposits with instructions, and one without.
+    let deposits_from = rt.block_on(node.rpc().tip()).unwrap_or(0);
     let accounts: Vec<[u8; 32]> = (1..=4u8).map(|i| [i; 32]).collect();
     let mut deposited: BTreeMap<[u8; 32], u64> = BTreeMap::new();
     for i in 0..s.deposits {
@@ -239,18 +248,21 @@ fn exercise(
     );
 
     // Burns to fresh payees, in rounds.
+    let burns_from = rt.block_on(node.rpc().tip()).unwrap_or(0);
     let mut payees = Payees {
         pairs: vec![],
+        view_keys: BTreeMap::new(),
         found: BTreeMap::new(),
-        next: rt.block_on(node.rpc().tip()).unwrap_or(0),
+        next: burns_from,
     };
     let mut burns: Vec<(String, u64)> = vec![];
     let per_round = s.burns.div_ceil(s.burn_rounds.max(1));
     while (burns.len() as u64) < s.burns {
         let first = burns.len() as u64;
         for i in first..(first + per_round).min(s.burns) {
-            let pair = random_pair();
+            let (pair, view_key) = random_payee();
             let to = pair.legacy_address(AddressNetwork::Mainnet).to_string();
+            payees.view_keys.insert(to.clone(), (hex::encode(view_key), burns_from));
             let amount = XMR / 10 + i * XMR / 1000;
             let account = hex::encode(accounts[(i % 4) as usize]);
             let body = json!({"network": "monero", "account": account, "to": to, "amount": amount})
@@ -281,11 +293,22 @@ fn exercise(
     steps::settled(cluster, &holders)?;
     payees.scan(rt, node);
 
-    // The checks.
-    report.paid = burns.iter().map(|(to, _)| payees.received(to)).sum();
+    // The checks: Monero's own wallet and node are the witnesses (the chain at rest).
+    mining.store(false, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(500));
+    say("checking with monero-wallet-rpc (view-only wallets) and monerod".into());
+    let wallets = WalletRpc::start(&node.url())?;
+    let mut received: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for (i, (to, _)) in burns.iter().enumerate() {
+        let (view_key, from) = &payees.view_keys[to];
+        let name = format!("payee-{i}");
+        wallets.view_only(&name, to, view_key, *from)?;
+        received.insert(to.clone(), wallets.incoming(&name)?.iter().map(|t| t.amount).collect());
+    }
+    report.paid = received.values().flatten().sum();
     report.check(
-        "every payee paid by exactly one output",
-        burns.iter().all(|(to, _)| payees.found.get(to).map(Vec::len) == Some(1)),
+        "every payee paid by exactly one transfer (its view-only wallet)",
+        burns.iter().all(|(to, _)| received.get(to).map(Vec::len) == Some(1)),
         format!("{} payees", burns.len()),
     );
     let mut plans = vec![];
@@ -293,8 +316,6 @@ fn exercise(
         plans.push(plans_of(cluster, *v).map_err(DevnetError::Failed)?);
     }
     report.plans = plans[0].len();
-    report.transactions = plans[0].iter().filter(|p| p.completed).count();
-    report.fees = plans[0].iter().map(|p| p.fee).sum();
     report.check(
         "every processor planned the same transactions",
         plans.iter().all(|p| *p == plans[0]),
@@ -312,14 +333,57 @@ fn exercise(
             }
         }
     }
+    let got = |to: &str| received.get(to).map_or(0, |r| r.iter().sum::<u64>());
     let exact = burns.iter().all(|(to, amount)| match shares.get(to).map(Vec::as_slice) {
-        Some([(net, fee)]) => net + fee == *amount && payees.received(to) == *net,
+        Some([(net, fee)]) => net + fee == *amount && got(to) == *net,
         _ => false,
     });
     report.check(
-        "each payee received exactly its burn minus its fee share (its own view key, on chain)",
+        "each payee received exactly its burn minus its fee share",
         exact,
         format!("fee shares total {}", report.burned - report.paid),
+    );
+    // Our transactions, their fees from the node, and what the group's wallet saw.
+    let ours: Vec<String> = plans[0].iter().filter_map(|p| p.tx.clone()).collect();
+    report.transactions = ours.len();
+    for txid in &ours {
+        let hash: [u8; 32] =
+            hex::decode(txid).ok().and_then(|b| b.try_into().ok()).unwrap_or_default();
+        let fee =
+            rt.block_on(node.rpc().fee_of(hash)).map_err(|e| DevnetError::Failed(e.to_string()))?;
+        report.fees += fee.ok_or_else(|| {
+            DevnetError::Failed(format!("monerod does not know our transaction {txid}"))
+        })?;
+    }
+    let view_key = hex::encode(<[u8; 32]>::from(*keys.view_key()));
+    wallets.view_only("group", &deposit.to_string(), &view_key, deposits_from)?;
+    let group = wallets.incoming("group")?;
+    let deposits_in: u64 = group.iter().filter(|t| !ours.contains(&t.txid)).map(|t| t.amount).sum();
+    report.check(
+        "the group's view-only wallet received exactly the deposits",
+        deposits_in == report.deposited,
+        format!("{deposits_in} of {} deposited", report.deposited),
+    );
+    report.check(
+        "the fees on chain are exactly the fee shares the payees bore",
+        report.fees == report.burned - report.paid,
+        format!(
+            "node: {} over {} transactions; shares {}",
+            report.fees,
+            ours.len(),
+            report.burned - report.paid
+        ),
+    );
+    // What our transactions spent is what they paid out, returned to us, and the fee:
+    // the group keeps the deposits less the payments and the fees.
+    report.remaining = deposits_in.saturating_sub(report.paid + report.fees);
+    report.check(
+        "the group keeps exactly credited + unattributed - burned",
+        report.remaining + report.burned == report.credited + report.unattributed,
+        format!(
+            "{} = {} + {} - {}",
+            report.remaining, report.credited, report.unattributed, report.burned
+        ),
     );
     steps::nonce_rule(cluster, &mut report);
     report.kills = chaos.kills;

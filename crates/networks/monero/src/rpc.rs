@@ -143,6 +143,19 @@ impl Node {
         }
     }
 
+    /// The fee transaction `hash` paid (`None`: unknown to the node, or not RingCT).
+    pub async fn fee_of(&self, hash: [u8; 32]) -> Result<Option<u64>, RpcError> {
+        let daemon = self.daemon().await?;
+        match ProvidesTransactions::pruned_transactions(daemon, &[hash]).await {
+            Ok(found) => Ok(found.first().and_then(|tx| match tx {
+                Transaction::V2 { proofs: Some(p), .. } => Some(p.base.fee),
+                _ => None,
+            })),
+            Err(TransactionsError::TransactionNotFound) => Ok(None),
+            Err(e) => Err(self.error("get_transactions", e)),
+        }
+    }
+
     /// Publishes `tx`; a transaction the node already has (in its pool or chain) is
     /// success.
     pub async fn publish(&self, tx: &Transaction) -> Result<(), RpcError> {

@@ -27,13 +27,22 @@ fn scalar(k: u64) -> DalekScalar {
 
 /// A view-only pair for a fresh random address (a payee the test can scan).
 pub fn random_pair() -> ViewPair {
+    random_payee().0
+}
+
+/// A fresh random address's view pair and its secret view key (for a view-only wallet).
+pub fn random_payee() -> (ViewPair, [u8; 32]) {
     let mut bytes = [0; 64];
     OsRng.fill_bytes(&mut bytes);
     let spend = DalekScalar::from_bytes_mod_order_wide(&bytes);
     OsRng.fill_bytes(&mut bytes);
     let view = DalekScalar::from_bytes_mod_order_wide(&bytes);
-    ViewPair::new(Point::from(&spend * ED25519_BASEPOINT_TABLE), Zeroizing::new(Scalar::from(view)))
-        .unwrap()
+    let pair = ViewPair::new(
+        Point::from(&spend * ED25519_BASEPOINT_TABLE),
+        Zeroizing::new(Scalar::from(view)),
+    )
+    .unwrap();
+    (pair, view.to_bytes())
 }
 
 /// The test wallet and its unspent coinbase outputs.
