@@ -212,9 +212,10 @@ impl Burner {
         let address = if network == NetworkId::Monero {
             // Regtest uses mainnet's addresses.
             let chain = match self.chain.as_str() {
+                "mainnet" | "regtest" => monero_addr::Network::Mainnet,
                 "testnet" => monero_addr::Network::Testnet,
                 "stagenet" => monero_addr::Network::Stagenet,
-                _ => monero_addr::Network::Mainnet,
+                other => return Err(bad(format!("no Monero address format for chain {other:?}"))),
             };
             monero_addr::Address::from_str(chain, request.to.trim())
                 .map_err(|e| bad(e.to_string()))?

@@ -155,12 +155,24 @@ fn monero(node: &NodeConfig) -> Result<Monero, ConfigError> {
     let url = match (&node.rpc_user, &node.rpc_password_file) {
         (None, None) => node.rpc_url.clone(),
         (Some(user), file) => {
+            if user.is_empty() || user.contains(['@', ':', '/']) {
+                return Err(ConfigError::invalid(
+                    "node.rpc_user",
+                    "must be non-empty, without '@', ':' or '/' (it goes into the daemon URL)",
+                ));
+            }
             let password = service::config::read_secret(
                 "RPC password",
                 "PROCESSOR_RPC_PASSWORD",
                 "node.rpc_password_file",
                 file.as_deref(),
             )?;
+            if password.contains(['@', '/']) {
+                return Err(ConfigError::invalid(
+                    "node.rpc_password_file",
+                    "the password may not contain '@' or '/' (monerod's digest login goes in its URL)",
+                ));
+            }
             let Some((scheme, rest)) = node.rpc_url.split_once("://") else {
                 return Err(ConfigError::invalid("node.rpc_url", "expected http://host:port"));
             };

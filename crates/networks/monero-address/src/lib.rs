@@ -6,6 +6,8 @@
 //! stagenet, testnet) is not encoded: the processor's configuration names it, as Bitcoin
 //! scripts do not carry theirs either.
 //!
+//! Keys with a small-order component, and the identity, are refused: no wallet holds them.
+//!
 //! Integrated addresses (with a payment id) and featured addresses are refused: a Monero
 //! transaction can carry one payment id only, so two burns to integrated addresses could
 //! never share a transaction, and a plan must never be unbuildable.
@@ -69,7 +71,15 @@ impl Address {
         };
         let point = |b: &[u8]| {
             let array: [u8; 32] = b.try_into().map_err(|_| AddressError::Malformed)?;
-            CompressedPoint::from(array).decompress().ok_or(AddressError::Malformed)
+            let point = CompressedPoint::from(array).decompress().ok_or(AddressError::Malformed)?;
+            // A key with a small-order component (or the identity) is no key a wallet
+            // holds: paying it would burn the funds, or pay us under another encoding.
+            let inner = point.into();
+            if !inner.is_torsion_free() || curve25519_dalek::traits::IsIdentity::is_identity(&inner)
+            {
+                return Err(AddressError::Malformed);
+            }
+            Ok(point)
         };
         let spend = point(&bytes[1..33])?;
         let view = point(&bytes[33..65])?;

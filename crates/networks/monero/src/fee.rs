@@ -84,11 +84,17 @@ fn point(k: u64) -> Point {
 /// A stand-in input of the longest encoding: the weight of a transaction spending it
 /// bounds that of any transaction spending a real output in its place.
 fn stand_in_input(i: u64) -> OutputWithDecoys {
+    stand_in(i, u64::MAX / 1024)
+}
+
+/// A stand-in spendable output of key `(i + 1)·G` holding `amount`, with a ring of the
+/// longest encoding (for tests of planning without a node; it can never be signed for).
+pub fn stand_in(i: u64, amount: u64) -> OutputWithDecoys {
     let mut bytes = vec![];
     bytes.extend(point(i + 1).compress().to_bytes());
     bytes.extend([0u8; 32]); // key offset
     bytes.extend([1u8].iter().chain([0u8; 31].iter())); // mask 1
-    bytes.extend((u64::MAX / 1024).to_le_bytes()); // amount
+    bytes.extend(amount.to_le_bytes());
     bytes.push(RING_LEN);
     for _ in 0..RING_LEN {
         // Each offset's varint is 5 bytes.

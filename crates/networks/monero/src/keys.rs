@@ -6,11 +6,14 @@
 //!   generation, and every processor derives the same one.
 //! - Addresses: [`OutputKind::External`] is the main (standard) address, the one
 //!   depositors pay; [`OutputKind::Branch`], [`OutputKind::Change`] and
-//!   [`OutputKind::Forwarded`] are subaddresses `(0, 1)`, `(0, 2)` and `(0, 3)`. Any other
+//!   [`OutputKind::Forwarded`] are subaddresses `(0, 1)`, `(0, 2)` and `(0, 3)` in
+//!   monero-wallet's *guaranteed* form: only the processors pay them, and an output to
+//!   them derives its key from the paying transaction's inputs, so nobody can make a
+//!   second output with the same key (the "burning bug") that scans as ours. Any other
 //!   subaddress is not ours: the scanner does not look for it.
 use monero_wallet::address::{MoneroAddress, Network as AddressNetwork, SubaddressIndex};
 use monero_wallet::ed25519::{Point, Scalar};
-use monero_wallet::ViewPair;
+use monero_wallet::{GuaranteedViewPair, ViewPair};
 use primitives::OutputKind;
 use zeroize::Zeroizing;
 
@@ -25,6 +28,7 @@ pub const VIEW_KEY_DOMAIN: &[u8] = b"tc-monero/v1/view";
 #[derive(Clone)]
 pub struct Keys {
     view_pair: ViewPair,
+    guaranteed: GuaranteedViewPair,
     network: AddressNetwork,
 }
 
@@ -76,12 +80,19 @@ impl Keys {
         }
         let view_pair = ViewPair::new(Point::from(group_key), view_key(&group_key))
             .map_err(|_| KeyError::Invalid)?;
-        Ok(Keys { view_pair, network })
+        let guaranteed = GuaranteedViewPair::new(Point::from(group_key), view_key(&group_key))
+            .map_err(|_| KeyError::Invalid)?;
+        Ok(Keys { view_pair, guaranteed, network })
     }
 
-    /// The view pair (spend key, view key).
+    /// The view pair (spend key, view key) of the main address.
     pub fn view_pair(&self) -> &ViewPair {
         &self.view_pair
+    }
+
+    /// The same keys, for the guaranteed subaddresses of our own outputs.
+    pub fn guaranteed(&self) -> &GuaranteedViewPair {
+        &self.guaranteed
     }
 
     /// The address network.
@@ -103,15 +114,14 @@ impl Keys {
     pub fn address(&self, kind: OutputKind) -> MoneroAddress {
         match subaddress(kind) {
             None => self.view_pair.legacy_address(self.network),
-            Some(index) => self.view_pair.subaddress(self.network, index),
+            Some(index) => self.guaranteed.address(self.network, Some(index), None),
         }
     }
 
-    /// Which of our kinds `address` is, if it is one of ours.
+    /// Which of our kinds `address` pays, if it pays us: its spend key is one of ours,
+    /// whatever its view key (an address with our spend key is ours to receive, and
+    /// paying it would only come back as an output nobody planned).
     pub fn kind_of_address(&self, address: &MoneroAddress) -> Option<OutputKind> {
-        OutputKind::ALL.into_iter().find(|kind| {
-            let ours = self.address(*kind);
-            ours.spend() == address.spend() && ours.view() == address.view()
-        })
+        OutputKind::ALL.into_iter().find(|kind| self.address(*kind).spend() == address.spend())
     }
 }

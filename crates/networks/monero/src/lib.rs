@@ -3,12 +3,17 @@
 //!
 //! Guarantees:
 //! - The group's spend key is the key generation's Ed25519 group key; its view key is
-//!   derived from that public key ([`keys`]), so every key holder (and anyone who knows
-//!   the group key) can scan. Deposits are reported publicly in Batches anyway: the view
-//!   key hides nothing the settlement layer does not show.
-//! - Every output kind has its own address: deposits go to the main address, branch,
-//!   change and forwarded outputs to their own subaddresses, so the scanner tells them
-//!   apart from the chain alone.
+//!   derived from that public key ([`keys`]), so every key holder, and anyone who knows
+//!   the group key, can scan. Deposits are reported publicly in Batches anyway, but a
+//!   public view key has a cost: anyone can copy a deposit's one-time key into an output
+//!   of their own that lands first (the "burning bug"), and only the first is credited.
+//!   docs/protocol.md ("Monero") states the risk; a view key shared by the set only is
+//!   the remedy.
+//! - Every output kind has its own address: deposits go to the main address; branch,
+//!   change and forwarded outputs go to their own subaddresses in monero-wallet's
+//!   *guaranteed* form, whose output keys derive from the paying transaction's inputs,
+//!   so no copy of our own outputs can scan as ours and the scanner tells the kinds apart
+//!   from the chain alone.
 //! - Only blocks with the configured confirmations are read as final: 19 by default,
 //!   Monero's usual 10 plus the 9 blocks of its spend lock, never fewer than 10.
 //! - An output is identified by its one-time key: a second output reusing a key (the

@@ -10,7 +10,7 @@ use monero_wallet::interface::prelude::{FeeRate, ScannableBlock};
 use monero_wallet::ringct::RctType;
 use monero_wallet::send::{Change, Eventuality as MoneroEventuality, SignableTransaction};
 use monero_wallet::transaction::Transaction;
-use monero_wallet::{OutputWithDecoys, Scanner, WalletOutput};
+use monero_wallet::{GuaranteedScanner, OutputWithDecoys, ScanError, Scanner, WalletOutput};
 use primitives::{Amount, ExternalAddress, NetworkId};
 use rand_core::SeedableRng;
 use scanner::utxo;
@@ -39,13 +39,14 @@ pub struct Params {
 /// Monero's 10-block spend lock: an output of block `b` can be spent, and serve as a
 /// decoy, from block `b + 9` on (monerod's rule, as monero-wallet evaluates it).
 pub const LOCK: u64 = monero_wallet::DEFAULT_LOCK_WINDOW as u64;
-/// The fewest confirmations accepted: the block `b + 9` every ring of block `b` is chosen
-/// at must exist when `b` is final.
-pub const MIN_CONFIRMATIONS: u64 = LOCK;
-/// The default: the 10 confirmations Monero's wallets wait for, plus the 9 blocks of the
-/// spend lock, so that the rings of a final block's outputs are chosen from blocks with
-/// 10 confirmations themselves.
-pub const DEFAULT_CONFIRMATIONS: u64 = 2 * LOCK - 1;
+/// The fewest confirmations accepted, and the default: the 10 confirmations Monero's
+/// wallets wait for, plus the 9 blocks of the spend lock, so that the rings of a final
+/// block's outputs are chosen from blocks with 10 confirmations themselves. With fewer, a
+/// one-block reorg between two processors' scans could give them different rings, so
+/// different transactions to sign.
+pub const MIN_CONFIRMATIONS: u64 = 2 * LOCK - 1;
+/// The default confirmations.
+pub const DEFAULT_CONFIRMATIONS: u64 = MIN_CONFIRMATIONS;
 /// The most outputs a transaction may have (Bulletproofs+ aggregate at most 16).
 pub const MAX_OUTPUTS: usize = 16;
 /// The most inputs our transactions spend: 64 CLSAG inputs of ring 16 weigh about
@@ -118,7 +119,7 @@ pub struct Output {
     /// The instruction ([`Instruction::Missing`] for our own outputs).
     pub instruction: Instruction,
     /// monero-wallet's `OutputWithDecoys`: the key offset, the commitment and the ring
-    /// it is always spent with.
+    /// it is always spent with (empty for a deposit below dust, which is never spent).
     pub spendable: Vec<u8>,
 }
 
@@ -260,8 +261,17 @@ fn outgoing_view_key(
     Zeroizing::new(primitives::hash(b"tc-monero/v1/outgoing-view-key", &refs))
 }
 
-fn read_eventuality(e: &Eventuality) -> Option<MoneroEventuality> {
-    MoneroEventuality::read(&mut e.eventuality.as_slice()).ok()
+/// A stored eventuality. One that does not read is a corrupt database or an incompatible
+/// build: checking blocks without it would never see its plan complete, so it stops the
+/// processor (a bug, not an input: every eventuality was written by [`Monero::plan`]).
+fn read_eventuality(e: &Eventuality) -> MoneroEventuality {
+    MoneroEventuality::read(&mut e.eventuality.as_slice()).unwrap_or_else(|err| {
+        panic!(
+            "a stored Monero eventuality (spending {}) does not read ({err}): the database is \
+             corrupt or was written by an incompatible build",
+            e.inputs.iter().map(hex::encode).collect::<Vec<_>>().join(", ")
+        )
+    })
 }
 
 impl Network for Monero {
@@ -335,18 +345,35 @@ impl Network for Monero {
     }
 
     async fn scan(&self, block: &Block, key: &Keys) -> Result<Vec<Output>, NetworkError> {
-        let mut scanner = Scanner::new(key.view_pair().clone());
+        // Deposits: the main address, as any wallet pays it. Our own outputs: the
+        // guaranteed subaddresses, which only outputs derived from their own transaction's
+        // inputs match.
+        let mut deposits = Scanner::new(key.view_pair().clone());
+        let mut internal = GuaranteedScanner::new(key.guaranteed().clone());
         for kind in OutputKind::ALL {
             if let Some(index) = keys::subaddress(kind) {
-                scanner.register_subaddress(index);
+                internal.register_subaddress(index);
             }
         }
-        let found = scanner.scan(block.block.clone()).map_err(|e| {
-            NetworkError::Transient(format!("block {} cannot be scanned: {e}", block.number).into())
-        })?;
+        let scanned = |found: Result<monero_wallet::Timelocked, ScanError>| {
+            found.map_err(|e| match e {
+                // A hard fork this build does not know: retrying cannot help.
+                ScanError::UnsupportedProtocol(_) => NetworkError::Fatal(
+                    format!("block {} follows a protocol this build does not support ({e}): upgrade the processor", block.number).into(),
+                ),
+                e => NetworkError::Transient(format!("block {} cannot be scanned: {e}", block.number).into()),
+            })
+        };
+        let external = scanned(deposits.scan(block.block.clone()))?;
+        let ours = scanned(internal.scan(block.block.clone()))?;
+        let found = external
+            .not_additionally_locked()
+            .into_iter()
+            .filter(|o| o.subaddress().is_none())
+            .chain(ours.not_additionally_locked().into_iter().filter(|o| o.subaddress().is_some()));
         let mut seen = BTreeSet::new();
         let mut outputs = vec![];
-        for output in found.not_additionally_locked() {
+        for output in found {
             let Some(kind) = keys::kind_of(output.subaddress()) else { continue };
             let id = output.key().compress().to_bytes();
             // Two outputs with one key can be spent once: the first is the one.
@@ -361,7 +388,13 @@ impl Network for Monero {
             };
             let tx = output.transaction();
             let value = output.commitment().amount;
-            let spendable = self.ring(output, block.number).await?.serialize();
+            // A deposit below dust is recorded and never spent: it needs no ring (and a
+            // flood of them must not cost a ring selection each).
+            let spendable = if kind == OutputKind::External && value < self.params.network.dust.0 {
+                vec![]
+            } else {
+                self.ring(output, block.number).await?.serialize()
+            };
             outputs.push(Output {
                 key: id,
                 tx,
@@ -436,27 +469,29 @@ impl Network for Monero {
             branches: plan.branches.len(),
             change,
         };
-        let with_change = self.shape_fee(&shape(true), fee_rate)?;
-        let without_change = self.shape_fee(&shape(false), fee_rate)?;
+        // Each fee only when its shape can be: a consolidation (no payment, no branch) has
+        // no transaction without change.
+        let with_change =
+            if plan.change { Some(self.shape_fee(&shape(true), fee_rate)?) } else { None };
         let (change, fee) = utxo::change_and_fee(
             total,
             paid,
             plan.change,
             params.dust.0,
-            || with_change,
-            || without_change,
+            || with_change.unwrap_or(u64::MAX),
+            || fee::shape_fee(&shape(false), fee_rate).unwrap_or(u64::MAX),
         )?;
         if shape(change.is_some()).needs_filler() {
             let seed = primitives::hash(b"tc-monero/v1/filler", &[&input_keys.concat()]);
             payments.push((fee::filler_address(&seed), 0));
         }
-        let (change_spec, mask) = match change {
-            Some(_) => (
-                Change::new(key.view_pair().clone(), keys::subaddress(OutputKind::Change)),
+        let (change_spec, mask) = match (change, with_change) {
+            (Some(_), Some(with_change)) => (
+                Change::guaranteed(key.guaranteed().clone(), keys::subaddress(OutputKind::Change)),
                 with_change,
             ),
-            // No change: everything left is the fee (at least `without_change`).
-            None => (Change::fingerprintable(None), without_change),
+            // No change: everything left is the fee (at least the shape's).
+            _ => (Change::fingerprintable(None), self.shape_fee(&shape(false), fee_rate)?),
         };
         let rate = FeeRate::new(fee_rate.max(1), mask.max(1)).ok_or(PlanError::Overflow)?;
         let ovk = outgoing_view_key(key, &input_keys, &payments, change.is_some(), fee_rate);
@@ -490,12 +525,10 @@ impl Network for Monero {
 
     fn check(&self, block: &Block, pending: &[Eventuality]) -> Vec<Completion> {
         // Index the pending eventualities by the extra any completing transaction carries.
-        let parsed: Vec<Option<MoneroEventuality>> = pending.iter().map(read_eventuality).collect();
+        let parsed: Vec<MoneroEventuality> = pending.iter().map(read_eventuality).collect();
         let mut by_extra: BTreeMap<Vec<u8>, Vec<usize>> = BTreeMap::new();
         for (index, e) in parsed.iter().enumerate() {
-            if let Some(e) = e {
-                by_extra.entry(e.extra()).or_default().push(index);
-            }
+            by_extra.entry(e.extra()).or_default().push(index);
         }
         let mut found = vec![];
         let mut settled = BTreeSet::new();
@@ -503,8 +536,7 @@ impl Network for Monero {
         for (hash, tx) in txs {
             let Some(candidates) = by_extra.get(&tx.prefix().extra) else { continue };
             for &index in candidates {
-                let Some(e) = &parsed[index] else { continue };
-                if settled.contains(&index) || !e.matches(tx) {
+                if settled.contains(&index) || !parsed[index].matches(tx) {
                     continue;
                 }
                 settled.insert(index);

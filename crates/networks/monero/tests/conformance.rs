@@ -172,3 +172,30 @@ async fn deep_reorg_is_fatal() {
     let chain = Harness::start(2, 3, &[1, 2]).await;
     conformance::deep_reorg_is_fatal(&chain).await;
 }
+
+/// Our own outputs (branch, change, forwarded) are guaranteed outputs: an output paid to
+/// the same subaddress the standard way, as anyone could make one (and as a copy of one
+/// of our outputs' keys would be), is not ours. Deposits to the main address are.
+#[tokio::test]
+async fn only_guaranteed_outputs_to_our_own_subaddresses_are_ours() {
+    let chain = Harness::start(2, 3, &[1, 2]).await;
+    let key = chain.key();
+    let dust = chain.network.params().dust.0;
+    for (i, kind) in
+        [OutputKind::Branch, OutputKind::Change, OutputKind::Forwarded].into_iter().enumerate()
+    {
+        let index = monero_network::keys::subaddress(kind).unwrap();
+        let standard = key.view_pair().subaddress(AddressNetwork::Mainnet, index);
+        chain.wallet.pay(chain.node.rpc(), standard, dust * 3 + i as u64, None).await;
+    }
+    chain.deposit(OutputKind::External, Amount(dust * 5), None).await;
+    chain.deposit(OutputKind::Change, Amount(dust * 7), None).await;
+    chain.mine(1).await;
+    let height = chain.height().await;
+    chain.mine(chain.network.params().confirmations).await;
+    let block = chain.network.block(height).await.unwrap();
+    let found = chain.network.scan(&block, &key).await.unwrap();
+    let mut seen: Vec<(OutputKind, u64)> = found.iter().map(|o| (o.kind, o.value)).collect();
+    seen.sort();
+    assert_eq!(seen, vec![(OutputKind::External, dust * 5), (OutputKind::Change, dust * 7)]);
+}
