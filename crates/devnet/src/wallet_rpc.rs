@@ -100,9 +100,22 @@ impl WalletRpc {
         Ok(())
     }
 
-    /// Opens wallet `name`, refreshes it, and lists what it received (confirmed only).
-    pub fn incoming(&self, name: &str) -> Result<Vec<Incoming>, DevnetError> {
-        self.call("open_wallet", json!({"filename": name, "password": ""}))?;
+    /// Creates view-only wallet `name` ([`WalletRpc::view_only`]) and lists what it
+    /// received (confirmed only). Opening a wallet file costs seconds (its key
+    /// derivation), so the new wallet is read while it is open.
+    pub fn received(
+        &self,
+        name: &str,
+        address: &str,
+        view_key: &str,
+        from: u64,
+    ) -> Result<Vec<Incoming>, DevnetError> {
+        self.view_only(name, address, view_key, from)?;
+        self.incoming_open()
+    }
+
+    /// Refreshes the open wallet and lists what it received (confirmed only).
+    fn incoming_open(&self) -> Result<Vec<Incoming>, DevnetError> {
         // The wallet checks its daemon connection with a short timeout: a busy regtest
         // node can fail it once or twice.
         let mut tries = 0;

@@ -50,7 +50,7 @@ pub struct MoneroScenario {
     pub burn_rounds: u64,
     /// The processors' output limit (low, so payment trees form; Monero's own is 16).
     pub max_outputs: usize,
-    /// Confirmations before a block is final (at least 10).
+    /// Confirmations before a block is final (at least 19).
     pub confirmations: u64,
     /// SIGKILL and restart random processors throughout, with this seed.
     pub chaos_seed: Option<u64>,
@@ -69,7 +69,7 @@ impl Default for MoneroScenario {
             burns: 12,
             burn_rounds: 2,
             max_outputs: 4,
-            confirmations: 10,
+            confirmations: monero_network::network::DEFAULT_CONFIRMATIONS,
             chaos_seed: None,
             progress: true,
             keep: false,
@@ -302,8 +302,8 @@ fn exercise(
     for (i, (to, _)) in burns.iter().enumerate() {
         let (view_key, from) = &payees.view_keys[to];
         let name = format!("payee-{i}");
-        wallets.view_only(&name, to, view_key, *from)?;
-        received.insert(to.clone(), wallets.incoming(&name)?.iter().map(|t| t.amount).collect());
+        let incoming = wallets.received(&name, to, view_key, *from)?;
+        received.insert(to.clone(), incoming.iter().map(|t| t.amount).collect());
     }
     report.paid = received.values().flatten().sum();
     report.check(
@@ -356,8 +356,7 @@ fn exercise(
         })?;
     }
     let view_key = hex::encode(<[u8; 32]>::from(*keys.view_key()));
-    wallets.view_only("group", &deposit.to_string(), &view_key, deposits_from)?;
-    let group = wallets.incoming("group")?;
+    let group = wallets.received("group", &deposit.to_string(), &view_key, deposits_from)?;
     let deposits_in: u64 = group.iter().filter(|t| !ours.contains(&t.txid)).map(|t| t.amount).sum();
     report.check(
         "the group's view-only wallet received exactly the deposits",
