@@ -346,6 +346,26 @@ pub fn released_preprocesses(log: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Each payee's payments in `plans` as `(net, fee share)`, keyed by the address as
+/// `display` shows the settlement layer's binary form (payees it cannot show are left out).
+fn fee_shares(
+    plans: &[PlanView],
+    display: impl Fn(&primitives::ExternalAddress) -> Option<String>,
+) -> std::collections::BTreeMap<String, Vec<(u64, u64)>> {
+    let mut shares: std::collections::BTreeMap<String, Vec<(u64, u64)>> = Default::default();
+    for tx in plans {
+        for paid in &tx.payments {
+            let external = hex::decode(&paid.address)
+                .ok()
+                .and_then(|b| primitives::ExternalAddress::new(b).ok());
+            if let Some(address) = external.as_ref().and_then(&display) {
+                shares.entry(address).or_default().push((paid.net, paid.fee));
+            }
+        }
+    }
+    shares
+}
+
 /// A processor's plans, from its `/plans` endpoint (sorted by id).
 fn plans_of(cluster: &Cluster, validator: u16) -> Result<Vec<PlanView>, String> {
     let node =

@@ -37,6 +37,18 @@ pub fn check(config: &Config) -> Result<(), ConfigError> {
     node(config).map(|_| ())
 }
 
+/// The node's RPC password: `PROCESSOR_RPC_PASSWORD`, else the file, like every secret.
+fn rpc_password(
+    file: &Option<std::path::PathBuf>,
+) -> Result<zeroize::Zeroizing<String>, ConfigError> {
+    service::config::read_secret(
+        "RPC password",
+        "PROCESSOR_RPC_PASSWORD",
+        "node.rpc_password_file",
+        file.as_deref(),
+    )
+}
+
 /// Applies the shared overrides of `[node]` to a network's defaults, and checks them.
 fn overrides(node: &NodeConfig, n: &mut scanner::NetworkParams) -> Result<(), ConfigError> {
     n.confirmations = node.confirmations.unwrap_or(n.confirmations);
@@ -88,13 +100,7 @@ fn bitcoin_family(config: &Config, node: &NodeConfig) -> Result<Bitcoin<RestBloc
         (Some(cookie), None, None) => RpcAuth::Cookie(cookie.clone()),
         // The password from PROCESSOR_RPC_PASSWORD, else from the file, like every secret.
         (None, Some(user), file) => {
-            let password = service::config::read_secret(
-                "RPC password",
-                "PROCESSOR_RPC_PASSWORD",
-                "node.rpc_password_file",
-                file.as_deref(),
-            )?;
-            RpcAuth::UserPass { user: user.clone(), password: password.to_string() }
+            RpcAuth::UserPass { user: user.clone(), password: rpc_password(file)?.to_string() }
         }
         _ => {
             return Err(ConfigError::invalid(
@@ -161,12 +167,7 @@ fn monero(node: &NodeConfig) -> Result<Monero, ConfigError> {
                     "must be non-empty, without '@', ':' or '/' (it goes into the daemon URL)",
                 ));
             }
-            let password = service::config::read_secret(
-                "RPC password",
-                "PROCESSOR_RPC_PASSWORD",
-                "node.rpc_password_file",
-                file.as_deref(),
-            )?;
+            let password = rpc_password(file)?;
             if password.contains(['@', '/']) {
                 return Err(ConfigError::invalid(
                     "node.rpc_password_file",

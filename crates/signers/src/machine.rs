@@ -129,7 +129,9 @@ fn frost_participant(p: Participant) -> Result<modular_frost::Participant, SignF
         .ok_or_else(|| SignFailure::Failed("participant index 0".into()))
 }
 
-fn frost_failure(e: FrostError) -> SignFailure {
+/// A modular-frost error as an attempt's failure: an invalid preprocess or share blames
+/// its sender (for machines of other crates built on modular-frost's traits too).
+pub fn frost_failure(e: FrostError) -> SignFailure {
     match e {
         FrostError::InvalidPreprocess(p) | FrostError::InvalidShare(p) => {
             SignFailure::Blame(u16::from(p))
@@ -139,8 +141,10 @@ fn frost_failure(e: FrostError) -> SignFailure {
 }
 
 /// Parses every message with `read` (in participant order, so the culprit reported among
-/// several is deterministic); unreadable or over-long messages blame their sender.
-fn parse_all<T>(
+/// several is deterministic); unreadable or over-long messages blame their sender. Public
+/// for machines of other crates built on modular-frost's traits (Monero's transaction
+/// machine).
+pub fn parse_all<T>(
     messages: HashMap<Participant, Vec<u8>>,
     read: impl Fn(&mut &[u8]) -> std::io::Result<T>,
 ) -> Result<HashMap<modular_frost::Participant, T>, SignFailure> {

@@ -23,7 +23,7 @@ use monero_network::testing::wallet::{random_pair, random_payee, TestWallet};
 use monero_network::{instruction, Address};
 use monero_wallet::address::Network as AddressNetwork;
 use monero_wallet::{Scanner, ViewPair};
-use primitives::{ExternalAddress, InInstruction, SettlementAccount};
+use primitives::{InInstruction, SettlementAccount};
 use scanner::OutputKind;
 use serde_json::json;
 
@@ -321,18 +321,9 @@ fn exercise(
         plans.iter().all(|p| *p == plans[0]),
         format!("{} plans", plans[0].len()),
     );
-    let mut shares: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
-    for tx in &plans[0] {
-        for paid in &tx.payments {
-            let external =
-                hex::decode(&paid.address).ok().and_then(|b| ExternalAddress::new(b).ok());
-            if let Some(address) =
-                external.and_then(|a| Address::from_external(AddressNetwork::Mainnet, &a).ok())
-            {
-                shares.entry(address.to_string()).or_default().push((paid.net, paid.fee));
-            }
-        }
-    }
+    let shares = super::fee_shares(&plans[0], |a| {
+        Address::from_external(AddressNetwork::Mainnet, a).ok().map(|address| address.to_string())
+    });
     let got = |to: &str| received.get(to).map_or(0, |r| r.iter().sum::<u64>());
     let exact = burns.iter().all(|(to, amount)| match shares.get(to).map(Vec::as_slice) {
         Some([(net, fee)]) => net + fee == *amount && got(to) == *net,

@@ -9,7 +9,6 @@ use std::time::Duration;
 use bitcoin_network::rpc::Rpc;
 use bitcoin_network::Address;
 use bus::testing::{http_get, http_post_json};
-use primitives::ExternalAddress;
 use scanner::OutputKind;
 use serde_json::{json, Value};
 use tokio::runtime::Runtime;
@@ -460,16 +459,9 @@ pub(super) fn plans_check(
         plans.iter().all(|p| *p == plans[0]),
         format!("{} plans", plans[0].len()),
     );
-    let mut shares = BTreeMap::new();
-    for tx in &plans[0] {
-        for paid in &tx.payments {
-            let external =
-                hex::decode(&paid.address).ok().and_then(|b| ExternalAddress::new(b).ok());
-            if let Some(address) = external.and_then(|a| Address::from_external(&a).ok()) {
-                shares.entry(address.display(params)).or_insert(vec![]).push((paid.net, paid.fee));
-            }
-        }
-    }
+    let shares = super::fee_shares(&plans[0], |a| {
+        Address::from_external(a).ok().map(|address| address.display(params))
+    });
     let exact = burns.iter().all(|(to, amount)| match shares.get(to).map(Vec::as_slice) {
         Some([(net, fee)]) => net + fee == *amount && received(to) == *net,
         _ => false,

@@ -155,6 +155,79 @@ impl ReceivedOutput for Output {
     }
 }
 
+/// The daemon as decoy selection reads it, remembering the last output distribution: every
+/// output of a block is given a ring at the same height, and the distribution covers the
+/// whole chain (megabytes on mainnet), so a block with many outputs of ours fetches it
+/// once.
+struct DecoyCache<'a> {
+    daemon: &'a crate::rpc::Daemon,
+    distribution: std::sync::Mutex<Option<(String, Vec<u64>)>>,
+}
+
+impl<'a> DecoyCache<'a> {
+    fn new(daemon: &'a crate::rpc::Daemon) -> Self {
+        DecoyCache { daemon, distribution: std::sync::Mutex::new(None) }
+    }
+}
+
+impl monero_wallet::interface::ProvidesBlockchainMeta for DecoyCache<'_> {
+    fn latest_block_number(
+        &self,
+    ) -> impl Send + std::future::Future<Output = Result<usize, monero_wallet::interface::InterfaceError>>
+    {
+        monero_wallet::interface::ProvidesBlockchainMeta::latest_block_number(self.daemon)
+    }
+}
+
+impl monero_wallet::interface::ProvidesUnvalidatedDecoys for DecoyCache<'_> {
+    fn ringct_output_distribution(
+        &self,
+        range: impl Send + std::ops::RangeBounds<usize>,
+    ) -> impl Send
+           + std::future::Future<Output = Result<Vec<u64>, monero_wallet::interface::InterfaceError>>
+    {
+        let key = format!("{:?}..{:?}", range.start_bound(), range.end_bound());
+        async move {
+            let cached = self
+                .distribution
+                .lock()
+                .ok()
+                .and_then(|c| c.as_ref().filter(|(k, _)| *k == key).map(|(_, d)| d.clone()));
+            if let Some(distribution) = cached {
+                return Ok(distribution);
+            }
+            let distribution =
+                monero_wallet::interface::ProvidesUnvalidatedDecoys::ringct_output_distribution(
+                    self.daemon,
+                    range,
+                )
+                .await?;
+            if let Ok(mut cache) = self.distribution.lock() {
+                *cache = Some((key, distribution.clone()));
+            }
+            Ok(distribution)
+        }
+    }
+
+    fn unlocked_ringct_outputs(
+        &self,
+        indexes: &[u64],
+        evaluate_unlocked: monero_wallet::interface::EvaluateUnlocked,
+    ) -> impl Send
+           + std::future::Future<
+        Output = Result<
+            Vec<Option<[monero_wallet::ed25519::Point; 2]>>,
+            monero_wallet::interface::TransactionsError,
+        >,
+    > {
+        monero_wallet::interface::ProvidesUnvalidatedDecoys::unlocked_ringct_outputs(
+            self.daemon,
+            indexes,
+            evaluate_unlocked,
+        )
+    }
+}
+
 /// What completes a plan: monero-wallet's Eventuality, and the one-time keys of the
 /// outputs the plan spends (another plan completed with one of them is a conflict).
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -197,13 +270,13 @@ impl Monero {
     /// the output's key) among the outputs unlocked at block `number + 9`, the first at
     /// which it is itself spendable (that block has `confirmations - 9` confirmations
     /// when `number` is final, and every processor of the set sees the same chain up to
-    /// it).
+    /// it). `daemon` is the block's [`DecoyCache`].
     async fn ring(
         &self,
+        daemon: &DecoyCache<'_>,
         output: WalletOutput,
         number: u64,
     ) -> Result<OutputWithDecoys, NetworkError> {
-        let daemon = self.node.daemon().await?;
         let seed = primitives::hash(
             b"tc-monero/v1/ring",
             &[&output.key().compress().to_bytes(), &number.to_le_bytes()],
@@ -371,6 +444,7 @@ impl Network for Monero {
             .into_iter()
             .filter(|o| o.subaddress().is_none())
             .chain(ours.not_additionally_locked().into_iter().filter(|o| o.subaddress().is_some()));
+        let decoys = DecoyCache::new(self.node.daemon().await?);
         let mut seen = BTreeSet::new();
         let mut outputs = vec![];
         for output in found {
@@ -393,7 +467,7 @@ impl Network for Monero {
             let spendable = if kind == OutputKind::External && value < self.params.network.dust.0 {
                 vec![]
             } else {
-                self.ring(output, block.number).await?.serialize()
+                self.ring(&decoys, output, block.number).await?.serialize()
             };
             outputs.push(Output {
                 key: id,

@@ -4,14 +4,14 @@
 //!
 //! A Monero transaction's signers are checked by no third party yet: [`PlanMachine`]
 //! states nothing, so the coordinator treats a blame on a Monero plan as a dispute.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use messages::Participant;
 use modular_frost::sign::{PreprocessMachine, SignMachine, SignatureMachine, Writable};
-use modular_frost::FrostError;
 use monero_wallet::send::{
     TransactionMachine, TransactionSignMachine, TransactionSignatureMachine,
 };
+use signers::machine::{frost_failure as failure, parse_all as parse};
 use signers::{Completing, Machine, SignFailure, Signing};
 
 /// [`TransactionMachine`] as a [`signers::Machine`]; it completes with the signed
@@ -24,36 +24,6 @@ impl std::fmt::Debug for PlanMachine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PlanMachine").finish_non_exhaustive()
     }
-}
-
-fn failure(e: FrostError) -> SignFailure {
-    match e {
-        FrostError::InvalidPreprocess(p) | FrostError::InvalidShare(p) => {
-            SignFailure::Blame(u16::from(p))
-        }
-        other => SignFailure::Failed(other.to_string()),
-    }
-}
-
-/// Reads every message (in participant order, so the culprit among several is
-/// deterministic); an unreadable or over-long one blames its sender, index 0 fails.
-fn parse<T>(
-    messages: HashMap<Participant, Vec<u8>>,
-    read: impl Fn(&mut &[u8]) -> std::io::Result<T>,
-) -> Result<HashMap<modular_frost::Participant, T>, SignFailure> {
-    let sorted: BTreeMap<_, _> = messages.into_iter().collect();
-    let mut out = HashMap::with_capacity(sorted.len());
-    for (p, bytes) in sorted {
-        let index = modular_frost::Participant::new(p)
-            .ok_or_else(|| SignFailure::Failed("participant index 0".into()))?;
-        let mut reader = bytes.as_slice();
-        let parsed = read(&mut reader).map_err(|_| SignFailure::Blame(p))?;
-        if !reader.is_empty() {
-            return Err(SignFailure::Blame(p));
-        }
-        out.insert(index, parsed);
-    }
-    Ok(out)
 }
 
 impl Machine for PlanMachine {
