@@ -114,6 +114,19 @@ impl WalletRpc {
         self.incoming_open()
     }
 
+    /// Stops the open wallet's background refresh (every 20 s by default), so that only
+    /// [`WalletRpc::refresh`] scans (for timing it).
+    pub fn no_auto_refresh(&self) -> Result<(), DevnetError> {
+        self.call("auto_refresh", json!({"enable": false}))?;
+        Ok(())
+    }
+
+    /// Refreshes the open wallet; returns the blocks it fetched.
+    pub fn refresh(&self) -> Result<u64, DevnetError> {
+        let answer = self.call("refresh", json!({}))?;
+        Ok(answer["blocks_fetched"].as_u64().unwrap_or(0))
+    }
+
     /// Refreshes the open wallet and lists what it received (confirmed only).
     fn incoming_open(&self) -> Result<Vec<Incoming>, DevnetError> {
         // The wallet checks its daemon connection with a short timeout: a busy regtest

@@ -96,6 +96,18 @@ impl TestWallet {
         amount: u64,
         data: Option<Vec<u8>>,
     ) -> [u8; 32] {
+        self.pay_many(rpc, vec![(to, amount)], data).await
+    }
+
+    /// Pays every `(address, amount)` of `payments` (at most 15) in one transaction, as
+    /// [`TestWallet::pay`].
+    pub async fn pay_many(
+        &self,
+        rpc: &Rpc,
+        payments: Vec<(MoneroAddress, u64)>,
+        data: Option<Vec<u8>>,
+    ) -> [u8; 32] {
+        let amount: u64 = payments.iter().map(|(_, a)| a).sum();
         let daemon = rpc.daemon().await.unwrap();
         // Rings of outputs unlocked 40 blocks back (judged at that block, not at the tip as
         // `OutputWithDecoys::new` does): a test's reorg, shallower than that, leaves every
@@ -128,7 +140,7 @@ impl TestWallet {
             RctType::ClsagBulletproofPlus,
             ovk,
             inputs,
-            vec![(to, amount)],
+            payments,
             Change::new(Self::view_pair(), None),
             data.into_iter().collect(),
             rate,
