@@ -139,6 +139,11 @@ impl WalletRpc {
             }
             std::thread::sleep(Duration::from_millis(500));
         }
+        self.listed()
+    }
+
+    /// What the open wallet received, as of its last refresh (confirmed only).
+    pub fn listed(&self) -> Result<Vec<Incoming>, DevnetError> {
         let transfers = self.call("get_transfers", json!({"in": true, "all_accounts": true}))?;
         let listed = transfers["in"].as_array().cloned().unwrap_or_default();
         Ok(listed
@@ -163,8 +168,9 @@ impl WalletRpc {
     }
 }
 
-/// One HTTP/1.1 POST to `/json_rpc`, reading exactly the announced body (the wallet RPC
-/// server keeps connections open, so reading to the end would wait for its timeout).
+/// One HTTP/1.1 POST to `/json_rpc`, reading exactly the announced body. The connection
+/// stays open: the wallet RPC server does not close it (reading to the end would wait for
+/// its timeout), and asked to close, it cuts long bodies short.
 fn post(port: u16, body: &str) -> Option<(u16, String)> {
     use std::io::{BufRead, BufReader, Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -172,7 +178,7 @@ fn post(port: u16, body: &str) -> Option<(u16, String)> {
     stream.set_read_timeout(Some(Duration::from_secs(120))).ok()?;
     write!(
         stream,
-        "POST /json_rpc HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST /json_rpc HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .ok()?;
@@ -194,8 +200,19 @@ fn post(port: u16, body: &str) -> Option<(u16, String)> {
             }
         }
     }
-    let mut bytes = vec![0; length?];
-    reader.read_exact(&mut bytes).ok()?;
+    let bytes = match length {
+        Some(length) => {
+            let mut bytes = vec![0; length];
+            reader.read_exact(&mut bytes).ok()?;
+            bytes
+        }
+        // No length: the body ends with the connection.
+        None => {
+            let mut bytes = vec![];
+            reader.read_to_end(&mut bytes).ok()?;
+            bytes
+        }
+    };
     Some((code, String::from_utf8(bytes).ok()?))
 }
 
