@@ -2,8 +2,8 @@
 //!
 //! Decoy selection needs about 1,600 blocks of history, which take two minutes to mine.
 //! [`Node::start`] mines them once per machine (under the system temp dir, in
-//! `tc-monero-regtest-v1`, built in a scratch dir and renamed into place, so concurrent
-//! test binaries never see half of it), with every coinbase paid to the test wallet
+//! `tc-monero-regtest-v1`, one maker at a time under a file lock, built in a scratch dir
+//! and renamed into place, so nobody sees half of it), with every coinbase paid to the test wallet
 //! ([`crate::testing::wallet`]), and records the wallet's spendable coinbase outputs
 //! beside it. Each node then runs on its own copy, on free loopback ports, and is stopped
 //! (SIGTERM, then SIGKILL) and deleted on drop.
@@ -130,7 +130,29 @@ impl Node {
     pub async fn start() -> (Node, TestWallet) {
         let history = history_dir();
         if !history.join("outputs.bin").exists() {
-            Self::make_history(&history).await;
+            // One maker at a time, machine-wide (tests of one binary run in parallel, and
+            // test binaries may too): the others wait on the lock, then find it made. The
+            // kernel drops the lock of a process that dies.
+            let lock = std::fs::File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(std::env::temp_dir().join("tc-monero-regtest-v1.lock"))
+                .unwrap();
+            let lock = tokio::task::spawn_blocking(move || {
+                use std::os::fd::AsRawFd;
+                // SAFETY: `flock` on a file descriptor we own, open for the call's duration.
+                #[allow(unsafe_code)]
+                let locked = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+                assert_eq!(locked, 0, "cannot lock the Monero history");
+                lock
+            })
+            .await
+            .unwrap();
+            if !history.join("outputs.bin").exists() {
+                Self::make_history(&history).await;
+            }
+            drop(lock);
         }
         let dir = tempfile::tempdir().unwrap();
         copy_dir(&history, dir.path());
