@@ -366,6 +366,25 @@ fn fee_shares(
     shares
 }
 
+/// Every key holder's plans, checked to be the same on each; the first holder's.
+fn same_plans(
+    cluster: &Cluster,
+    holders: &[u16],
+    report: &mut Report,
+) -> Result<Vec<PlanView>, DevnetError> {
+    let mut plans = vec![];
+    for v in holders {
+        plans.push(plans_of(cluster, *v).map_err(DevnetError::Failed)?);
+    }
+    report.plans = plans[0].len();
+    report.check(
+        "every processor planned the same transactions",
+        plans.iter().all(|p| *p == plans[0]),
+        format!("{} plans", plans[0].len()),
+    );
+    Ok(plans.swap_remove(0))
+}
+
 /// A processor's plans, from its `/plans` endpoint (sorted by id).
 fn plans_of(cluster: &Cluster, validator: u16) -> Result<Vec<PlanView>, String> {
     let node =

@@ -27,7 +27,7 @@ use primitives::{InInstruction, SettlementAccount};
 use scanner::OutputKind;
 use serde_json::json;
 
-use super::{balance_of, ledger, plans_of, say, steps, with_logs, Chaos, Report, Standing};
+use super::{balance_of, ledger, say, steps, with_logs, Chaos, Report, Standing};
 use crate::progress::Bar;
 use crate::wallet_rpc::WalletRpc;
 use crate::{Cluster, DevnetError, NodeOptions, Options};
@@ -311,17 +311,8 @@ fn exercise(
         burns.iter().all(|(to, _)| received.get(to).map(Vec::len) == Some(1)),
         format!("{} payees", burns.len()),
     );
-    let mut plans = vec![];
-    for v in &holders {
-        plans.push(plans_of(cluster, *v).map_err(DevnetError::Failed)?);
-    }
-    report.plans = plans[0].len();
-    report.check(
-        "every processor planned the same transactions",
-        plans.iter().all(|p| *p == plans[0]),
-        format!("{} plans", plans[0].len()),
-    );
-    let shares = super::fee_shares(&plans[0], |a| {
+    let plans = super::same_plans(cluster, &holders, &mut report)?;
+    let shares = super::fee_shares(&plans, |a| {
         Address::from_external(AddressNetwork::Mainnet, a).ok().map(|address| address.to_string())
     });
     let got = |to: &str| received.get(to).map_or(0, |r| r.iter().sum::<u64>());
@@ -335,7 +326,7 @@ fn exercise(
         format!("fee shares total {}", report.burned - report.paid),
     );
     // Our transactions, their fees from the node, and what the group's wallet saw.
-    let ours: Vec<String> = plans[0].iter().filter_map(|p| p.tx.clone()).collect();
+    let ours: Vec<String> = plans.iter().filter_map(|p| p.tx.clone()).collect();
     report.transactions = ours.len();
     for txid in &ours {
         let hash: [u8; 32] =

@@ -13,7 +13,7 @@ use scanner::OutputKind;
 use serde_json::{json, Value};
 use tokio::runtime::Runtime;
 
-use super::{balance, ledger, plans_of, released_preprocesses, with_logs, Ctx, Standing};
+use super::{balance, ledger, released_preprocesses, with_logs, Ctx, Standing};
 use crate::progress::Bar;
 use crate::{chain, DevnetError};
 
@@ -449,17 +449,8 @@ pub(super) fn plans_check(
     let received = |to: &str| rt.block_on(node.received_by(to));
     // Plans, from each processor's database: identical, and each payee got exactly its
     // burn minus its recorded fee share.
-    let mut plans = vec![];
-    for v in &ctx.holders {
-        plans.push(plans_of(cluster, *v).map_err(DevnetError::Failed)?);
-    }
-    report.plans = plans[0].len();
-    report.check(
-        "every processor planned the same transactions",
-        plans.iter().all(|p| *p == plans[0]),
-        format!("{} plans", plans[0].len()),
-    );
-    let shares = super::fee_shares(&plans[0], |a| {
+    let plans = super::same_plans(cluster, &ctx.holders, report)?;
+    let shares = super::fee_shares(&plans, |a| {
         Address::from_external(a).ok().map(|address| address.display(params))
     });
     let exact = burns.iter().all(|(to, amount)| match shares.get(to).map(Vec::as_slice) {

@@ -78,10 +78,11 @@ impl Keys {
         if !group_key.is_torsion_free() || group_key.is_identity() {
             return Err(KeyError::Invalid);
         }
-        let view_pair = ViewPair::new(Point::from(group_key), view_key(&group_key))
-            .map_err(|_| KeyError::Invalid)?;
-        let guaranteed = GuaranteedViewPair::new(Point::from(group_key), view_key(&group_key))
-            .map_err(|_| KeyError::Invalid)?;
+        let view = view_key(&group_key);
+        let view_pair =
+            ViewPair::new(Point::from(group_key), view.clone()).map_err(|_| KeyError::Invalid)?;
+        let guaranteed =
+            GuaranteedViewPair::new(Point::from(group_key), view).map_err(|_| KeyError::Invalid)?;
         Ok(Keys { view_pair, guaranteed, network })
     }
 

@@ -10,7 +10,7 @@ use monero_daemon_rpc::MoneroDaemon;
 use monero_simple_request_rpc::SimpleRequestTransport;
 use monero_wallet::block::Block;
 use monero_wallet::interface::prelude::*;
-use monero_wallet::transaction::Transaction;
+use monero_wallet::transaction::{Pruned, Transaction};
 use scanner::NetworkError;
 use tokio::sync::OnceCell;
 
@@ -133,27 +133,27 @@ impl Node {
             .map_err(|e| self.error("get_fee_estimate", e))
     }
 
-    /// Whether the node knows transaction `hash` (in its pool or its chain).
-    pub async fn knows(&self, hash: [u8; 32]) -> Result<bool, RpcError> {
+    /// Transaction `hash`, pruned, if the node knows it (in its pool or its chain).
+    async fn pruned(&self, hash: [u8; 32]) -> Result<Option<Transaction<Pruned>>, RpcError> {
         let daemon = self.daemon().await?;
         match ProvidesTransactions::pruned_transactions(daemon, &[hash]).await {
-            Ok(found) => Ok(!found.is_empty()),
-            Err(TransactionsError::TransactionNotFound) => Ok(false),
+            Ok(found) => Ok(found.into_iter().next()),
+            Err(TransactionsError::TransactionNotFound) => Ok(None),
             Err(e) => Err(self.error("get_transactions", e)),
         }
     }
 
+    /// Whether the node knows transaction `hash` (in its pool or its chain).
+    pub async fn knows(&self, hash: [u8; 32]) -> Result<bool, RpcError> {
+        Ok(self.pruned(hash).await?.is_some())
+    }
+
     /// The fee transaction `hash` paid (`None`: unknown to the node, or not RingCT).
     pub async fn fee_of(&self, hash: [u8; 32]) -> Result<Option<u64>, RpcError> {
-        let daemon = self.daemon().await?;
-        match ProvidesTransactions::pruned_transactions(daemon, &[hash]).await {
-            Ok(found) => Ok(found.first().and_then(|tx| match tx {
-                Transaction::V2 { proofs: Some(p), .. } => Some(p.base.fee),
-                _ => None,
-            })),
-            Err(TransactionsError::TransactionNotFound) => Ok(None),
-            Err(e) => Err(self.error("get_transactions", e)),
-        }
+        Ok(self.pruned(hash).await?.and_then(|tx| match tx {
+            Transaction::V2 { proofs: Some(p), .. } => Some(p.base.fee),
+            _ => None,
+        }))
     }
 
     /// Publishes `tx`; a transaction the node already has (in its pool or chain) is
