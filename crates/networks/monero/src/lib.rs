@@ -37,6 +37,7 @@ pub mod instruction;
 pub mod keys;
 pub mod network;
 pub mod rpc;
+pub mod scan;
 pub mod sign;
 #[cfg(feature = "testing")]
 pub mod testing;

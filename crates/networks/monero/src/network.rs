@@ -10,7 +10,7 @@ use monero_wallet::interface::prelude::{FeeRate, ScannableBlock};
 use monero_wallet::ringct::RctType;
 use monero_wallet::send::{Change, Eventuality as MoneroEventuality, SignableTransaction};
 use monero_wallet::transaction::Transaction;
-use monero_wallet::{GuaranteedScanner, OutputWithDecoys, ScanError, Scanner, WalletOutput};
+use monero_wallet::{OutputWithDecoys, ScanError, WalletOutput};
 use primitives::{Amount, ExternalAddress, NetworkId};
 use rand_core::SeedableRng;
 use scanner::utxo;
@@ -161,12 +161,14 @@ impl ReceivedOutput for Output {
 /// once.
 struct DecoyCache<'a> {
     daemon: &'a crate::rpc::Daemon,
-    distribution: std::sync::Mutex<Option<(String, Vec<u64>)>>,
+    /// Held while it is fetched: the rings of a block are chosen at once, and one fetch
+    /// serves them all.
+    distribution: tokio::sync::Mutex<Option<(String, Vec<u64>)>>,
 }
 
 impl<'a> DecoyCache<'a> {
     fn new(daemon: &'a crate::rpc::Daemon) -> Self {
-        DecoyCache { daemon, distribution: std::sync::Mutex::new(None) }
+        DecoyCache { daemon, distribution: tokio::sync::Mutex::new(None) }
     }
 }
 
@@ -188,13 +190,9 @@ impl monero_wallet::interface::ProvidesUnvalidatedDecoys for DecoyCache<'_> {
     {
         let key = format!("{:?}..{:?}", range.start_bound(), range.end_bound());
         async move {
-            let cached = self
-                .distribution
-                .lock()
-                .ok()
-                .and_then(|c| c.as_ref().filter(|(k, _)| *k == key).map(|(_, d)| d.clone()));
-            if let Some(distribution) = cached {
-                return Ok(distribution);
+            let mut cache = self.distribution.lock().await;
+            if let Some((_, distribution)) = cache.as_ref().filter(|(k, _)| *k == key) {
+                return Ok(distribution.clone());
             }
             let distribution =
                 monero_wallet::interface::ProvidesUnvalidatedDecoys::ringct_output_distribution(
@@ -202,9 +200,7 @@ impl monero_wallet::interface::ProvidesUnvalidatedDecoys for DecoyCache<'_> {
                     range,
                 )
                 .await?;
-            if let Ok(mut cache) = self.distribution.lock() {
-                *cache = Some((key, distribution.clone()));
-            }
+            *cache = Some((key, distribution.clone()));
             Ok(distribution)
         }
     }
@@ -420,34 +416,25 @@ impl Network for Monero {
     async fn scan(&self, block: &Block, key: &Keys) -> Result<Vec<Output>, NetworkError> {
         // Deposits: the main address, as any wallet pays it. Our own outputs: the
         // guaranteed subaddresses, which only outputs derived from their own transaction's
-        // inputs match.
-        let mut deposits = Scanner::new(key.view_pair().clone());
-        let mut internal = GuaranteedScanner::new(key.guaranteed().clone());
-        for kind in OutputKind::ALL {
-            if let Some(index) = keys::subaddress(kind) {
-                internal.register_subaddress(index);
-            }
-        }
-        let scanned = |found: Result<monero_wallet::Timelocked, ScanError>| {
-            found.map_err(|e| match e {
+        // inputs match. The search is CPU work: off the async threads, so that blocks
+        // scanned at once use every core.
+        let number = block.number;
+        let (scannable, keys) = (block.block.clone(), key.clone());
+        let found = tokio::task::spawn_blocking(move || crate::scan::ours(&scannable, &keys))
+            .await
+            .map_err(|e| NetworkError::Fatal(format!("the scan of block {number} failed: {e}").into()))?
+            .map_err(|e| match e {
                 // A hard fork this build does not know: retrying cannot help.
                 ScanError::UnsupportedProtocol(_) => NetworkError::Fatal(
-                    format!("block {} follows a protocol this build does not support ({e}): upgrade the processor", block.number).into(),
+                    format!("block {number} follows a protocol this build does not support ({e}): upgrade the processor").into(),
                 ),
-                e => NetworkError::Transient(format!("block {} cannot be scanned: {e}", block.number).into()),
-            })
-        };
-        let external = scanned(deposits.scan(block.block.clone()))?;
-        let ours = scanned(internal.scan(block.block.clone()))?;
-        let found = external
-            .not_additionally_locked()
-            .into_iter()
-            .filter(|o| o.subaddress().is_none())
-            .chain(ours.not_additionally_locked().into_iter().filter(|o| o.subaddress().is_some()));
+                e => NetworkError::Transient(format!("block {number} cannot be scanned: {e}").into()),
+            })?;
         let decoys = DecoyCache::new(self.node.daemon().await?);
         let mut seen = BTreeSet::new();
         let mut outputs = vec![];
-        for output in found {
+        let mut rings = vec![];
+        for output in found.unlocked() {
             let Some(kind) = keys::kind_of(output.subaddress()) else { continue };
             let id = output.key().compress().to_bytes();
             // Two outputs with one key can be spent once: the first is the one.
@@ -460,24 +447,33 @@ impl Network for Monero {
             } else {
                 Instruction::Missing
             };
-            let tx = output.transaction();
             let value = output.commitment().amount;
-            // A deposit below dust is recorded and never spent: it needs no ring (and a
-            // flood of them must not cost a ring selection each).
-            let spendable = if kind == OutputKind::External && value < self.params.network.dust.0 {
-                vec![]
-            } else {
-                self.ring(&decoys, output, block.number).await?.serialize()
-            };
             outputs.push(Output {
                 key: id,
-                tx,
-                block: block.number,
+                tx: output.transaction(),
+                block: number,
                 value,
                 kind,
                 instruction,
-                spendable,
+                spendable: vec![],
             });
+            // A deposit below dust is recorded and never spent: it needs no ring (and a
+            // flood of them must not cost a ring selection each).
+            if kind != OutputKind::External || value >= self.params.network.dust.0 {
+                rings.push((outputs.len() - 1, output));
+            }
+        }
+        // The rings of the block's outputs, chosen at once (each asks the node for its
+        // decoys; the answers come back in order).
+        let decoys = &decoys;
+        let chosen = futures::future::join_all(
+            rings
+                .into_iter()
+                .map(|(i, output)| async move { (i, self.ring(decoys, output, number).await) }),
+        )
+        .await;
+        for (i, ring) in chosen {
+            outputs[i].spendable = ring?.serialize();
         }
         Ok(outputs)
     }
