@@ -319,6 +319,30 @@ pub trait Network: Send + Sync + 'static {
     /// The block `number` of the node's current best chain.
     fn block(&self, number: u64) -> impl Future<Output = Result<Self::Block, NetworkError>> + Send;
 
+    /// Blocks `from..=to` of the node's current best chain, in order, each as
+    /// [`Network::block`] gives it. The default asks for them one by one; a network
+    /// whose node serves many blocks per request overrides it.
+    fn blocks(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> impl Future<Output = Result<Vec<Self::Block>, NetworkError>> + Send {
+        async move {
+            let mut blocks = Vec::new();
+            for number in from..=to {
+                blocks.push(self.block(number).await?);
+            }
+            Ok(blocks)
+        }
+    }
+
+    /// How many final blocks the scanner fetches at once ([`Network::blocks`]) and scans
+    /// concurrently, ahead of the one it records; 1 (the default) is one at a time. Each
+    /// is still checked against the index of the chain before anything of it is written.
+    fn read_ahead(&self) -> usize {
+        1
+    }
+
     /// Every output of `block` paid to `key` (any kind), in block order. May ask the node
     /// about the spent outputs (for refund addresses).
     fn scan(

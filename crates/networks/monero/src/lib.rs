@@ -32,6 +32,7 @@
 //!   amounts, bound to its inputs), whoever published it.
 #![deny(missing_docs)]
 
+pub mod blocks;
 pub mod fee;
 pub mod instruction;
 pub mod keys;

@@ -2,6 +2,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use borsh::{BorshDeserialize, BorshSerialize};
 use modular_frost::curve::Ed25519;
 use modular_frost::ThresholdKeys;
@@ -413,6 +415,15 @@ impl Network for Monero {
         Ok(Block { number, block })
     }
 
+    async fn blocks(&self, from: u64, to: u64) -> Result<Vec<Block>, NetworkError> {
+        let blocks = self.node.scannable_blocks(from, to).await?;
+        Ok((from..).zip(blocks).map(|(number, block)| Block { number, block }).collect())
+    }
+
+    fn read_ahead(&self) -> usize {
+        READ_AHEAD
+    }
+
     async fn scan(&self, block: &Block, key: &Keys) -> Result<Vec<Output>, NetworkError> {
         // Deposits: the main address, as any wallet pays it. Our own outputs: the
         // guaranteed subaddresses, which only outputs derived from their own transaction's
@@ -463,14 +474,16 @@ impl Network for Monero {
                 rings.push((outputs.len() - 1, output));
             }
         }
-        // The rings of the block's outputs, chosen at once (each asks the node for its
-        // decoys; the answers come back in order).
+        // The rings of the block's outputs, a few at once (each asks the node for its
+        // decoys; the answers are taken in order).
         let decoys = &decoys;
-        let chosen = futures::future::join_all(
+        let chosen: Vec<_> = futures::stream::iter(
             rings
                 .into_iter()
                 .map(|(i, output)| async move { (i, self.ring(decoys, output, number).await) }),
         )
+        .buffered(RINGS_AT_ONCE)
+        .collect()
         .await;
         for (i, ring) in chosen {
             outputs[i].spendable = ring?.serialize();
@@ -627,6 +640,13 @@ impl Network for Monero {
         found
     }
 }
+
+/// How many final blocks the scanner fetches in one request and scans at once: a few
+/// megabytes of mainnet blocks with their transactions.
+pub const READ_AHEAD: usize = 16;
+
+/// How many rings of one block are chosen at once (requests to the node in flight).
+const RINGS_AT_ONCE: usize = 8;
 
 /// The default timeout of one monerod request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);

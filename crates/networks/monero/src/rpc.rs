@@ -14,6 +14,9 @@ use monero_wallet::transaction::{Pruned, Transaction};
 use scanner::NetworkError;
 use tokio::sync::OnceCell;
 
+/// The largest `get_blocks.bin` answer read (monerod sends at most about 100 MB).
+const MAX_ANSWER: usize = 100 * 1024 * 1024;
+
 /// The monero-daemon-rpc client over simple-request.
 pub type Daemon = MoneroDaemon<SimpleRequestTransport>;
 
@@ -123,6 +126,40 @@ impl Node {
         ProvidesScannableBlocks::scannable_block_by_number(daemon, number)
             .await
             .map_err(|e| self.error("scannable block", e))
+    }
+
+    /// Blocks `from..=to` as [`Node::scannable_block`] gives them, in as few requests as
+    /// the node allows (`get_blocks.bin`, checked by [`crate::blocks`]). Block 0 (which
+    /// `get_blocks.bin` cannot start from) comes alone.
+    pub async fn scannable_blocks(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<ScannableBlock>, RpcError> {
+        let mut blocks =
+            Vec::with_capacity(usize::try_from(to.saturating_sub(from) + 1).unwrap_or(0));
+        let mut next = from;
+        if next == 0 && to >= next {
+            blocks.push(self.scannable_block(0).await?);
+            next = 1;
+        }
+        let daemon = self.daemon().await?;
+        while next <= to {
+            let count = to - next + 1;
+            let answer = daemon
+                .bin_call("get_blocks.bin", crate::blocks::request(next, count), MAX_ANSWER)
+                .await
+                .map_err(|e| self.error("get_blocks.bin", e))?;
+            let got =
+                crate::blocks::parse(&answer, next, usize::try_from(count).unwrap_or(usize::MAX))
+                    .map_err(|e| self.error("get_blocks.bin", e))?;
+            if got.is_empty() {
+                return Err(self.error("get_blocks.bin", format!("no block sent from {next}")));
+            }
+            next += got.len() as u64;
+            blocks.extend(got);
+        }
+        Ok(blocks)
     }
 
     /// The node's fee estimate (the lowest priority, the rate monerod requires).

@@ -178,3 +178,74 @@ async fn blocks_with_nothing_of_ours_agree_and_show_nothing() {
     assert!(outputs >= 100, "{outputs} outputs in 100 blocks");
     assert!(shown <= outputs / 16, "{shown} of {outputs} outputs shown to the crate's scanners");
 }
+
+/// A block as bytes: the block, its transactions (pruned) and its first RingCT output's
+/// index.
+fn block_bytes(block: &ScannableBlock) -> (Vec<u8>, Vec<Vec<u8>>, Option<u64>) {
+    (
+        block.block.serialize(),
+        block.transactions.iter().map(|t| t.serialize()).collect(),
+        block.output_index_for_first_ringct_output,
+    )
+}
+
+/// Many blocks in one `get_blocks.bin` request are the blocks fetched one by one; an
+/// answer cut short, or read as other blocks than those asked for, is refused.
+#[tokio::test]
+async fn blocks_fetched_at_once_are_the_blocks_fetched_one_by_one() {
+    let (node, wallet) = Node::start().await;
+    let rpc = node.rpc();
+    let keys = Monero::new(
+        Rpc::new(node.url(), Duration::from_secs(60)),
+        Params::from_chain("regtest").unwrap(),
+    )
+    .key(&testing::dkg(2, 3, 13)[0]);
+    let from = node.tip().await - 20;
+    // Transactions of every shape in the last blocks: one output, many, additional keys.
+    wallet.pay(rpc, keys.address(OutputKind::External), 10_000_000_000, None).await;
+    let mut many: Vec<_> = (0..14).map(|_| (random_pair().legacy_address(NET), 1)).collect();
+    many.push((random_pair().subaddress(NET, SubaddressIndex::new(1, 1).unwrap()), 1));
+    wallet.pay_many(rpc, many, None).await;
+    node.mine_to(1, &random_pair().legacy_address(NET)).await;
+    wallet.pay(rpc, keys.address(OutputKind::Change), 10_000_000_000, None).await;
+    node.mine_to(2, &random_pair().legacy_address(NET)).await;
+    let to = node.tip().await;
+
+    let at_once = rpc.scannable_blocks(from, to).await.unwrap();
+    assert_eq!(at_once.len() as u64, to - from + 1);
+    let mut transactions = 0;
+    for (number, block) in (from..).zip(&at_once) {
+        let alone = rpc.scannable_block(number).await.unwrap();
+        assert_eq!(block_bytes(block), block_bytes(&alone), "block {number}");
+        transactions += block.transactions.len();
+    }
+    assert!(transactions >= 3, "{transactions} transactions in the blocks compared");
+    // And the genesis block, which get_blocks.bin cannot start from.
+    let first = rpc.scannable_blocks(0, 1).await.unwrap();
+    assert_eq!(block_bytes(&first[1]), block_bytes(&rpc.scannable_block(1).await.unwrap()));
+
+    // The raw answer, refused when it is not what was asked for.
+    let daemon = rpc.daemon().await.unwrap();
+    let count = to - from + 1;
+    let answer = daemon
+        .bin_call("get_blocks.bin", monero_network::blocks::request(from, count), 1 << 26)
+        .await
+        .unwrap();
+    let count = usize::try_from(count).unwrap();
+    assert_eq!(monero_network::blocks::parse(&answer, from, count).unwrap().len(), count);
+    let err = monero_network::blocks::parse(&answer, from + 1, count).unwrap_err();
+    assert!(err.to_string().contains("was asked for"), "{err}");
+    for cut in [answer.len() / 3, answer.len() / 2, answer.len() - 1] {
+        assert!(
+            monero_network::blocks::parse(&answer[..cut], from, count).is_err(),
+            "cut at {cut}"
+        );
+    }
+    // A transaction's byte changed (in its extra): it no longer hashes as its block lists.
+    let tx = at_once.iter().flat_map(|b| &b.transactions).last().unwrap().prefix().extra.clone();
+    let at = answer.windows(tx.len()).position(|w| w == tx.as_slice()).unwrap();
+    let mut edited = answer.clone();
+    edited[at + tx.len() - 1] ^= 1;
+    let err = monero_network::blocks::parse(&edited, from, count).unwrap_err();
+    assert!(err.to_string().contains("the block lists"), "{err}");
+}

@@ -5,6 +5,8 @@
 //! An iteration commits the block's index entry (`Index::advance`, when the block was not
 //! indexed yet) and then the scanned block: two commits, each of which a crash may follow;
 //! the index entry alone is a state the next iteration continues from.
+use std::collections::BTreeMap;
+
 use db::{Db, WriteTxn};
 use primitives::codec::encode_body;
 use primitives::{ExternalAddress, InInstructionWithBalance};
@@ -16,17 +18,30 @@ use task::{Task, TaskError};
 use super::state::*;
 use super::{Pipeline, PipelineNetwork};
 
-/// Scans one final block per iteration (one commit each).
-#[derive(Debug)]
+/// Records one final block per iteration (one commit each). Blocks are fetched and
+/// scanned [`Network::read_ahead`] at a time, concurrently, and kept in memory until their
+/// turn; nothing of a block is written before its turn, and then only after it is checked
+/// against the index, so a crash loses only work, and a block that changed meanwhile is
+/// refused as any other.
 pub struct ScanTask<N: PipelineNetwork> {
     db: Db,
     pipeline: Pipeline<N>,
+    /// Blocks fetched and scanned ahead, by number, with the session of the key they
+    /// were scanned for.
+    ahead: BTreeMap<u64, Fetched<N>>,
+    ahead_session: Option<u32>,
+}
+
+impl<N: PipelineNetwork> std::fmt::Debug for ScanTask<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScanTask").field("ahead", &self.ahead.keys()).finish_non_exhaustive()
+    }
 }
 
 impl<N: PipelineNetwork> ScanTask<N> {
     /// A scanner over `pipeline`'s network.
     pub fn new(db: Db, pipeline: Pipeline<N>) -> Self {
-        ScanTask { db, pipeline }
+        ScanTask { db, pipeline, ahead: BTreeMap::new(), ahead_session: None }
     }
 }
 
@@ -106,14 +121,60 @@ impl<N: PipelineNetwork> ScanTask<N> {
         Ok(Some(number))
     }
 
-    /// Fetches and scans block `number` (no transaction open).
-    async fn fetch(&self, key: N::Key, number: u64) -> Result<Fetched<N>, TaskError> {
+    /// Block `number` fetched and scanned for `session`'s key (no transaction open): from
+    /// the blocks read ahead, or with the next final blocks after it.
+    async fn fetch(
+        &mut self,
+        session: u32,
+        key: N::Key,
+        number: u64,
+    ) -> Result<Fetched<N>, TaskError> {
+        if self.ahead_session != Some(session) {
+            self.ahead.clear();
+            self.ahead_session = Some(session);
+        }
+        if let Some(fetched) = self.ahead.remove(&number) {
+            return Ok(fetched);
+        }
+        self.ahead.clear();
         let network = &*self.pipeline.network;
-        let block = network.block(number).await?;
-        let outputs = network.scan(&block, &key).await?;
-        let rate = network.block_fee_rate(&block).await?;
-        let spends = network.spends(&block);
-        Ok(Fetched { key, number, block, outputs, spends, rate })
+        let ahead = u64::try_from(network.read_ahead().max(1)).unwrap_or(1);
+        let last = if ahead > 1 {
+            let finalized = network.latest_finalized().await?.unwrap_or(number);
+            finalized.clamp(number, number + ahead - 1)
+        } else {
+            number
+        };
+        let blocks = network.blocks(number, last).await?;
+        let numbers: Vec<u64> = blocks.iter().map(|b| b.block_ref().number).collect();
+        if !numbers.iter().copied().eq(number..=last) {
+            return Err(TaskError::Transient(
+                format!("asked the node for blocks {number}..={last}, got {numbers:?}").into(),
+            ));
+        }
+        let scans = blocks.into_iter().map(|block| {
+            let key = key.clone();
+            async move {
+                let outputs = network.scan(&block, &key).await?;
+                let rate = network.block_fee_rate(&block).await?;
+                let spends = network.spends(&block);
+                let number = block.block_ref().number;
+                Ok::<_, scanner::NetworkError>(Fetched {
+                    key,
+                    number,
+                    block,
+                    outputs,
+                    spends,
+                    rate,
+                })
+            }
+        });
+        for fetched in futures::future::try_join_all(scans).await? {
+            self.ahead.insert(fetched.number, fetched);
+        }
+        self.ahead.remove(&number).ok_or_else(|| {
+            TaskError::Transient(format!("block {number} was fetched but not kept").into())
+        })
     }
 }
 
@@ -210,9 +271,10 @@ impl<N: PipelineNetwork> Task for ScanTask<N> {
         };
         let index = Index::new(start);
         let Some(number) = self.next_block(&index, start).await? else { return Ok(false) };
+        let keys = self.pipeline.keys(&self.db.read()?, active.session)?;
+        let key = self.pipeline.key(&keys)?;
+        let fetched = self.fetch(active.session, key, number).await?;
         let p = &self.pipeline;
-        let keys = p.keys(&self.db.read()?, active.session)?;
-        let fetched = self.fetch(p.key(&keys)?, number).await?;
 
         let mut txn = self.db.write()?;
         assert_eq!(
@@ -220,7 +282,11 @@ impl<N: PipelineNetwork> Task for ScanTask<N> {
             number,
             "the scanner is the only writer of its cursor"
         );
-        index.expect(&txn, &*p.network, &fetched.block)?;
+        if let Err(e) = index.expect(&txn, &*p.network, &fetched.block) {
+            // The blocks read ahead with it are as suspect: fetched again next time.
+            self.ahead.clear();
+            return Err(e.into());
+        }
         let mut events = BlockEvents { rate: fetched.rate, ..BlockEvents::default() };
         let instructions = record(p, &mut txn, &fetched, &mut events)?;
         let block = fetched.block.block_ref();
