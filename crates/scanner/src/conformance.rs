@@ -84,13 +84,24 @@ async fn finalize<C: TestChain>(chain: &C) -> std::ops::RangeInclusive<u64> {
     from..=tip
 }
 
-/// Every output paid to us in the given blocks.
+/// Every output paid to us in the given blocks, fetched at once ([`Network::blocks`], as
+/// the scanner reads ahead), each checked to be the block [`Network::block`] gives.
 async fn scan_range<C: TestChain>(chain: &C, range: std::ops::RangeInclusive<u64>) -> Vec<Out<C>> {
+    let network = chain.network();
     let mut found = vec![];
-    for number in range {
-        let block = chain.network().block(number).await.unwrap();
-        assert_eq!(block.block_ref().number, number);
-        found.extend(chain.network().scan(&block, &chain.key()).await.unwrap());
+    if range.is_empty() {
+        return found;
+    }
+    let blocks = network.blocks(*range.start(), *range.end()).await.unwrap();
+    assert_eq!(blocks.len() as u64, range.end() - range.start() + 1, "blocks fetched at once");
+    for (number, block) in range.zip(blocks) {
+        let alone = network.block(number).await.unwrap();
+        assert_eq!(block.block_ref(), alone.block_ref(), "block {number} fetched at once");
+        let outputs = network.scan(&block, &chain.key()).await.unwrap();
+        let alone = network.scan(&alone, &chain.key()).await.unwrap();
+        let ids = |o: &[Out<C>]| o.iter().map(|o| (o.id(), o.amount())).collect::<Vec<_>>();
+        assert_eq!(ids(&outputs), ids(&alone), "block {number}: scans differ");
+        found.extend(outputs);
     }
     found
 }
@@ -419,6 +430,12 @@ pub async fn deep_reorg_is_fatal<C: TestChain>(chain: &C) {
     assert!(matches!(err, IndexError::DeepReorg { .. }), "unexpected error: {err}");
     eprintln!("deep reorg refused: {err}");
     assert!(!err.is_transient());
+    // Blocks read ahead, indexed from what was fetched, are refused the same way.
+    let latest = finalized(chain).await.unwrap();
+    let ahead = network.blocks(final_tip, latest).await.unwrap();
+    let refs: Vec<BlockRef> = ahead.iter().map(|b| b.block_ref()).collect();
+    let err = index.extend(&db, network, &refs).expect_err("blocks read ahead past a deep reorg");
+    assert!(matches!(err, IndexError::DeepReorg { .. }), "unexpected error: {err}");
     assert!(err.to_string().contains("reorganized deeper than the confirmation depth"), "{err}");
     let txn = db.read().unwrap();
     assert_eq!(

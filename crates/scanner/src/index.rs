@@ -113,6 +113,35 @@ impl Index {
         Ok(Some(block))
     }
 
+    /// Indexes, in one commit, those of `blocks` (consecutive, all final: fetched by the
+    /// caller) that follow the index tip, each checked to link to the one below it as
+    /// [`Index::advance`] does. Blocks at or below the tip are left to [`Index::expect`].
+    pub fn extend<N: Network>(
+        &self,
+        db: &Db,
+        network: &N,
+        blocks: &[BlockRef],
+    ) -> Result<(), IndexError> {
+        let mut txn = db.write()?;
+        let mut next = self.tip(&txn)?.map_or(self.start, |t| t + 1);
+        let mut added = false;
+        let first = next;
+        for block in blocks.iter().filter(|b| b.number >= first) {
+            if block.number != next {
+                // Not consecutive with the tip: left for a later advance.
+                break;
+            }
+            self.check_link(&txn, network, *block)?;
+            self.put(&mut txn, *block)?;
+            next += 1;
+            added = true;
+        }
+        if added {
+            txn.commit()?;
+        }
+        Ok(())
+    }
+
     /// Indexes `block` as the next block inside the caller's transaction, checking its
     /// parent link (for callers that fetch blocks themselves).
     pub fn put(&self, txn: &mut WriteTxn, block: BlockRef) -> Result<(), DbError> {

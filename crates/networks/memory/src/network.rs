@@ -17,6 +17,9 @@ use crate::types::{
     GroupKey, Output, Signable, Transaction, TransactionBody, TxOutput,
 };
 
+/// How many blocks the scanner reads ahead on this network.
+pub const READ_AHEAD: usize = 3;
+
 /// The size model's fixed part of a transaction.
 pub const TX_OVERHEAD: u64 = 10;
 /// The size model's cost of one input.
@@ -164,6 +167,12 @@ impl Network for MemoryNetwork {
     async fn block(&self, number: u64) -> Result<Block, NetworkError> {
         self.fault("block")?;
         self.block_at(number, Block::clone)
+    }
+
+    /// A few blocks at a time, so that every pipeline test runs the scanner's read-ahead
+    /// (with the injected failures and reorgs).
+    fn read_ahead(&self) -> usize {
+        READ_AHEAD
     }
 
     async fn scan(&self, block: &Block, key: &GroupKey) -> Result<Vec<Output>, NetworkError> {

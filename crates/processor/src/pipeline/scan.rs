@@ -3,8 +3,9 @@
 //! [`super::acknowledge::AckTask`]), and report its deposits ([`super::report`]).
 //!
 //! An iteration commits the block's index entry (`Index::advance`, when the block was not
-//! indexed yet) and then the scanned block: two commits, each of which a crash may follow;
-//! the index entry alone is a state the next iteration continues from.
+//! indexed yet; `Index::extend` for the blocks read ahead with it) and then the scanned
+//! block: each a commit a crash may follow; index entries alone are a state the next
+//! iteration continues from.
 use std::collections::BTreeMap;
 
 use db::{Db, WriteTxn};
@@ -125,6 +126,7 @@ impl<N: PipelineNetwork> ScanTask<N> {
     /// the blocks read ahead, or with the next final blocks after it.
     async fn fetch(
         &mut self,
+        index: &Index,
         session: u32,
         key: N::Key,
         number: u64,
@@ -169,7 +171,13 @@ impl<N: PipelineNetwork> ScanTask<N> {
                 })
             }
         });
-        for fetched in futures::future::try_join_all(scans).await? {
+        let fetched: Vec<Fetched<N>> = futures::future::try_join_all(scans).await?;
+        // The blocks read ahead are final: indexed from what was fetched, so that each is
+        // checked against the chain below it now, and against its index entry when its
+        // turn comes.
+        let refs: Vec<_> = fetched.iter().map(|f| f.block.block_ref()).collect();
+        index.extend(&self.db, network, &refs)?;
+        for fetched in fetched {
             self.ahead.insert(fetched.number, fetched);
         }
         self.ahead.remove(&number).ok_or_else(|| {
@@ -273,7 +281,7 @@ impl<N: PipelineNetwork> Task for ScanTask<N> {
         let Some(number) = self.next_block(&index, start).await? else { return Ok(false) };
         let keys = self.pipeline.keys(&self.db.read()?, active.session)?;
         let key = self.pipeline.key(&keys)?;
-        let fetched = self.fetch(active.session, key, number).await?;
+        let fetched = self.fetch(&index, active.session, key, number).await?;
         let p = &self.pipeline;
 
         let mut txn = self.db.write()?;
