@@ -1,45 +1,41 @@
-//! Finding our outputs in a block: monero-wallet's result, at a fraction of its cost.
+//! Finding our outputs in a block: exactly monero-wallet's result, at a fraction of its
+//! cost.
 //!
 //! monero-wallet's scanners compute the view key × transaction key product (a variable-base
-//! scalar multiplication, the whole cost of scanning) for every output of every
-//! transaction, and the processor runs two of them (the main address, and the guaranteed
-//! subaddresses of our own outputs). Here the product is computed once per transaction
-//! key and block; each output's one-byte view tag is derived from it with one hash; and
-//! every output whose view tag matches under none of its transaction's keys is *hidden*
-//! from the crate's scanners by replacing its one-time key with the identity, which they
-//! skip before any multiplication. The crate's scanners then run on what is left (our
-//! outputs, and by chance one in 256 of the others) and build the outputs as they always
-//! do.
+//! scalar multiplication) for every output of every transaction, once per scanner, and the
+//! processor runs two (the main address; the guaranteed subaddresses of our own outputs).
+//! For each output that matches, they multiply again (the shared key by the base point,
+//! without a table) and verify its amount commitment with two more. Here:
+//! - the product is computed once per transaction key, and shared by both forms;
+//! - each output's one-byte view tag is derived from it with one hash, and an output whose
+//!   tag matches under none of its keys is done (the same for both forms: the guaranteed
+//!   form binds the transaction's inputs into the shared key, not into the view tag);
+//! - for the few left (ours, and one in 256 of the others by chance), the shared key is
+//!   multiplied with the base point's precomputed table and the result looked up among our
+//!   spend keys; only ours go on to the amount, whose commitment is verified with one
+//!   variable-time double multiplication (it is public data).
 //!
-//! Why the result is exactly the crate's (`tests/scan.rs` checks it on real blocks):
-//! - an output is hidden only when it carries a view tag and, for every key the crate
-//!   would try (each transaction key, then the output's additional key), the view tag
-//!   derived from that key differs from it. The crate computes the same tag
-//!   (`keccak("view_tag" || 8·a·R || o)[0]`, the same for both scanners: the guaranteed
-//!   form binds its inputs into the shared key, not into the view tag) and skips the key
-//!   when it differs, so for a hidden output it finds nothing and has no other effect;
-//! - nothing else changes: outputs keep their positions (the indexes on the chain and in
-//!   the transaction are counted as before), transaction hashes come from the block's
-//!   list, not from the transactions; the miner transaction, whose hash the crate
-//!   computes from its content, is changed only when all its outputs are hidden, so a
-//!   changed hash never reaches an output;
-//! - transactions the crate does not scan (version 1, an unreadable `extra`, no
-//!   transaction key) and outputs without a view tag are left as they are.
-use std::collections::BTreeSet;
-
+//! An output found is written in monero-wallet's own serialization and read back as its
+//! `WalletOutput`, so the processor's rings and transactions are built by the crate as
+//! before. Every step mirrors the crate's scanner, in its order (the keys tried, the first
+//! that matches kept, an amount that does not open its commitment skipped, the errors it
+//! returns); [`reference`] runs the crate's scanners, and `tests/scan.rs` checks on real
+//! blocks that both return the same bytes.
+use curve25519_dalek::constants::ED25519_BASEPOINT_TABLE;
 use curve25519_dalek::{EdwardsPoint, Scalar as DalekScalar};
-use monero_wallet::block::Block;
-use monero_wallet::ed25519::{CompressedPoint, Point};
-use monero_wallet::extra::Extra;
+use monero_wallet::address::SubaddressIndex;
+use monero_wallet::ed25519::{Commitment, CompressedPoint, Point, Scalar as MoneroScalar};
+use monero_wallet::extra::{Extra, PaymentId};
 use monero_wallet::interface::prelude::ScannableBlock;
 use monero_wallet::io::VarInt;
 use monero_wallet::primitives::keccak256;
-use monero_wallet::transaction::{PotentiallyPruned, Timelock, Transaction};
+use monero_wallet::ringct::EncryptedAmount;
+use monero_wallet::transaction::{Input, Pruned, Timelock, Transaction};
 use monero_wallet::{GuaranteedScanner, ScanError, Scanner, WalletOutput};
+use primitives::OutputKind;
 use zeroize::Zeroizing;
 
 use crate::keys::{self, Keys};
-use primitives::OutputKind;
 
 /// The outputs of a block paid to us, as monero-wallet's scanners report them (timelocked
 /// ones included: [`Found::unlocked`] drops them).
@@ -79,14 +75,11 @@ impl Found {
 }
 
 /// Every output of `block` paid to `keys`: deposits to the main address, and our own
-/// outputs to the guaranteed subaddresses. The same outputs, in the same order, as
-/// monero-wallet's `Scanner` and `GuaranteedScanner` return ([`reference`]), computed
-/// with one multiplication per transaction key (module docs).
+/// outputs to the guaranteed subaddresses. The same outputs, in the same order and with
+/// the same contents, as monero-wallet's `Scanner` and `GuaranteedScanner` return
+/// ([`reference`]), at one multiplication per transaction key (module docs).
 pub fn ours(block: &ScannableBlock, keys: &Keys) -> Result<Found, ScanError> {
-    let view = Zeroizing::new((*keys.view_key()).into());
-    let (hidden, outputs, shown) = hide_others(block, &view);
-    let (external, internal) = scan_with_crate(hidden, keys)?;
-    Ok(Found { external, internal, outputs, shown })
+    Searcher::new(keys).block(block)
 }
 
 /// monero-wallet's scanners on the whole block, as they are: what [`ours`] must equal
@@ -120,75 +113,340 @@ fn scan_with_crate(
     ))
 }
 
-/// `block` with every output that cannot be ours hidden (its key replaced by the
-/// identity), the number of outputs, and the number left shown.
-fn hide_others(block: &ScannableBlock, view: &DalekScalar) -> (ScannableBlock, usize, usize) {
-    let mut hidden = block.clone();
-    let (mut outputs, mut shown) = (0, 0);
-    for tx in &mut hidden.transactions {
-        let (o, s) = hide(tx, view);
-        outputs += o;
-        shown += s;
-    }
-    let mut miner = block.block.miner_transaction().clone();
-    let (o, s) = hide(&mut miner, view);
-    outputs += o;
-    shown += s;
-    if s == 0 {
-        // Every output hidden: nothing of the miner transaction can be found, so its
-        // changed hash reaches no output.
-        if let Some(rebuilt) =
-            Block::new(block.block.header.clone(), miner, block.block.transactions.clone())
-        {
-            hidden.block = rebuilt;
-        }
-    }
-    (hidden, outputs, shown)
+/// The two forms the processor scans for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// The main address, as any wallet pays it.
+    Standard,
+    /// Our guaranteed subaddresses (and the main address in that form, which the crate's
+    /// guaranteed scanner also reports; filtered out by the caller as it is there).
+    Guaranteed,
 }
 
-/// Hides the outputs of `tx` that no key of it can make ours; returns its number of
-/// outputs and how many are left shown.
-fn hide<P: PotentiallyPruned>(tx: &mut Transaction<P>, view: &DalekScalar) -> (usize, usize) {
-    let outputs = tx.prefix().outputs.len();
-    // What the crate does not scan is left as it is.
-    if !matches!(tx, Transaction::V2 { .. }) {
-        return (outputs, outputs);
+/// Our keys, prepared for scanning.
+struct Searcher {
+    view: Zeroizing<DalekScalar>,
+    /// The spend keys each form looks for: the main one, then (guaranteed form) each
+    /// registered subaddress with the derivation added to its key offset.
+    main: [u8; 32],
+    subaddresses: Vec<([u8; 32], SubaddressIndex, Zeroizing<DalekScalar>)>,
+    h: EdwardsPoint,
+}
+
+/// An output of a transaction as one form finds it.
+struct Hit {
+    o: usize,
+    key: EdwardsPoint,
+    key_offset: Zeroizing<DalekScalar>,
+    commitment: Commitment,
+    subaddress: Option<SubaddressIndex>,
+    payment_id: Option<PaymentId>,
+}
+
+/// Monero's hash to a scalar: Keccak-256, reduced (not wide) as monerod does.
+fn hash_to_scalar(data: &[u8]) -> DalekScalar {
+    DalekScalar::from_bytes_mod_order(keccak256(data))
+}
+
+impl Searcher {
+    fn new(keys: &Keys) -> Searcher {
+        let view: Zeroizing<DalekScalar> = Zeroizing::new((*keys.view_key()).into());
+        let main = keys.spend().compress().to_bytes();
+        let subaddresses = OutputKind::ALL
+            .into_iter()
+            .filter_map(keys::subaddress)
+            .map(|index| {
+                let mut preimage = Zeroizing::new(b"SubAddr\0".to_vec());
+                preimage.extend_from_slice(view.as_bytes());
+                preimage.extend_from_slice(&index.account().to_le_bytes());
+                preimage.extend_from_slice(&index.address().to_le_bytes());
+                let derivation = Zeroizing::new(hash_to_scalar(&preimage));
+                let spend = Point::into(keys.spend()) + &*derivation * ED25519_BASEPOINT_TABLE;
+                (spend.compress().to_bytes(), index, derivation)
+            })
+            .collect();
+        let h = Point::into(CompressedPoint::H.decompress().expect("Monero's H is a point"));
+        Searcher { view, main, subaddresses, h }
     }
-    let Ok(extra) = Extra::read(&mut tx.prefix().extra.as_slice()) else {
-        return (outputs, outputs);
-    };
-    let Some((tx_keys, additional)) = extra.keys() else { return (outputs, outputs) };
-    // One multiplication per distinct key (a repeated key gives the same tags).
-    let mut distinct = BTreeSet::new();
-    let derivations: Vec<Zeroizing<[u8; 32]>> = tx_keys
-        .iter()
-        .filter(|k| distinct.insert(k.compress().to_bytes()))
-        .map(|k| derivation(view, *k))
-        .collect();
-    let mut shown = 0;
-    for (o, output) in tx.prefix_mut().outputs.iter_mut().enumerate() {
-        if output.key == CompressedPoint::IDENTITY {
-            // The crate skips it already.
-            continue;
+
+    /// The whole block, as the crate's `InternalScanner::scan` goes through it.
+    fn block(&self, block: &ScannableBlock) -> Result<Found, ScanError> {
+        let outputs = std::iter::once(block.block.miner_transaction().prefix().outputs.len())
+            .chain(block.transactions.iter().map(|t| t.prefix().outputs.len()))
+            .sum();
+        let mut found = Found { external: vec![], internal: vec![], outputs, shown: 0 };
+        if block.block.transactions.len() != block.transactions.len() {
+            return Err(ScanError::InvalidScannableBlock(
+                "scanning a ScannableBlock with more/less transactions than it should have",
+            ));
         }
-        let Some(tag) = output.view_tag else {
-            shown += 1;
-            continue;
+        let Some(mut index) = block.output_index_for_first_ringct_output else {
+            return Ok(found);
         };
-        let extra_key = additional.as_ref().and_then(|a| a.get(o)).map(|k| derivation(view, *k));
-        if derivations.iter().chain(extra_key.iter()).any(|d| view_tag(d, o) == tag) {
-            shown += 1;
-        } else {
-            output.key = CompressedPoint::IDENTITY;
+        if block.block.header.hardfork_version > 16 {
+            return Err(ScanError::UnsupportedProtocol(block.block.header.hardfork_version));
         }
+        let miner = Transaction::<Pruned>::from(block.block.miner_transaction().clone());
+        let txs = std::iter::once((block.block.miner_transaction().hash(), &miner))
+            .chain(block.block.transactions.iter().copied().zip(&block.transactions));
+        // Unencrypted payment ids are dropped from version 12 on, as the crate does.
+        let drop_unencrypted = block.block.header.hardfork_version >= 12;
+        for (hash, tx) in txs {
+            let (external, internal, shown) = self.transaction(tx)?;
+            found.shown += shown;
+            for (list, hits) in [(&mut found.external, external), (&mut found.internal, internal)] {
+                for mut hit in hits {
+                    if drop_unencrypted && matches!(hit.payment_id, Some(PaymentId::Unencrypted(_)))
+                    {
+                        hit.payment_id = None;
+                    }
+                    list.push(wallet_output(hash, index, tx, hit)?);
+                }
+            }
+            if matches!(tx, Transaction::V2 { .. }) {
+                index = index.checked_add(tx.prefix().outputs.len() as u64).ok_or(
+                    ScanError::InvalidScannableBlock("RingCT output indexes exceeded u64::MAX"),
+                )?;
+            }
+        }
+        // The crate's filters: deposits are the main address's, ours the subaddresses'.
+        Ok(found)
     }
-    (outputs, shown)
+
+    /// Both forms' hits in `tx` (deposits, our own outputs), and how many outputs had a
+    /// view tag matching under some key (or none).
+    #[allow(clippy::type_complexity)]
+    fn transaction(
+        &self,
+        tx: &Transaction<Pruned>,
+    ) -> Result<(Vec<Hit>, Vec<Hit>, usize), ScanError> {
+        let none = Ok((vec![], vec![], 0));
+        if tx.version() != 2 {
+            return none;
+        }
+        let Ok(extra) = Extra::read(&mut tx.prefix().extra.as_slice()) else { return none };
+        let Some((tx_keys, additional)) = extra.keys() else { return none };
+        let payment_id = extra.payment_id();
+        // One product per distinct transaction key (a repeated key gives the same one), in
+        // the keys' order: the crate tries them all, then the output's additional key.
+        let mut distinct: Vec<([u8; 32], usize)> = vec![];
+        let mut derivations: Vec<Zeroizing<[u8; 32]>> = Vec::with_capacity(tx_keys.len());
+        for key in &tx_keys {
+            let compressed = key.compress().to_bytes();
+            match distinct.iter().find(|(k, _)| *k == compressed) {
+                Some((_, i)) => derivations.push(derivations[*i].clone()),
+                None => {
+                    distinct.push((compressed, derivations.len()));
+                    derivations.push(self.derivation(key));
+                }
+            }
+        }
+        let uniqueness = uniqueness(&tx.prefix().inputs);
+        let (mut external, mut internal, mut shown) = (vec![], vec![], 0);
+        for (o, output) in tx.prefix().outputs.iter().enumerate() {
+            if output.key == CompressedPoint::IDENTITY {
+                continue;
+            }
+            let additional = additional.as_ref().and_then(|a| a.get(o)).map(|k| self.derivation(k));
+            let tried: Vec<&[u8; 32]> =
+                derivations.iter().chain(additional.iter()).map(|d| &**d).collect();
+            let tags: Vec<bool> = tried
+                .iter()
+                .map(|d| output.view_tag.is_none_or(|tag| view_tag(d, o) == tag))
+                .collect();
+            if !tags.iter().any(|t| *t) {
+                continue;
+            }
+            shown += 1;
+            let Some(output_key) = output.key.decompress() else { continue };
+            for (form, hits) in [(Form::Standard, &mut external), (Form::Guaranteed, &mut internal)]
+            {
+                let unique = (form == Form::Guaranteed).then_some(&uniqueness);
+                for (derivation, _) in tried.iter().zip(&tags).filter(|(_, tag)| **tag) {
+                    if let Some(hit) =
+                        self.try_key(tx, o, output, output_key, form, unique, derivation)?
+                    {
+                        let payment_id = payment_id.map(|id| id ^ payment_id_xor(derivation));
+                        hits.push(Hit { payment_id, ..hit });
+                        break;
+                    }
+                }
+            }
+        }
+        Ok((external, internal, shown))
+    }
+
+    /// `8·a·R`, compressed: the derivation every output of transaction key `R` shares.
+    fn derivation(&self, key: &Point) -> Zeroizing<[u8; 32]> {
+        let product: Zeroizing<EdwardsPoint> = Zeroizing::new(&*self.view * Point::into(*key));
+        Zeroizing::new(product.mul_by_cofactor().compress().to_bytes())
+    }
+
+    /// Output `o` of `tx` under one key and form, as the crate's loop body decides it:
+    /// `None` to try the next key.
+    #[allow(clippy::too_many_arguments)]
+    fn try_key(
+        &self,
+        tx: &Transaction<Pruned>,
+        o: usize,
+        output: &monero_wallet::transaction::Output,
+        output_key: Point,
+        form: Form,
+        uniqueness: Option<&[u8; 32]>,
+        derivation: &[u8; 32],
+    ) -> Result<Option<Hit>, ScanError> {
+        let mut preimage = Zeroizing::new(Vec::with_capacity(32 + 32 + 10));
+        if let Some(unique) = uniqueness {
+            preimage.extend_from_slice(unique);
+        }
+        preimage.extend_from_slice(derivation);
+        VarInt::write(&o, &mut *preimage).expect("writing to a Vec cannot fail");
+        let shared = Zeroizing::new(hash_to_scalar(&preimage));
+        let key: EdwardsPoint = Point::into(output_key);
+        let spend = (key - &*shared * ED25519_BASEPOINT_TABLE).compress().to_bytes();
+        let (subaddress, extra_offset) = if spend == self.main {
+            (None, None)
+        } else {
+            match (form, self.subaddresses.iter().find(|(s, _, _)| *s == spend)) {
+                (Form::Guaranteed, Some((_, index, derivation))) => {
+                    (Some(*index), Some(derivation))
+                }
+                _ => return Ok(None),
+            }
+        };
+        let key_offset = Zeroizing::new(*shared + extra_offset.map_or(DalekScalar::ZERO, |d| **d));
+        let commitment = if let Some(amount) = output.amount {
+            let mut commitment = Commitment::zero();
+            commitment.amount = amount;
+            commitment
+        } else {
+            let Transaction::V2 { proofs: Some(proofs), .. } = tx else {
+                return Err(ScanError::InvalidScannableBlock(
+                    "non-miner v2 transaction without RCT proofs",
+                ));
+            };
+            let Some(encrypted) = proofs.base.encrypted_amounts.get(o) else {
+                return Err(ScanError::InvalidScannableBlock(
+                    "RCT proofs without an encrypted amount per output",
+                ));
+            };
+            let (mask, amount) = decrypt(&shared, encrypted);
+            // The amount must open the output's commitment (public data: variable time).
+            let committed = EdwardsPoint::vartime_double_scalar_mul_basepoint(
+                &DalekScalar::from(amount),
+                &self.h,
+                &mask,
+            );
+            if Some(&CompressedPoint::from(committed.compress().to_bytes()))
+                != proofs.base.commitments.get(o)
+            {
+                return Ok(None);
+            }
+            Commitment::new(MoneroScalar::from(mask), amount)
+        };
+        Ok(Some(Hit { o, key, key_offset, commitment, subaddress, payment_id: None }))
+    }
 }
 
-/// `8·a·R`, compressed: the derivation every output of a transaction key shares.
-fn derivation(view: &DalekScalar, key: Point) -> Zeroizing<[u8; 32]> {
-    let product: Zeroizing<EdwardsPoint> = Zeroizing::new(view * key.into());
-    Zeroizing::new(product.mul_by_cofactor().compress().to_bytes())
+/// `keccak("uniqueness" || each input)`: what binds a guaranteed output's key to the
+/// transaction's inputs (the miner's height, or each key image).
+fn uniqueness(inputs: &[Input]) -> [u8; 32] {
+    let mut preimage = b"uniqueness".to_vec();
+    for input in inputs {
+        match input {
+            Input::Gen(height) => {
+                VarInt::write(height, &mut preimage).expect("writing to a Vec cannot fail")
+            }
+            Input::ToKey { key_image, .. } => preimage.extend_from_slice(&key_image.to_bytes()),
+        }
+    }
+    keccak256(&preimage)
+}
+
+/// The payment id's XOR pad: `keccak(derivation || 0x8d)[..8]`.
+fn payment_id_xor(derivation: &[u8; 32]) -> [u8; 8] {
+    let mut preimage = Zeroizing::new(derivation.to_vec());
+    preimage.push(0x8d);
+    let hash = Zeroizing::new(keccak256(preimage.as_slice()));
+    let mut pad = [0; 8];
+    pad.copy_from_slice(&hash[..8]);
+    pad
+}
+
+/// An encrypted amount's mask and amount under `shared`.
+fn decrypt(shared: &DalekScalar, encrypted: &EncryptedAmount) -> (DalekScalar, u64) {
+    let shared_bytes = Zeroizing::new(shared.to_bytes());
+    match encrypted {
+        EncryptedAmount::Compact { amount } => {
+            let mut preimage = Zeroizing::new(b"commitment_mask".to_vec());
+            preimage.extend_from_slice(shared_bytes.as_slice());
+            let mask = hash_to_scalar(&preimage);
+            let mut preimage = Zeroizing::new(b"amount".to_vec());
+            preimage.extend_from_slice(shared_bytes.as_slice());
+            let pad = Zeroizing::new(keccak256(preimage.as_slice()));
+            let mut bytes = [0; 8];
+            bytes.copy_from_slice(&pad[..8]);
+            (mask, u64::from_le_bytes(*amount) ^ u64::from_le_bytes(bytes))
+        }
+        EncryptedAmount::Original { mask, amount } => {
+            let mask_pad = Zeroizing::new(hash_to_scalar(shared_bytes.as_slice()));
+            let amount_pad = Zeroizing::new(hash_to_scalar(&mask_pad.to_bytes()));
+            let mask = DalekScalar::from_bytes_mod_order(*mask) - *mask_pad;
+            let amount = Zeroizing::new(DalekScalar::from_bytes_mod_order(*amount) - *amount_pad);
+            let mut bytes = [0; 8];
+            bytes.copy_from_slice(&amount.to_bytes()[..8]);
+            (mask, u64::from_le_bytes(bytes))
+        }
+    }
+}
+
+/// `hit` as monero-wallet's `WalletOutput`: written in the crate's serialization and read
+/// back, so the crate builds rings and transactions from it as from its own.
+fn wallet_output(
+    hash: [u8; 32],
+    first_index: u64,
+    tx: &Transaction<Pruned>,
+    hit: Hit,
+) -> Result<WalletOutput, ScanError> {
+    let invalid = |_| ScanError::InvalidScannableBlock("an output found cannot be represented");
+    let o = hit.o as u64;
+    let mut bytes = Zeroizing::new(Vec::with_capacity(256));
+    let w = &mut *bytes;
+    w.extend_from_slice(&hash);
+    w.extend_from_slice(&o.to_le_bytes());
+    let index = first_index.checked_add(o).ok_or(ScanError::InvalidScannableBlock(
+        "transaction's output's index isn't representable as a u64",
+    ))?;
+    w.extend_from_slice(&index.to_le_bytes());
+    w.extend_from_slice(&hit.key.compress().to_bytes());
+    w.extend_from_slice(hit.key_offset.as_bytes());
+    hit.commitment.write(w).map_err(invalid)?;
+    tx.prefix().additional_timelock.write(w).map_err(invalid)?;
+    match hit.subaddress {
+        Some(index) => {
+            w.push(1);
+            w.extend_from_slice(&index.account().to_le_bytes());
+            w.extend_from_slice(&index.address().to_le_bytes());
+        }
+        None => w.push(0),
+    }
+    match hit.payment_id {
+        Some(id) => {
+            w.push(1);
+            id.write(w).map_err(invalid)?;
+        }
+        None => w.push(0),
+    }
+    let extra = Extra::read(&mut tx.prefix().extra.as_slice()).map_err(invalid)?;
+    let data = extra.arbitrary_data();
+    VarInt::write(&data.len(), w).map_err(invalid)?;
+    for part in &data {
+        w.push(u8::try_from(part.len()).map_err(|_| {
+            ScanError::InvalidScannableBlock("a piece of arbitrary data is too long")
+        })?);
+        w.extend_from_slice(part);
+    }
+    WalletOutput::read(&mut bytes.as_slice()).map_err(invalid)
 }
 
 /// Output `o`'s view tag under `derivation`: `keccak("view_tag" || derivation || o)[0]`.

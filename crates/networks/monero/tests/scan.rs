@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use curve25519_dalek::Scalar as DalekScalar;
 use monero_network::keys::Keys;
 use monero_network::rpc::Node as Rpc;
 use monero_network::scan::{self, Found};
@@ -17,10 +18,18 @@ use monero_network::testing::{self, node::Node, wallet::random_pair};
 use monero_network::{instruction, Monero, Params};
 use monero_wallet::address::{Network as AddressNetwork, SubaddressIndex};
 use monero_wallet::interface::prelude::ScannableBlock;
+use monero_wallet::primitives::keccak256;
+use monero_wallet::ringct::EncryptedAmount;
+use monero_wallet::transaction::Transaction;
 use primitives::InInstruction;
 use scanner::{Network, OutputKind};
 
 const NET: AddressNetwork = AddressNetwork::Mainnet;
+
+/// Monero's hash to a scalar (Keccak-256, reduced).
+fn hash_to_scalar(data: &[u8]) -> DalekScalar {
+    DalekScalar::from_bytes_mod_order(keccak256(data))
+}
 
 /// A found set as bytes, for equality (monero-wallet's outputs have no `PartialEq`).
 fn bytes(found: &Found) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
@@ -150,6 +159,33 @@ async fn the_fast_scan_finds_exactly_what_monero_wallet_finds() {
         found.external.len(),
         "an untagged output of ours is found"
     );
+    // Its amount in the original (pre-2019) encryption: still found, with the same
+    // commitment; and an amount that does not open the commitment: skipped by both.
+    let set_amount = |amount: EncryptedAmount| {
+        let mut edited = block.clone();
+        let Transaction::V2 { proofs: Some(proofs), .. } = &mut edited.transactions[position]
+        else {
+            panic!("a RingCT transaction")
+        };
+        proofs.base.encrypted_amounts[index] = amount;
+        edited
+    };
+    let shared: DalekScalar = first.key_offset().into();
+    let mask_pad = hash_to_scalar(&shared.to_bytes());
+    let amount_pad = hash_to_scalar(&mask_pad.to_bytes());
+    let commitment = first.commitment();
+    let original = EncryptedAmount::Original {
+        mask: (DalekScalar::from(commitment.mask.into()) + mask_pad).to_bytes(),
+        amount: (DalekScalar::from(commitment.amount) + amount_pad).to_bytes(),
+    };
+    let reencrypted = agree(&set_amount(original), &keys, "the original amount encryption");
+    assert_eq!(reencrypted.external.len(), found.external.len(), "an original-format amount opens");
+    let wrong = agree(
+        &set_amount(EncryptedAmount::Compact { amount: [1; 8] }),
+        &keys,
+        "an amount that does not open its commitment",
+    );
+    assert_eq!(wrong.external.len(), found.external.len() - 1, "a wrong amount is not ours");
     let tag = block.transactions[position].prefix().outputs[index].view_tag.unwrap();
     let retagged =
         agree(&edit(Some(tag.wrapping_add(1))), &keys, "our output with another view tag");
