@@ -122,7 +122,7 @@ fn main() {
     let started = Instant::now();
     let mut shown = 0;
     for b in &fetched_blocks {
-        shown += scan::ours(&b.block, &keys).unwrap().shown;
+        shown += scan::ours(&b.block, &keys).unwrap().passed;
     }
     let search_took = started.elapsed();
 
@@ -169,7 +169,7 @@ fn main() {
             reference.as_secs_f64() / took.as_secs_f64()
         );
     }
-    println!("  the fast scan showed monero-wallet's scanners {shown} of {outputs} outputs");
+    println!("  {shown} of {outputs} outputs passed the view-tag filter");
     println!(
         "  (the wallet fetched {fetched} blocks; goal: the processor >= 3x the wallet; the fast \
          scan found the same {} outputs as monero-wallet's Scanner)",

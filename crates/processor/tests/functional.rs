@@ -250,6 +250,21 @@ fn three_processors_thirty_deposits_and_burns_with_payment_trees() {
     assert!(outcome.branch_plans > 0, "no payment tree formed: {outcome:?}");
 }
 
+/// The same on a Tokio runtime, as the processor runs: the scanner fetches and scans the
+/// next blocks in the background while it records the ones read ahead (without a runtime,
+/// as in the other tests, each read-ahead waits for its turn).
+#[test]
+fn the_same_with_the_scanner_reading_ahead_in_the_background() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _entered = runtime.enter();
+    let outcome = run(LARGE, None).unwrap();
+    eprintln!("2-of-3, background read-ahead: {outcome:?}");
+    drop(_entered);
+    let without = run(LARGE, None).unwrap();
+    let plans = |o: &Outcome| (o.holders.clone(), o.plans, o.branch_plans);
+    assert_eq!(plans(&outcome), plans(&without), "the same plans with and without it");
+}
+
 #[test]
 fn five_processors_thirty_deposits_and_burns_with_payment_trees() {
     let started = Instant::now();

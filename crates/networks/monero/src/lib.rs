@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 
 pub mod blocks;
+mod decoys;
 pub mod fee;
 pub mod instruction;
 pub mod keys;

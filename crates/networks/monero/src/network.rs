@@ -22,6 +22,7 @@ use scanner::{
 };
 use zeroize::Zeroizing;
 
+use crate::decoys::{DecoyCache, Timelocks};
 use crate::fee::{self, Shape, RING_LEN};
 use crate::instruction;
 use crate::keys::{self, Keys};
@@ -157,75 +158,6 @@ impl ReceivedOutput for Output {
     }
 }
 
-/// The daemon as decoy selection reads it, remembering the last output distribution: every
-/// output of a block is given a ring at the same height, and the distribution covers the
-/// whole chain (megabytes on mainnet), so a block with many outputs of ours fetches it
-/// once.
-struct DecoyCache<'a> {
-    daemon: &'a crate::rpc::Daemon,
-    /// Held while it is fetched: the rings of a block are chosen at once, and one fetch
-    /// serves them all.
-    distribution: tokio::sync::Mutex<Option<(String, Vec<u64>)>>,
-}
-
-impl<'a> DecoyCache<'a> {
-    fn new(daemon: &'a crate::rpc::Daemon) -> Self {
-        DecoyCache { daemon, distribution: tokio::sync::Mutex::new(None) }
-    }
-}
-
-impl monero_wallet::interface::ProvidesBlockchainMeta for DecoyCache<'_> {
-    fn latest_block_number(
-        &self,
-    ) -> impl Send + std::future::Future<Output = Result<usize, monero_wallet::interface::InterfaceError>>
-    {
-        monero_wallet::interface::ProvidesBlockchainMeta::latest_block_number(self.daemon)
-    }
-}
-
-impl monero_wallet::interface::ProvidesUnvalidatedDecoys for DecoyCache<'_> {
-    fn ringct_output_distribution(
-        &self,
-        range: impl Send + std::ops::RangeBounds<usize>,
-    ) -> impl Send
-           + std::future::Future<Output = Result<Vec<u64>, monero_wallet::interface::InterfaceError>>
-    {
-        let key = format!("{:?}..{:?}", range.start_bound(), range.end_bound());
-        async move {
-            let mut cache = self.distribution.lock().await;
-            if let Some((_, distribution)) = cache.as_ref().filter(|(k, _)| *k == key) {
-                return Ok(distribution.clone());
-            }
-            let distribution =
-                monero_wallet::interface::ProvidesUnvalidatedDecoys::ringct_output_distribution(
-                    self.daemon,
-                    range,
-                )
-                .await?;
-            *cache = Some((key, distribution.clone()));
-            Ok(distribution)
-        }
-    }
-
-    fn unlocked_ringct_outputs(
-        &self,
-        indexes: &[u64],
-        evaluate_unlocked: monero_wallet::interface::EvaluateUnlocked,
-    ) -> impl Send
-           + std::future::Future<
-        Output = Result<
-            Vec<Option<[monero_wallet::ed25519::Point; 2]>>,
-            monero_wallet::interface::TransactionsError,
-        >,
-    > {
-        monero_wallet::interface::ProvidesUnvalidatedDecoys::unlocked_ringct_outputs(
-            self.daemon,
-            indexes,
-            evaluate_unlocked,
-        )
-    }
-}
-
 /// What completes a plan: monero-wallet's Eventuality, and the one-time keys of the
 /// outputs the plan spends (another plan completed with one of them is a conflict).
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -241,12 +173,14 @@ pub struct Eventuality {
 pub struct Monero {
     node: Node,
     params: Params,
+    /// What decoy selection learnt that never changes (see [`crate::decoys`]).
+    decoys: Timelocks,
 }
 
 impl Monero {
     /// Monero through `node`, with `params`.
     pub fn new(node: Node, params: Params) -> Monero {
-        Monero { node, params }
+        Monero { node, params, decoys: Timelocks::default() }
     }
 
     /// The node connection.
@@ -441,7 +375,7 @@ impl Network for Monero {
                 ),
                 e => NetworkError::Transient(format!("block {number} cannot be scanned: {e}").into()),
             })?;
-        let decoys = DecoyCache::new(self.node.daemon().await?);
+        let decoys = DecoyCache::new(self.node.daemon().await?, &self.decoys);
         let mut seen = BTreeSet::new();
         let mut outputs = vec![];
         let mut rings = vec![];

@@ -46,8 +46,9 @@ pub struct Found {
     pub internal: Vec<WalletOutput>,
     /// How many outputs the block has.
     pub outputs: usize,
-    /// How many of them the crate's scanners were shown.
-    pub shown: usize,
+    /// How many of them passed the view-tag filter (had a matching tag under some key,
+    /// or none): the only ones that cost more than a hash.
+    pub passed: usize,
 }
 
 impl std::fmt::Debug for Found {
@@ -56,7 +57,7 @@ impl std::fmt::Debug for Found {
             .field("external", &self.external.len())
             .field("internal", &self.internal.len())
             .field("outputs", &self.outputs)
-            .field("shown", &self.shown)
+            .field("passed", &self.passed)
             .finish()
     }
 }
@@ -89,7 +90,7 @@ pub fn reference(block: &ScannableBlock, keys: &Keys) -> Result<Found, ScanError
     let outputs = std::iter::once(block.block.miner_transaction().prefix().outputs.len())
         .chain(block.transactions.iter().map(|t| t.prefix().outputs.len()))
         .sum();
-    Ok(Found { external, internal, outputs, shown: outputs })
+    Ok(Found { external, internal, outputs, passed: outputs })
 }
 
 /// The crate's two scanners over `block`: deposits (main address) and our own outputs
@@ -128,8 +129,9 @@ struct Searcher {
     view: Zeroizing<DalekScalar>,
     /// The spend keys each form looks for: the main one, then (guaranteed form) each
     /// registered subaddress with the derivation added to its key offset.
-    main: [u8; 32],
-    subaddresses: Vec<([u8; 32], SubaddressIndex, Zeroizing<DalekScalar>)>,
+    /// Compared as points (projective coordinates: no inversion, unlike compressing).
+    main: EdwardsPoint,
+    subaddresses: Vec<(EdwardsPoint, SubaddressIndex, Zeroizing<DalekScalar>)>,
     h: EdwardsPoint,
 }
 
@@ -151,7 +153,7 @@ fn hash_to_scalar(data: &[u8]) -> DalekScalar {
 impl Searcher {
     fn new(keys: &Keys) -> Searcher {
         let view: Zeroizing<DalekScalar> = Zeroizing::new((*keys.view_key()).into());
-        let main = keys.spend().compress().to_bytes();
+        let main = Point::into(keys.spend());
         let subaddresses = OutputKind::ALL
             .into_iter()
             .filter_map(keys::subaddress)
@@ -162,7 +164,7 @@ impl Searcher {
                 preimage.extend_from_slice(&index.address().to_le_bytes());
                 let derivation = Zeroizing::new(hash_to_scalar(&preimage));
                 let spend = Point::into(keys.spend()) + &*derivation * ED25519_BASEPOINT_TABLE;
-                (spend.compress().to_bytes(), index, derivation)
+                (spend, index, derivation)
             })
             .collect();
         let h = Point::into(CompressedPoint::H.decompress().expect("Monero's H is a point"));
@@ -174,7 +176,7 @@ impl Searcher {
         let outputs = std::iter::once(block.block.miner_transaction().prefix().outputs.len())
             .chain(block.transactions.iter().map(|t| t.prefix().outputs.len()))
             .sum();
-        let mut found = Found { external: vec![], internal: vec![], outputs, shown: 0 };
+        let mut found = Found { external: vec![], internal: vec![], outputs, passed: 0 };
         if block.block.transactions.len() != block.transactions.len() {
             return Err(ScanError::InvalidScannableBlock(
                 "scanning a ScannableBlock with more/less transactions than it should have",
@@ -192,8 +194,8 @@ impl Searcher {
         // Unencrypted payment ids are dropped from version 12 on, as the crate does.
         let drop_unencrypted = block.block.header.hardfork_version >= 12;
         for (hash, tx) in txs {
-            let (external, internal, shown) = self.transaction(tx)?;
-            found.shown += shown;
+            let (external, internal, passed) = self.transaction(tx)?;
+            found.passed += passed;
             for (list, hits) in [(&mut found.external, external), (&mut found.internal, internal)] {
                 for mut hit in hits {
                     if drop_unencrypted && matches!(hit.payment_id, Some(PaymentId::Unencrypted(_)))
@@ -242,7 +244,7 @@ impl Searcher {
             }
         }
         let uniqueness = uniqueness(&tx.prefix().inputs);
-        let (mut external, mut internal, mut shown) = (vec![], vec![], 0);
+        let (mut external, mut internal, mut passed) = (vec![], vec![], 0);
         for (o, output) in tx.prefix().outputs.iter().enumerate() {
             if output.key == CompressedPoint::IDENTITY {
                 continue;
@@ -257,7 +259,7 @@ impl Searcher {
             if !tags.iter().any(|t| *t) {
                 continue;
             }
-            shown += 1;
+            passed += 1;
             let Some(output_key) = output.key.decompress() else { continue };
             for (form, hits) in [(Form::Standard, &mut external), (Form::Guaranteed, &mut internal)]
             {
@@ -273,7 +275,7 @@ impl Searcher {
                 }
             }
         }
-        Ok((external, internal, shown))
+        Ok((external, internal, passed))
     }
 
     /// `8·a·R`, compressed: the derivation every output of transaction key `R` shares.
@@ -303,7 +305,7 @@ impl Searcher {
         VarInt::write(&o, &mut *preimage).expect("writing to a Vec cannot fail");
         let shared = Zeroizing::new(hash_to_scalar(&preimage));
         let key: EdwardsPoint = Point::into(output_key);
-        let spend = (key - &*shared * ED25519_BASEPOINT_TABLE).compress().to_bytes();
+        let spend = key - &*shared * ED25519_BASEPOINT_TABLE;
         let (subaddress, extra_offset) = if spend == self.main {
             (None, None)
         } else {

@@ -13,7 +13,7 @@ use primitives::codec::encode_body;
 use primitives::{ExternalAddress, InInstructionWithBalance};
 use scanner::disposition::{dispose, Disposition};
 use scanner::index::Index;
-use scanner::{ChainBlock, Network, ReceivedOutput};
+use scanner::{ChainBlock, Network, NetworkError, ReceivedOutput};
 use task::{Task, TaskError};
 
 use super::state::*;
@@ -21,7 +21,8 @@ use super::{Pipeline, PipelineNetwork};
 
 /// Records one final block per iteration (one commit each). Blocks are fetched and
 /// scanned [`Network::read_ahead`] at a time, concurrently, and kept in memory until their
-/// turn; nothing of a block is written before its turn, and then only after it is checked
+/// turn; while they are recorded, the next ones are fetched and scanned in the background.
+/// Nothing of a block is written before its turn, and then only after it is checked
 /// against the index, so a crash loses only work, and a block that changed meanwhile is
 /// refused as any other.
 pub struct ScanTask<N: PipelineNetwork> {
@@ -31,19 +32,75 @@ pub struct ScanTask<N: PipelineNetwork> {
     /// were scanned for.
     ahead: BTreeMap<u64, Fetched<N>>,
     ahead_session: Option<u32>,
+    /// The blocks after those, being fetched and scanned in the background: the first
+    /// block, and the job.
+    next: Option<(u64, tokio::task::JoinHandle<Result<Vec<Fetched<N>>, NetworkError>>)>,
 }
 
 impl<N: PipelineNetwork> std::fmt::Debug for ScanTask<N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScanTask").field("ahead", &self.ahead.keys()).finish_non_exhaustive()
+        f.debug_struct("ScanTask")
+            .field("ahead", &self.ahead.keys())
+            .field("next", &self.next.as_ref().map(|(from, _)| from))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<N: PipelineNetwork> Drop for ScanTask<N> {
+    fn drop(&mut self) {
+        self.forget_ahead();
     }
 }
 
 impl<N: PipelineNetwork> ScanTask<N> {
     /// A scanner over `pipeline`'s network.
     pub fn new(db: Db, pipeline: Pipeline<N>) -> Self {
-        ScanTask { db, pipeline, ahead: BTreeMap::new(), ahead_session: None }
+        ScanTask { db, pipeline, ahead: BTreeMap::new(), ahead_session: None, next: None }
     }
+
+    /// Drops the blocks read ahead and stops the background job.
+    fn forget_ahead(&mut self) {
+        self.ahead.clear();
+        if let Some((_, job)) = self.next.take() {
+            job.abort();
+        }
+    }
+}
+
+/// Blocks `from..=to` fetched at once and scanned for `key` concurrently (no transaction
+/// open).
+async fn fetch_range<N: Network>(
+    network: &N,
+    key: &N::Key,
+    from: u64,
+    to: u64,
+) -> Result<Vec<Fetched<N>>, NetworkError> {
+    let blocks = network.blocks(from, to).await?;
+    let numbers: Vec<u64> = blocks.iter().map(|b| b.block_ref().number).collect();
+    if !numbers.iter().copied().eq(from..=to) {
+        return Err(NetworkError::Transient(
+            format!("asked the node for blocks {from}..={to}, got {numbers:?}").into(),
+        ));
+    }
+    let scans = blocks.into_iter().map(|block| async move {
+        let outputs = network.scan(&block, key).await?;
+        let rate = network.block_fee_rate(&block).await?;
+        let spends = network.spends(&block);
+        let number = block.block_ref().number;
+        Ok::<_, NetworkError>(Fetched { key: key.clone(), number, block, outputs, spends, rate })
+    });
+    futures::future::try_join_all(scans).await
+}
+
+/// The last block of a read-ahead from `from`: at most `ahead` blocks, all final (`None`
+/// when `from` is not final yet).
+async fn read_ahead_end<N: Network>(network: &N, from: u64) -> Result<Option<u64>, NetworkError> {
+    let ahead = u64::try_from(network.read_ahead().max(1)).unwrap_or(1);
+    Ok(network
+        .latest_finalized()
+        .await?
+        .filter(|finalized| *finalized >= from)
+        .map(|finalized| finalized.min(from + ahead - 1)))
 }
 
 /// The first block the node does not report final: the first that can hold outputs to a
@@ -123,7 +180,8 @@ impl<N: PipelineNetwork> ScanTask<N> {
     }
 
     /// Block `number` fetched and scanned for `session`'s key (no transaction open): from
-    /// the blocks read ahead, or with the next final blocks after it.
+    /// the blocks read ahead, from the background job when it started there, or with the
+    /// next final blocks after it.
     async fn fetch(
         &mut self,
         index: &Index,
@@ -132,57 +190,57 @@ impl<N: PipelineNetwork> ScanTask<N> {
         number: u64,
     ) -> Result<Fetched<N>, TaskError> {
         if self.ahead_session != Some(session) {
-            self.ahead.clear();
+            self.forget_ahead();
             self.ahead_session = Some(session);
         }
-        if let Some(fetched) = self.ahead.remove(&number) {
-            return Ok(fetched);
+        if !self.ahead.contains_key(&number) {
+            self.ahead.clear();
+            let background = match self.next.take() {
+                // A job that failed is not an error here: the blocks are fetched again now,
+                // and a lasting failure is reported from that.
+                Some((from, job)) if from == number => job.await.ok().and_then(Result::ok),
+                Some((_, job)) => {
+                    job.abort();
+                    None
+                }
+                None => None,
+            };
+            let fetched = match background.filter(|f| !f.is_empty()) {
+                Some(fetched) => fetched,
+                None => {
+                    let network = &*self.pipeline.network;
+                    let last = read_ahead_end(network, number).await?.unwrap_or(number);
+                    fetch_range(network, &key, number, last).await?
+                }
+            };
+            // The blocks read ahead are final: indexed from what was fetched, so that each
+            // is checked against the chain below it now, and against its index entry when
+            // its turn comes.
+            let refs: Vec<_> = fetched.iter().map(|f| f.block.block_ref()).collect();
+            index.extend(&self.db, &*self.pipeline.network, &refs)?;
+            self.ahead.extend(fetched.into_iter().map(|f| (f.number, f)));
         }
-        self.ahead.clear();
-        let network = &*self.pipeline.network;
-        let ahead = u64::try_from(network.read_ahead().max(1)).unwrap_or(1);
-        let last = if ahead > 1 {
-            let finalized = network.latest_finalized().await?.unwrap_or(number);
-            finalized.clamp(number, number + ahead - 1)
-        } else {
-            number
-        };
-        let blocks = network.blocks(number, last).await?;
-        let numbers: Vec<u64> = blocks.iter().map(|b| b.block_ref().number).collect();
-        if !numbers.iter().copied().eq(number..=last) {
-            return Err(TaskError::Transient(
-                format!("asked the node for blocks {number}..={last}, got {numbers:?}").into(),
-            ));
-        }
-        let scans = blocks.into_iter().map(|block| {
-            let key = key.clone();
-            async move {
-                let outputs = network.scan(&block, &key).await?;
-                let rate = network.block_fee_rate(&block).await?;
-                let spends = network.spends(&block);
-                let number = block.block_ref().number;
-                Ok::<_, scanner::NetworkError>(Fetched {
-                    key,
-                    number,
-                    block,
-                    outputs,
-                    spends,
-                    rate,
-                })
-            }
-        });
-        let fetched: Vec<Fetched<N>> = futures::future::try_join_all(scans).await?;
-        // The blocks read ahead are final: indexed from what was fetched, so that each is
-        // checked against the chain below it now, and against its index entry when its
-        // turn comes.
-        let refs: Vec<_> = fetched.iter().map(|f| f.block.block_ref()).collect();
-        index.extend(&self.db, network, &refs)?;
-        for fetched in fetched {
-            self.ahead.insert(fetched.number, fetched);
-        }
-        self.ahead.remove(&number).ok_or_else(|| {
+        let fetched = self.ahead.remove(&number).ok_or_else(|| {
             TaskError::Transient(format!("block {number} was fetched but not kept").into())
-        })
+        })?;
+        // While these are recorded, the next blocks are fetched and scanned (on the Tokio
+        // runtime the processor runs on; without one, as in the step-by-step tests, the
+        // next read-ahead waits for its turn).
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        if let Some(runtime) = runtime.filter(|_| self.next.is_none()) {
+            if self.pipeline.network.read_ahead() > 1 {
+                let from = self.ahead.keys().next_back().map_or(number, |last| *last) + 1;
+                let network = self.pipeline.network.clone();
+                let job = runtime.spawn(async move {
+                    match read_ahead_end(&*network, from).await? {
+                        Some(to) => fetch_range(&*network, &key, from, to).await,
+                        None => Ok(vec![]),
+                    }
+                });
+                self.next = Some((from, job));
+            }
+        }
+        Ok(fetched)
     }
 }
 
@@ -292,7 +350,7 @@ impl<N: PipelineNetwork> Task for ScanTask<N> {
         );
         if let Err(e) = index.expect(&txn, &*p.network, &fetched.block) {
             // The blocks read ahead with it are as suspect: fetched again next time.
-            self.ahead.clear();
+            self.forget_ahead();
             return Err(e.into());
         }
         let mut events = BlockEvents { rate: fetched.rate, ..BlockEvents::default() };
