@@ -250,21 +250,19 @@ impl Searcher {
                 continue;
             }
             let additional = additional.as_ref().and_then(|a| a.get(o)).map(|k| self.derivation(k));
-            let tried: Vec<&[u8; 32]> =
-                derivations.iter().chain(additional.iter()).map(|d| &**d).collect();
-            let tags: Vec<bool> = tried
-                .iter()
-                .map(|d| output.view_tag.is_none_or(|tag| view_tag(d, o) == tag))
-                .collect();
-            if !tags.iter().any(|t| *t) {
+            let tagged = |d: &&[u8; 32]| output.view_tag.is_none_or(|tag| view_tag(d, o) == tag);
+            let keys = || derivations.iter().map(|d| &**d).chain(additional.as_deref());
+            // Most outputs stop here, after one hash per key.
+            if !keys().any(|d| tagged(&d)) {
                 continue;
             }
+            let tried: Vec<&[u8; 32]> = keys().filter(tagged).collect();
             passed += 1;
             let Some(output_key) = output.key.decompress() else { continue };
             for (form, hits) in [(Form::Standard, &mut external), (Form::Guaranteed, &mut internal)]
             {
                 let unique = (form == Form::Guaranteed).then_some(&uniqueness);
-                for (derivation, _) in tried.iter().zip(&tags).filter(|(_, tag)| **tag) {
+                for derivation in &tried {
                     if let Some(hit) =
                         self.try_key(tx, o, output, output_key, form, unique, derivation)?
                     {
@@ -453,9 +451,14 @@ fn wallet_output(
 
 /// Output `o`'s view tag under `derivation`: `keccak("view_tag" || derivation || o)[0]`.
 fn view_tag(derivation: &[u8; 32], o: usize) -> u8 {
-    let mut preimage = Zeroizing::new(Vec::with_capacity(8 + 32 + 10));
-    preimage.extend_from_slice(b"view_tag");
-    preimage.extend_from_slice(derivation);
-    VarInt::write(&o, &mut *preimage).expect("writing to a Vec cannot fail");
-    keccak256(preimage.as_slice())[0]
+    // On the stack: it is computed for every output of every transaction.
+    let mut preimage = Zeroizing::new([0u8; 8 + 32 + 10]);
+    preimage[..8].copy_from_slice(b"view_tag");
+    preimage[8..40].copy_from_slice(derivation);
+    let mut index = [0u8; 10];
+    let mut rest = &mut index[..];
+    VarInt::write(&o, &mut rest).expect("a usize fits 10 bytes of varint");
+    let written = 10 - rest.len();
+    preimage[40..40 + written].copy_from_slice(&index[..written]);
+    keccak256(&preimage[..40 + written])[0]
 }

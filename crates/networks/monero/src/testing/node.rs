@@ -2,7 +2,7 @@
 //!
 //! Decoy selection needs about 1,600 blocks of history, which take two minutes to mine.
 //! [`Node::start`] mines them once per machine (under the system temp dir, in
-//! `tc-monero-regtest-v1`, one maker at a time under a file lock, built in a scratch dir
+//! `tc-monero-regtest-v2`, one maker at a time under a file lock, built in a scratch dir
 //! and renamed into place, so nobody sees half of it), with every coinbase paid to the test wallet
 //! ([`crate::testing::wallet`]), and records the wallet's spendable coinbase outputs
 //! beside it. Each node then runs on its own copy, on free loopback ports, and is stopped
@@ -24,7 +24,7 @@ use crate::testing::wallet::TestWallet;
 /// Blocks of history every node starts with.
 pub const HISTORY: u64 = 1_600;
 /// Coinbase outputs of the history the test wallet records (each about 35 XMR).
-const RECORDED: u64 = 400;
+const RECORDED: u64 = 1_200;
 /// Blocks mined per `generateblocks` call (larger calls time out).
 const CHUNK: u64 = 100;
 const STARTUP: Duration = Duration::from_secs(60);
@@ -68,7 +68,7 @@ pub fn command(binary: &Path, dir: &Path, port: u16) -> Command {
 
 /// The shared history directory.
 fn history_dir() -> PathBuf {
-    std::env::temp_dir().join("tc-monero-regtest-v1")
+    std::env::temp_dir().join("tc-monero-regtest-v2")
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -137,7 +137,7 @@ impl Node {
                 .create(true)
                 .truncate(false)
                 .write(true)
-                .open(std::env::temp_dir().join("tc-monero-regtest-v1.lock"))
+                .open(std::env::temp_dir().join("tc-monero-regtest-v2.lock"))
                 .unwrap();
             let lock = tokio::task::spawn_blocking(move || {
                 use std::os::fd::AsRawFd;
