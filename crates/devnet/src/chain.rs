@@ -65,7 +65,10 @@ impl NodeClient {
 
     /// A client for a recorded node.
     pub fn connect(node: &NodeRecord) -> Result<NodeClient, DevnetError> {
-        NodeClient::new(&node.rpc_url, &node.cookie_file)
+        let cookie = node.cookie_file.as_deref().ok_or_else(|| {
+            DevnetError::Failed(format!("the node at {} has no RPC cookie file", node.rpc_url))
+        })?;
+        NodeClient::new(&node.rpc_url, cookie)
     }
 
     fn call<T: DeserializeOwned>(

@@ -44,6 +44,8 @@ pub const GRACE: Duration = Duration::from_secs(10);
 pub struct UpOptions {
     /// The devnet directory.
     pub dir: PathBuf,
+    /// `litecoin` or `monero`.
+    pub network: String,
     /// Processors.
     pub validators: u16,
     /// Signers needed.
@@ -181,6 +183,7 @@ fn record_process(
     log: &Path,
     port: u16,
 ) -> Result<(), DevnetError> {
+    let program = (role == Role::Node).then(|| node_program(&record.network).to_string());
     record.processes.push(ProcessRecord {
         role,
         validator,
@@ -189,8 +192,18 @@ fn record_process(
         config: config.map(Path::to_path_buf),
         log: log.to_path_buf(),
         port,
+        program,
     });
     record.save()
+}
+
+/// The node program of `network`.
+fn node_program(network: &str) -> &'static str {
+    if network == "monero" {
+        "monerod"
+    } else {
+        "litecoind"
+    }
 }
 
 /// `devnet up`: see the module documentation.
@@ -200,6 +213,22 @@ pub fn up(o: &UpOptions) -> Result<Up, DevnetError> {
     }
     if o.confirmations == 0 {
         return Err(DevnetError::Failed("--confirmations must be at least 1".into()));
+    }
+    let monero = match o.network.as_str() {
+        "litecoin" => false,
+        "monero" => true,
+        other => {
+            return Err(DevnetError::Failed(format!(
+                "--network {other}: expected litecoin or monero"
+            )))
+        }
+    };
+    if monero && o.confirmations < monero_network::network::MIN_CONFIRMATIONS {
+        return Err(DevnetError::Failed(format!(
+            "--confirmations {} on Monero: at least {} (10, plus the 9 blocks of the spend lock)",
+            o.confirmations,
+            monero_network::network::MIN_CONFIRMATIONS
+        )));
     }
     let started_at = Instant::now();
     let say = |m: &str| {
@@ -214,7 +243,7 @@ pub fn up(o: &UpOptions) -> Result<Up, DevnetError> {
     let mut record = Record {
         version: VERSION,
         dir: dir.clone(),
-        network: "litecoin".into(),
+        network: o.network.clone(),
         validators: o.validators,
         threshold: o.threshold,
         confirmations: o.confirmations,
@@ -253,29 +282,59 @@ fn start(record: &mut Record, o: &UpOptions, say: &dyn Fn(&str)) -> Result<Strin
     let dir = record.dir.clone();
     let mut started: Vec<Started> = vec![];
 
-    say("starting litecoind (regtest)");
-    let datadir = dir.join("litecoind");
-    let node_log = dir.join("litecoind.log");
-    let (node, client) = chain::start_node(&datadir, &node_log, |child, port| {
-        // A try that exited (its port was taken) stays out of the record.
-        record.processes.retain(|p| p.role != Role::Node || p.running());
-        record_process(record, Role::Node, None, child, None, &node_log, port)
-    })?;
-    started.push(Started { name: "litecoind".into(), child: node.child, log: node_log });
-    record.node = Some(NodeRecord {
-        rpc_url: node.rpc_url.clone(),
-        cookie_file: node.cookie_file.clone(),
-        datadir,
-        wallet: chain::WALLET.into(),
-        mining_address: None,
-    });
-    record.save()?;
-    say("funding its wallet with mature coins");
-    let mining_address = client.fund()?;
-    if let Some(node) = record.node.as_mut() {
-        node.mining_address = Some(mining_address);
-    }
-    record.save()?;
+    let monero = record.network == "monero";
+    let (rpc_url, cookie_file, client) = if monero {
+        say("starting monerod (regtest, with its 1,600-block history)");
+        let datadir = dir.join("monerod");
+        let node_log = dir.join("monerod.stderr.log");
+        let (child, rpc_url) =
+            crate::monero_node::start_node(&datadir, &node_log, |child, port| {
+                record_process(
+                    record,
+                    Role::Node,
+                    None,
+                    child,
+                    None,
+                    &datadir.join("monerod.log"),
+                    port,
+                )
+            })?;
+        started.push(Started { name: "monerod".into(), child, log: datadir.join("monerod.log") });
+        record.node = Some(NodeRecord {
+            rpc_url: rpc_url.clone(),
+            cookie_file: None,
+            datadir,
+            wallet: "the history's coinbase outputs".into(),
+            mining_address: Some(crate::monero_node::fresh_address()),
+        });
+        record.save()?;
+        (rpc_url, None, None)
+    } else {
+        say("starting litecoind (regtest)");
+        let datadir = dir.join("litecoind");
+        let node_log = dir.join("litecoind.log");
+        let (node, client) = chain::start_node(&datadir, &node_log, |child, port| {
+            // A try that exited (its port was taken) stays out of the record.
+            record.processes.retain(|p| p.role != Role::Node || p.running());
+            record_process(record, Role::Node, None, child, None, &node_log, port)
+        })?;
+        started.push(Started { name: "litecoind".into(), child: node.child, log: node_log });
+        record.node = Some(NodeRecord {
+            rpc_url: node.rpc_url.clone(),
+            cookie_file: Some(node.cookie_file.clone()),
+            datadir,
+            wallet: chain::WALLET.into(),
+            mining_address: None,
+        });
+        record.save()?;
+        say("funding its wallet with mature coins");
+        let mining_address = client.fund()?;
+        if let Some(node) = record.node.as_mut() {
+            node.mining_address = Some(mining_address);
+        }
+        record.save()?;
+        (node.rpc_url, Some(node.cookie_file), Some(client))
+    };
 
     say("starting nats-server");
     let nats_port = bus::testing::free_port();
@@ -303,14 +362,18 @@ fn start(record: &mut Record, o: &UpOptions, say: &dyn Fn(&str)) -> Result<Strin
     let options = Options {
         node: Some(NodeOptions {
             chain: "regtest".into(),
-            rpc_url: node.rpc_url,
-            cookie_file: Some(node.cookie_file),
+            rpc_url,
+            cookie_file,
             confirmations: Some(o.confirmations),
             max_outputs: o.max_outputs,
             poll_ms: 250,
         }),
-        coordinator_extra: "sign_timeout_ms = 5000\nchain = \"regtest\"\n".into(),
-        ..Options::keys_only("litecoin", o.validators, o.threshold)
+        // Monero's CLSAG signing takes longer than a Schnorr signature.
+        coordinator_extra: format!(
+            "sign_timeout_ms = {}\nchain = \"regtest\"\n",
+            if monero { 10_000 } else { 5_000 }
+        ),
+        ..Options::keys_only(&record.network, o.validators, o.threshold)
     };
     let layout = Layout::write(
         &dir,
@@ -375,7 +438,13 @@ fn start(record: &mut Record, o: &UpOptions, say: &dyn Fn(&str)) -> Result<Strin
     for (v, reason) in &ready.excluded {
         say(&format!("validator {v} was excluded from key generation: {reason}"));
     }
-    let address = chain::deposit_address(&ready.key)?;
+    let address = if monero {
+        crate::scenario::monero::group_keys(&ready.key)?
+            .address(scanner::OutputKind::External)
+            .to_string()
+    } else {
+        chain::deposit_address(&ready.key)?
+    };
     record.deposit_address = Some(address.clone());
     record.save()?;
     say(&format!("key active; the group's deposit address is {address}"));
@@ -400,7 +469,10 @@ fn start(record: &mut Record, o: &UpOptions, say: &dyn Fn(&str)) -> Result<Strin
         )));
     }
 
-    let payee = client.new_address()?;
+    let payee = match &client {
+        Some(client) => client.new_address()?,
+        None => crate::monero_node::fresh_address(),
+    };
     record.ready = true;
     record.save()?;
     say("ready");
@@ -426,19 +498,19 @@ pub fn next_steps(up: &Up) -> String {
         std::env::current_exe().ok().map_or_else(|| "devnet".into(), |p| p.display().to_string());
     let dir_arg = format!(" --dir {dir}");
     format!(
-        "devnet up in {dir} ({:.1} s): litecoind (regtest), nats-server, {n} processors \
+        "devnet up in {dir} ({:.1} s): {node} (regtest), nats-server, {n} processors \
          ({t}-of-{n}) and coordinator-sim, running until `devnet down`\n\
          \n  deposit address  {address}\
          \n  confirmations    {c}\
-         \n  a payee address  {payee} (the node's wallet)\
-         \n  logs             {dir}/*.log, {dir}/processor-litecoin-*/processor.log\
+         \n  a payee address  {payee}\
+         \n  logs             {dir}/*.log, {dir}/processor-{network}-*/processor.log\
          \n\nnext:\
          \n  {devnet} status{dir_arg}\
-         \n  {devnet} deposit{dir_arg} --account alice --amount 5000000\
+         \n  {devnet} deposit{dir_arg} --account alice --amount {deposit}\
          \n  {devnet} mine{dir_arg}          # {c} blocks: the deposit is final, a Batch is signed and credited\
          \n  {sim} ledger --config {config}\
          \n  {sim} burn --config {config} \\\
-         \n      --network litecoin --account {alice} --to {payee} --amount 1000000\
+         \n      --network {network} --account {alice} --to {payee} --amount {burn}\
          \n  {devnet} mine{dir_arg}          # again, until `status` shows no plan pending\
          \n  {devnet} down{dir_arg}          # --purge also removes {dir}\n",
         up.elapsed.as_secs_f64(),
@@ -448,6 +520,11 @@ pub fn next_steps(up: &Up) -> String {
         c = r.confirmations,
         payee = up.payee,
         alice = chain::parse_account("alice").map(hex::encode).unwrap_or_default(),
+        node = node_program(&r.network),
+        network = r.network,
+        // 0.05 LTC and 0.01 LTC; 5 XMR and 1 XMR (above Monero's dust of 0.01 XMR).
+        deposit = if r.network == "monero" { 5_000_000_000_000u64 } else { 5_000_000 },
+        burn = if r.network == "monero" { 1_000_000_000_000u64 } else { 1_000_000 },
     )
 }
 
@@ -482,6 +559,8 @@ pub struct ProcessorState {
 pub struct DevnetStatus {
     /// The devnet directory.
     pub dir: PathBuf,
+    /// The network (`litecoin`, `monero`).
+    pub network: String,
     /// Whether `up` finished.
     pub ready: bool,
     /// Processors.
@@ -534,8 +613,11 @@ pub fn status(dir: &Path) -> Result<DevnetStatus, DevnetError> {
             ProcessorState { validator: p.validator.unwrap_or(0), status, error }
         })
         .collect();
-    let tip =
-        record.node.as_ref().and_then(|n| NodeClient::connect(n).ok()).and_then(|c| c.tip().ok());
+    let tip = match &record.node {
+        Some(node) if record.network == "monero" => crate::monero_node::tip(&node.rpc_url),
+        Some(node) => NodeClient::connect(node).ok().and_then(|c| c.tip().ok()),
+        None => None,
+    };
     let ledger = record
         .coordinator
         .as_ref()
@@ -544,6 +626,7 @@ pub fn status(dir: &Path) -> Result<DevnetStatus, DevnetError> {
         .and_then(|(_, body)| serde_json::from_str(&body).ok());
     Ok(DevnetStatus {
         dir: record.dir.clone(),
+        network: record.network.clone(),
         ready: record.ready,
         validators: record.validators,
         threshold: record.threshold,
@@ -565,8 +648,9 @@ impl DevnetStatus {
     /// The status as text: processes, the processors side by side, the chain, the ledger.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "devnet in {}: litecoin regtest, {}-of-{}, {} confirmations{}\n",
+            "devnet in {}: {} regtest, {}-of-{}, {} confirmations{}\n",
             self.dir.display(),
+            self.network,
             self.threshold,
             self.validators,
             self.confirmations,
@@ -651,7 +735,7 @@ const ROWS: &[(&str, Cell)] = &[
     }),
     ("settlement block", |s| pipeline_cell(s, |p| p.settlement_block.to_string())),
     ("outputs", |s| pipeline_cell(s, |p| p.outputs.to_string())),
-    ("outputs (litoshis)", |s| pipeline_cell(s, |p| p.outputs_amount.to_string())),
+    ("outputs (base units)", |s| pipeline_cell(s, |p| p.outputs_amount.to_string())),
     ("payments queued", |s| pipeline_cell(s, |p| p.payments_queued.to_string())),
     ("plans made/pending", |s| pipeline_cell(s, |p| format!("{}/{}", p.plans, p.plans_pending))),
     ("to publish", |s| pipeline_cell(s, |p| p.to_publish.to_string())),
@@ -758,25 +842,33 @@ pub struct Deposit {
     pub address: String,
     /// The account credited.
     pub account: [u8; 32],
-    /// Litoshis.
+    /// In the network's base unit (litoshis, piconero).
     pub amount: u64,
     /// Confirmations before it is final.
     pub confirmations: u64,
 }
 
-fn running_node(record: &Record) -> Result<NodeClient, DevnetError> {
+/// The recorded node, or why it is not running.
+fn node_running(record: &Record) -> Result<&NodeRecord, DevnetError> {
     let node = record.node()?;
     let process = record.processes.iter().find(|p| p.role == Role::Node);
     if !process.is_some_and(ProcessRecord::running) {
+        let (name, log) =
+            process.map_or(("the node".into(), record.dir.clone()), |p| (p.name(), p.log.clone()));
         return Err(DevnetError::Failed(format!(
-            "litecoind is not running (see {}); `devnet down`, then `devnet up`",
-            record.dir.join("litecoind.log").display()
+            "{name} is not running (see {}); `devnet down`, then `devnet up`",
+            log.display()
         )));
     }
-    NodeClient::connect(node)
+    Ok(node)
 }
 
-/// `devnet deposit`: pays `amount` litoshis from the node's wallet to the group's deposit
+fn running_node(record: &Record) -> Result<NodeClient, DevnetError> {
+    NodeClient::connect(node_running(record)?)
+}
+
+/// `devnet deposit`: pays `amount` base units (litoshis from the node's wallet; piconero
+/// from the history's coinbase outputs on Monero) to the group's deposit
 /// address with an OP_RETURN instruction crediting `account` (see
 /// [`chain::parse_account`]). Mines nothing.
 pub fn deposit(dir: &Path, account: &str, amount: u64) -> Result<Deposit, DevnetError> {
@@ -786,8 +878,13 @@ pub fn deposit(dir: &Path, account: &str, amount: u64) -> Result<Deposit, Devnet
         return Err(DevnetError::Failed("--amount must be above 0".into()));
     }
     let address = record.deposit_address()?.to_string();
-    let client = running_node(&record)?;
-    let txid = client.deposit(&address, amount, &chain::instruction(account)?)?;
+    let txid = if record.network == "monero" {
+        let node = node_running(&record)?;
+        crate::monero_node::deposit(&node.datadir, &node.rpc_url, &address, account, amount)?
+    } else {
+        let client = running_node(&record)?;
+        client.deposit(&address, amount, &chain::instruction(account)?)?
+    };
     Ok(Deposit { txid, address, account, amount, confirmations: record.confirmations })
 }
 
@@ -796,6 +893,10 @@ pub fn deposit(dir: &Path, account: &str, amount: u64) -> Result<Deposit, Devnet
 pub fn mine(dir: &Path, blocks: Option<u64>) -> Result<(u64, u64), DevnetError> {
     let record = require(dir)?;
     let blocks = blocks.unwrap_or(record.confirmations);
+    if record.network == "monero" {
+        let node = node_running(&record)?;
+        return Ok((blocks, crate::monero_node::mine(&node.rpc_url, blocks)?));
+    }
     let client = running_node(&record)?;
     let address = record.node()?.mining_address.clone().ok_or_else(|| {
         DevnetError::Failed("`devnet up` did not get as far as funding the wallet".into())

@@ -10,6 +10,7 @@
 pub mod chain;
 pub mod commands;
 pub mod metrics_doc;
+pub mod monero_node;
 pub mod progress;
 pub mod record;
 pub mod scenario;

@@ -61,15 +61,20 @@ enum Command {
     Up {
         #[command(flatten)]
         dir: Dir,
+        /// The network: litecoin (litecoind) or monero (monerod, with a 1,600-block
+        /// history mined once per machine).
+        #[arg(long, default_value = "litecoin")]
+        network: String,
         /// Processors.
         #[arg(long, default_value_t = 3)]
         validators: u16,
         /// Signers needed.
         #[arg(long, default_value_t = 2)]
         threshold: u16,
-        /// Confirmations before a block is final (Litecoin's own is 12).
-        #[arg(long, default_value_t = 3)]
-        confirmations: u64,
+        /// Confirmations before a block is final (default: 3 on Litecoin, whose own is
+        /// 12; 19 on Monero, the least it accepts).
+        #[arg(long)]
+        confirmations: Option<u64>,
         /// Outputs per transaction (default: the network's).
         #[arg(long)]
         max_outputs: Option<usize>,
@@ -101,7 +106,7 @@ enum Command {
         /// ASCII characters (its bytes, zero-padded to 32: `alice` is 616c696365 00..00).
         #[arg(long)]
         account: String,
-        /// In litoshis.
+        /// In the network's base unit (litoshis; piconero on Monero).
         #[arg(long)]
         amount: u64,
     },
@@ -199,12 +204,18 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Up { dir, validators, threshold, confirmations, max_outputs } => {
+        Command::Up { dir, network, validators, threshold, confirmations, max_outputs } => {
             if let Some(refused) = refuse_threshold(threshold, validators) {
                 return refused;
             }
+            let confirmations = confirmations.unwrap_or(if network == "monero" {
+                monero_network::network::DEFAULT_CONFIRMATIONS
+            } else {
+                3
+            });
             let options = UpOptions {
                 dir: dir.path,
+                network,
                 validators,
                 threshold,
                 confirmations,
@@ -279,7 +290,7 @@ fn main() -> ExitCode {
             match commands::deposit(&dir.path, &account, amount) {
                 Ok(d) => {
                     println!(
-                        "deposited {} litoshis to {} for account {}\ntxid {}\n\
+                        "deposited {} base units to {} for account {}\ntxid {}\n\
                          credited once final: after {} confirmations (`devnet mine` mines {} \
                          blocks), a Batch is signed and coordinator-sim credits the account",
                         d.amount,

@@ -28,7 +28,7 @@ pub const VERSION: u32 = 1;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
-    /// The network's node (litecoind, regtest).
+    /// The network's node (litecoind or monerod, regtest).
     Node,
     /// `nats-server -js`.
     Nats,
@@ -59,13 +59,16 @@ pub struct ProcessRecord {
     pub log: PathBuf,
     /// Its HTTP (or, for the node, RPC; for NATS, client) port.
     pub port: u16,
+    /// The node's program (`litecoind` when absent, as records before Monero).
+    #[serde(default)]
+    pub program: Option<String>,
 }
 
 impl ProcessRecord {
     /// `processor-2`, `coordinator-sim`, …
     pub fn name(&self) -> String {
         match (self.role, self.validator) {
-            (Role::Node, _) => "litecoind".into(),
+            (Role::Node, _) => self.program.clone().unwrap_or_else(|| "litecoind".into()),
             (Role::Nats, _) => "nats-server".into(),
             (Role::Processor, Some(v)) => format!("processor-{v}"),
             (Role::Processor, None) => "processor".into(),
@@ -84,8 +87,9 @@ impl ProcessRecord {
 pub struct NodeRecord {
     /// The RPC URL (REST on the same port).
     pub rpc_url: String,
-    /// The RPC cookie file.
-    pub cookie_file: PathBuf,
+    /// The RPC cookie file (none for monerod, whose RPC is open on loopback here).
+    #[serde(default)]
+    pub cookie_file: Option<PathBuf>,
     /// The data directory.
     pub datadir: PathBuf,
     /// The wallet deposits are paid from (funded with mature coinbase outputs).

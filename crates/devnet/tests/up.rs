@@ -78,18 +78,26 @@ fn gone(pid: u32, start_time: Option<u64>) -> bool {
 }
 
 fn ledger_balance(port: u16, account: &str) -> Option<u64> {
+    coin_balance(port, account, "litecoin")
+}
+
+fn coin_balance(port: u16, account: &str, coin: &str) -> Option<u64> {
     let (code, body) = devnet::http_get(port, "/ledger")?;
     assert_eq!(code, 200, "{body}");
     let ledger: Value = serde_json::from_str(&body).unwrap();
     let accounts = ledger["accounts"].as_array()?;
     let a = accounts.iter().find(|a| a["account"] == account)?;
-    a["balances"].as_array()?.iter().find(|b| b["coin"] == "litecoin")?["amount"].as_u64()
+    a["balances"].as_array()?.iter().find(|b| b["coin"] == coin)?["amount"].as_u64()
 }
 
 /// `up`, then `status --json`: every process runs, every processor has the same active key.
 fn up_and_check(devnet: &Devnet, validators: u16, threshold: u16) -> Record {
+    up_on(devnet, "litecoin", validators, threshold)
+}
+
+fn up_on(devnet: &Devnet, network: &str, validators: u16, threshold: u16) -> Record {
     let (v, t) = (validators.to_string(), threshold.to_string());
-    let stdout = devnet.ok(&["up", "--validators", &v, "--threshold", &t]);
+    let stdout = devnet.ok(&["up", "--network", network, "--validators", &v, "--threshold", &t]);
     let record = devnet.record();
     assert!(record.ready);
     let address = record.deposit_address.clone().unwrap();
@@ -189,6 +197,49 @@ fn up_status_deposit_mine_down_and_up_again() {
     let roles: Vec<Role> = again.processes.iter().map(|p| p.role).collect();
     assert_eq!(roles.iter().filter(|r| **r == Role::Processor).count(), 2);
     eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// The same walk-through on Monero: `up --network monero` starts monerod on the test
+/// history, and a deposit of 5 XMR made by `deposit` (monero-wallet's transaction builder,
+/// the instruction in `extra`) and confirmed by a bare `mine` (19 blocks) is credited.
+#[test]
+fn up_deposit_mine_down_on_monero() {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_devnet"));
+    devnet::binary("processor").unwrap();
+    devnet::binary("coordinator-sim").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let devnet = Devnet { bin, dir: tmp.path().join("devnet") };
+    let record = up_on(&devnet, "monero", 3, 2);
+    assert_eq!(record.confirmations, 19);
+    assert!(record.processes.iter().any(|p| p.name() == "monerod"));
+
+    let alice = format!("{}{}", hex::encode("alice"), "00".repeat(27));
+    let xmr = 1_000_000_000_000u64;
+    let amount = (5 * xmr).to_string();
+    let stdout = devnet.ok(&["deposit", "--account", "alice", "--amount", &amount]);
+    assert!(stdout.contains(&alice), "{stdout}");
+    // A second deposit spends other outputs of the deposit wallet (it remembers).
+    devnet.ok(&["deposit", "--account", "alice", "--amount", &(2 * xmr).to_string()]);
+    let http = record.coordinator.as_ref().unwrap().http;
+    devnet.ok(&["mine"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while coin_balance(http, &alice, "monero") != Some(7 * xmr) {
+        assert!(
+            Instant::now() < deadline,
+            "the deposits were not credited within 120 s:\n{}\n{}",
+            devnet.ok(&["status"]),
+            devnet.logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // A deposit the wallet cannot make is refused with the reason, not a crash.
+    let refused = devnet.run(&["deposit", "--account", "alice", "--amount", &u64::MAX.to_string()]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("the deposit was not made"), "{stderr}");
+    let table = devnet.ok(&["status"]);
+    assert!(table.contains("monero regtest"), "{table}");
+    down_and_check(&devnet, &record);
 }
 
 /// Every binary of the workspace answers `--version` with the workspace's version.

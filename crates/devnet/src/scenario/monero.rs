@@ -373,7 +373,8 @@ fn exercise(
 }
 
 /// The group's keys from the network key `processor status` shows (hex).
-fn group_keys(key: &str) -> Result<Keys, DevnetError> {
+/// The group's Monero keys from the network key coordinator-sim and `status` show (hex).
+pub(crate) fn group_keys(key: &str) -> Result<Keys, DevnetError> {
     let bytes: [u8; 32] =
         hex::decode(key).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| {
             DevnetError::Failed(format!("the network key {key} is not 32 bytes of hex"))

@@ -84,6 +84,98 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The shared history's directory, made first if this machine has none (see the module
+/// docs). A node's data directory is a copy of it (`outputs.bin` in it lists the test
+/// wallet's coinbase outputs, [`read_outputs`]).
+pub async fn history() -> PathBuf {
+    let history = history_dir();
+    if !history.join("outputs.bin").exists() {
+        // One maker at a time, machine-wide (tests of one binary run in parallel, and
+        // test binaries may too): the others wait on the lock, then find it made. The
+        // kernel drops the lock of a process that dies.
+        let lock = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(std::env::temp_dir().join("tc-monero-regtest-v2.lock"))
+            .unwrap();
+        let lock = tokio::task::spawn_blocking(move || {
+            use std::os::fd::AsRawFd;
+            // SAFETY: `flock` on a file descriptor we own, open for the call's duration.
+            #[allow(unsafe_code)]
+            let locked = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+            assert_eq!(locked, 0, "cannot lock the Monero history");
+            lock
+        })
+        .await
+        .unwrap();
+        if !history.join("outputs.bin").exists() {
+            Node::make_history(&history).await;
+        }
+        drop(lock);
+    }
+    history
+}
+
+/// Copies the history (or any node's data directory) to `to`, without its log.
+pub fn copy_history(from: &Path, to: &Path) {
+    copy_dir(from, to)
+}
+
+/// Makes every transaction in `rpc`'s pool eligible for the next block. monerod keeps a
+/// transaction submitted over RPC in Dandelion++'s stem phase, out of block templates,
+/// for a random embargo of tens of seconds; a transaction submitted with `do_not_relay`
+/// is local and eligible at once. So each pooled transaction is taken out of the pool
+/// and submitted again that way (those a popped block returned too: monerod may leave
+/// them out of templates as well).
+pub async fn release_pool(rpc: &Rpc) {
+    let daemon = rpc.daemon().await.unwrap();
+    let pool = daemon.rpc_call("get_transaction_pool", None, 1 << 26).await.unwrap();
+    let pool: serde_json::Value = serde_json::from_str(&pool).unwrap();
+    let Some(txs) = pool["transactions"].as_array().filter(|t| !t.is_empty()) else { return };
+    let txs: Vec<(String, String)> = txs
+        .iter()
+        .map(|t| {
+            (t["id_hash"].as_str().unwrap().to_string(), t["tx_blob"].as_str().unwrap().to_string())
+        })
+        .collect();
+    let ids: Vec<&String> = txs.iter().map(|(id, _)| id).collect();
+    let flush = serde_json::json!({ "txids": ids }).to_string();
+    daemon.json_rpc_call("flush_txpool", Some(flush), 1 << 16).await.unwrap();
+    for (id, blob) in &txs {
+        let params = serde_json::json!({ "tx_as_hex": blob, "do_not_relay": true, "do_sanity_checks": false });
+        let answer = daemon
+            .rpc_call("send_raw_transaction", Some(params.to_string()), 1 << 16)
+            .await
+            .unwrap();
+        // Someone may have published it again between the flush and now (a processor
+        // re-broadcasting): it is in the pool then, as wanted.
+        let hash = hex::decode(id).ok().and_then(|h| <[u8; 32]>::try_from(h).ok());
+        let known = match hash {
+            Some(hash) => rpc.knows(hash).await.unwrap_or(false),
+            None => false,
+        };
+        assert!(
+            answer.contains("\"OK\"") || known,
+            "re-submitting pool transaction {id}: {answer}"
+        );
+    }
+}
+
+/// Mines `n` blocks on `rpc`'s node paying `address`, in chunks; the first includes every
+/// transaction in the pool.
+pub async fn mine(rpc: &Rpc, n: u64, address: &MoneroAddress) {
+    release_pool(rpc).await;
+    let daemon = rpc.daemon().await.unwrap();
+    let mut left = n;
+    while left > 0 {
+        let now = left.min(CHUNK);
+        let params = format!(r#"{{ "wallet_address": "{address}", "amount_of_blocks": {now} }}"#);
+        daemon.json_rpc_call("generateblocks", Some(params), 1 << 20).await.unwrap();
+        left -= now;
+    }
+}
+
 /// A running regtest monerod.
 #[derive(Debug)]
 pub struct Node {
@@ -128,32 +220,7 @@ impl Node {
     /// Starts a node on a copy of the shared history (mining it first if this machine has
     /// none), and the test wallet that owns the history's coinbase outputs.
     pub async fn start() -> (Node, TestWallet) {
-        let history = history_dir();
-        if !history.join("outputs.bin").exists() {
-            // One maker at a time, machine-wide (tests of one binary run in parallel, and
-            // test binaries may too): the others wait on the lock, then find it made. The
-            // kernel drops the lock of a process that dies.
-            let lock = std::fs::File::options()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(std::env::temp_dir().join("tc-monero-regtest-v2.lock"))
-                .unwrap();
-            let lock = tokio::task::spawn_blocking(move || {
-                use std::os::fd::AsRawFd;
-                // SAFETY: `flock` on a file descriptor we own, open for the call's duration.
-                #[allow(unsafe_code)]
-                let locked = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
-                assert_eq!(locked, 0, "cannot lock the Monero history");
-                lock
-            })
-            .await
-            .unwrap();
-            if !history.join("outputs.bin").exists() {
-                Self::make_history(&history).await;
-            }
-            drop(lock);
-        }
+        let history = history().await;
         let dir = tempfile::tempdir().unwrap();
         copy_dir(&history, dir.path());
         let outputs = read_outputs(&dir.path().join("outputs.bin"));
@@ -208,65 +275,14 @@ impl Node {
         self.rpc.tip().await.unwrap()
     }
 
-    /// Makes every transaction in the pool eligible for the next block. monerod keeps a
-    /// transaction submitted over RPC in Dandelion++'s stem phase, out of block templates,
-    /// for a random embargo of tens of seconds; a transaction submitted with
-    /// `do_not_relay` is local and eligible at once. So each pooled transaction is taken
-    /// out of the pool and submitted again that way (those a popped block returned too:
-    /// monerod may leave them out of templates as well).
+    /// [`release_pool`] on this node.
     pub async fn release_pool(&self) {
-        let daemon = self.daemon().await;
-        let pool = daemon.rpc_call("get_transaction_pool", None, 1 << 26).await.unwrap();
-        let pool: serde_json::Value = serde_json::from_str(&pool).unwrap();
-        let Some(txs) = pool["transactions"].as_array().filter(|t| !t.is_empty()) else { return };
-        let txs: Vec<(String, String)> = txs
-            .iter()
-            .map(|t| {
-                (
-                    t["id_hash"].as_str().unwrap().to_string(),
-                    t["tx_blob"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect();
-        if txs.is_empty() {
-            return;
-        }
-        let ids: Vec<&String> = txs.iter().map(|(id, _)| id).collect();
-        let flush = serde_json::json!({ "txids": ids }).to_string();
-        daemon.json_rpc_call("flush_txpool", Some(flush), 1 << 16).await.unwrap();
-        for (id, blob) in &txs {
-            let params = serde_json::json!({ "tx_as_hex": blob, "do_not_relay": true, "do_sanity_checks": false });
-            let answer = daemon
-                .rpc_call("send_raw_transaction", Some(params.to_string()), 1 << 16)
-                .await
-                .unwrap();
-            // Someone may have published it again between the flush and now (a processor
-            // re-broadcasting): it is in the pool then, as wanted.
-            let hash = hex::decode(id).ok().and_then(|h| <[u8; 32]>::try_from(h).ok());
-            let known = match hash {
-                Some(hash) => self.rpc.knows(hash).await.unwrap_or(false),
-                None => false,
-            };
-            assert!(
-                answer.contains("\"OK\"") || known,
-                "re-submitting pool transaction {id}: {answer}"
-            );
-        }
+        release_pool(&self.rpc).await
     }
 
-    /// Mines `n` blocks paying `address`, in chunks; the first includes every transaction
-    /// in the pool.
+    /// [`mine`] on this node.
     pub async fn mine_to(&self, n: u64, address: &MoneroAddress) {
-        self.release_pool().await;
-        let daemon = self.daemon().await;
-        let mut left = n;
-        while left > 0 {
-            let now = left.min(CHUNK);
-            let params =
-                format!(r#"{{ "wallet_address": "{address}", "amount_of_blocks": {now} }}"#);
-            daemon.json_rpc_call("generateblocks", Some(params), 1 << 20).await.unwrap();
-            left -= now;
-        }
+        mine(&self.rpc, n, address).await
     }
 
     /// Removes the last `n` blocks (their transactions go back to the pool).
@@ -310,7 +326,8 @@ impl Drop for Node {
     }
 }
 
-fn read_outputs(path: &Path) -> Vec<WalletOutput> {
+/// The test wallet's coinbase outputs listed in a history's `outputs.bin`.
+pub fn read_outputs(path: &Path) -> Vec<WalletOutput> {
     let bytes = std::fs::read(path).unwrap();
     let mut reader = bytes.as_slice();
     let mut outputs = vec![];

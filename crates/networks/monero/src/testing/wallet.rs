@@ -57,6 +57,11 @@ impl TestWallet {
         TestWallet { outputs: Mutex::new(outputs) }
     }
 
+    /// How many of its outputs are left to spend (spent in order).
+    pub fn unspent(&self) -> usize {
+        self.outputs.lock().map_or(0, |o| o.len())
+    }
+
     /// Its view pair.
     pub fn view_pair() -> ViewPair {
         ViewPair::new(
