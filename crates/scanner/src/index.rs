@@ -123,17 +123,16 @@ impl Index {
         blocks: &[BlockRef],
     ) -> Result<(), IndexError> {
         let mut txn = db.write()?;
-        let mut next = self.tip(&txn)?.map_or(self.start, |t| t + 1);
+        let next = self.tip(&txn)?.map_or(self.start, |t| t + 1);
         let mut added = false;
-        let first = next;
-        for block in blocks.iter().filter(|b| b.number >= first) {
-            if block.number != next {
-                // Not consecutive with the tip: left for a later advance.
+        // Those that follow the tip, consecutively (a gap is left for a later advance).
+        let following = blocks.iter().skip_while(|b| b.number < next);
+        for (expected, block) in (next..).zip(following) {
+            if block.number != expected {
                 break;
             }
             self.check_link(&txn, network, *block)?;
             self.put(&mut txn, *block)?;
-            next += 1;
             added = true;
         }
         if added {

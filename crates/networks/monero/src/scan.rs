@@ -278,7 +278,7 @@ impl Searcher {
 
     /// `8·a·R`, compressed: the derivation every output of transaction key `R` shares.
     fn derivation(&self, key: &Point) -> Zeroizing<[u8; 32]> {
-        let product: Zeroizing<EdwardsPoint> = Zeroizing::new(&*self.view * Point::into(*key));
+        let product: Zeroizing<EdwardsPoint> = Zeroizing::new(*self.view * Point::into(*key));
         Zeroizing::new(product.mul_by_cofactor().compress().to_bytes())
     }
 

@@ -175,7 +175,7 @@ async fn the_fast_scan_finds_exactly_what_monero_wallet_finds() {
     let amount_pad = hash_to_scalar(&mask_pad.to_bytes());
     let commitment = first.commitment();
     let original = EncryptedAmount::Original {
-        mask: (DalekScalar::from(commitment.mask.into()) + mask_pad).to_bytes(),
+        mask: (commitment.mask.into() + mask_pad).to_bytes(),
         amount: (DalekScalar::from(commitment.amount) + amount_pad).to_bytes(),
     };
     let reencrypted = agree(&set_amount(original), &keys, "the original amount encryption");

@@ -34,8 +34,11 @@ pub struct ScanTask<N: PipelineNetwork> {
     ahead_session: Option<u32>,
     /// The blocks after those, being fetched and scanned in the background: the first
     /// block, and the job.
-    next: Option<(u64, tokio::task::JoinHandle<Result<Vec<Fetched<N>>, NetworkError>>)>,
+    next: Option<(u64, ReadAhead<N>)>,
 }
+
+/// A background read-ahead: the blocks it fetched and scanned.
+type ReadAhead<N> = tokio::task::JoinHandle<Result<Vec<Fetched<N>>, NetworkError>>;
 
 impl<N: PipelineNetwork> std::fmt::Debug for ScanTask<N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
