@@ -211,7 +211,12 @@ impl Searcher {
                 )?;
             }
         }
-        // The crate's filters: deposits are the main address's, ours the subaddresses'.
+        // As the processor takes the crate's results: deposits are the main address's (the
+        // standard scanner's); our own outputs are the guaranteed scanner's outputs to our
+        // subaddresses, never its outputs to the main address (anyone can derive the main
+        // address's guaranteed form and pay it: not a deposit, as with the crate).
+        found.external.retain(|o| o.subaddress().is_none());
+        found.internal.retain(|o| o.subaddress().is_some());
         Ok(found)
     }
 

@@ -188,6 +188,10 @@ async fn only_guaranteed_outputs_to_our_own_subaddresses_are_ours() {
         let standard = key.view_pair().subaddress(AddressNetwork::Mainnet, index);
         chain.wallet.pay(chain.node.rpc(), standard, dust * 3 + i as u64, None).await;
     }
+    // The main address in the guaranteed form (derivable from the public keys): not a
+    // deposit either.
+    let guaranteed_main = key.guaranteed().address(AddressNetwork::Mainnet, None, None);
+    chain.wallet.pay(chain.node.rpc(), guaranteed_main, dust * 13, None).await;
     chain.deposit(OutputKind::External, Amount(dust * 5), None).await;
     chain.deposit(OutputKind::Change, Amount(dust * 7), None).await;
     chain.mine(1).await;

@@ -107,6 +107,11 @@ async fn the_fast_scan_finds_exactly_what_monero_wallet_finds() {
         .await;
     expected.0 += 1;
     expected.1 += 1;
+    // Our main address in the guaranteed form (anyone can derive it from the public
+    // keys): the crate's guaranteed scanner finds it without a subaddress, and the
+    // processor reports neither it nor, from the standard scanner, a deposit.
+    let guaranteed_main = keys.guaranteed().address(NET, None, None);
+    wallet.pay(rpc, guaranteed_main, 11 * dust, Some(data.clone())).await;
     // One of our subaddresses paid the standard way: not ours (nor found by either).
     let standard = keys
         .view_pair()
