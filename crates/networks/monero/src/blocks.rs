@@ -58,7 +58,7 @@ struct Sent {
 }
 
 /// The blocks of a `get_blocks.bin` answer that asked from `start`, checked (module docs),
-/// at most `count` of them.
+/// at most `count` of them (any more are skipped unread).
 pub fn parse(answer: &[u8], start: u64, count: usize) -> Result<Vec<ScannableBlock>, BlocksError> {
     let mut sent: Vec<Sent> = vec![];
     let mut indexes: Vec<Vec<Vec<u64>>> = vec![];
@@ -72,6 +72,11 @@ pub fn parse(answer: &[u8], start: u64, count: usize) -> Result<Vec<ScannableBlo
                 let mut blocks = value.iterate().map_err(|e| malformed("blocks", e))?;
                 while let Some(entry) = blocks.next() {
                     let entry = entry.map_err(|e| malformed("block entry", e))?;
+                    // monerod before 0.18.4.3 sends every block that fits its answer, not
+                    // the count asked for: the rest are skipped unread.
+                    if sent.len() == count {
+                        continue;
+                    }
                     let mut fields = entry.fields().map_err(|e| malformed("block entry", e))?;
                     let (mut block, mut transactions) = (None, vec![]);
                     while let Some(field) = fields.next() {
@@ -122,6 +127,9 @@ pub fn parse(answer: &[u8], start: u64, count: usize) -> Result<Vec<ScannableBlo
                 let mut blocks = value.iterate().map_err(|e| malformed("output_indices", e))?;
                 while let Some(block) = blocks.next() {
                     let block = block.map_err(|e| malformed("output_indices", e))?;
+                    if indexes.len() == count {
+                        continue;
+                    }
                     let mut of_block = vec![];
                     let mut fields = block.fields().map_err(|e| malformed("indices", e))?;
                     while let Some(field) = fields.next() {
@@ -168,7 +176,6 @@ pub fn parse(answer: &[u8], start: u64, count: usize) -> Result<Vec<ScannableBlo
     }
     sent.into_iter()
         .zip(indexes)
-        .take(count)
         .enumerate()
         .map(|(i, (sent, indexes))| checked(start + i as u64, sent, &indexes))
         .collect()
@@ -224,14 +231,19 @@ fn checked(number: u64, sent: Sent, indexes: &[Vec<u64>]) -> Result<ScannableBlo
             continue;
         }
         let expected = next.unwrap_or(of_tx[0]);
-        let consecutive = of_tx.iter().enumerate().all(|(i, index)| *index == expected + i as u64);
+        let consecutive = of_tx
+            .iter()
+            .enumerate()
+            .all(|(i, index)| expected.checked_add(i as u64) == Some(*index));
         if !consecutive {
             return Err(BlocksError::Mismatch(format!(
                 "block {number}: RingCT output indexes are not consecutive"
             )));
         }
         first = first.or(Some(of_tx[0]));
-        next = Some(expected + count as u64);
+        next = Some(expected.checked_add(count as u64).ok_or_else(|| {
+            BlocksError::Mismatch(format!("block {number}: output indexes beyond u64"))
+        })?);
     }
     Ok(ScannableBlock {
         block,

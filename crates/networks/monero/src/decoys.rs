@@ -77,12 +77,20 @@ impl<'a> DecoyCache<'a> {
         block_number: usize,
     ) -> Result<Vec<Option<[Point; 2]>>, TransactionsError> {
         let outputs = ProvidesOutputs::ringct_outputs(self.daemon, indexes).await?;
+        // This call's timelocks, from the cache or the node: the decision below reads only
+        // these (the shared cache may be cleared meanwhile by another block's call).
+        let mut timelocks: HashMap<[u8; 32], Timelock> = HashMap::new();
         let mut unknown: Vec<[u8; 32]> = vec![];
         for output in &outputs {
-            if self.timelocks.get(&output.transaction).is_none()
-                && !unknown.contains(&output.transaction)
+            if timelocks.contains_key(&output.transaction) || unknown.contains(&output.transaction)
             {
-                unknown.push(output.transaction);
+                continue;
+            }
+            match self.timelocks.get(&output.transaction) {
+                Some(timelock) => {
+                    timelocks.insert(output.transaction, timelock);
+                }
+                None => unknown.push(output.transaction),
             }
         }
         if !unknown.is_empty() {
@@ -92,17 +100,21 @@ impl<'a> DecoyCache<'a> {
                     format!("asked for {} transactions, got {}", unknown.len(), txs.len()),
                 )));
             }
-            self.timelocks.insert(
-                unknown.iter().copied().zip(txs.iter().map(|t| t.prefix().additional_timelock)),
-            );
+            let fetched: Vec<([u8; 32], Timelock)> = unknown
+                .iter()
+                .copied()
+                .zip(txs.iter().map(|t| t.prefix().additional_timelock))
+                .collect();
+            timelocks.extend(fetched.iter().copied());
+            self.timelocks.insert(fetched);
         }
         outputs
             .iter()
             .map(|output| {
                 let Some(key) = output.key.decompress() else { return Ok(None) };
-                let timelock = self.timelocks.get(&output.transaction).ok_or_else(|| {
+                let timelock = *timelocks.get(&output.transaction).ok_or_else(|| {
                     TransactionsError::InterfaceError(InterfaceError::InternalError(
-                        "a decoy's transaction timelock was not kept".into(),
+                        "a decoy's transaction timelock is missing".into(),
                     ))
                 })?;
                 let old_enough = output

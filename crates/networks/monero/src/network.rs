@@ -350,8 +350,22 @@ impl Network for Monero {
     }
 
     async fn blocks(&self, from: u64, to: u64) -> Result<Vec<Block>, NetworkError> {
-        let blocks = self.node.scannable_blocks(from, to).await?;
-        Ok((from..).zip(blocks).map(|(number, block)| Block { number, block }).collect())
+        match self.node.scannable_blocks(from, to).await {
+            Ok(blocks) => {
+                Ok((from..).zip(blocks).map(|(number, block)| Block { number, block }).collect())
+            }
+            // A pruned node cannot send pruned blocks' transactions in full, and an answer
+            // may exceed what is read: the blocks are fetched one by one then (three
+            // requests each, pruned transactions checked against their prunable hashes).
+            Err(e) => {
+                tracing::warn!(from, to, error = %e, "get_blocks.bin failed: fetching the blocks one by one");
+                let mut blocks = Vec::new();
+                for number in from..=to {
+                    blocks.push(self.block(number).await?);
+                }
+                Ok(blocks)
+            }
+        }
     }
 
     fn read_ahead(&self) -> usize {

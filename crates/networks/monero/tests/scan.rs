@@ -274,6 +274,12 @@ async fn blocks_fetched_at_once_are_the_blocks_fetched_one_by_one() {
         .unwrap();
     let count = usize::try_from(count).unwrap();
     assert_eq!(monero_network::blocks::parse(&answer, from, count).unwrap().len(), count);
+    // Fewer asked for than sent (monerod 0.18.0.0 sends up to its tip): the first ones.
+    let two = monero_network::blocks::parse(&answer, from, 2).unwrap();
+    assert_eq!(
+        two.iter().map(block_bytes).collect::<Vec<_>>(),
+        at_once[..2].iter().map(block_bytes).collect::<Vec<_>>()
+    );
     let err = monero_network::blocks::parse(&answer, from + 1, count).unwrap_err();
     assert!(err.to_string().contains("was asked for"), "{err}");
     for cut in [answer.len() / 3, answer.len() / 2, answer.len() - 1] {
