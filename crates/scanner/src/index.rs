@@ -185,7 +185,17 @@ impl Index {
         network: &N,
         block: &N::Block,
     ) -> Result<(), IndexError> {
-        let got = block.block_ref();
+        self.expect_ref(txn, network, block.block_ref())
+    }
+
+    /// [`Index::expect`] for a block's links alone (as [`Network::block_ref`] reads them
+    /// from the node now).
+    pub fn expect_ref<N: Network>(
+        &self,
+        txn: &impl Get,
+        network: &N,
+        got: BlockRef,
+    ) -> Result<(), IndexError> {
         match INDEXED.get(txn, &got.number)? {
             Some(indexed) if indexed == got => Ok(()),
             Some(indexed) => Err(IndexError::DeepReorg {

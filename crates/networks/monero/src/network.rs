@@ -175,12 +175,19 @@ pub struct Monero {
     params: Params,
     /// What decoy selection learnt that never changes (see [`crate::decoys`]).
     decoys: Timelocks,
+    /// Blocks choosing rings at once (see [`RING_BLOCKS_AT_ONCE`]).
+    ring_blocks: tokio::sync::Semaphore,
 }
 
 impl Monero {
     /// Monero through `node`, with `params`.
     pub fn new(node: Node, params: Params) -> Monero {
-        Monero { node, params, decoys: Timelocks::default() }
+        Monero {
+            node,
+            params,
+            decoys: Timelocks::default(),
+            ring_blocks: tokio::sync::Semaphore::new(RING_BLOCKS_AT_ONCE),
+        }
     }
 
     /// The node connection.
@@ -422,8 +429,15 @@ impl Network for Monero {
                 rings.push((outputs.len() - 1, output));
             }
         }
+        if rings.is_empty() {
+            return Ok(outputs);
+        }
         // The rings of the block's outputs, a few at once (each asks the node for its
-        // decoys; the answers are taken in order).
+        // decoys; the answers are taken in order), in a few blocks at once: each block's
+        // selection holds the chain's output distribution, and each ring a copy of it
+        // (about 17 MB each on mainnet).
+        let _turn =
+            self.ring_blocks.acquire().await.map_err(|e| NetworkError::Fatal(Box::new(e)))?;
         let decoys = &decoys;
         let chosen: Vec<_> = futures::stream::iter(
             rings
@@ -594,7 +608,10 @@ impl Network for Monero {
 pub const READ_AHEAD: usize = 16;
 
 /// How many rings of one block are chosen at once (requests to the node in flight).
-const RINGS_AT_ONCE: usize = 8;
+const RINGS_AT_ONCE: usize = 4;
+/// How many blocks choose rings at once. With [`RINGS_AT_ONCE`], at most 2 × (1 + 4)
+/// copies of the chain's output distribution are held at once (about 170 MB on mainnet).
+const RING_BLOCKS_AT_ONCE: usize = 2;
 
 /// The default timeout of one monerod request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);

@@ -343,6 +343,14 @@ impl<N: PipelineNetwork> Task for ScanTask<N> {
         let keys = self.pipeline.keys(&self.db.read()?, active.session)?;
         let key = self.pipeline.key(&keys)?;
         let fetched = self.fetch(&index, active.session, key, number).await?;
+        // A block read ahead was fetched a while ago: the node's chain must still hold it
+        // now, as when each block was fetched in its own iteration (a deep reorg meanwhile
+        // is caught here, not blocks later).
+        let now = if self.pipeline.network.read_ahead() > 1 {
+            Some(self.pipeline.network.block_ref(number).await?)
+        } else {
+            None
+        };
         let p = &self.pipeline;
 
         let mut txn = self.db.write()?;
@@ -351,7 +359,10 @@ impl<N: PipelineNetwork> Task for ScanTask<N> {
             number,
             "the scanner is the only writer of its cursor"
         );
-        if let Err(e) = index.expect(&txn, &*p.network, &fetched.block) {
+        let checked = index
+            .expect(&txn, &*p.network, &fetched.block)
+            .and_then(|()| now.map_or(Ok(()), |now| index.expect_ref(&txn, &*p.network, now)));
+        if let Err(e) = checked {
             // The blocks read ahead with it are as suspect: fetched again next time.
             self.forget_ahead();
             return Err(e.into());
