@@ -14,7 +14,8 @@ use curve25519_dalek::Scalar as DalekScalar;
 use monero_network::keys::Keys;
 use monero_network::rpc::Node as Rpc;
 use monero_network::scan::{self, Found};
-use monero_network::testing::{self, node::Node, wallet::random_pair};
+use monero_network::testing::wallet::{random_pair, TestWallet};
+use monero_network::testing::{self, node::Node};
 use monero_network::{instruction, Monero, Params};
 use monero_wallet::address::{Network as AddressNetwork, SubaddressIndex};
 use monero_wallet::interface::prelude::ScannableBlock;
@@ -52,14 +53,20 @@ fn agree(block: &ScannableBlock, keys: &Keys, what: &str) -> Found {
     fast
 }
 
-#[tokio::test]
-async fn the_fast_scan_finds_exactly_what_monero_wallet_finds() {
+/// A node on the test history, the network over it, and a group's keys (from `seed`).
+async fn start(seed: u64) -> (Node, TestWallet, Monero, Keys) {
     let (node, wallet) = Node::start().await;
     let network = Monero::new(
         Rpc::new(node.url(), Duration::from_secs(60)),
         Params::from_chain("regtest").unwrap(),
     );
-    let keys = network.key(&testing::dkg(2, 3, 11)[0]);
+    let keys = network.key(&testing::dkg(2, 3, seed)[0]);
+    (node, wallet, network, keys)
+}
+
+#[tokio::test]
+async fn the_fast_scan_finds_exactly_what_monero_wallet_finds() {
+    let (node, wallet, network, keys) = start(11).await;
     let dust = network.params().dust.0;
     let main = keys.address(OutputKind::External);
     let others = || random_pair().legacy_address(NET);
@@ -201,12 +208,7 @@ async fn the_fast_scan_finds_exactly_what_monero_wallet_finds() {
 /// ours, almost nothing passes its view-tag filter.
 #[tokio::test]
 async fn blocks_with_nothing_of_ours_agree_and_show_nothing() {
-    let (node, _wallet) = Node::start().await;
-    let network = Monero::new(
-        Rpc::new(node.url(), Duration::from_secs(60)),
-        Params::from_chain("regtest").unwrap(),
-    );
-    let keys = network.key(&testing::dkg(2, 3, 12)[0]);
+    let (node, _wallet, _network, keys) = start(12).await;
     let tip = node.tip().await;
     let (mut outputs, mut passed) = (0, 0);
     for number in tip - 99..=tip {
@@ -234,13 +236,8 @@ fn block_bytes(block: &ScannableBlock) -> (Vec<u8>, Vec<Vec<u8>>, Option<u64>) {
 /// answer cut short, or read as other blocks than those asked for, is refused.
 #[tokio::test]
 async fn blocks_fetched_at_once_are_the_blocks_fetched_one_by_one() {
-    let (node, wallet) = Node::start().await;
+    let (node, wallet, _network, keys) = start(13).await;
     let rpc = node.rpc();
-    let keys = Monero::new(
-        Rpc::new(node.url(), Duration::from_secs(60)),
-        Params::from_chain("regtest").unwrap(),
-    )
-    .key(&testing::dkg(2, 3, 13)[0]);
     let from = node.tip().await - 20;
     // Transactions of every shape in the last blocks: one output, many, additional keys.
     wallet.pay(rpc, keys.address(OutputKind::External), 10_000_000_000, None).await;
@@ -303,12 +300,7 @@ async fn blocks_fetched_at_once_are_the_blocks_fetched_one_by_one() {
 #[tokio::test]
 async fn rings_chosen_with_the_cache_are_the_rings_chosen_without() {
     use rand_core::SeedableRng;
-    let (node, wallet) = Node::start().await;
-    let network = Monero::new(
-        Rpc::new(node.url(), Duration::from_secs(60)),
-        Params::from_chain("regtest").unwrap(),
-    );
-    let keys = network.key(&testing::dkg(2, 3, 14)[0]);
+    let (node, wallet, network, keys) = start(14).await;
     let dust = network.params().dust.0;
     for i in 0..4 {
         wallet.pay(node.rpc(), keys.address(OutputKind::External), dust * (2 + i), None).await;
