@@ -351,6 +351,29 @@ fn a_deep_reorg_stops_every_processor() {
     assert_eq!(net.balance(1), 1_000_000, "nothing more credited");
 }
 
+/// Blocks the scanner read ahead wait in memory until their turn. A reorg deeper than the
+/// confirmations that replaces them meanwhile stops the processor at the first of them
+/// (checked against the node's chain at its turn): nothing of the abandoned chain is
+/// recorded.
+#[test]
+fn a_deep_reorg_of_blocks_read_ahead_records_none_of_them() {
+    let mut net = Net::new(2, 3, params(2, 4));
+    net.mine(4).unwrap();
+    // Final blocks nobody scanned yet; one iteration reads three and records the first.
+    net.chain.mine(8);
+    let before = net.scanned(0);
+    assert!(net.scan_once(0).unwrap());
+    let recorded = net.scanned(0).unwrap();
+    assert!(before < Some(recorded), "one block recorded");
+    // Every block after it replaced: the two read ahead among them.
+    let depth = net.chain.height() - recorded;
+    assert!(depth > 2, "deeper than the confirmations");
+    net.chain.reorg(depth, depth + 1);
+    let err = net.scan_once(0).unwrap_err();
+    assert!(err.contains("reorganized deeper"), "{err}");
+    assert_eq!(net.scanned(0), Some(recorded), "a block of the abandoned chain was recorded");
+}
+
 /// A burn to one of the group's own addresses (deposit, branch, change or forwarded; all
 /// computable from the public group key) is recorded unpayable by every processor and never paid: it
 /// would come back as a deposit, branch or change output nobody planned. The other burns

@@ -33,7 +33,7 @@ use processor::handler::InboxHandler;
 use processor::pipeline::acknowledge::AckTask;
 use processor::pipeline::publish::PublishTask;
 use processor::pipeline::scan::ScanTask;
-use processor::pipeline::state::{PlanRecord, ACTIVE, PLANS};
+use processor::pipeline::state::{PlanRecord, ACTIVE, PLANS, SCANNED};
 use processor::pipeline::{Handle, Pipeline, PipelineMetrics};
 use rand_core::OsRng;
 use scanner::{NetworkParams, OutputKind};
@@ -418,6 +418,16 @@ impl Net {
             }
         }
         stepped(result).map_err(|e| format!("processor {} {name}: {e}", i + 1))
+    }
+
+    /// One iteration of processor `i`'s scanner alone (`i` from 0).
+    pub fn scan_once(&mut self, i: usize) -> Result<bool, String> {
+        self.step(i, 1)
+    }
+
+    /// The last block processor `i`'s scanner recorded.
+    pub fn scanned(&self, i: usize) -> Option<u64> {
+        SCANNED.get(&self.processors[i].db.read().unwrap(), &()).unwrap()
     }
 
     /// Whether processor `i` neither runs nor receives (silent, or halted).
