@@ -115,6 +115,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), %me, db = %config.db_path().display(), identity = %hex::encode(identity.public().as_bytes()), "starting");
 
     let mut metrics_registry = prometheus_client::registry::Registry::with_prefix("processor");
+    register_build_info(&mut metrics_registry);
     let bus_metrics = BusMetrics::registered(&mut metrics_registry);
     let mailbox = Mailbox::new(me, identity, Arc::new(registry), bus_metrics);
 
@@ -325,4 +326,14 @@ fn wire<N: pipeline::PipelineNetwork>(
         ));
     };
     Ok(Wired { handle, ack_waker, spawn: Box::new(spawn) })
+}
+
+/// `processor_build_info{version="…"} 1`: which build answers.
+fn register_build_info(registry: &mut prometheus_client::registry::Registry) {
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::metrics::gauge::Gauge;
+    let info: Family<Vec<(String, String)>, Gauge> = Family::default();
+    info.get_or_create(&vec![("version".to_string(), env!("CARGO_PKG_VERSION").to_string())])
+        .set(1);
+    registry.register("build_info", "The processor's version (always 1)", info);
 }

@@ -374,6 +374,25 @@ fn a_deep_reorg_of_blocks_read_ahead_records_none_of_them() {
     assert_eq!(net.scanned(0), Some(recorded), "a block of the abandoned chain was recorded");
 }
 
+/// The scanner reports the node's last final block and how far behind it is: while it
+/// has final blocks to scan, then caught up.
+#[test]
+fn the_scanner_reports_the_final_height_and_its_lag() {
+    let mut net = Net::new(2, 3, params(2, 4));
+    net.mine(4).unwrap();
+    net.chain.mine(8);
+    assert!(net.scan_once(0).unwrap());
+    let metrics = net.processors[0].metrics.clone();
+    let finalized = i64::try_from(net.chain.height() - 1).unwrap();
+    let scanned = i64::try_from(net.scanned(0).unwrap()).unwrap();
+    assert_eq!(metrics.final_height.get(), finalized);
+    assert_eq!(metrics.scan_lag.get(), finalized - scanned);
+    assert!(metrics.scan_lag.get() > 0);
+    net.settle().unwrap();
+    assert_eq!(metrics.scan_lag.get(), 0, "caught up");
+    assert_eq!(metrics.scanned_height.get(), finalized);
+}
+
 /// A burn to one of the group's own addresses (deposit, branch, change or forwarded; all
 /// computable from the public group key) is recorded unpayable by every processor and never paid: it
 /// would come back as a deposit, branch or change output nobody planned. The other burns

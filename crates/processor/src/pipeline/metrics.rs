@@ -8,6 +8,11 @@ use prometheus_client::metrics::gauge::Gauge;
 pub struct PipelineMetrics {
     /// The last scanned block.
     pub scanned_height: Gauge,
+    /// The node's last final block, as the scanner last read it (at most a second old
+    /// while the scanner runs).
+    pub final_height: Gauge,
+    /// Final blocks not scanned yet.
+    pub scan_lag: Gauge,
     /// Batches made.
     pub batches: Counter,
     /// Batches signed by this processor.
@@ -34,6 +39,12 @@ impl PipelineMetrics {
     /// Registers every metric.
     pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
         registry.register("scanned_height", "The last scanned block", self.scanned_height.clone());
+        registry.register(
+            "final_height",
+            "The node's last final block, as the scanner last read it",
+            self.final_height.clone(),
+        );
+        registry.register("scan_lag", "Final blocks not scanned yet", self.scan_lag.clone());
         registry.register("batches", "Batches made", self.batches.clone());
         registry.register(
             "batches_signed",

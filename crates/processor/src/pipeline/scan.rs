@@ -35,6 +35,9 @@ pub struct ScanTask<N: PipelineNetwork> {
     /// The blocks after those, being fetched and scanned in the background: the first
     /// block, and the job.
     next: Option<(u64, ReadAhead<N>)>,
+    /// The node's last final block as last read, and when (for `final_height` and
+    /// `scan_lag`, read at most once a second).
+    finalized: Option<(Option<u64>, std::time::Instant)>,
 }
 
 /// A background read-ahead: the blocks it fetched and scanned.
@@ -58,7 +61,14 @@ impl<N: PipelineNetwork> Drop for ScanTask<N> {
 impl<N: PipelineNetwork> ScanTask<N> {
     /// A scanner over `pipeline`'s network.
     pub fn new(db: Db, pipeline: Pipeline<N>) -> Self {
-        ScanTask { db, pipeline, ahead: BTreeMap::new(), ahead_session: None, next: None }
+        ScanTask {
+            db,
+            pipeline,
+            ahead: BTreeMap::new(),
+            ahead_session: None,
+            next: None,
+            finalized: None,
+        }
     }
 
     /// Drops the blocks read ahead and stops the background job.
@@ -158,6 +168,30 @@ impl<N: PipelineNetwork> ScanTask<N> {
             "no activation block was agreed for the key: scanning from this node's first non-final block"
         );
         Ok(Start::Idle { progress: true })
+    }
+
+    /// Reads the node's last final block into `final_height` and `scan_lag`: at most once
+    /// a second while the scanner has final blocks to scan, and on every iteration once
+    /// it is caught up (so both move while the scanner waits, and an alert sees a scanner
+    /// that falls behind).
+    async fn observe_final(&mut self, start: u64) -> Result<(), TaskError> {
+        // Blocks from `start` on are the scanner's; the next is after the last scanned.
+        let next = SCANNED.get(&self.db.read()?, &())?.map_or(start, |s| s + 1);
+        let fresh = self.finalized.is_some_and(|(finalized, at)| {
+            at.elapsed() < std::time::Duration::from_secs(1) && finalized >= Some(next)
+        });
+        if fresh {
+            return Ok(());
+        }
+        let finalized = self.pipeline.network.latest_finalized().await?;
+        self.finalized = Some((finalized, std::time::Instant::now()));
+        if let Some(finalized) = finalized {
+            let metrics = &self.pipeline.metrics;
+            metrics.final_height.set(i64::try_from(finalized).unwrap_or(i64::MAX));
+            let lag = (finalized + 1).saturating_sub(next);
+            metrics.scan_lag.set(i64::try_from(lag).unwrap_or(i64::MAX));
+        }
+        Ok(())
     }
 
     /// The next block to scan, once it is final and indexed; `None` while the scanner is a
@@ -339,6 +373,7 @@ impl<N: PipelineNetwork> Task for ScanTask<N> {
             Start::Idle { progress } => return Ok(progress),
         };
         let index = Index::new(start);
+        self.observe_final(start).await?;
         let Some(number) = self.next_block(&index, start).await? else { return Ok(false) };
         let keys = self.pipeline.keys(&self.db.read()?, active.session)?;
         let key = self.pipeline.key(&keys)?;
@@ -375,6 +410,9 @@ impl<N: PipelineNetwork> Task for ScanTask<N> {
         SCANNED.put(&mut txn, &(), &number)?;
         txn.commit()?;
         p.metrics.scanned_height.set(i64::try_from(number).unwrap_or(i64::MAX));
+        if let Some((Some(finalized), _)) = self.finalized {
+            p.metrics.scan_lag.set(i64::try_from(finalized.saturating_sub(number)).unwrap_or(0));
+        }
         Ok(true)
     }
 }

@@ -60,6 +60,8 @@ pub fn params(confirmations: u64, max_outputs: usize) -> NetworkParams {
 /// One processor: everything in memory is rebuilt from its database on reload.
 pub struct Processor {
     pub validator: u16,
+    /// Its pipeline's metrics (shared with its tasks).
+    pub metrics: PipelineMetrics,
     malice: Malice,
     /// Parameters of its own, unlike the chain's (a misconfigured operator).
     params: Option<NetworkParams>,
@@ -124,6 +126,7 @@ impl Processor {
             metrics: PipelineMetrics::default(),
             proposal: Arc::default(),
         };
+        let metrics = pipeline.metrics.clone();
         let handle: Arc<dyn Handle> = Arc::new(pipeline.clone());
         let handler = InboxHandler::new(
             db.clone(),
@@ -134,6 +137,7 @@ impl Processor {
         );
         Processor {
             validator,
+            metrics,
             malice,
             params,
             policy,
