@@ -87,10 +87,15 @@ pub fn ours(block: &ScannableBlock, keys: &Keys) -> Result<Found, ScanError> {
 /// (the tests and the benchmark compare them).
 pub fn reference(block: &ScannableBlock, keys: &Keys) -> Result<Found, ScanError> {
     let (external, internal) = scan_with_crate(block.clone(), keys)?;
-    let outputs = std::iter::once(block.block.miner_transaction().prefix().outputs.len())
-        .chain(block.transactions.iter().map(|t| t.prefix().outputs.len()))
-        .sum();
+    let outputs = outputs_in(block);
     Ok(Found { external, internal, outputs, passed: outputs })
+}
+
+/// The outputs of `block`, its miner transaction's included.
+fn outputs_in(block: &ScannableBlock) -> usize {
+    std::iter::once(block.block.miner_transaction().prefix().outputs.len())
+        .chain(block.transactions.iter().map(|t| t.prefix().outputs.len()))
+        .sum()
 }
 
 /// The crate's two scanners over `block`: deposits (main address) and our own outputs
@@ -145,6 +150,19 @@ struct Hit {
     payment_id: Option<PaymentId>,
 }
 
+/// What one transaction holds for us.
+#[derive(Default)]
+struct TxHits {
+    /// The standard scanner's hits (deposits).
+    external: Vec<Hit>,
+    /// The guaranteed scanner's hits.
+    internal: Vec<Hit>,
+    /// Outputs that passed the view-tag filter.
+    passed: usize,
+    /// The transaction's arbitrary data (every output found carries it).
+    data: Vec<Vec<u8>>,
+}
+
 /// Monero's hash to a scalar: Keccak-256, reduced (not wide) as monerod does.
 fn hash_to_scalar(data: &[u8]) -> DalekScalar {
     DalekScalar::from_bytes_mod_order(keccak256(data))
@@ -173,9 +191,7 @@ impl Searcher {
 
     /// The whole block, as the crate's `InternalScanner::scan` goes through it.
     fn block(&self, block: &ScannableBlock) -> Result<Found, ScanError> {
-        let outputs = std::iter::once(block.block.miner_transaction().prefix().outputs.len())
-            .chain(block.transactions.iter().map(|t| t.prefix().outputs.len()))
-            .sum();
+        let outputs = outputs_in(block);
         let mut found = Found { external: vec![], internal: vec![], outputs, passed: 0 };
         if block.block.transactions.len() != block.transactions.len() {
             return Err(ScanError::InvalidScannableBlock(
@@ -194,7 +210,7 @@ impl Searcher {
         // Unencrypted payment ids are dropped from version 12 on, as the crate does.
         let drop_unencrypted = block.block.header.hardfork_version >= 12;
         for (hash, tx) in txs {
-            let (external, internal, passed) = self.transaction(tx)?;
+            let TxHits { external, internal, passed, data } = self.transaction(tx)?;
             found.passed += passed;
             for (list, hits) in [(&mut found.external, external), (&mut found.internal, internal)] {
                 for mut hit in hits {
@@ -202,7 +218,7 @@ impl Searcher {
                     {
                         hit.payment_id = None;
                     }
-                    list.push(wallet_output(hash, index, tx, hit)?);
+                    list.push(wallet_output(hash, index, tx, &data, hit)?);
                 }
             }
             if matches!(tx, Transaction::V2 { .. }) {
@@ -220,14 +236,10 @@ impl Searcher {
         Ok(found)
     }
 
-    /// Both forms' hits in `tx` (deposits, our own outputs), and how many outputs had a
-    /// view tag matching under some key (or none).
-    #[allow(clippy::type_complexity)]
-    fn transaction(
-        &self,
-        tx: &Transaction<Pruned>,
-    ) -> Result<(Vec<Hit>, Vec<Hit>, usize), ScanError> {
-        let none = Ok((vec![], vec![], 0));
+    /// Both forms' hits in `tx` (deposits, our own outputs), how many outputs had a view
+    /// tag matching under some key (or none), and the transaction's arbitrary data.
+    fn transaction(&self, tx: &Transaction<Pruned>) -> Result<TxHits, ScanError> {
+        let none = Ok(TxHits::default());
         if tx.version() != 2 {
             return none;
         }
@@ -278,7 +290,12 @@ impl Searcher {
                 }
             }
         }
-        Ok((external, internal, passed))
+        let data = if external.is_empty() && internal.is_empty() {
+            vec![]
+        } else {
+            extra.arbitrary_data()
+        };
+        Ok(TxHits { external, internal, passed, data })
     }
 
     /// `8·a·R`, compressed: the derivation every output of transaction key `R` shares.
@@ -411,6 +428,7 @@ fn wallet_output(
     hash: [u8; 32],
     first_index: u64,
     tx: &Transaction<Pruned>,
+    data: &[Vec<u8>],
     hit: Hit,
 ) -> Result<WalletOutput, ScanError> {
     let invalid = |_| ScanError::InvalidScannableBlock("an output found cannot be represented");
@@ -442,10 +460,8 @@ fn wallet_output(
         }
         None => w.push(0),
     }
-    let extra = Extra::read(&mut tx.prefix().extra.as_slice()).map_err(invalid)?;
-    let data = extra.arbitrary_data();
     VarInt::write(&data.len(), w).map_err(invalid)?;
-    for part in &data {
+    for part in data {
         w.push(u8::try_from(part.len()).map_err(|_| {
             ScanError::InvalidScannableBlock("a piece of arbitrary data is too long")
         })?);
