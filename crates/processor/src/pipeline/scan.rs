@@ -108,12 +108,15 @@ async fn fetch_range<N: Network>(
 /// The last block of a read-ahead from `from`: at most `ahead` blocks, all final (`None`
 /// when `from` is not final yet).
 async fn read_ahead_end<N: Network>(network: &N, from: u64) -> Result<Option<u64>, NetworkError> {
+    Ok(read_ahead_within(network, from, network.latest_finalized().await?))
+}
+
+/// [`read_ahead_end`] with the last final block already read (`finalized`).
+fn read_ahead_within<N: Network>(network: &N, from: u64, finalized: Option<u64>) -> Option<u64> {
     let ahead = u64::try_from(network.read_ahead().max(1)).unwrap_or(1);
-    Ok(network
-        .latest_finalized()
-        .await?
+    finalized
         .filter(|finalized| *finalized >= from)
-        .map(|finalized| finalized.min(from + ahead - 1)))
+        .map(|finalized| finalized.min(from + ahead - 1))
 }
 
 /// The first block the node does not report final: the first that can hold outputs to a
@@ -246,7 +249,13 @@ impl<N: PipelineNetwork> ScanTask<N> {
                 Some(fetched) => fetched,
                 None => {
                     let network = &*self.pipeline.network;
-                    let last = read_ahead_end(network, number).await?.unwrap_or(number);
+                    // The last final block as `observe_final` read it this iteration
+                    // (final blocks stay final): no second request for it.
+                    let finalized = match self.finalized {
+                        Some((finalized, _)) => finalized,
+                        None => network.latest_finalized().await?,
+                    };
+                    let last = read_ahead_within(network, number, finalized).unwrap_or(number);
                     fetch_range(network, &key, number, last).await?
                 }
             };
