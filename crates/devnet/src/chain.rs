@@ -16,7 +16,7 @@ use bitcoin_network::{
     params::{Chain, Coin, Params},
     rpc::{format_btc, Rpc, RpcAuth, RpcConfig, RpcError},
     sign::script_pubkey,
-    testing::node::{self, COINBASE_MATURITY},
+    testing::node,
     Address,
 };
 use ciphersuite::group::GroupEncoding;
@@ -30,9 +30,6 @@ use crate::{io, record::NodeRecord, spawn_logged, DevnetError};
 
 /// The wallet `devnet up` funds and pays deposits from.
 pub const WALLET: &str = "miner";
-/// Mature coinbase outputs the wallet gets (50 LTC each in regtest): enough for many
-/// deposits before anything is mined.
-const MATURE_OUTPUTS: u64 = 20;
 /// How long the node may take to answer RPC.
 const STARTUP: Duration = Duration::from_secs(30);
 
@@ -103,13 +100,25 @@ impl NodeClient {
         self.call(true, "getnewaddress", json!(["", "bech32"]))
     }
 
-    /// Creates the wallet and mines until it holds mature coinbase outputs; returns the
-    /// mining address.
+    /// Creates the wallets and mines until the deposit wallet holds mature coinbase
+    /// outputs and MWEB is active, as on mainnet: MWEB's first block (432) needs a peg-in,
+    /// and the next one also carries a peg-out. Returns the mining address.
     pub fn fund(&self) -> Result<String, DevnetError> {
         let _: Value = self.call(false, "createwallet", json!([WALLET]))?;
         let address = self.new_address()?;
-        self.mine(COINBASE_MATURITY + MATURE_OUTPUTS, &address)?;
+        self.rt
+            .block_on(node::activate_mweb(&self.rpc, &self.wallet, &address))
+            .map_err(rpc_error("activating MWEB".into()))?;
         Ok(address)
+    }
+
+    /// Publishes, without mining, a peg-in and a peg-out (see
+    /// [`node::mweb_traffic`]): the next block carries both.
+    pub fn mweb_traffic(&self) -> Result<(), DevnetError> {
+        self.rt
+            .block_on(node::mweb_traffic(&self.rpc, &self.wallet))
+            .map(|_| ())
+            .map_err(rpc_error("MWEB traffic".into()))
     }
 
     /// The wallet's spendable balance, in litoshis.
@@ -198,7 +207,7 @@ pub fn start_node(
     let mut failures = vec![];
     loop {
         let port = bus::testing::free_port();
-        let command = node::command(&binary, true, datadir, port);
+        let command = node::command(&binary, datadir, port);
         let mut child = spawn_logged(command, log, true)?;
         started(&child, port)?;
         let rpc_url = format!("http://127.0.0.1:{port}");

@@ -3,6 +3,10 @@
 //! Guarantees:
 //! - Only blocks with the configured confirmations are read as final; block bodies are
 //!   checked against their hash and merkle root whatever transport fetched them.
+//! - Litecoin blocks with MWEB active decode ([`mweb`]): the extension block's header is
+//!   checked against the HogEx's commitment and its height against the block's; outputs
+//!   to our addresses are found wherever they are, peg-outs included (with no refund
+//!   address: an MWEB sender is not visible).
 //! - Every output kind (External, Branch, Change, Forwarded) has its own key-path-only
 //!   taproot address, an additive offset of the group key, so the scanner tells them apart
 //!   from the chain alone.
@@ -17,6 +21,7 @@
 
 pub mod address;
 pub mod instruction;
+pub mod mweb;
 pub mod network;
 pub mod params;
 pub mod rpc;

@@ -19,6 +19,7 @@ use scanner::{
 
 use crate::address::Address;
 use crate::instruction;
+use crate::mweb::NodeBlock;
 use crate::params::Params;
 use crate::rpc::{BlockSource, Rpc, RpcError};
 use crate::sign::{script_pubkey, PlanMachine, SignableTransaction, TransactionMachine};
@@ -31,8 +32,11 @@ pub type GroupKey = <Secp256k1 as Ciphersuite>::G;
 pub struct Block {
     /// Height.
     pub number: u64,
-    /// The block.
+    /// The block (canonical transactions only).
     pub block: bitcoin::Block,
+    /// Litecoin with MWEB active: the block has an extension block and its last
+    /// transaction is the HogEx, whose outputs after the first are peg-outs.
+    pub hogex: bool,
 }
 
 impl ChainBlock for Block {
@@ -309,9 +313,9 @@ impl<B: BlockSource + 'static> Network for Bitcoin<B> {
 
     async fn block(&self, number: u64) -> Result<Block, NetworkError> {
         let hash = self.rpc.block_hash(number).await.map_err(transient)?;
-        let block = self.blocks.block(&hash).await.map_err(transient)?;
+        let NodeBlock { block, extension } = self.blocks.block(&hash).await.map_err(transient)?;
         // Never trust the transport: the body must hash to what we asked for and match
-        // its merkle root.
+        // its merkle root (the decoder checked the extension against the HogEx).
         if block.block_hash() != hash || !block.check_merkle_root() {
             return Err(NetworkError::Transient(
                 format!(
@@ -320,13 +324,24 @@ impl<B: BlockSource + 'static> Network for Bitcoin<B> {
                 .into(),
             ));
         }
-        Ok(Block { number, block })
+        if let Some(extension) = extension.filter(|e| e.height != number) {
+            return Err(NetworkError::Transient(
+                format!(
+                    "block {hash} at height {number} carries an MWEB extension block for \
+                     height {}",
+                    extension.height
+                )
+                .into(),
+            ));
+        }
+        Ok(Block { number, block, hogex: extension.is_some() })
     }
 
     async fn scan(&self, block: &Block, key: &GroupKey) -> Result<Vec<Output>, NetworkError> {
         let scripts = self.scripts(key)?;
         let mut found = vec![];
-        for tx in &block.block.txdata {
+        let last = block.block.txdata.len().saturating_sub(1);
+        for (index, tx) in block.block.txdata.iter().enumerate() {
             let ours: Vec<_> = tx
                 .output
                 .iter()
@@ -338,7 +353,13 @@ impl<B: BlockSource + 'static> Network for Bitcoin<B> {
             }
             let txid = tx.compute_txid().to_byte_array();
             let external = ours.iter().any(|(_, _, kind)| *kind == OutputKind::External);
-            let (instruction, refund) = if external {
+            // A HogEx's outputs after the first are peg-outs: their sender is inside the
+            // extension block and unknown (its inputs are the previous HogEx and this
+            // block's peg-ins), so there is no address to refund.
+            let pegout = block.hogex && index == last;
+            let (instruction, refund) = if external && pegout {
+                (instruction::of_transaction(tx), None)
+            } else if external {
                 (instruction::of_transaction(tx), self.refund_of(tx).await?)
             } else {
                 (Instruction::Missing, None)

@@ -27,10 +27,12 @@ use std::{
     time::Duration,
 };
 
-use bitcoin::{block::Header, consensus::Decodable, Block, BlockHash, Transaction, Txid};
+use bitcoin::{block::Header, consensus::Decodable, BlockHash, Transaction, Txid};
 use serde::{de::DeserializeOwned, Deserialize};
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
+
+use crate::mweb::{self, NodeBlock};
 
 mod http;
 mod rest;
@@ -475,10 +477,16 @@ fn interpret(
     Ok(reply.result)
 }
 
+fn hex_bytes(method: &str, hex: &str) -> Result<Vec<u8>, RpcError> {
+    hex::decode(hex).map_err(|e| RpcError::Decode {
+        method: method.to_string(),
+        reason: format!("invalid hex: {e}"),
+    })
+}
+
 fn decode_hex<T: Decodable>(method: &str, hex: &str) -> Result<T, RpcError> {
-    let decode = |reason: String| RpcError::Decode { method: method.to_string(), reason };
-    let bytes = hex::decode(hex).map_err(|e| decode(format!("invalid hex: {e}")))?;
-    bitcoin::consensus::deserialize(&bytes).map_err(|e| decode(e.to_string()))
+    bitcoin::consensus::deserialize(&hex_bytes(method, hex)?)
+        .map_err(|e| RpcError::Decode { method: method.to_string(), reason: e.to_string() })
 }
 
 fn parse_hash<T: FromStr>(method: &str, text: &str) -> Result<T, RpcError>
@@ -492,8 +500,8 @@ where
 }
 
 /// Checks that a decoded block is the one asked for.
-fn check_block(label: &str, hash: &BlockHash, block: Block) -> Result<Block, RpcError> {
-    let got = block.block_hash();
+fn check_block(label: &str, hash: &BlockHash, block: NodeBlock) -> Result<NodeBlock, RpcError> {
+    let got = block.block.block_hash();
     if got != *hash {
         return Err(RpcError::Decode {
             method: label.to_string(),
@@ -640,20 +648,27 @@ impl Rpc {
         Ok(header)
     }
 
-    /// A block (`getblock <hash> 0`), checked to hash to `hash`.
-    pub async fn block(&self, hash: BlockHash) -> Result<Block, RpcError> {
-        let block = self
-            .call_hex("getblock", json!([hash.to_string(), 0]))
+    /// A block (`getblock <hash> 0`, MWEB-aware), checked to hash to `hash`.
+    pub async fn block(&self, hash: BlockHash) -> Result<NodeBlock, RpcError> {
+        let hex: String = self
+            .call("getblock", json!([hash.to_string(), 0]))
             .await
             .map_err(|e| block_not_found(e, hash))?;
+        let bytes = hex_bytes("getblock", &hex)?;
+        let block = mweb::decode_block(&bytes)
+            .map_err(|e| RpcError::Decode { method: "getblock".into(), reason: e.to_string() })?;
         check_block("getblock", &hash, block)
     }
 
     /// A transaction (`getrawtransaction <txid> false`): mempool and wallet transactions
     /// always, confirmed ones only with `-txindex`.
     pub async fn raw_transaction(&self, txid: Txid) -> Result<Transaction, RpcError> {
-        let tx: Transaction =
-            self.call_hex("getrawtransaction", json!([txid.to_string(), false])).await?;
+        let hex: String = self.call("getrawtransaction", json!([txid.to_string(), false])).await?;
+        let bytes = hex_bytes("getrawtransaction", &hex)?;
+        let tx = mweb::decode_transaction(&bytes).map_err(|e| RpcError::Decode {
+            method: "getrawtransaction".into(),
+            reason: format!("transaction {txid}: {e}"),
+        })?;
         if tx.compute_txid() != txid {
             return Err(RpcError::Decode {
                 method: "getrawtransaction".into(),
@@ -741,13 +756,13 @@ fn block_not_found(error: RpcError, hash: BlockHash) -> RpcError {
 
 /// Where full blocks come from: RPC, REST, or (later) P2P.
 pub trait BlockSource: Send + Sync {
-    /// The block with this hash, checked to hash to it; [`RpcError::BlockNotFound`] if
-    /// the node does not have it.
-    fn block(&self, hash: &BlockHash) -> impl Future<Output = Result<Block, RpcError>> + Send;
+    /// The block with this hash (with its MWEB extension's header, if any), checked to
+    /// hash to it; [`RpcError::BlockNotFound`] if the node does not have it.
+    fn block(&self, hash: &BlockHash) -> impl Future<Output = Result<NodeBlock, RpcError>> + Send;
 }
 
 impl BlockSource for Rpc {
-    async fn block(&self, hash: &BlockHash) -> Result<Block, RpcError> {
+    async fn block(&self, hash: &BlockHash) -> Result<NodeBlock, RpcError> {
         Rpc::block(self, *hash).await
     }
 }

@@ -34,8 +34,8 @@ async fn blocks_match_over_rpc_and_rest() {
 
     for height in [0, 1, height / 2, height] {
         let hash = rpc.block_hash(height).await.unwrap();
-        let by_rpc = BlockSource::block(rpc, &hash).await.unwrap();
-        let by_rest = rest.block(&hash).await.unwrap();
+        let by_rpc = BlockSource::block(rpc, &hash).await.unwrap().block;
+        let by_rest = rest.block(&hash).await.unwrap().block;
         assert_eq!(by_rpc, by_rest, "block {height}");
         // The hash the node reports is the double SHA-256 of the header (scrypt is only
         // Litecoin's proof of work), which is what rust-bitcoin computes.
@@ -68,7 +68,7 @@ async fn blocks_match_over_rpc_and_rest() {
     assert_eq!(node.tip().await.0, height - 1);
     assert_eq!(rpc.block_count().await.unwrap(), height - 1);
     // Still served by hash, though no longer in the best chain.
-    assert_eq!(rest.block(&tip).await.unwrap().block_hash(), tip);
+    assert_eq!(rest.block(&tip).await.unwrap().block.block_hash(), tip);
     node.reconsider(tip).await;
     assert_eq!(node.tip().await, (height, tip));
 }
@@ -114,7 +114,7 @@ async fn deposit_with_op_return_is_in_mempool_then_mined() {
     let own_txid = node.deposit(&own, 50_000, None).await;
 
     let mined = node.mine(1).await;
-    let block = node.rest_blocks().block(&mined[0]).await.unwrap();
+    let block = node.rest_blocks().block(&mined[0]).await.unwrap().block;
     let in_block = block.txdata.iter().find(|t| t.compute_txid() == txid).expect("deposit mined");
     assert_eq!(in_block, &tx);
     assert_eq!(in_block.output.len(), tx.output.len());

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use bitcoin::{Block, BlockHash};
+use bitcoin::BlockHash;
+
+use crate::mweb::{self, NodeBlock};
 
 use super::{check_block, truncate_body, with_retries, BlockSource, Endpoint, RpcError};
 
@@ -32,7 +34,7 @@ impl RestBlocks {
         self
     }
 
-    async fn get_once(&self, hash: &BlockHash, path: &str) -> Result<Block, RpcError> {
+    async fn get_once(&self, hash: &BlockHash, path: &str) -> Result<NodeBlock, RpcError> {
         let label = format!("GET {path}");
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
@@ -41,8 +43,9 @@ impl RestBlocks {
         let response = self.endpoint.send(request.as_bytes(), &label, self.timeout).await?;
         match response.status {
             200 => {
-                let block = bitcoin::consensus::deserialize(&response.body).map_err(|e| {
-                    RpcError::Decode { method: label.clone(), reason: e.to_string() }
+                let block = mweb::decode_block(&response.body).map_err(|e| RpcError::Decode {
+                    method: label.clone(),
+                    reason: e.to_string(),
                 })?;
                 check_block(&label, hash, block)
             }
@@ -60,7 +63,7 @@ impl RestBlocks {
 }
 
 impl BlockSource for RestBlocks {
-    async fn block(&self, hash: &BlockHash) -> Result<Block, RpcError> {
+    async fn block(&self, hash: &BlockHash) -> Result<NodeBlock, RpcError> {
         let path = format!("{}/rest/block/{hash}.bin", self.endpoint.path);
         with_retries(self.retries, &path, true, || self.get_once(hash, &path)).await
     }

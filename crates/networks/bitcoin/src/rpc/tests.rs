@@ -464,7 +464,7 @@ async fn rest_blocks() {
     let rest = RestBlocks::new(format!("http://127.0.0.1:{}", server.port))
         .unwrap()
         .with_timeout(Duration::from_secs(2), 0);
-    assert_eq!(BlockSource::block(&rest, &hash).await.unwrap(), genesis);
+    assert_eq!(BlockSource::block(&rest, &hash).await.unwrap().block, genesis);
     let other = BlockHash::from_byte_array([1; 32]);
     let error = BlockSource::block(&rest, &other).await.unwrap_err();
     assert!(

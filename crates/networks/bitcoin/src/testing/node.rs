@@ -2,8 +2,15 @@
 //!
 //! [`Node::start`] runs `$BITCOIND` (default `litecoind` on `PATH`) in a temp dir on a
 //! free loopback port, with REST and `-txindex`, and leaves a legacy (or, on a recent
-//! bitcoind, descriptor) wallet `miner` funded with 101 mature coinbase outputs, so about
-//! a hundred deposits can be made before mining without chaining unconfirmed change.
+//! bitcoind, descriptor) wallet `miner` funded with at least 101 mature coinbase outputs,
+//! so about a hundred deposits can be made before mining without chaining unconfirmed
+//! change.
+//!
+//! litecoind runs on its defaults, so MWEB activates at height 432 as on mainnet (where it
+//! has been active since block 2,257,920). Its first block needs a peg-in (a HogEx without
+//! inputs is invalid: mining stops at 431 otherwise), so `start` mines 431 blocks, pegs
+//! coins in from `miner` to the wallet `mweb`, and mines on: every test sees MWEB blocks,
+//! with a peg-in and a peg-out ([`Node::mweb_traffic`]) in the last ones mined.
 //! Watch-only imports go to a separate wallet `watch` (private keys disabled), which
 //! works with both wallet kinds. The node is stopped (SIGTERM, then SIGKILL) on drop.
 
@@ -27,6 +34,16 @@ const STARTUP: Duration = Duration::from_secs(30);
 const SHUTDOWN: Duration = Duration::from_secs(5);
 /// Coinbase outputs are spendable after this many confirmations.
 pub const COINBASE_MATURITY: u64 = 100;
+/// The first block with MWEB rules on Litecoin regtest (the third 144-block period).
+pub const MWEB_ACTIVATION: u64 = 432;
+/// The wallet that pegs coins in: it holds canonical coins of exactly 1 LTC only, so each
+/// peg-in spends one whole and leaves no change (a wallet holding MWEB coins pays an MWEB
+/// address from them instead: no peg-in).
+pub const PEGIN_WALLET: &str = "pegin";
+/// The wallet that receives the peg-ins and pays the peg-outs (it holds MWEB coins only).
+pub const MWEB_WALLET: &str = "mweb";
+/// How many 1 LTC coins the peg-in wallet is given at a time.
+const PEGIN_COINS: usize = 25;
 /// Lines of `debug.log` shown when the node fails.
 const LOG_TAIL: usize = 30;
 
@@ -42,8 +59,9 @@ pub fn binary() -> PathBuf {
 
 /// The command line [`Node::start`] runs: regtest in the foreground, RPC (and REST) on
 /// loopback `port`, `-txindex`, no P2P, data in `datadir`. `devnet up` runs the same,
-/// detached, for a node that outlives it.
-pub fn command(binary: &Path, litecoin: bool, datadir: &Path, port: u16) -> Command {
+/// detached, for a node that outlives it. Consensus rules are the node's defaults (MWEB
+/// activates on Litecoin).
+pub fn command(binary: &Path, datadir: &Path, port: u16) -> Command {
     let mut command = Command::new(binary);
     command
         .args(["-regtest", "-server", "-rest", "-txindex", "-listen=0", "-daemon=0"])
@@ -54,10 +72,6 @@ pub fn command(binary: &Path, litecoin: bool, datadir: &Path, port: u16) -> Comm
         .arg("-keypool=20")
         .arg(format!("-datadir={}", datadir.display()))
         .arg(format!("-rpcport={port}"));
-    if litecoin {
-        // Without it MWEB activates and blocks stop parsing (and mining stops at 431).
-        command.arg("-vbparams=mweb:4000000000:4000000001");
-    }
     command
 }
 
@@ -97,6 +111,70 @@ fn tail(path: &Path, lines: usize) -> String {
         }
         Err(e) => format!("({}: {e})", path.display()),
     }
+}
+
+/// Litecoin regtest: creates the MWEB wallets and mines, to `mining_address`, through
+/// MWEB's activation, with a peg-in in its first block (the first HogEx needs one: mining
+/// stops at 431 otherwise) and a peg-in and a peg-out in the next. Leaves the tip at
+/// `MWEB_ACTIVATION + 1` (or where it was, if higher), and `miner` with mature coins.
+pub async fn activate_mweb(rpc: &Rpc, miner: &Rpc, mining_address: &str) -> Result<(), RpcError> {
+    for wallet in [PEGIN_WALLET, MWEB_WALLET] {
+        let _: Value = rpc.call("createwallet", json!([wallet])).await?;
+    }
+    let mine = |n: u64| async move {
+        let _: Vec<String> = rpc.call("generatetoaddress", json!([n, mining_address])).await?;
+        Ok::<_, RpcError>(())
+    };
+    let height: u64 = rpc.call("getblockcount", json!([])).await?;
+    let mature = COINBASE_MATURITY + 1;
+    if height < mature {
+        mine(mature - height).await?;
+    }
+    fund_pegins(rpc, miner).await?;
+    let height: u64 = rpc.call("getblockcount", json!([])).await?;
+    if height + 1 < MWEB_ACTIVATION {
+        mine(MWEB_ACTIVATION - 1 - height).await?;
+    }
+    for _ in 0..2 {
+        mweb_traffic(rpc, miner).await?;
+        mine(1).await?;
+    }
+    Ok(())
+}
+
+/// Gives the peg-in wallet [`PEGIN_COINS`] coins of 1 LTC from `miner`.
+async fn fund_pegins(rpc: &Rpc, miner: &Rpc) -> Result<(), RpcError> {
+    let pegin = rpc.with_wallet(PEGIN_WALLET);
+    let mut outputs = Map::new();
+    for _ in 0..PEGIN_COINS {
+        let address: String = pegin.call("getnewaddress", json!(["", "bech32"])).await?;
+        outputs.insert(address, json!(1.0));
+    }
+    let _: String = miner.call("sendmany", json!(["", outputs])).await?;
+    Ok(())
+}
+
+/// Litecoin with MWEB active: publishes, without mining, a peg-in (a confirmed 1 LTC coin
+/// of the peg-in wallet, whole, to an MWEB address of the MWEB wallet) and, once the MWEB
+/// wallet has confirmed coins, a peg-out (0.5 LTC from it to a canonical `miner` address).
+/// The next block's HogEx takes the peg-in and pays the peg-out. Refills the peg-in wallet
+/// from `miner` when it runs low (usable once mined). Returns the peg-in's txid.
+pub async fn mweb_traffic(rpc: &Rpc, miner: &Rpc) -> Result<Txid, RpcError> {
+    let pegin = rpc.with_wallet(PEGIN_WALLET);
+    let mweb = rpc.with_wallet(MWEB_WALLET);
+    let into: String = mweb.call("getnewaddress", json!(["", "mweb"])).await?;
+    // Subtracting the fee from the amount makes one coin pay exactly, without change.
+    let txid: String = pegin.call("sendtoaddress", json!([into, 1.0, "", "", true])).await?;
+    let left: f64 = pegin.call("getbalance", json!(["*", 1])).await?;
+    if left < 5.0 {
+        fund_pegins(rpc, miner).await?;
+    }
+    let confirmed: f64 = mweb.call("getbalance", json!(["*", 1])).await?;
+    if confirmed >= 0.6 {
+        let back: String = miner.call("getnewaddress", json!(["", "bech32"])).await?;
+        let _: String = mweb.call("sendtoaddress", json!([back, 0.5])).await?;
+    }
+    Ok(Txid::from_str(&txid).unwrap_or_else(|e| panic!("sendtoaddress returned {txid:?}: {e}")))
 }
 
 /// A regtest node in a temp dir, stopped and deleted on drop.
@@ -142,7 +220,7 @@ impl Node {
     async fn spawn(binary: &Path, litecoin: bool) -> Result<Node, String> {
         let dir = tempfile::Builder::new().prefix("tc-regtest-").tempdir().unwrap();
         let port = free_port();
-        let mut command = command(binary, litecoin, dir.path(), port);
+        let mut command = command(binary, dir.path(), port);
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
         let child = command
             .stdin(Stdio::null())
@@ -184,8 +262,24 @@ impl Node {
         // Private keys disabled and blank: accepts watch-only imports in both wallet kinds.
         let _: Value = self.rpc.call("createwallet", json!(["watch", true, true])).await.unwrap();
         self.mining_address = self.new_address().await;
-        self.mine(COINBASE_MATURITY).await;
-        self.mature().await;
+        if self.litecoin {
+            if let Err(e) = activate_mweb(&self.rpc, &self.wallet, &self.mining_address).await {
+                self.fail("activating MWEB", e);
+            }
+        } else {
+            self.mine(COINBASE_MATURITY).await;
+            self.mature().await;
+        }
+    }
+
+    /// Litecoin only: a peg-in and a peg-out in the mempool (see [`mweb_traffic`]).
+    /// Returns the peg-in's txid.
+    pub async fn mweb_traffic(&self) -> Txid {
+        assert!(self.litecoin, "MWEB is Litecoin's");
+        match mweb_traffic(&self.rpc, &self.wallet).await {
+            Ok(pegin) => pegin,
+            Err(e) => self.fail("MWEB traffic", e),
+        }
     }
 
     /// The end of `debug.log` and of stderr, for failure messages.
