@@ -68,6 +68,9 @@ pub enum DecodeError {
     /// A number does not fit.
     #[error("a variable-length number at byte {0} overflows")]
     Overflow(usize),
+    /// A CompactSize written with more bytes than its value needs.
+    #[error("a non-minimal CompactSize at byte {0}")]
+    NonMinimal(usize),
     /// A flag byte with bits we do not know.
     #[error("transaction {index} has unknown flag bits {flags:#04x}")]
     UnknownFlags {
@@ -137,17 +140,22 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
 
-    /// Bitcoin's CompactSize.
+    /// Bitcoin's CompactSize, minimally encoded (as the node and rust-bitcoin require).
     fn compact_size(&mut self) -> Result<u64, DecodeError> {
-        let width = match self.byte()? {
-            0xfd => 2,
-            0xfe => 4,
-            0xff => 8,
+        let at = self.at;
+        let (width, least) = match self.byte()? {
+            0xfd => (2, 0xfd),
+            0xfe => (4, 0x1_0000),
+            0xff => (8, 0x1_0000_0000),
             small => return Ok(u64::from(small)),
         };
         let mut le = [0u8; 8];
         le[..width].copy_from_slice(self.take(width)?);
-        Ok(u64::from_le_bytes(le))
+        let value = u64::from_le_bytes(le);
+        if value < least {
+            return Err(DecodeError::NonMinimal(at));
+        }
+        Ok(value)
     }
 
     /// A CompactSize length and that many bytes.

@@ -20,7 +20,7 @@ use scanner::{
 use crate::address::Address;
 use crate::instruction;
 use crate::mweb::NodeBlock;
-use crate::params::Params;
+use crate::params::{MwebRule, Params};
 use crate::rpc::{BlockSource, Rpc, RpcError};
 use crate::sign::{script_pubkey, PlanMachine, SignableTransaction, TransactionMachine};
 
@@ -324,15 +324,27 @@ impl<B: BlockSource + 'static> Network for Bitcoin<B> {
                 .into(),
             ));
         }
-        if let Some(extension) = extension.filter(|e| e.height != number) {
-            return Err(NetworkError::Transient(
-                format!(
-                    "block {hash} at height {number} carries an MWEB extension block for \
-                     height {}",
-                    extension.height
-                )
-                .into(),
-            ));
+        let refused = |why: String| {
+            Err(NetworkError::Transient(format!("block {hash} at height {number}: {why}").into()))
+        };
+        match (self.params.mweb, extension) {
+            (_, Some(e)) if e.height != number => {
+                return refused(format!("its MWEB extension block is for height {}", e.height))
+            }
+            (MwebRule::Never, Some(_)) => {
+                return refused("it carries an MWEB extension block, and this coin has none".into())
+            }
+            (MwebRule::From(from), Some(_)) if number < from => {
+                return refused(format!(
+                    "it carries an MWEB extension block before MWEB's activation at {from}"
+                ))
+            }
+            (MwebRule::From(from), None) if number >= from => {
+                return refused(format!(
+                    "it has no HogEx and extension block, which MWEB requires from {from}"
+                ))
+            }
+            _ => {}
         }
         Ok(Block { number, block, hogex: extension.is_some() })
     }

@@ -24,7 +24,30 @@ pub struct Params {
     pub fallback_fee_rate: Option<u64>,
     /// `estimatesmartfee`'s confirmation target.
     pub fee_target_blocks: u16,
+    /// Which blocks carry an MWEB extension block (a HogEx and the extension after the
+    /// transactions): checked on every block, so that a node can neither strip one nor
+    /// add one.
+    pub mweb: MwebRule,
 }
+
+/// Which blocks carry an MWEB extension block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MwebRule {
+    /// None does (Bitcoin).
+    Never,
+    /// Every block from this height does, none before (MWEB's activation).
+    From(u64),
+    /// Not pinned here: a block is taken with or without one, as served (Litecoin's
+    /// testnet, whose activation height is not recorded here).
+    Unpinned,
+}
+
+/// MWEB's activation on Litecoin's mainnet: the first block of the 8,064-block signalling
+/// period after its lock-in (which began at 2,257,920), in May 2022.
+pub const LITECOIN_MAINNET_MWEB: u64 = 2_265_984;
+/// MWEB's activation on Litecoin's regtest with litecoind's defaults (the third 144-block
+/// period); a node started with other `-vbparams` for MWEB does not fit.
+pub const LITECOIN_REGTEST_MWEB: u64 = 432;
 
 /// Default output and input limits: far below the 400,000-weight standardness limit
 /// (500 key-path inputs and 500 outputs weigh about 200,000).
@@ -66,6 +89,12 @@ impl Params {
             // 20 sat/vB: above Litecoin's 10 sat/vB minimum relay fee.
             fallback_fee_rate: (chain == Chain::Regtest).then_some(20_000),
             fee_target_blocks: 6,
+            mweb: match (coin, chain) {
+                (Coin::Bitcoin, _) => MwebRule::Never,
+                (Coin::Litecoin, Chain::Mainnet) => MwebRule::From(LITECOIN_MAINNET_MWEB),
+                (Coin::Litecoin, Chain::Regtest) => MwebRule::From(LITECOIN_REGTEST_MWEB),
+                (Coin::Litecoin, _) => MwebRule::Unpinned,
+            },
         }
     }
 

@@ -71,7 +71,7 @@ async fn deposits_among_pegins_and_pegouts_are_found_exactly() {
     assert!(block_a.hogex, "block A has an extension block");
     let hogex = block_a.block.txdata.last().unwrap();
     assert!(hogex.input.len() >= 2, "the HogEx takes the previous HogEx's output and a peg-in");
-    assert!(hogex.output.len() >= 3, "the HogEx pays our peg-out and the unrelated one");
+    assert!(hogex.output.len() >= 2, "the HogEx pays our peg-out");
 
     let by_tx: BTreeMap<Txid, &Output> =
         found_a.iter().map(|o| (Txid::from_byte_array(o.txid), o)).collect();
@@ -128,33 +128,63 @@ async fn deposits_among_pegins_and_pegouts_are_found_exactly() {
     assert_eq!(&node.rpc().raw_transaction(pegin.compute_txid()).await.unwrap(), pegin);
 }
 
-#[tokio::test]
-async fn an_extension_for_another_height_is_refused() {
-    // The decoder ties the extension to the HogEx; the network ties it to the height
-    // asked for. A block source reporting another height is refused.
-    let node = Node::start().await;
-    if !node.is_litecoin() {
-        return;
-    }
-    let params = Params::new(Coin::Litecoin, Chain::Regtest);
-    let network = Bitcoin::new(node.rpc().clone(), Shifted(node.rest_blocks()), params);
-    let tip = node.tip().await.0;
-    let error = network.block(tip).await.unwrap_err().to_string();
-    assert!(error.contains("MWEB extension block for height"), "{error}");
+/// What a lying block source changes in what it serves.
+#[derive(Clone, Copy)]
+enum Lie {
+    /// The extension's height, off by one.
+    Height,
+    /// No extension: a post-activation block served as if MWEB did not exist.
+    Strip,
+    /// An extension on a block before activation.
+    Add,
 }
 
-/// Serves the block asked for, with its extension's height off by one.
-struct Shifted(RestBlocks);
+struct Lying(RestBlocks, Lie);
 
-impl bitcoin_network::rpc::BlockSource for Shifted {
+impl bitcoin_network::rpc::BlockSource for Lying {
     async fn block(
         &self,
         hash: &bitcoin::BlockHash,
     ) -> Result<bitcoin_network::mweb::NodeBlock, bitcoin_network::rpc::RpcError> {
         let mut block = self.0.block(hash).await?;
-        if let Some(extension) = &mut block.extension {
-            extension.height += 1;
+        match self.1 {
+            Lie::Height => block.extension.iter_mut().for_each(|e| e.height += 1),
+            Lie::Strip => block.extension = None,
+            Lie::Add => {
+                block.extension =
+                    Some(bitcoin_network::mweb::Extension { height: 100, hash: [0; 32] })
+            }
         }
         Ok(block)
     }
+}
+
+/// The decoder ties the extension to the HogEx; the network ties it to the height asked
+/// for and to MWEB's activation, so that a node can neither strip a HogEx (and with it
+/// the peg-outs' missing refund addresses) nor make one of an ordinary transaction.
+#[tokio::test]
+async fn an_extension_stripped_added_or_for_another_height_is_refused() {
+    let node = Node::start().await;
+    if !node.is_litecoin() {
+        return;
+    }
+    let params = Params::new(Coin::Litecoin, Chain::Regtest);
+    let tip = node.tip().await.0;
+    for (lie, height, said) in [
+        (Lie::Height, tip, "extension block is for height"),
+        (Lie::Strip, tip, "MWEB requires from 432"),
+        (Lie::Add, 100, "before MWEB's activation at 432"),
+    ] {
+        let honest = Bitcoin::new(node.rpc().clone(), node.rest_blocks(), params.clone());
+        honest.block(height).await.unwrap();
+        let lying = Lying(node.rest_blocks(), lie);
+        let network = Bitcoin::new(node.rpc().clone(), lying, params.clone());
+        let error = network.block(height).await.unwrap_err().to_string();
+        assert!(error.contains(said), "{error}");
+    }
+    // Bitcoin has no MWEB: an extension is refused whatever the height.
+    let bitcoin = Params::new(Coin::Bitcoin, Chain::Regtest);
+    let network = Bitcoin::new(node.rpc().clone(), node.rest_blocks(), bitcoin);
+    let error = network.block(tip).await.unwrap_err().to_string();
+    assert!(error.contains("this coin has none"), "{error}");
 }

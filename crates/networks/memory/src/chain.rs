@@ -433,6 +433,32 @@ impl Chain {
         self.state().mempool.len()
     }
 
+    /// Takes the first transaction of ours (one with a signer) out of the mempool and puts
+    /// in its place one spending its first input whole to `to`: what a transaction signed
+    /// with the group's keys outside the protocol does to a plan. (The chain checks no
+    /// signature when mining, only when publishing, so this one is not signed.) Returns
+    /// the planned transaction's id and the conflicting one's, or `None` if no transaction
+    /// of ours is in the mempool.
+    pub fn conflict_with_first_planned(&self, to: &[u8]) -> Option<([u8; 32], [u8; 32])> {
+        let mut state = self.state();
+        let position = state.mempool.iter().position(|(_, tx)| tx.body.signer.is_some())?;
+        let (planned, tx) = state.mempool.remove(position);
+        let input = tx.body.inputs.first()?.clone();
+        let (created, spent) = state.pending();
+        let mut body = TransactionBody {
+            inputs: vec![input],
+            outputs: vec![],
+            data: None,
+            from: None,
+            signer: None,
+        };
+        let spent_output = state.check_inputs(&body, &created, &spent).ok()?.pop()?;
+        body.outputs.push(TxOutput { address: to.to_vec(), amount: spent_output.amount });
+        let id = body.id();
+        state.mempool.insert(position, (id, Transaction { body, signature: None }));
+        Some((planned, id))
+    }
+
     /// From now on, `plan` on any view of this chain adds `extra` units to every fee it
     /// computes, while `fee` (the scheduler's fee model) does not: a planner that disagrees
     /// with its scheduler, as a broken build would. 0 restores agreement.

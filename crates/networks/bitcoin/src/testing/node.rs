@@ -7,7 +7,7 @@
 //! change.
 //!
 //! litecoind runs on its defaults, so MWEB activates at height 432 as on mainnet (where it
-//! has been active since block 2,257,920). Its first block needs a peg-in (a HogEx without
+//! has been active since block 2,265,984). Its first block needs a peg-in (a HogEx without
 //! inputs is invalid: mining stops at 431 otherwise), so `start` mines 431 blocks, pegs
 //! coins in from `miner` to the wallet `mweb`, and mines on: every test sees MWEB blocks,
 //! with a peg-in and a peg-out ([`Node::mweb_traffic`]) in the last ones mined.
@@ -35,7 +35,7 @@ const SHUTDOWN: Duration = Duration::from_secs(5);
 /// Coinbase outputs are spendable after this many confirmations.
 pub const COINBASE_MATURITY: u64 = 100;
 /// The first block with MWEB rules on Litecoin regtest (the third 144-block period).
-pub const MWEB_ACTIVATION: u64 = 432;
+pub const MWEB_ACTIVATION: u64 = crate::params::LITECOIN_REGTEST_MWEB;
 /// The wallet that pegs coins in: it holds canonical coins of exactly 1 LTC only, so each
 /// peg-in spends one whole and leaves no change (a wallet holding MWEB coins pays an MWEB
 /// address from them instead: no peg-in).
@@ -115,8 +115,8 @@ fn tail(path: &Path, lines: usize) -> String {
 
 /// Litecoin regtest: creates the MWEB wallets and mines, to `mining_address`, through
 /// MWEB's activation, with a peg-in in its first block (the first HogEx needs one: mining
-/// stops at 431 otherwise) and a peg-in and a peg-out in the next. Leaves the tip at
-/// `MWEB_ACTIVATION + 1` (or where it was, if higher), and `miner` with mature coins.
+/// stops at 431 otherwise) and a peg-in and a peg-out in the next: the tip ends at
+/// `MWEB_ACTIVATION + 1` (from a chain below it), `miner` with mature coins.
 pub async fn activate_mweb(rpc: &Rpc, miner: &Rpc, mining_address: &str) -> Result<(), RpcError> {
     for wallet in [PEGIN_WALLET, MWEB_WALLET] {
         let _: Value = rpc.call("createwallet", json!([wallet])).await?;
