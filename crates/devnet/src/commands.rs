@@ -901,6 +901,8 @@ pub fn mine(dir: &Path, blocks: Option<u64>) -> Result<(u64, u64), DevnetError> 
     let address = record.node()?.mining_address.clone().ok_or_else(|| {
         DevnetError::Failed("`devnet up` did not get as far as funding the wallet".into())
     })?;
+    // Litecoin as on mainnet: the blocks scanned carry peg-ins and peg-outs too.
+    client.mweb_traffic()?;
     Ok((blocks, client.mine(blocks, &address)?))
 }
 

@@ -48,6 +48,19 @@ enum Command {
         #[command(flatten)]
         overrides: Overrides,
     },
+    /// Forget the held payments of one conflicted plan (the processor must be stopped),
+    /// once the operators have settled them as docs/operations.md (Held payments) says.
+    /// Prints what it removes. Touches nothing else: no plan, no payment queue.
+    ReleaseHeld {
+        /// The TOML config file.
+        #[arg(long, env = "PROCESSOR_CONFIG")]
+        config: PathBuf,
+        #[command(flatten)]
+        overrides: Overrides,
+        /// The plan id (hex), as `status` shows it.
+        #[arg(long)]
+        plan: String,
+    },
     /// Show the processor's durable state (from the database, or from the running
     /// processor's /status endpoint when it holds the database).
     Status {
@@ -104,6 +117,37 @@ fn check(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
+/// Removes one held plan's record, saying what it was.
+fn release_held(config: &Config, plan: &str) -> Result<(), String> {
+    let plan: [u8; 32] = hex::decode(plan)
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| format!("--plan {plan:?} is not a 32-byte hex plan id"))?;
+    let db =
+        db::Db::open_existing(config.db_path(), processor::SCHEMA).map_err(|e| e.to_string())?;
+    match processor::pipeline::release_held(&db, plan).map_err(|e| e.to_string())? {
+        Some(held) => {
+            println!(
+                "released plan {}: {} payments held since conflicting tx {} in block {}:",
+                hex::encode(plan),
+                held.payments.len(),
+                hex::encode(&held.tx),
+                held.block
+            );
+            for p in &held.payments {
+                println!(
+                    "  payment {}: {} units to {}",
+                    p.id,
+                    p.amount.0,
+                    hex::encode(p.address.as_bytes())
+                );
+            }
+        }
+        None => return Err(format!("no held payments for plan {}", hex::encode(plan))),
+    }
+    Ok(())
+}
+
 /// Removes the recorded halt, saying what it was.
 fn resume(config: &Config) -> Result<(), String> {
     let db =
@@ -148,6 +192,12 @@ async fn main() -> ExitCode {
             Err(e) => Err(e.to_string()),
             Ok(config) => resume(&config),
         },
+        Command::ReleaseHeld { config, overrides, plan } => {
+            match Config::load(&config, &overrides) {
+                Err(e) => Err(e.to_string()),
+                Ok(config) => release_held(&config, &plan),
+            }
+        }
         Command::NewIdentity { out } => service::cli::new_identity(&out).map_err(|e| e.to_string()),
     };
     service::cli::exit(result)

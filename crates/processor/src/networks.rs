@@ -82,19 +82,6 @@ fn bitcoin_family(config: &Config, node: &NodeConfig) -> Result<Bitcoin<RestBloc
             ),
         )
     })?;
-    // MWEB (LIP-0002/0003) is active on Litecoin's mainnet and testnet: its extension
-    // blocks and HogEx transactions do not parse yet, so the scanner would retry the first
-    // such block for ever (issue 16). Only regtest, where tests keep MWEB inactive, runs.
-    if config.network == "litecoin" && node.chain != "regtest" {
-        return Err(ConfigError::invalid(
-            "node.chain",
-            format!(
-                "litecoin on {}: MWEB is active there and its blocks cannot be parsed yet, so \
-                 scanning would stop at the first one; only regtest is supported for now",
-                node.chain
-            ),
-        ));
-    }
     overrides(node, &mut params.network)?;
     let auth = match (&node.rpc_cookie_file, &node.rpc_user, &node.rpc_password_file) {
         (Some(cookie), None, None) => RpcAuth::Cookie(cookie.clone()),

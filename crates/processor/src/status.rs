@@ -69,6 +69,23 @@ pub struct PipelineStatus {
     pub unreported_deposits: u64,
     /// Signing items with their highest attempt and whether complete.
     pub signing: Vec<SigningItem>,
+    /// Payments of conflicted plans, held for the operator (ALARM when any).
+    #[serde(default)]
+    pub held: Vec<HeldPlan>,
+}
+
+/// A conflicted plan's held payments.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HeldPlan {
+    /// The plan id, hex.
+    pub plan: String,
+    /// The conflicting transaction's id, hex.
+    pub tx: String,
+    /// The block it is in.
+    pub block: u64,
+    /// The payments held: settlement payment id, payee (hex of the address bytes),
+    /// amount as planned.
+    pub payments: Vec<(u64, String, u64)>,
 }
 
 /// One item being (or done being) signed.
@@ -113,6 +130,20 @@ fn pipeline(txn: &impl Get) -> Result<Option<PipelineStatus>, DbError> {
         conflicts: CONFLICTS.iter(txn)?.len() as u64,
         unreported_deposits: UNREPORTED.iter(txn)?.iter().map(|(_, v)| v.len() as u64).sum(),
         signing,
+        held: HELD
+            .iter(txn)?
+            .into_iter()
+            .map(|(plan, held)| HeldPlan {
+                plan: hex::encode(plan),
+                tx: hex::encode(&held.tx),
+                block: held.block,
+                payments: held
+                    .payments
+                    .iter()
+                    .map(|p| (p.id, hex::encode(p.address.as_bytes()), p.amount.0))
+                    .collect(),
+            })
+            .collect(),
     }))
 }
 
@@ -222,6 +253,20 @@ impl StatusReport {
             );
             for i in &p.signing {
                 out += &format!("signing        {} attempt {}\n", i.kind, i.attempt);
+            }
+            for h in &p.held {
+                let total: u64 = h.payments.iter().map(|(_, _, amount)| amount).sum();
+                out += &format!(
+                    "held (ALARM)   plan {}: {} payments ({} units) after conflicting tx {} in block {}; see docs/operations.md (Held payments)\n",
+                    h.plan,
+                    h.payments.len(),
+                    total,
+                    h.tx,
+                    h.block
+                );
+                for (id, address, amount) in &h.payments {
+                    out += &format!("                 payment {id}: {amount} units to {address}\n");
+                }
             }
         }
         for r in &self.routes {

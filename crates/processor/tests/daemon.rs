@@ -337,10 +337,10 @@ fn refuses_unknown_config_fields_and_networks() {
     assert!(err.contains("dogecoin"), "{err}");
 }
 
-/// Litecoin's mainnet and testnet have MWEB active, whose blocks the scanner cannot parse
-/// yet: a processor configured for them is refused, saying why, before it writes anything.
+/// Litecoin's mainnet and testnet have MWEB active; its blocks decode (issue 16), so a
+/// processor configured for them is accepted (it was refused while they did not).
 #[test]
-fn refuses_litecoin_where_mweb_is_active() {
+fn accepts_litecoin_where_mweb_is_active() {
     let s = setup("nats://127.0.0.1:1", 0o600);
     let text = std::fs::read_to_string(&s.config).unwrap();
     for chain in ["mainnet", "testnet"] {
@@ -352,9 +352,10 @@ fn refuses_litecoin_where_mweb_is_active() {
             ),
         )
         .unwrap();
-        let err = run_expecting_failure(&s.config);
-        assert!(err.contains(&format!("litecoin on {chain}")) && err.contains("MWEB"), "{err}");
-        assert!(!s.dir.path().join("data").exists(), "wrote state before refusing");
+        let out = processor(&["check-config"], &s.config).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(said.contains(&format!("node http://127.0.0.1:1 on {chain}")), "{said}");
     }
 }
 

@@ -728,3 +728,91 @@ fn a_processor_without_a_node_is_held_to_the_sets_settings_once_it_gets_one() {
     let err = check_settings(&keys_only.db, &settings_of(&edited)).unwrap_err();
     assert!(err.contains("max_outputs 16 (the set's 4)"), "{err}");
 }
+
+/// A transaction signed with the group's keys outside the protocol spends a planned
+/// input before the plan is mined. Every processor records the conflict and holds the
+/// plan's payments for the operator (never re-queued: nothing is paid twice); the plan's
+/// other input goes back to the funds (nothing is stranded), pays a later burn, and what
+/// the group holds on chain is what every scheduler holds.
+#[test]
+fn a_conflicting_spend_holds_the_plans_payments_and_frees_its_other_inputs() {
+    use processor::pipeline::state::{CONFLICTS, HELD, PENDING, SCHEDULER};
+
+    let mut net = Net::new(2, 3, params(2, 4));
+    net.mine(4).unwrap();
+    let key = net.group_key();
+    net.deposit(&key, 1, 5_000_000);
+    net.deposit(&key, 2, 5_000_000);
+    net.chain.mine(1);
+    for _ in 0..10 {
+        if net.balance(1) == 5_000_000 && net.balance(2) == 5_000_000 {
+            break;
+        }
+        net.mine(1).unwrap();
+    }
+    assert_eq!((net.balance(1), net.balance(2)), (5_000_000, 5_000_000));
+    // Together they need both deposits: one plan with two inputs.
+    let first = net.burn(1, 4_500_000, 1);
+    let second = net.burn(2, 4_500_000, 2);
+    for _ in 0..20 {
+        if net.chain.mempool_len() > 0 {
+            break;
+        }
+        net.mine(1).unwrap();
+    }
+    let thief = b"an address outside the group".to_vec();
+    let (planned, conflicting) =
+        net.chain.conflict_with_first_planned(&thief).expect("a planned transaction to front-run");
+    assert_ne!(planned, conflicting);
+    for _ in 0..6 {
+        net.mine(1).unwrap();
+    }
+
+    let chain = net.chain.clone();
+    let received = |a: &ExternalAddress| chain.received(a.as_bytes()).0;
+    assert_eq!((received(&first), received(&second)), (0, 0), "the conflicted plan never paid");
+    assert_eq!(net.chain.received(&thief).0, 5_000_000, "the thief took one input whole");
+    for p in &net.processors {
+        let read = p.db.read().unwrap();
+        let held = HELD.iter(&read).unwrap();
+        assert_eq!(held.len(), 1, "processor {}: {held:?}", p.validator);
+        let (plan, record) = &held[0];
+        assert_eq!(record.tx, conflicting.to_vec());
+        let payees: Vec<_> = record.payments.iter().map(|p| p.address.clone()).collect();
+        assert_eq!(payees, vec![first.clone(), second.clone()], "processor {}", p.validator);
+        assert_eq!(record.released.len(), 1, "the input the thief left is funds again");
+        assert!(CONFLICTS.get(&read, plan).unwrap().is_some());
+        assert!(PENDING.get(&read, plan).unwrap().is_none(), "no longer checked");
+    }
+
+    // The released input pays a later burn; the held payments stay unpaid.
+    let third = net.burn(1, 300_000, 3);
+    for _ in 0..20 {
+        net.mine(1).unwrap();
+        if received(&third) > 0 && net.chain.mempool_len() == 0 {
+            break;
+        }
+    }
+    net.mine(4).unwrap();
+    assert!(received(&third) > 0, "a later burn is paid from the released input");
+    assert_eq!((received(&first), received(&second)), (0, 0), "held, never re-queued");
+    // Nothing lost: the deposits are the thief's input, the payment, the fees and what the
+    // group holds; and every scheduler holds exactly what is on chain.
+    let on_chain: u64 = net.chain.unspent(&key).iter().map(|(_, a)| a.0).sum();
+    assert_eq!(
+        on_chain + 5_000_000 + received(&third) + net.chain.fees_paid_by(&key).0,
+        10_000_000
+    );
+    for p in &net.processors {
+        let state = SCHEDULER.get(&p.db.read().unwrap(), &()).unwrap().unwrap_or_default();
+        let funds: u64 = state.utxos.iter().map(|u| u.amount.0).sum();
+        assert_eq!(funds, on_chain, "processor {}", p.validator);
+        assert!(state.queue.is_empty(), "processor {}: {:?}", p.validator, state.queue);
+    }
+
+    // The operator's release forgets the record, once.
+    let plan = HELD.iter(&net.processors[0].db.read().unwrap()).unwrap()[0].0;
+    let released = processor::pipeline::release_held(&net.processors[0].db, plan).unwrap();
+    assert_eq!(released.unwrap().payments.len(), 2);
+    assert!(processor::pipeline::release_held(&net.processors[0].db, plan).unwrap().is_none());
+}

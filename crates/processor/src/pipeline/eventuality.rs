@@ -18,20 +18,21 @@ use super::schedule::{scheduler_error, stored_output};
 use super::state::*;
 use super::{Pipeline, PipelineNetwork};
 
-/// A plan completed on chain, with the transaction that completed it.
+/// A plan completed (or conflicted) on chain, with the transaction that did it.
 type CompletedPlan = ([u8; 32], Vec<u8>);
 
 /// Records what `check` found in block `number` for the `pending` plans (in the order
-/// their eventualities were given). Returns the plans completed, with the transaction
-/// that completed each.
+/// their eventualities were given). Returns the plans completed and the plans conflicted,
+/// each with its transaction.
 fn completions<N: PipelineNetwork>(
     p: &Pipeline<N>,
     txn: &mut WriteTxn,
     number: u64,
     pending: &[[u8; 32]],
     found: Vec<Completion>,
-) -> Result<Vec<CompletedPlan>, TaskError> {
+) -> Result<(Vec<CompletedPlan>, Vec<CompletedPlan>), TaskError> {
     let mut completed = vec![];
+    let mut conflicted = vec![];
     for completion in found {
         let (Completion::Completed { index, .. } | Completion::Conflict { index, .. }) =
             &completion;
@@ -67,14 +68,85 @@ fn completions<N: PipelineNetwork>(
                 completed.push((plan, tx));
             }
             Completion::Conflict { tx, .. } => {
+                // Several inputs of one plan spent in one block are one conflict.
+                if CONFLICTS.get(txn, &plan)?.is_some() {
+                    continue;
+                }
                 tracing::error!(plan = %hex::encode(plan), tx = %p.network_tx(&tx), block = number, "ALARM: a transaction we did not plan spent a planned input");
                 p.metrics.conflicts.inc();
                 CONFLICTS.put(txn, &plan, &tx)?;
                 BROADCAST.del(txn, &plan)?;
+                // It can never complete now: no more checks, no more signing.
+                PENDING.del(txn, &plan)?;
+                p.complete_signing(txn, SignKind::Plan(plan))?;
+                conflicted.push((plan, tx));
             }
         }
     }
-    Ok(completed)
+    Ok((completed, conflicted))
+}
+
+/// Forgets the held payments of `plan` (`processor release-held`, the processor stopped).
+/// Returns what was held, if anything.
+pub fn release_held(db: &db::Db, plan: [u8; 32]) -> Result<Option<Held>, db::DbError> {
+    let mut txn = db.write()?;
+    let held = HELD.get(&txn, &plan)?;
+    if held.is_some() {
+        HELD.del(&mut txn, &plan)?;
+        txn.commit()?;
+    }
+    Ok(held)
+}
+
+/// What a conflict leaves of a plan, decided from the block alone so that every
+/// processor decides the same: its inputs the block did not spend are funds again (the
+/// planned transaction can never be mined), and its payments, with those its branch
+/// outputs were to fund, are held for the operator ([`HELD`]). They are not re-queued:
+/// the conflicting transaction was signed with the group's keys outside the protocol, and
+/// whether it (or another like it) paid them is not visible to the generic pipeline
+/// (Monero hides payees), so re-queuing could pay twice. docs/operations.md says what the
+/// operators do.
+fn hold_conflicted<N: PipelineNetwork>(
+    p: &Pipeline<N>,
+    txn: &mut WriteTxn,
+    number: u64,
+    conflicted: &[CompletedPlan],
+    events: &BlockEvents,
+    state: &mut State,
+) -> Result<(), TaskError> {
+    let spent: BTreeSet<&Vec<u8>> = events.spends.iter().map(|s| &s.output).collect();
+    for (plan, tx) in conflicted {
+        let record = PLANS
+            .get(txn, plan)?
+            .ok_or_else(|| TaskError::fatal("a conflicted plan without its record"))?;
+        let mut released = vec![];
+        for input in &record.tx.inputs {
+            if !spent.contains(&input.id) {
+                PLAN_BY_INPUT.del(txn, &input.id)?;
+                released.push(input.clone());
+            }
+        }
+        state.add_utxos(released.clone()).map_err(scheduler_error)?;
+        let mut payments: Vec<scheduler::Payment> =
+            record.tx.payments.iter().map(|paid| paid.payment.clone()).collect();
+        for branch in BRANCHES.get(txn, plan)?.unwrap_or_default() {
+            payments.extend(branch.payments);
+        }
+        BRANCHES.del(txn, plan)?;
+        let total: u64 = payments.iter().map(|payment| payment.amount.0).sum();
+        p.metrics.payments_held.inc_by(payments.len() as u64);
+        tracing::error!(
+            plan = %hex::encode(plan),
+            tx = %p.network_tx(tx),
+            block = number,
+            payments = payments.len(),
+            total,
+            released = released.len(),
+            "ALARM: payments held: the conflicting transaction may have paid them, so they are not re-queued; check on chain, then see docs/operations.md (Held payments); `processor status` lists them"
+        );
+        HELD.put(txn, plan, &Held { tx: tx.clone(), block: number, payments, released })?;
+    }
+    Ok(())
 }
 
 /// Our outputs the block spends: gone from the scheduler; an ALARM for any no plan of
@@ -173,8 +245,9 @@ pub fn apply_block<N: PipelineNetwork>(
     // other bounds must not make this processor's plans differ from the set's.
     let rate = p.plan_rate(events.rate);
 
-    let completed = completions(p, txn, number, pending, found)?;
+    let (completed, conflicted) = completions(p, txn, number, pending, found)?;
     spends(p, txn, number, &events, &mut state)?;
+    hold_conflicted(p, txn, number, &conflicted, &events, &mut state)?;
     let (funded, used) = fund_branches(p, txn, &completed, &events, rate, &mut state)?;
     // Change, forwarded funds, and branch outputs no plan of ours made, are funds.
     for o in events.internal.iter().filter(|o| !used.contains(&o.output)) {

@@ -29,6 +29,8 @@ pub struct PipelineMetrics {
     pub reattempts: Counter,
     /// Transactions spending our planned inputs that we did not plan (ALARM).
     pub conflicts: Counter,
+    /// Payments of conflicted plans held for the operator.
+    pub payments_held: Counter,
     /// Payments dropped as dust.
     pub dropped_payments: Counter,
     /// Outputs ignored because an earlier output had their id (Monero's burning bug).
@@ -68,6 +70,11 @@ impl PipelineMetrics {
             "conflicts",
             "ALARM: our planned inputs spent by a transaction we did not plan",
             self.conflicts.clone(),
+        );
+        registry.register(
+            "payments_held",
+            "ALARM: payments of conflicted plans held for the operator (processor status lists them)",
+            self.payments_held.clone(),
         );
         registry.register(
             "dropped_payments",

@@ -66,6 +66,7 @@ use scanner::Network;
 use signers::Signers;
 use task::TaskError;
 
+pub use eventuality::release_held;
 pub use metrics::PipelineMetrics;
 use state::{Active, ACTIVE};
 

@@ -141,6 +141,24 @@ pub const DROPPED: Table<u64, Dropped> = Table::new("pipeline/v1/dropped");
 pub const UNPAYABLE: Table<(u64, u32), primitives::Payment> = Table::new("pipeline/v1/unpayable");
 /// Plans whose inputs a transaction we did not plan spent (ALARM), by plan id.
 pub const CONFLICTS: Table<[u8; 32], Vec<u8>> = Table::new("pipeline/v1/conflicts");
+/// The payments of a plan a conflicting transaction made impossible, held for the
+/// operator (not re-queued: the generic pipeline cannot tell whether that transaction, or
+/// another like it, paid them). Removed only by `processor release-held`.
+pub const HELD: Table<[u8; 32], Held> = Table::new("pipeline/v1/held");
+
+/// A conflicted plan's payments, held.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Held {
+    /// The conflicting transaction's id.
+    pub tx: Vec<u8>,
+    /// The block it is in.
+    pub block: u64,
+    /// The plan's own payments, then those its branch outputs were to fund, as planned
+    /// (a branch's amounts already net of the fee shares taken before it).
+    pub payments: Vec<scheduler::Payment>,
+    /// The plan's inputs that transaction did not spend, returned to the funds.
+    pub released: Vec<scheduler::Utxo>,
+}
 /// An acknowledgement from the settlement layer, accepted and waiting to be applied.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct Ack {
