@@ -131,7 +131,7 @@ fn release_held(config: &Config, plan: &str) -> Result<(), String> {
                 "released plan {}: {} payments held since conflicting tx {} in block {}:",
                 hex::encode(plan),
                 held.payments.len(),
-                hex::encode(&held.tx),
+                held.txs.iter().map(hex::encode).collect::<Vec<_>>().join(", "),
                 held.block
             );
             for p in &held.payments {

@@ -79,13 +79,16 @@ pub struct PipelineStatus {
 pub struct HeldPlan {
     /// The plan id, hex.
     pub plan: String,
-    /// The conflicting transaction's id, hex.
-    pub tx: String,
+    /// The conflicting transactions' ids, hex.
+    pub txs: Vec<String>,
     /// The block it is in.
     pub block: u64,
     /// The payments held: settlement payment id, payee (hex of the address bytes),
-    /// amount as planned.
+    /// amount as ordered.
     pub payments: Vec<(u64, String, u64)>,
+    /// The plan's inputs left locked (a network whose spends are not visible): output ids,
+    /// hex.
+    pub locked: Vec<String>,
 }
 
 /// One item being (or done being) signed.
@@ -135,13 +138,14 @@ fn pipeline(txn: &impl Get) -> Result<Option<PipelineStatus>, DbError> {
             .into_iter()
             .map(|(plan, held)| HeldPlan {
                 plan: hex::encode(plan),
-                tx: hex::encode(&held.tx),
+                txs: held.txs.iter().map(hex::encode).collect(),
                 block: held.block,
                 payments: held
                     .payments
                     .iter()
                     .map(|p| (p.id, hex::encode(p.address.as_bytes()), p.amount.0))
                     .collect(),
+                locked: held.locked.iter().map(|u| hex::encode(&u.id)).collect(),
             })
             .collect(),
     }))
@@ -261,9 +265,14 @@ impl StatusReport {
                     h.plan,
                     h.payments.len(),
                     total,
-                    h.tx,
+                    h.txs.join(", "),
                     h.block
                 );
+                for output in &h.locked {
+                    out += &format!(
+                        "                 input {output} left locked (spends not visible)\n"
+                    );
+                }
                 for (id, address, amount) in &h.payments {
                     out += &format!("                 payment {id}: {amount} units to {address}\n");
                 }

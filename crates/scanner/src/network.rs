@@ -296,6 +296,14 @@ pub trait Network: Send + Sync + 'static {
         hex::encode(id)
     }
 
+    /// Whether [`Network::spends`] lists every spend of a previous output (a UTXO chain's
+    /// inputs). Where it does not (Monero shows key images only), which of a conflicted
+    /// plan's inputs were spent is unknown, and the processor frees none of them. MUST be
+    /// the same answer on every processor of a set (it decides what is funds).
+    fn spends_visible(&self) -> bool {
+        false
+    }
+
     /// Every spend of a previous output in `block`, where the network shows them (the
     /// processor raises an alarm when one of ours is spent by no plan of ours). A network
     /// whose spends are not visible (Monero) returns none: its conflicts come from

@@ -274,6 +274,10 @@ impl<B: BlockSource + 'static> Network for Bitcoin<B> {
         }
     }
 
+    fn spends_visible(&self) -> bool {
+        true
+    }
+
     fn spends(&self, block: &Block) -> Vec<Spend> {
         let mut spends = vec![];
         for tx in &block.block.txdata {

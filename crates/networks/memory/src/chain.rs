@@ -71,6 +71,8 @@ struct State {
     fail: u32,
     /// Added by `plan` to every fee it computes (a planner out of step with `fee`).
     plan_skew: u64,
+    /// Spends are not shown (as on Monero): see [`Chain::hide_spends`].
+    hide_spends: bool,
     /// Ids of the transactions `publish` accepted.
     published: BTreeSet<[u8; 32]>,
     /// Every output created on the best chain, spent or not.
@@ -258,6 +260,7 @@ impl Chain {
             faucet: HashMap::new(),
             fail: 0,
             plan_skew: 0,
+            hide_spends: false,
             published: BTreeSet::new(),
             outputs: HashMap::new(),
             spent: HashMap::new(),
@@ -476,6 +479,16 @@ impl Chain {
     /// The transaction id scanning reports `tx`'s outputs under.
     pub(crate) fn reported_tx(&self, tx: [u8; 32]) -> [u8; 32] {
         self.state().aliases.get(&tx).copied().unwrap_or(tx)
+    }
+
+    /// From now on, the network shows no spends of previous outputs and says so
+    /// (`spends_visible` false), as Monero, whose chain shows key images only.
+    pub fn hide_spends(&self, hide: bool) {
+        self.state().hide_spends = hide;
+    }
+
+    pub(crate) fn hides_spends(&self) -> bool {
+        self.state().hide_spends
     }
 
     pub(crate) fn plan_skew(&self) -> u64 {

@@ -142,8 +142,15 @@ impl Network for MemoryNetwork {
         tx.id().to_vec()
     }
 
+    fn spends_visible(&self) -> bool {
+        !self.chain.hides_spends()
+    }
+
     fn spends(&self, block: &Block) -> Vec<Spend> {
         let mut spends = vec![];
+        if self.chain.hides_spends() {
+            return spends;
+        }
         for tx in &block.txs {
             let id = tx.id().to_vec();
             for input in &tx.body.inputs {

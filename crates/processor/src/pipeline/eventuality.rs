@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use db::WriteTxn;
 use key_gen::GeneratedKeys;
 use messages::SignKind;
+use primitives::Amount;
 use scanner::{Completion, OutputKind, ReceivedOutput};
 use scheduler::{State, Utxo};
 use task::TaskError;
@@ -18,8 +19,10 @@ use super::schedule::{scheduler_error, stored_output};
 use super::state::*;
 use super::{Pipeline, PipelineNetwork};
 
-/// A plan completed (or conflicted) on chain, with the transaction that did it.
+/// A plan completed on chain, with the transaction that completed it.
 type CompletedPlan = ([u8; 32], Vec<u8>);
+/// A plan conflicted on chain, with the transactions that spent its inputs.
+type ConflictedPlan = ([u8; 32], Vec<Vec<u8>>);
 
 /// Records what `check` found in block `number` for the `pending` plans (in the order
 /// their eventualities were given). Returns the plans completed and the plans conflicted,
@@ -30,9 +33,9 @@ fn completions<N: PipelineNetwork>(
     number: u64,
     pending: &[[u8; 32]],
     found: Vec<Completion>,
-) -> Result<(Vec<CompletedPlan>, Vec<CompletedPlan>), TaskError> {
+) -> Result<(Vec<CompletedPlan>, Vec<ConflictedPlan>), TaskError> {
     let mut completed = vec![];
-    let mut conflicted = vec![];
+    let mut conflicted: Vec<ConflictedPlan> = vec![];
     for completion in found {
         let (Completion::Completed { index, .. } | Completion::Conflict { index, .. }) =
             &completion;
@@ -68,18 +71,29 @@ fn completions<N: PipelineNetwork>(
                 completed.push((plan, tx));
             }
             Completion::Conflict { tx, .. } => {
-                // Several inputs of one plan spent in one block are one conflict.
-                if CONFLICTS.get(txn, &plan)?.is_some() {
+                // Several inputs of one plan spent in one block are one conflict, with
+                // every conflicting transaction recorded.
+                if let Some((_, txs)) = conflicted.iter_mut().find(|(p, _)| *p == plan) {
+                    if !txs.contains(&tx) {
+                        txs.push(tx);
+                    }
                     continue;
                 }
                 tracing::error!(plan = %hex::encode(plan), tx = %p.network_tx(&tx), block = number, "ALARM: a transaction we did not plan spent a planned input");
                 p.metrics.conflicts.inc();
                 CONFLICTS.put(txn, &plan, &tx)?;
                 BROADCAST.del(txn, &plan)?;
-                // It can never complete now: no more checks, no more signing.
+                // It can never complete now: no more checks, no more signing, and the
+                // coordinator is told which transaction ended it (every key holder names
+                // the same one, from the same block), so it stops asking for attempts.
                 PENDING.del(txn, &plan)?;
                 p.complete_signing(txn, SignKind::Plan(plan))?;
-                conflicted.push((plan, tx));
+                let session = p
+                    .active(txn)?
+                    .ok_or_else(|| TaskError::fatal("a plan conflicted without an active key"))?
+                    .session;
+                p.send(txn, super::sign::completed(session, plan, tx.clone()))?;
+                conflicted.push((plan, vec![tx]));
             }
         }
     }
@@ -104,47 +118,59 @@ pub fn release_held(db: &db::Db, plan: [u8; 32]) -> Result<Option<Held>, db::DbE
 /// outputs were to fund, are held for the operator ([`HELD`]). They are not re-queued:
 /// the conflicting transaction was signed with the group's keys outside the protocol, and
 /// whether it (or another like it) paid them is not visible to the generic pipeline
-/// (Monero hides payees), so re-queuing could pay twice. docs/operations.md says what the
-/// operators do.
+/// (Monero hides payees), so re-queuing could pay twice. Where spends are not visible
+/// ([`scanner::Network::spends_visible`]), no input is freed: which were spent is unknown.
+/// docs/operations.md says what the operators do.
 fn hold_conflicted<N: PipelineNetwork>(
     p: &Pipeline<N>,
     txn: &mut WriteTxn,
     number: u64,
-    conflicted: &[CompletedPlan],
+    conflicted: &[ConflictedPlan],
     events: &BlockEvents,
     state: &mut State,
 ) -> Result<(), TaskError> {
     let spent: BTreeSet<&Vec<u8>> = events.spends.iter().map(|s| &s.output).collect();
-    for (plan, tx) in conflicted {
+    let visible = p.network.spends_visible();
+    for (plan, txs) in conflicted {
         let record = PLANS
             .get(txn, plan)?
             .ok_or_else(|| TaskError::fatal("a conflicted plan without its record"))?;
-        let mut released = vec![];
+        let (mut released, mut locked) = (vec![], vec![]);
         for input in &record.tx.inputs {
-            if !spent.contains(&input.id) {
+            if !visible {
+                locked.push(input.clone());
+            } else if !spent.contains(&input.id) {
                 PLAN_BY_INPUT.del(txn, &input.id)?;
                 released.push(input.clone());
             }
         }
         state.add_utxos(released.clone()).map_err(scheduler_error)?;
+        // As the settlement layer ordered them: a branch's payments carry their amounts
+        // net of the fee shares taken before it.
         let mut payments: Vec<scheduler::Payment> =
             record.tx.payments.iter().map(|paid| paid.payment.clone()).collect();
         for branch in BRANCHES.get(txn, plan)?.unwrap_or_default() {
-            payments.extend(branch.payments);
+            for (mut payment, fee) in branch.payments.into_iter().zip(branch.fees_so_far) {
+                payment.amount = Amount(payment.amount.0.saturating_add(fee.0));
+                payments.push(payment);
+            }
         }
         BRANCHES.del(txn, plan)?;
         let total: u64 = payments.iter().map(|payment| payment.amount.0).sum();
         p.metrics.payments_held.inc_by(payments.len() as u64);
+        let shown: Vec<String> = txs.iter().map(|tx| p.network_tx(tx)).collect();
         tracing::error!(
             plan = %hex::encode(plan),
-            tx = %p.network_tx(tx),
+            txs = ?shown,
             block = number,
             payments = payments.len(),
             total,
             released = released.len(),
+            locked = locked.len(),
             "ALARM: payments held: the conflicting transaction may have paid them, so they are not re-queued; check on chain, then see docs/operations.md (Held payments); `processor status` lists them"
         );
-        HELD.put(txn, plan, &Held { tx: tx.clone(), block: number, payments, released })?;
+        let held = Held { txs: txs.clone(), block: number, payments, released, locked };
+        HELD.put(txn, plan, &held)?;
     }
     Ok(())
 }

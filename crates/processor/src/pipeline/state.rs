@@ -149,15 +149,19 @@ pub const HELD: Table<[u8; 32], Held> = Table::new("pipeline/v1/held");
 /// A conflicted plan's payments, held.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct Held {
-    /// The conflicting transaction's id.
-    pub tx: Vec<u8>,
-    /// The block it is in.
+    /// The conflicting transactions' ids (one, unless several spent the plan's inputs in
+    /// the same block).
+    pub txs: Vec<Vec<u8>>,
+    /// The block they are in.
     pub block: u64,
-    /// The plan's own payments, then those its branch outputs were to fund, as planned
-    /// (a branch's amounts already net of the fee shares taken before it).
+    /// The plan's own payments, then those its branch outputs were to fund, each with the
+    /// amount the settlement layer ordered (before any fee share).
     pub payments: Vec<scheduler::Payment>,
-    /// The plan's inputs that transaction did not spend, returned to the funds.
+    /// The plan's inputs those transactions did not spend, returned to the funds.
     pub released: Vec<scheduler::Utxo>,
+    /// The plan's inputs left locked: on a network whose spends are not visible (Monero),
+    /// which ones were spent is unknown, so none is freed. The operator checks them.
+    pub locked: Vec<scheduler::Utxo>,
 }
 /// An acknowledgement from the settlement layer, accepted and waiting to be applied.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
