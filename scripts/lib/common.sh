@@ -22,10 +22,21 @@ ensure_components() {
     command -v monerod >/dev/null 2>&1 || missing+=(monero)
     # The secured-broker tests make a test CA and certificates with it.
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
-    if [ "${#missing[@]}" -gt 0 ]; then
-        echo "==> installing ${missing[*]} (apt-get)"
+    # The deployment checks: promtool (alert rules) and systemd-analyze (the units).
+    local tools=()
+    command -v promtool >/dev/null 2>&1 || tools+=(prometheus)
+    command -v systemd-analyze >/dev/null 2>&1 || tools+=(systemd)
+    if [ "${#missing[@]}" -gt 0 ] || [ "${#tools[@]}" -gt 0 ]; then
+        echo "==> installing ${missing[*]} ${tools[*]} (apt-get)"
         as_root apt-get update -qq
+    fi
+    if [ "${#missing[@]}" -gt 0 ]; then
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    if [ "${#tools[@]}" -gt 0 ]; then
+        # Without recommends: promtool, not a Prometheus server and its exporters.
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends "${tools[@]}" >/dev/null
     fi
     NATS_SERVER="$(command -v nats-server)"
     export NATS_SERVER

@@ -335,9 +335,13 @@ pub(super) fn metrics_check(ctx: &mut Ctx) {
     let value = |name: &str| {
         metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
     };
-    let missing = crate::metrics_doc::missing(crate::metrics_doc::METRICS_MD, &metrics);
+    let missing = crate::metrics_doc::missing(
+        crate::metrics_doc::METRICS_MD,
+        crate::metrics_doc::ALERTS_YML,
+        &metrics,
+    );
     ctx.report.check(
-        "every metric docs/metrics.md names is served, with its type",
+        "every metric docs/metrics.md and docs/alerts.yml name is served, with its type",
         missing.is_empty(),
         if missing.is_empty() {
             format!(

@@ -1,0 +1,71 @@
+//! The deployment files, checked with the tools that read them: the systemd units with
+//! `systemd-analyze verify` (no warning at all) and `systemd-analyze security` (their
+//! exposure), the alert rules and the scrape config with `promtool`. scripts/test installs
+//! both tools (Debian's `systemd` and `prometheus` packages).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{path::PathBuf, process::Command};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn run(program: &str, args: &[&str], path: &std::path::Path) -> (bool, String) {
+    let out = Command::new(program).args(args).arg(path).output().unwrap_or_else(|e| {
+        panic!("cannot run {program} ({e}): scripts/test installs it (apt-get)")
+    });
+    let said =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), said)
+}
+
+/// Each unit as systemd would load it (the template instantiated), its binaries swapped
+/// for `/bin/true` since `verify` requires `ExecStart` to exist: no warning, and an
+/// exposure level of at most 2.0 of 10 (`systemd-analyze security`: "OK").
+#[test]
+fn the_systemd_units_verify_cleanly_and_are_hardened() {
+    for (unit, instance) in [
+        ("processor@.service", "processor@litecoin.service"),
+        ("coordinator-sim.service", "coordinator-sim.service"),
+    ] {
+        let text = std::fs::read_to_string(root().join("deploy/systemd").join(unit)).unwrap();
+        assert!(text.contains("ExecStart=/usr/local/bin/"), "{unit}");
+        let text = text
+            .replace("/usr/local/bin/processor", "/bin/true")
+            .replace("/usr/local/bin/coordinator-sim", "/bin/true");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(instance);
+        std::fs::write(&path, text).unwrap();
+        let (ok, said) = run("systemd-analyze", &["verify", "--man=no"], &path);
+        assert!(ok && said.trim().is_empty(), "{unit}: {said}");
+        let (_, said) = run("systemd-analyze", &["security", "--offline=yes"], &path);
+        let level: f64 = said
+            .lines()
+            .find_map(|l| l.split("Overall exposure level for ").nth(1))
+            .and_then(|rest| rest.split(": ").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|level| level.parse().ok())
+            .unwrap_or_else(|| panic!("{unit}: no exposure level in {said}"));
+        eprintln!("{unit}: exposure {level} of 10");
+        assert!(level <= 2.0, "{unit}: exposure {level}:\n{said}");
+    }
+}
+
+/// A unit with a typo is caught: the check above can fail.
+#[test]
+fn a_unit_with_an_unknown_directive_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.service");
+    std::fs::write(&path, "[Service]\nExecStart=/bin/true\nProtectHomee=yes\n").unwrap();
+    let (_, said) = run("systemd-analyze", &["verify", "--man=no"], &path);
+    assert!(said.contains("ProtectHomee"), "{said}");
+}
+
+#[test]
+fn the_alert_rules_and_the_scrape_config_pass_promtool() {
+    let (ok, said) = run("promtool", &["check", "rules"], &root().join("docs/alerts.yml"));
+    assert!(ok && said.contains("SUCCESS: 8 rules found"), "{said}");
+    // The scrape config loads the rules file (relative to itself).
+    let (ok, said) = run("promtool", &["check", "config"], &root().join("docs/prometheus.yml"));
+    assert!(ok && said.contains("SUCCESS: 1 rule files found"), "{said}");
+}
