@@ -22,10 +22,12 @@ ensure_components() {
     command -v monerod >/dev/null 2>&1 || missing+=(monero)
     # The secured-broker tests make a test CA and certificates with it.
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
-    # The deployment checks: promtool (alert rules) and systemd-analyze (the units).
+    # The deployment checks: promtool (alert rules), systemd-analyze (the units) and
+    # docker-compose (the compose file; no container is run).
     local tools=()
     command -v promtool >/dev/null 2>&1 || tools+=(prometheus)
     command -v systemd-analyze >/dev/null 2>&1 || tools+=(systemd)
+    command -v docker-compose >/dev/null 2>&1 || tools+=(docker-compose)
     if [ "${#missing[@]}" -gt 0 ] || [ "${#tools[@]}" -gt 0 ]; then
         echo "==> installing ${missing[*]} ${tools[*]} (apt-get)"
         as_root apt-get update -qq

@@ -1009,3 +1009,57 @@ mod tests {
         assert_eq!(key_holders_ready(&unconfirmed, &processors), None);
     }
 }
+
+/// What `devnet layout` writes: a network's configs for processes on other hosts.
+#[derive(Clone, Debug)]
+pub struct LayoutOptions {
+    /// `litecoin` or `monero`.
+    pub network: String,
+    /// Processors.
+    pub validators: u16,
+    /// Signers needed.
+    pub threshold: u16,
+    /// The broker, as the processes reach it (`nats://nats:4222`).
+    pub nats_url: String,
+    /// The node's RPC URL, as the processors reach it.
+    pub node_url: String,
+    /// The node's cookie file, as the processors see it (Bitcoin family).
+    pub cookie_file: Option<PathBuf>,
+    /// Confirmations before a block is final.
+    pub confirmations: u64,
+}
+
+/// `devnet layout`: writes the identities, sealing secrets and configs of a network's
+/// processors and coordinator-sim under `dir` (as [`Layout::write`] does for `up`), for
+/// processes that each run on their own host or container: they listen on every
+/// interface at their default ports, and reach the broker and the node by the URLs
+/// given. Writes nothing, and returns `false`, if `dir` already holds a layout: identities
+/// are never replaced.
+pub fn layout(dir: &Path, o: &LayoutOptions) -> Result<bool, DevnetError> {
+    if dir.join("coordinator-sim.toml").exists() {
+        return Ok(false);
+    }
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    let options = Options {
+        node: Some(NodeOptions {
+            chain: "regtest".into(),
+            rpc_url: o.node_url.clone(),
+            cookie_file: o.cookie_file.clone(),
+            confirmations: Some(o.confirmations),
+            max_outputs: None,
+            poll_ms: 1000,
+        }),
+        coordinator_extra: "chain = \"regtest\"\n".into(),
+        listen: crate::Listen::Everywhere,
+        ..Options::keys_only(&o.network, o.validators, o.threshold)
+    };
+    let bins = crate::bin_dir();
+    Layout::write(
+        dir,
+        &options,
+        &crate::Broker { url: o.nats_url.clone(), secured: None },
+        &bins.join("processor"),
+        &bins.join("coordinator-sim"),
+    )?;
+    Ok(true)
+}

@@ -204,6 +204,36 @@ pub struct Options {
     pub node: Option<NodeOptions>,
     /// Extra top-level lines for coordinator-sim's config (e.g. `sign_timeout_ms = 5000`).
     pub coordinator_extra: String,
+    /// Where the processes' HTTP endpoints listen.
+    pub listen: Listen,
+}
+
+/// Where the processes' HTTP endpoints (`/metrics`, `/health`, `/status`) listen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Listen {
+    /// Free loopback ports, picked when the configs are written: every process on this
+    /// machine.
+    #[default]
+    Loopback,
+    /// Every interface, at each binary's default port (processor `9100 + validator - 1`,
+    /// coordinator-sim 9200): one process per host or container (`devnet layout`).
+    Everywhere,
+}
+
+impl Listen {
+    fn processor(self, validator: u16) -> (&'static str, u16) {
+        match self {
+            Listen::Loopback => ("127.0.0.1", free_port()),
+            Listen::Everywhere => ("0.0.0.0", 9100 + validator - 1),
+        }
+    }
+
+    fn coordinator(self) -> (&'static str, u16) {
+        match self {
+            Listen::Loopback => ("127.0.0.1", free_port()),
+            Listen::Everywhere => ("0.0.0.0", 9200),
+        }
+    }
 }
 
 /// The processors' `[node]` table.
@@ -249,6 +279,7 @@ impl Options {
             keygen_timeout: Duration::from_secs(60),
             node: None,
             coordinator_extra: String::new(),
+            listen: Listen::Loopback,
         }
     }
 }
@@ -353,7 +384,7 @@ impl Layout {
             let public = new_identity(processor_bin, &key)?;
             let secret = home.join("db.secret");
             write_secret(&secret, &format!("devnet sealing secret of validator {validator}"))?;
-            let http = free_port();
+            let (host, http) = options.listen.processor(validator);
             let malice = options
                 .malice
                 .iter()
@@ -368,7 +399,7 @@ impl Layout {
                      [bus]\n{bus}namespace = \"{namespace}\"\nresend_after_ms = 1000\nack_wait_ms = 5000\n\n\
                      [coordinator]\npublic_key = \"{coordinator_public}\"\n\n\
                      [secrets]\nidentity_key_file = \"{key}\"\ndb_secret_file = \"{secret}\"\n\n\
-                     [http]\nlisten = \"127.0.0.1:{http}\"\n{malice}{node}",
+                     [http]\nlisten = \"{host}:{http}\"\n{malice}{node}",
                     network = options.network,
                     data = home.join("data").display(),
                     bus = broker.bus_lines(),
@@ -391,19 +422,20 @@ impl Layout {
         }
 
         let coordinator_config = dir.join("coordinator-sim.toml");
-        let coordinator_http = free_port();
+        let (coordinator_host, coordinator_http) = options.listen.coordinator();
         std::fs::write(
             &coordinator_config,
             format!(
                 "data_dir = \"{data}\"\nkeygen_timeout_ms = {timeout}\n{extra}\n\
                  [bus]\n{bus}namespace = \"{namespace}\"\nresend_after_ms = 1000\nack_wait_ms = 5000\n\n\
                  [secrets]\nidentity_key_file = \"{key}\"\n\n\
-                 [http]\nlisten = \"127.0.0.1:{http}\"\n\n\
+                 [http]\nlisten = \"{host}:{http}\"\n\n\
                  [[sets]]\nnetwork = \"{network}\"\nsession = 0\nthreshold = {t}\n{set_entries}",
                 data = dir.join("coordinator-sim").display(),
                 timeout = options.keygen_timeout.as_millis(),
                 bus = broker.bus_lines(),
                 key = coordinator_key.display(),
+                host = coordinator_host,
                 http = coordinator_http,
                 network = options.network,
                 t = options.threshold,

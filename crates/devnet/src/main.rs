@@ -110,6 +110,35 @@ enum Command {
         #[arg(long)]
         amount: u64,
     },
+    /// Write a network's identities, secrets and configs for processes on other hosts or
+    /// containers (deploy/compose.yaml runs it first): they listen on every interface at
+    /// their default ports and reach the broker and the node by the URLs given. Does
+    /// nothing if DIR already holds a layout.
+    Layout {
+        #[command(flatten)]
+        dir: Dir,
+        /// `litecoin` or `monero`.
+        #[arg(long, default_value = "litecoin")]
+        network: String,
+        /// Processors.
+        #[arg(long, default_value_t = 3)]
+        validators: u16,
+        /// Signers needed.
+        #[arg(long, default_value_t = 2)]
+        threshold: u16,
+        /// The broker's URL, as the processes reach it.
+        #[arg(long)]
+        nats: String,
+        /// The node's RPC URL, as the processors reach it.
+        #[arg(long)]
+        node_url: String,
+        /// The node's cookie file, as the processors see it (litecoind).
+        #[arg(long)]
+        cookie: Option<PathBuf>,
+        /// Confirmations before a block is final.
+        #[arg(long, default_value_t = 3)]
+        confirmations: u64,
+    },
     /// Mine blocks (to the node's wallet), so deposits and payments confirm.
     Mine {
         #[command(flatten)]
@@ -147,6 +176,40 @@ fn refuse_threshold(threshold: u16, validators: u16) -> Option<ExitCode> {
 fn main() -> ExitCode {
     let Cli { command } = Cli::parse();
     match command {
+        Command::Layout {
+            dir,
+            network,
+            validators,
+            threshold,
+            nats,
+            node_url,
+            cookie,
+            confirmations,
+        } => {
+            if let Some(refused) = refuse_threshold(threshold, validators) {
+                return refused;
+            }
+            let options = commands::LayoutOptions {
+                network,
+                validators,
+                threshold,
+                nats_url: nats,
+                node_url,
+                cookie_file: cookie,
+                confirmations,
+            };
+            match commands::layout(&dir.path, &options) {
+                Ok(true) => {
+                    println!("wrote the layout in {}", dir.path.display());
+                    ExitCode::SUCCESS
+                }
+                Ok(false) => {
+                    println!("{} already holds a layout: left as it is", dir.path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
         Command::Demo {
             network,
             validators,

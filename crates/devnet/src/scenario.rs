@@ -417,6 +417,7 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
             ..NodeOptions::regtest(&node, s.confirmations)
         }),
         coordinator_extra: "sign_timeout_ms = 5000\nchain = \"regtest\"\n".into(),
+        listen: crate::Listen::Loopback,
         // A silent validator is excluded after one round timeout: keep it short then.
         keygen_timeout: if s.silent_in_keygen.is_some() {
             Duration::from_secs(3)

@@ -1,7 +1,9 @@
 //! The deployment files, checked with the tools that read them: the systemd units with
 //! `systemd-analyze verify` (no warning at all) and `systemd-analyze security` (their
-//! exposure), the alert rules and the scrape config with `promtool`. scripts/test installs
-//! both tools (Debian's `systemd` and `prometheus` packages).
+//! exposure), the alert rules and the scrape config with `promtool`, the compose file
+//! with `docker-compose config` (no container runs here: there is no Docker daemon).
+//! scripts/test installs the tools (Debian's `systemd`, `prometheus` and `docker-compose`
+//! packages).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{path::PathBuf, process::Command};
@@ -68,4 +70,57 @@ fn the_alert_rules_and_the_scrape_config_pass_promtool() {
     // The scrape config loads the rules file (relative to itself).
     let (ok, said) = run("promtool", &["check", "config"], &root().join("docs/prometheus.yml"));
     assert!(ok && said.contains("SUCCESS: 1 rule files found"), "{said}");
+}
+
+/// The compose file is valid (`docker-compose config`), and runs exactly what `devnet
+/// layout` writes: every config path it names exists in a layout written here, each
+/// processor config passes `processor check-config` and listens on every interface at
+/// the port the file publishes, and a second `layout` leaves the first untouched.
+#[test]
+fn the_compose_file_is_valid_and_runs_what_devnet_layout_writes() {
+    let compose = root().join("deploy/compose.yaml");
+    let out = Command::new("docker-compose")
+        .arg("-f")
+        .arg(&compose)
+        .args(["config", "-q"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run docker-compose ({e}): scripts/test installs it"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let processor = devnet::binary("processor").unwrap();
+    devnet::binary("coordinator-sim").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("litecoin");
+    let options = devnet::commands::LayoutOptions {
+        network: "litecoin".into(),
+        validators: 3,
+        threshold: 2,
+        nats_url: "nats://nats:4222".into(),
+        node_url: "http://litecoind:19443".into(),
+        cookie_file: Some("/litecoind/regtest/.cookie".into()),
+        confirmations: 3,
+    };
+    assert!(devnet::commands::layout(&net, &options).unwrap(), "written");
+    let text = std::fs::read_to_string(&compose).unwrap();
+    let named: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || matches!(c, '[' | ']' | ',' | '"'))
+        .filter_map(|word| word.strip_prefix("/devnet/litecoin/"))
+        .collect();
+    assert_eq!(named.len(), 4, "{named:?}");
+    for rel in named {
+        let path = net.join(rel);
+        assert!(path.exists(), "{rel} is not what devnet layout writes");
+        if rel.ends_with("processor.toml") {
+            let config = std::fs::read_to_string(&path).unwrap();
+            let port = &config[config.find("listen = \"0.0.0.0:").expect("every interface")..];
+            let port = &port["listen = \"0.0.0.0:".len()..port.find("\"\n").unwrap()];
+            assert!(text.contains(&format!("127.0.0.1:{port}:{port}")), "{rel}: {port}");
+            let (ok, said) = run(processor.to_str().unwrap(), &["check-config", "--config"], &path);
+            assert!(ok, "{rel}: {said}");
+            assert!(said.contains("nats://nats:4222") && said.contains("http://litecoind:19443"));
+        }
+    }
+    let before = std::fs::read(net.join("coordinator-sim.toml")).unwrap();
+    assert!(!devnet::commands::layout(&net, &options).unwrap(), "left as it was");
+    assert_eq!(std::fs::read(net.join("coordinator-sim.toml")).unwrap(), before);
 }

@@ -127,6 +127,7 @@ pub fn run(s: &MoneroScenario) -> Result<Report, DevnetError> {
             poll_ms: 200,
         }),
         coordinator_extra: "sign_timeout_ms = 10000\nchain = \"regtest\"\n".into(),
+        listen: crate::Listen::Loopback,
         ..Options::keys_only("monero", s.validators, s.threshold)
     };
     say(
