@@ -836,3 +836,78 @@ fn conflicting_spend(hide_spends: bool) {
     assert_eq!(released.unwrap().payments.len(), 2);
     assert!(processor::pipeline::release_held(&net.processors[0].db, plan).unwrap().is_none());
 }
+
+/// A payout the market outgrew: once its plan is in the mempool, the chain stops mining
+/// our transactions below twice the floor rate and its blocks record three times it.
+/// Every processor finds the plan stuck from the blocks alone, makes the same
+/// replacement at the blocks' rate (paid from the change), signs and publishes it; it is
+/// mined, the original is superseded, and the payee is paid exactly once what was
+/// planned. The extra fee is counted, and the group's funds reconcile to the unit.
+#[test]
+fn a_stuck_payout_is_replaced_at_a_higher_fee_and_paid_once() {
+    use processor::pipeline::bump::{version_id, STUCK_AFTER};
+    use processor::pipeline::state::{PENDING, PLANS, VERSIONS};
+
+    let floor = 10_000;
+    let mut net = Net::new(2, 3, params(2, 4));
+    net.mine(4).unwrap();
+    let key = net.group_key();
+    net.deposit(&key, 1, 5_000_000);
+    net.chain.mine(1);
+    for _ in 0..10 {
+        if net.balance(1) == 5_000_000 {
+            break;
+        }
+        net.mine(1).unwrap();
+    }
+    let payee = net.burn(1, 1_000_000, 1);
+    for _ in 0..20 {
+        if net.chain.mempool_len() > 0 {
+            break;
+        }
+        net.mine(1).unwrap();
+    }
+    assert_eq!(net.chain.mempool_len(), 1, "the payout is published");
+    let plans = net.processors[0].plans();
+    let (&root, original) = plans.iter().next().expect("one plan");
+    assert_eq!(original.rate, floor, "planned at the floor");
+
+    net.chain.set_mining_floor(2 * floor);
+    net.chain.set_fee_rate(3 * floor);
+    for _ in 0..(STUCK_AFTER + 10) {
+        net.mine(1).unwrap();
+        if net.chain.received(payee.as_bytes()) > Amount::ZERO && net.chain.mempool_len() == 0 {
+            break;
+        }
+    }
+    net.mine(4).unwrap();
+
+    let version = version_id(&root, 1);
+    let paid = net.chain.received(payee.as_bytes()).0;
+    let planned_net = original.tx.payments[0].net.0;
+    assert_eq!(paid, planned_net, "paid once, exactly what was planned");
+    for p in &net.processors {
+        let read = p.db.read().unwrap();
+        assert_eq!(
+            VERSIONS.get(&read, &root).unwrap(),
+            Some(vec![version]),
+            "processor {}",
+            p.validator
+        );
+        let bumped = PLANS.get(&read, &version).unwrap().expect("the version's record");
+        assert_eq!(bumped.rate, 3 * floor);
+        assert!(bumped.tx.fee > original.tx.fee, "a higher fee");
+        assert_eq!(
+            bumped.tx.fee.0 + bumped.tx.change.map_or(0, |c| c.0),
+            original.tx.fee.0 + original.tx.change.map_or(0, |c| c.0),
+            "only the change pays for it"
+        );
+        let mined = bumped.completed.clone().expect("the version is mined");
+        assert_eq!(PLANS.get(&read, &root).unwrap().unwrap().completed, Some(mined), "superseded");
+        assert!(PENDING.iter(&read).unwrap().is_empty(), "nothing left pending");
+        assert_eq!(p.metrics.fee_bumps.get(), 1);
+        assert_eq!(p.metrics.fee_bump_paid.get(), bumped.tx.fee.0 - original.tx.fee.0);
+    }
+    let on_chain: u64 = net.chain.unspent(&key).iter().map(|(_, a)| a.0).sum();
+    assert_eq!(on_chain + paid + net.chain.fees_paid_by(&key).0, 5_000_000);
+}

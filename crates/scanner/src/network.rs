@@ -296,6 +296,13 @@ pub trait Network: Send + Sync + 'static {
         hex::encode(id)
     }
 
+    /// Whether a published transaction can be replaced by one spending the same inputs at
+    /// a higher fee (BIP125 opt-in replacement; the processor's fee bumps). MUST be the
+    /// same answer on every processor of a set. Monero's cannot: false by default.
+    fn replaceable(&self) -> bool {
+        false
+    }
+
     /// Whether [`Network::spends`] lists every spend of a previous output (a UTXO chain's
     /// inputs). Where it does not (Monero shows key images only), which of a conflicted
     /// plan's inputs were spent is unknown, and the processor frees none of them. MUST be

@@ -274,6 +274,10 @@ impl<B: BlockSource + 'static> Network for Bitcoin<B> {
         }
     }
 
+    fn replaceable(&self) -> bool {
+        true
+    }
+
     fn spends_visible(&self) -> bool {
         true
     }

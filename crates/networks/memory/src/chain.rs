@@ -50,6 +50,14 @@ pub enum Refused {
         /// Sum of the outputs.
         outputs: u128,
     },
+    /// It spends what a mempool transaction of ours spends, without paying more.
+    #[error("a replacement must pay more than the {replaced} it replaces, not {offered}")]
+    ReplacementFee {
+        /// What the replaced transactions pay.
+        replaced: u64,
+        /// What it pays.
+        offered: u64,
+    },
 }
 
 /// Everything behind the lock.
@@ -73,6 +81,9 @@ struct State {
     plan_skew: u64,
     /// Spends are not shown (as on Monero): see [`Chain::hide_spends`].
     hide_spends: bool,
+    /// Transactions of ours paying less (per 1,000 units of size) stay in the mempool
+    /// when mining: see [`Chain::set_mining_floor`].
+    mining_floor: u64,
     /// Ids of the transactions `publish` accepted.
     published: BTreeSet<[u8; 32]>,
     /// Every output created on the best chain, spent or not.
@@ -174,9 +185,17 @@ impl State {
         let mut created = HashMap::new();
         let mut spent = HashSet::new();
         let mut txs = vec![];
+        let mut kept = vec![];
         for (id, tx) in std::mem::take(&mut self.mempool) {
-            if let Err(why) = self.check_inputs(&tx.body, &created, &spent) {
-                tracing::debug!(tx = %hex::encode(id), %why, "dropped from the mempool");
+            let inputs = match self.check_inputs(&tx.body, &created, &spent) {
+                Ok(inputs) => inputs,
+                Err(why) => {
+                    tracing::debug!(tx = %hex::encode(id), %why, "dropped from the mempool");
+                    continue;
+                }
+            };
+            if tx.body.signer.is_some() && fee_rate_of(&tx.body, &inputs) < self.mining_floor {
+                kept.push((id, tx));
                 continue;
             }
             spent.extend(tx.body.inputs.iter().cloned());
@@ -185,10 +204,50 @@ impl State {
             }
             txs.push(tx);
         }
+        self.mempool = kept;
         let tip = self.tip();
         let (parent, number) = (tip.id, tip.number + 1);
         let id = Block::compute_id(&parent, number, self.fee_rate, self.reorgs, &txs);
         self.connect(Block { number, id, parent, txs, fee_rate: self.fee_rate });
+    }
+
+    /// Removes from the mempool the transactions of `signer` that spend any input of
+    /// `body` (a replacement), if `body` pays more than all of them together; the
+    /// mempool is unchanged otherwise.
+    fn replace(&mut self, body: &TransactionBody) -> Result<(), Refused> {
+        let conflicting: Vec<usize> = (0..self.mempool.len())
+            .filter(|i| {
+                let other = &self.mempool[*i].1.body;
+                other.signer.is_some()
+                    && other.signer == body.signer
+                    && other.inputs.iter().any(|input| body.inputs.contains(input))
+            })
+            .collect();
+        if conflicting.is_empty() {
+            return Ok(());
+        }
+        let mut rest = self.mempool.clone();
+        let mut replaced = 0u64;
+        for i in conflicting.iter().rev() {
+            let (_, tx) = rest.remove(*i);
+            replaced = replaced.saturating_add(self.fee_of(&tx.body));
+        }
+        let offered = self.fee_of(body);
+        if offered <= replaced {
+            return Err(Refused::ReplacementFee { replaced, offered });
+        }
+        self.mempool = rest;
+        Ok(())
+    }
+
+    /// What `body` pays in fees (0 if its inputs are unknown).
+    fn fee_of(&self, body: &TransactionBody) -> u64 {
+        let known = |input: &Vec<u8>| {
+            self.outputs.get(input).or_else(|| self.faucet.get(input)).map(|o| o.amount.0)
+        };
+        let inputs: u64 = body.inputs.iter().filter_map(known).sum();
+        let outputs: u64 = body.outputs.iter().map(|o| o.amount.0).sum();
+        inputs.saturating_sub(outputs)
     }
 
     /// Checks a transaction of ours for the mempool (`publish`): spendable inputs, all
@@ -261,6 +320,7 @@ impl Chain {
             fail: 0,
             plan_skew: 0,
             hide_spends: false,
+            mining_floor: 0,
             published: BTreeSet::new(),
             outputs: HashMap::new(),
             spent: HashMap::new(),
@@ -436,6 +496,12 @@ impl Chain {
         self.state().mempool.len()
     }
 
+    /// From now on, mining leaves in the mempool every transaction of ours paying less
+    /// than `rate` per 1,000 units of size (a payout the market outgrew); 0 mines all.
+    pub fn set_mining_floor(&self, rate: u64) {
+        self.state().mining_floor = rate;
+    }
+
     /// Takes the first transaction of ours (one with a signer) out of the mempool and puts
     /// in its place one spending its first input whole to `to`: what a transaction signed
     /// with the group's keys outside the protocol does to a plan. (The chain checks no
@@ -517,9 +583,25 @@ impl Chain {
         if state.mined.contains_key(&id) || state.mempool.iter().any(|(m, _)| *m == id) {
             return Ok(());
         }
-        state.validate(tx)?;
+        // Opt-in replacement, as BIP125: a transaction of ours spending what a mempool
+        // transaction of ours spends replaces it if it pays more; checked in full first.
+        let before = state.mempool.clone();
+        state.replace(&tx.body)?;
+        if let Err(why) = state.validate(tx) {
+            state.mempool = before;
+            return Err(why);
+        }
         state.mempool.push((id, tx.clone()));
         state.published.insert(id);
         Ok(())
     }
+}
+
+/// What `body` pays per 1,000 units of its size, its inputs being `inputs`.
+fn fee_rate_of(body: &TransactionBody, inputs: &[TxOutput]) -> u64 {
+    let paid: u64 = inputs.iter().map(|o| o.amount.0).sum();
+    let out: u64 = body.outputs.iter().map(|o| o.amount.0).sum();
+    let size =
+        crate::network::vsize(body.inputs.len(), body.outputs.iter().map(|o| &o.address[..]));
+    paid.saturating_sub(out).saturating_mul(1000) / size.max(1)
 }

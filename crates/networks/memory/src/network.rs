@@ -142,6 +142,10 @@ impl Network for MemoryNetwork {
         tx.id().to_vec()
     }
 
+    fn replaceable(&self) -> bool {
+        true
+    }
+
     fn spends_visible(&self) -> bool {
         !self.chain.hides_spends()
     }

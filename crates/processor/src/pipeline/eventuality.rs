@@ -17,7 +17,7 @@ use task::TaskError;
 
 use super::schedule::{scheduler_error, stored_output};
 use super::state::*;
-use super::{Pipeline, PipelineNetwork};
+use super::{bump, Pipeline, PipelineNetwork};
 
 /// A plan completed on chain, with the transaction that completed it.
 type CompletedPlan = ([u8; 32], Vec<u8>);
@@ -34,8 +34,7 @@ fn completions<N: PipelineNetwork>(
     pending: &[[u8; 32]],
     found: Vec<Completion>,
 ) -> Result<(Vec<CompletedPlan>, Vec<ConflictedPlan>), TaskError> {
-    let mut completed = vec![];
-    let mut conflicted: Vec<ConflictedPlan> = vec![];
+    let mut named = vec![];
     for completion in found {
         let (Completion::Completed { index, .. } | Completion::Conflict { index, .. }) =
             &completion;
@@ -45,6 +44,25 @@ fn completions<N: PipelineNetwork>(
                 pending.len()
             ))
         })?;
+        named.push((plan, completion));
+    }
+    // A plan and its fee-bump versions spend the same inputs: once one of them is mined,
+    // the others' spends are their sibling's, not a conflict.
+    let mut done = BTreeSet::new();
+    for (plan, completion) in &named {
+        if matches!(completion, Completion::Completed { .. }) {
+            done.insert(bump::root(txn, plan)?);
+        }
+    }
+    let session = |p: &Pipeline<N>, txn: &WriteTxn| -> Result<u32, TaskError> {
+        Ok(p.active(txn)?
+            .ok_or_else(|| TaskError::fatal("a plan completed without an active key"))?
+            .session)
+    };
+    let mut completed = vec![];
+    let mut conflicted: Vec<ConflictedPlan> = vec![];
+    for (plan, completion) in named {
+        let root = bump::root(txn, &plan)?;
         match completion {
             Completion::Completed { tx, .. } => {
                 let mut record = PLANS
@@ -63,41 +81,76 @@ fn completions<N: PipelineNetwork>(
                 // Reported once seen here, final (by the signers again, after their report
                 // at publication): the coordinator believes a plan complete once a
                 // threshold of key holders report the same transaction.
-                let session = p
-                    .active(txn)?
-                    .ok_or_else(|| TaskError::fatal("a plan completed without an active key"))?
-                    .session;
+                let session = session(p, txn)?;
                 p.send(txn, super::sign::completed(session, plan, tx.clone()))?;
+                if plan != root {
+                    let original = PLANS
+                        .get(txn, &root)?
+                        .ok_or_else(|| TaskError::fatal("a fee bump without its plan"))?;
+                    let extra = record.tx.fee.0.saturating_sub(original.tx.fee.0);
+                    p.metrics.fee_bump_paid.inc_by(extra);
+                    tracing::info!(plan = %hex::encode(root), version = %hex::encode(plan), extra_fee = extra, "a fee bump was mined");
+                }
+                for sibling in bump::family(txn, &root)? {
+                    if sibling != plan {
+                        supersede(p, txn, session, sibling, &tx)?;
+                    }
+                }
                 completed.push((plan, tx));
             }
             Completion::Conflict { tx, .. } => {
+                if done.contains(&root) {
+                    continue;
+                }
                 // Several inputs of one plan spent in one block are one conflict, with
                 // every conflicting transaction recorded.
-                if let Some((_, txs)) = conflicted.iter_mut().find(|(p, _)| *p == plan) {
+                if let Some((_, txs)) = conflicted.iter_mut().find(|(r, _)| *r == root) {
                     if !txs.contains(&tx) {
                         txs.push(tx);
                     }
                     continue;
                 }
-                tracing::error!(plan = %hex::encode(plan), tx = %p.network_tx(&tx), block = number, "ALARM: a transaction we did not plan spent a planned input");
+                tracing::error!(plan = %hex::encode(root), tx = %p.network_tx(&tx), block = number, "ALARM: a transaction we did not plan spent a planned input");
                 p.metrics.conflicts.inc();
-                CONFLICTS.put(txn, &plan, &tx)?;
-                BROADCAST.del(txn, &plan)?;
                 // It can never complete now: no more checks, no more signing, and the
                 // coordinator is told which transaction ended it (every key holder names
                 // the same one, from the same block), so it stops asking for attempts.
-                PENDING.del(txn, &plan)?;
-                p.complete_signing(txn, SignKind::Plan(plan))?;
-                let session = p
-                    .active(txn)?
-                    .ok_or_else(|| TaskError::fatal("a plan conflicted without an active key"))?
-                    .session;
-                p.send(txn, super::sign::completed(session, plan, tx.clone()))?;
-                conflicted.push((plan, vec![tx]));
+                let session = session(p, txn)?;
+                for member in bump::family(txn, &root)? {
+                    CONFLICTS.put(txn, &member, &tx)?;
+                    BROADCAST.del(txn, &member)?;
+                    PENDING.del(txn, &member)?;
+                    p.complete_signing(txn, SignKind::Plan(member))?;
+                    p.send(txn, super::sign::completed(session, member, tx.clone()))?;
+                }
+                conflicted.push((root, vec![tx]));
             }
         }
     }
     Ok((completed, conflicted))
+}
+
+/// A version of a plan another version completed: done, by that transaction.
+fn supersede<N: PipelineNetwork>(
+    p: &Pipeline<N>,
+    txn: &mut WriteTxn,
+    session: u32,
+    plan: [u8; 32],
+    tx: &[u8],
+) -> Result<(), TaskError> {
+    let Some(mut record) = PLANS.get(txn, &plan)? else { return Ok(()) };
+    if record.completed.is_some() {
+        return Ok(());
+    }
+    record.completed = Some(tx.to_vec());
+    PLANS.put(txn, &plan, &record)?;
+    PENDING.del(txn, &plan)?;
+    BROADCAST.del(txn, &plan)?;
+    BRANCHES.del(txn, &plan)?;
+    p.complete_signing(txn, SignKind::Plan(plan))?;
+    p.send(txn, super::sign::completed(session, plan, tx.to_vec()))?;
+    tracing::info!(plan = %hex::encode(plan), tx = %p.network_tx(tx), "superseded by another version of its plan");
+    Ok(())
 }
 
 /// Forgets the held payments of `plan` (`processor release-held`, the processor stopped).
@@ -155,7 +208,9 @@ fn hold_conflicted<N: PipelineNetwork>(
                 payments.push(payment);
             }
         }
-        BRANCHES.del(txn, plan)?;
+        for member in bump::family(txn, plan)? {
+            BRANCHES.del(txn, &member)?;
+        }
         let total: u64 = payments.iter().map(|payment| payment.amount.0).sum();
         p.metrics.payments_held.inc_by(payments.len() as u64);
         let shown: Vec<String> = txs.iter().map(|tx| p.network_tx(tx)).collect();
@@ -313,5 +368,6 @@ pub fn apply_block<N: PipelineNetwork>(
     LAST_RATE.put(txn, &(), &rate)?;
     BLOCK_EVENTS.del(txn, &number)?;
     CONFIRMED.put(txn, &(), &number)?;
-    p.new_plans(txn, keys, funded, rate)
+    p.new_plans(txn, keys, funded, rate)?;
+    p.bump_stuck(txn, keys, number, rate)
 }

@@ -31,6 +31,10 @@ pub struct PipelineMetrics {
     pub conflicts: Counter,
     /// Payments of conflicted plans held for the operator.
     pub payments_held: Counter,
+    /// Fee-bump versions made (replacements of stuck plans).
+    pub fee_bumps: Counter,
+    /// Fees paid above the planned ones by mined fee-bump versions, in the smallest unit.
+    pub fee_bump_paid: Counter,
     /// Payments dropped as dust.
     pub dropped_payments: Counter,
     /// Outputs ignored because an earlier output had their id (Monero's burning bug).
@@ -75,6 +79,16 @@ impl PipelineMetrics {
             "payments_held",
             "ALARM: payments of conflicted plans held for the operator (processor status lists them)",
             self.payments_held.clone(),
+        );
+        registry.register(
+            "fee_bumps",
+            "Fee-bump versions made for stuck plans",
+            self.fee_bumps.clone(),
+        );
+        registry.register(
+            "fee_bump_paid",
+            "Fees paid above the planned ones by mined fee-bump versions, in the smallest unit",
+            self.fee_bump_paid.clone(),
         );
         registry.register(
             "dropped_payments",

@@ -42,6 +42,7 @@
 //!   error naming the plan.
 
 pub mod acknowledge;
+pub mod bump;
 pub mod eventuality;
 pub mod metrics;
 pub mod publish;

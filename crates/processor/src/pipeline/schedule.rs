@@ -165,6 +165,8 @@ impl<N: PipelineNetwork> Pipeline<N> {
             };
             PLANS.put(txn, &tx.id, &record)?;
             PENDING.put(txn, &tx.id, &())?;
+            // When it was made, for the fee-bump rule: the same block on every processor.
+            PLAN_MADE.put(txn, &tx.id, &CONFIRMED.get(txn, &())?.unwrap_or(0))?;
             for input in &tx.inputs {
                 PLAN_BY_INPUT.put(txn, &input.id, &tx.id)?;
             }

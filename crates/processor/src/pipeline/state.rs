@@ -141,6 +141,17 @@ pub const DROPPED: Table<u64, Dropped> = Table::new("pipeline/v1/dropped");
 pub const UNPAYABLE: Table<(u64, u32), primitives::Payment> = Table::new("pipeline/v1/unpayable");
 /// Plans whose inputs a transaction we did not plan spent (ALARM), by plan id.
 pub const CONFLICTS: Table<[u8; 32], Vec<u8>> = Table::new("pipeline/v1/conflicts");
+/// When each plan, or replacement version, was made: the last confirmed block then
+/// (the same on every processor). Plans made by an older build have none and are never
+/// bumped.
+pub const PLAN_MADE: Table<[u8; 32], u64> = Table::new("pipeline/v1/plan_made");
+/// A plan's replacement versions (fee bumps), oldest first; absent: none. Each version
+/// is a plan of its own (PLANS, PENDING, signing, publishing) with the same inputs,
+/// payments and branches, and a higher fee taken from the change.
+pub const VERSIONS: Table<[u8; 32], Vec<[u8; 32]>> = Table::new("pipeline/v1/versions");
+/// A replacement version's original plan.
+pub const VERSION_OF: Table<[u8; 32], [u8; 32]> = Table::new("pipeline/v1/version_of");
+
 /// The payments of a plan a conflicting transaction made impossible, held for the
 /// operator (not re-queued: the generic pipeline cannot tell whether that transaction, or
 /// another like it, paid them). Removed only by `processor release-held`.

@@ -1,0 +1,169 @@
+//! Fee bumps: a published plan that the market outgrew is replaced by a version paying a
+//! higher fee, decided from chain data alone so that every processor makes the same
+//! version at the same block.
+//!
+//! The rule, applied to each block the acknowledgement task applies (block `n`, its
+//! recorded fee rate `r`, bounded as plans use it), for each pending plan whose network
+//! can replace transactions ([`scanner::Network::replaceable`]):
+//! - its latest version (the plan itself, or its last replacement) was made at least
+//!   [`STUCK_AFTER`] final blocks before `n`, and pays less than `r`: it is stuck;
+//! - the new version pays `max(r, 1.5 × its rate, its rate + the network's floor)`, at most
+//!   the network's ceiling (`max_fee_rate`): the floor as the increment meets BIP125's
+//!   relay-fee rule wherever the incremental relay fee is the minimum relay fee (the nodes'
+//!   default);
+//! - at most [`MAX_VERSIONS`] replacements per plan.
+//!
+//! **The fee budget.** A version has the plan's inputs, payments and branches; only the
+//! change pays for the higher fee (the payees receive what they were planned to, their
+//! fee shares unchanged). So a bump spends at most the plan's change, and its rate at most
+//! the network's ceiling, set alike on every processor of a set. A plan without change
+//! cannot be bumped (paying a child from the change, CPFP, is not built): it is logged
+//! once per [`STUCK_AFTER`] blocks.
+//!
+//! A version is a plan of its own: recorded, signed under the nonce rule, published and
+//! checked like any plan (its id is derived from the original's). Whichever version is
+//! mined completes the plan; the others are then superseded, not conflicts.
+use db::WriteTxn;
+use key_gen::GeneratedKeys;
+use messages::SignKind;
+use primitives::{codec::encode_body, Amount};
+use task::TaskError;
+
+use super::state::*;
+use super::{Pipeline, PipelineNetwork};
+
+/// Final blocks a version waits, unmined, before it may be replaced.
+pub const STUCK_AFTER: u64 = 6;
+/// Replacements at most per plan.
+pub const MAX_VERSIONS: usize = 4;
+
+/// The id of a plan's `version`th replacement (1-based).
+pub fn version_id(plan: &[u8; 32], version: u32) -> [u8; 32] {
+    primitives::hash(b"tc/processor/v1/plan-version", &[plan, &version.to_le_bytes()])
+}
+
+/// The original plan of `plan` (itself, unless it is a replacement version).
+pub fn root(txn: &impl db::Get, plan: &[u8; 32]) -> Result<[u8; 32], TaskError> {
+    Ok(VERSION_OF.get(txn, plan)?.unwrap_or(*plan))
+}
+
+/// Every version of the plan `root` (the original first).
+pub fn family(txn: &impl db::Get, root: &[u8; 32]) -> Result<Vec<[u8; 32]>, TaskError> {
+    let mut all = vec![*root];
+    all.extend(VERSIONS.get(txn, root)?.unwrap_or_default());
+    Ok(all)
+}
+
+impl<N: PipelineNetwork> Pipeline<N> {
+    /// Makes, and starts signing, a replacement for every stuck pending plan, as of block
+    /// `number` whose bounded fee rate is `rate` (the rule is in the module's doc).
+    pub fn bump_stuck(
+        &self,
+        txn: &mut WriteTxn,
+        keys: &GeneratedKeys,
+        number: u64,
+        rate: u64,
+    ) -> Result<(), TaskError> {
+        if !self.network.replaceable() {
+            return Ok(());
+        }
+        let params = self.network.params();
+        let roots: Vec<[u8; 32]> = PENDING
+            .iter(txn)?
+            .into_iter()
+            .map(|(plan, ())| plan)
+            .filter(|plan| VERSION_OF.get(txn, plan).is_ok_and(|v| v.is_none()))
+            .collect();
+        for root in roots {
+            let versions = VERSIONS.get(txn, &root)?.unwrap_or_default();
+            let latest = versions.last().copied().unwrap_or(root);
+            let Some(made) = PLAN_MADE.get(txn, &latest)? else { continue };
+            if versions.len() >= MAX_VERSIONS || number < made.saturating_add(STUCK_AFTER) {
+                continue;
+            }
+            let latest_record = PLANS
+                .get(txn, &latest)?
+                .ok_or_else(|| TaskError::fatal("a pending plan without its record"))?;
+            if rate <= latest_record.rate {
+                continue;
+            }
+            let old = latest_record.rate;
+            let new_rate = rate
+                .max(old.saturating_mul(3) / 2)
+                .max(old.saturating_add(params.min_fee_rate))
+                .min(params.max_fee_rate);
+            if new_rate <= old {
+                continue;
+            }
+            let original = PLANS
+                .get(txn, &root)?
+                .ok_or_else(|| TaskError::fatal("a pending plan without its record"))?;
+            let key = self.key(keys)?;
+            let plan = self.network_plan(txn, &original.tx)?;
+            let planned = match self.network.plan(&key, &plan, new_rate) {
+                Ok(planned) if planned.fee > latest_record.tx.fee => planned,
+                outcome => {
+                    let why = match outcome {
+                        Ok(_) => "no change to pay a higher fee from".to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    tracing::warn!(plan = %hex::encode(root), rate = old, block_rate = rate, %why, "a stuck plan cannot be bumped");
+                    // Not again before another STUCK_AFTER blocks.
+                    PLAN_MADE.put(txn, &latest, &number)?;
+                    continue;
+                }
+            };
+            // Funds are conserved: the higher fee comes out of the change, nothing else.
+            let kept =
+                |fee: Amount, change: Option<Amount>| fee.0.checked_add(change.map_or(0, |c| c.0));
+            if kept(planned.fee, Some(planned.change)) != kept(original.tx.fee, original.tx.change)
+            {
+                return Err(TaskError::fatal(format!(
+                    "the fee bump of plan {} moves funds other than its change (fee {} change {}, was fee {} change {:?}): this build is inconsistent",
+                    hex::encode(root),
+                    planned.fee.0,
+                    planned.change.0,
+                    original.tx.fee.0,
+                    original.tx.change
+                )));
+            }
+            let index = u32::try_from(versions.len() + 1).unwrap_or(u32::MAX);
+            let id = version_id(&root, index);
+            let mut tx = original.tx.clone();
+            tx.id = id;
+            tx.fee = planned.fee;
+            tx.change = (planned.change > Amount::ZERO).then_some(planned.change);
+            let record = PlanRecord {
+                tx,
+                rate: new_rate,
+                eventuality: encode_body(&planned.eventuality),
+                completed: None,
+            };
+            tracing::info!(
+                plan = %hex::encode(root),
+                version = index,
+                rate = new_rate,
+                was = old,
+                block_rate = rate,
+                extra_fee = planned.fee.0 - original.tx.fee.0,
+                "fee bump: a replacement at a higher rate"
+            );
+            PLANS.put(txn, &id, &record)?;
+            PENDING.put(txn, &id, &())?;
+            PLAN_MADE.put(txn, &id, &number)?;
+            VERSION_OF.put(txn, &id, &root)?;
+            let mut versions = versions;
+            versions.push(id);
+            VERSIONS.put(txn, &root, &versions)?;
+            if let Some(branches) = BRANCHES.get(txn, &root)? {
+                BRANCHES.put(txn, &id, &branches)?;
+            }
+            // Only the latest version is re-broadcast: the older ones are replaced.
+            BROADCAST.del(txn, &latest)?;
+            self.metrics.fee_bumps.inc();
+            let machine = self.plan_machine(keys, planned.signable, id)?;
+            self.start_signing(txn, SignKind::Plan(id), machine)?;
+        }
+        Ok(())
+    }
+}
