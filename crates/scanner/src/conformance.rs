@@ -336,6 +336,61 @@ pub async fn conflicting_spend_is_reported<C: TestChain>(chain: &C) {
     );
 }
 
+/// A published plan replaced, before it is mined, by a version with the same inputs and
+/// payments at a higher fee (the processor's fee bump): the network accepts the
+/// replacement, only it is mined, its check completes the version (the original's is
+/// then a conflict the pipeline knows is its sibling's), and each payee is paid once.
+/// Networks that cannot replace ([`Network::replaceable`] false) refuse the replacement.
+pub async fn replacement_at_a_higher_fee<C: TestChain>(chain: &C) {
+    let network = chain.network();
+    let params = network.params();
+    let input = outputs(chain, 1, Amount(params.dust.0 * 20)).await;
+    let payee = chain.payee().await;
+    let plan = Plan {
+        inputs: input,
+        payments: vec![PlannedPayment {
+            address: payee.clone(),
+            amount: Amount(params.dust.0 * 3),
+        }],
+        branches: vec![],
+        change: true,
+    };
+    let tip = network.block(chain.height().await).await.unwrap();
+    let rate = network.block_fee_rate(&tip).await.unwrap();
+    let first = network.plan(&chain.key(), &plan, rate).unwrap();
+    let higher = params.clamp_fee_rate(rate * 2 + params.min_fee_rate);
+    let second = network.plan(&chain.key(), &plan, higher).unwrap();
+    assert!(second.fee > first.fee);
+    assert_eq!(
+        second.fee.0 + second.change.0,
+        first.fee.0 + first.change.0,
+        "only the change pays"
+    );
+    let original = chain.sign(first.signable).await;
+    network.publish(&original).await.unwrap();
+    let replacement = chain.sign(second.signable).await;
+    let published = network.publish(&replacement).await;
+    if !network.replaceable() {
+        assert!(published.is_err(), "a network that cannot replace accepted a replacement");
+        return;
+    }
+    published.unwrap();
+    chain.mine(1).await;
+    let height = chain.height().await;
+    finalize(chain).await;
+    let block = network.block(height).await.unwrap();
+    let completions = network.check(&block, &[first.eventuality, second.eventuality]);
+    assert!(
+        completions
+            .contains(&Completion::Completed { index: 1, tx: completions_tx(&completions, 1) })
+            && !completions.iter().any(|c| matches!(c, Completion::Completed { index: 0, .. })),
+        "expected the replacement mined, not the original: {completions:?}"
+    );
+    assert_eq!(chain.received(&payee).await, Amount(params.dust.0 * 3), "paid once");
+    // The original can no longer be published: its input is spent.
+    assert!(network.publish(&original).await.is_err() || !network.replaceable());
+}
+
 fn completions_tx(completions: &[Completion], index: usize) -> Vec<u8> {
     completions
         .iter()

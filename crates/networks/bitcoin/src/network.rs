@@ -194,7 +194,10 @@ fn build(
         .map(|o| TxIn {
             previous_output: o.outpoint(),
             script_sig: ScriptBuf::new(),
-            sequence: Sequence::MAX,
+            // BIP125 opt-in replacement where the coin's nodes allow it (Params::replaceable):
+            // a stuck payout is replaced by a version of its plan at a higher fee (the
+            // processor's fee bumps); only the group can sign one.
+            sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
             witness: witness.clone(),
         })
         .collect();
@@ -275,7 +278,7 @@ impl<B: BlockSource + 'static> Network for Bitcoin<B> {
     }
 
     fn replaceable(&self) -> bool {
-        true
+        self.params.replaceable
     }
 
     fn spends_visible(&self) -> bool {

@@ -28,6 +28,11 @@ pub struct Params {
     /// transactions): checked on every block, so that a node can neither strip one nor
     /// add one.
     pub mweb: MwebRule,
+    /// Whether the coin's nodes accept BIP125 replacements by default (the processor's
+    /// fee bumps replace a stuck payout): Bitcoin Core does; Litecoin Core does not
+    /// (`DEFAULT_ENABLE_REPLACEMENT = false`, only with `-mempoolreplacement`), so Litecoin
+    /// payouts are never replaced.
+    pub replaceable: bool,
 }
 
 /// Which blocks carry an MWEB extension block.
@@ -95,6 +100,7 @@ impl Params {
                 (Coin::Litecoin, Chain::Regtest) => MwebRule::From(LITECOIN_REGTEST_MWEB),
                 (Coin::Litecoin, _) => MwebRule::Unpinned,
             },
+            replaceable: coin == Coin::Bitcoin,
         }
     }
 

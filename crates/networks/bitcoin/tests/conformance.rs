@@ -27,7 +27,12 @@ impl Harness {
     /// A fresh node and a `t`-of-`n` group; transactions are signed by `signers`
     /// (1-based participant indexes, at least `t`).
     async fn start(t: u16, n: u16, signers: &[u16]) -> Harness {
-        let node = Node::start().await;
+        Harness::start_with(t, n, signers, &[]).await
+    }
+
+    /// [`Harness::start`] with extra node arguments.
+    async fn start_with(t: u16, n: u16, signers: &[u16], extra: &[&str]) -> Harness {
+        let node = Node::start_with(extra).await;
         let sender = node.many_coins("sender", 150, 10_000_000).await;
         let coin = if node.is_litecoin() { Coin::Litecoin } else { Coin::Bitcoin };
         let params = Params::new(coin, Chain::Regtest);
@@ -147,6 +152,29 @@ async fn inputs_of_every_kind_spend_together() {
 async fn conflicting_spend_of_planned_inputs_is_reported() {
     let chain = Harness::start(2, 3, &[1, 3]).await;
     conformance::conflicting_spend_is_reported(&chain).await;
+}
+
+/// Litecoin Core refuses replacements by default (so Litecoin payouts are not replaced:
+/// `Params::replaceable`); Bitcoin Core accepts them.
+#[tokio::test]
+async fn a_replacement_at_a_higher_fee_is_mined_alone() {
+    let chain = Harness::start(2, 3, &[1, 3]).await;
+    conformance::replacement_at_a_higher_fee(&chain).await;
+}
+
+/// The same on a node that accepts BIP125 replacements (litecoind with
+/// `-mempoolreplacement=1`, as Bitcoin Core by default), with the network told so: the
+/// replacement is accepted, mined alone, and completes its version.
+#[tokio::test]
+async fn a_replacement_is_accepted_where_the_node_allows_it() {
+    let mut chain = Harness::start_with(2, 3, &[1, 3], &["-mempoolreplacement=1"]).await;
+    chain.params.replaceable = true;
+    chain.network = Bitcoin::new(
+        chain.node.rpc().clone(),
+        RestBlocks::new(chain.node.rest_url()).unwrap(),
+        chain.params.clone(),
+    );
+    conformance::replacement_at_a_higher_fee(&chain).await;
 }
 
 #[tokio::test]

@@ -133,6 +133,12 @@ async fn conflicting_spend_of_planned_inputs_is_reported() {
 }
 
 #[tokio::test]
+async fn a_replacement_at_a_higher_fee_is_mined_alone() {
+    let chain = Harness::start(2, 3, &[1, 3]);
+    conformance::replacement_at_a_higher_fee(&chain).await;
+}
+
+#[tokio::test]
 async fn reorg_shallower_than_confirmations_changes_nothing() {
     let chain = Harness::start(2, 3, &[1, 2]);
     // Enough history for the index to start above genesis.

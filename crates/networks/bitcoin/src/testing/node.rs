@@ -196,13 +196,19 @@ impl Node {
     /// Starts a node and funds its `miner` wallet with mature coins. Panics, with the end
     /// of the node's log, if it does not answer within 30 s.
     pub async fn start() -> Node {
+        Node::start_with(&[]).await
+    }
+
+    /// [`Node::start`], with `extra` arguments for the node (for example
+    /// `-mempoolreplacement=1`, which Litecoin Core needs to accept BIP125 replacements).
+    pub async fn start_with(extra: &[&str]) -> Node {
         let binary = binary();
         let litecoin = is_litecoin_binary(&binary);
         // A port picked here can be taken by someone else before the node binds it: the
         // node then exits, and another port is tried.
         let mut failures = Vec::new();
         let mut node = loop {
-            match Node::spawn(&binary, litecoin).await {
+            match Node::spawn(&binary, litecoin, extra).await {
                 Ok(node) => break node,
                 Err(why) if failures.len() < 2 => failures.push(why),
                 Err(why) => panic!(
@@ -217,10 +223,11 @@ impl Node {
     }
 
     /// Starts the process and waits until RPC answers; on failure, why (with the log).
-    async fn spawn(binary: &Path, litecoin: bool) -> Result<Node, String> {
+    async fn spawn(binary: &Path, litecoin: bool, extra: &[&str]) -> Result<Node, String> {
         let dir = tempfile::Builder::new().prefix("tc-regtest-").tempdir().unwrap();
         let port = free_port();
         let mut command = command(binary, dir.path(), port);
+        command.args(extra);
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
         let child = command
             .stdin(Stdio::null())
