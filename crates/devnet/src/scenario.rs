@@ -517,6 +517,7 @@ fn exercise(
     steps::stop_mining(&mining);
     steps::payees_check(&mut ctx, &burns);
     steps::conservation(&mut ctx, &watch, &group)?;
+    steps::mweb_check(&mut ctx, &group)?;
     steps::plans_check(&mut ctx, &burns, &refunds)?;
     steps::nonce_check(&mut ctx);
     steps::blame_check(&mut ctx);

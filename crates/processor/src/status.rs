@@ -303,9 +303,14 @@ pub struct PlanView {
     pub fee: u64,
     /// Whether its eventuality was seen on chain.
     pub completed: bool,
-    /// The transaction that completed it (hex of the network's id), once seen.
+    /// The transaction that completed it (hex of the network's id), once seen: for a plan
+    /// with fee-bump versions, the version that was mined (the others are superseded).
     #[serde(default)]
     pub tx: Option<String>,
+    /// Set on a fee-bump version: its original plan (hex). A version has its plan's
+    /// inputs, payments and branches at a higher fee: count a plan's payments once.
+    #[serde(default)]
+    pub version_of: Option<String>,
 }
 
 /// One payment of a plan.
@@ -326,10 +331,10 @@ pub struct PaidView {
 /// Every plan, by id: the inspection API (`GET /plans`) that tools read instead of the
 /// processor's tables.
 pub fn plans(txn: &impl Get) -> Result<Vec<PlanView>, DbError> {
-    Ok(crate::pipeline::state::PLANS
-        .iter(txn)?
-        .into_iter()
-        .map(|(id, record)| PlanView {
+    use crate::pipeline::state::{PLANS, VERSION_OF};
+    let mut out = vec![];
+    for (id, record) in PLANS.iter(txn)? {
+        out.push(PlanView {
             id: hex::encode(id),
             inputs: record.tx.inputs.len(),
             payments: record
@@ -349,6 +354,8 @@ pub fn plans(txn: &impl Get) -> Result<Vec<PlanView>, DbError> {
             fee: record.tx.fee.0,
             completed: record.completed.is_some(),
             tx: record.completed.as_ref().map(hex::encode),
-        })
-        .collect())
+            version_of: VERSION_OF.get(txn, &id)?.map(hex::encode),
+        });
+    }
+    Ok(out)
 }

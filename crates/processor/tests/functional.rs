@@ -845,8 +845,20 @@ fn conflicting_spend(hide_spends: bool) {
 /// planned. The extra fee is counted, and the group's funds reconcile to the unit.
 #[test]
 fn a_stuck_payout_is_replaced_at_a_higher_fee_and_paid_once() {
+    payout_while_block_rates_rise(true);
+}
+
+/// The same rise of the blocks' fee rate while the payout is in the mempool, but the chain
+/// mines it: it is never bumped, whatever the blocks paid (it was mined before it could be
+/// stuck).
+#[test]
+fn a_payout_mined_in_time_is_never_bumped() {
+    payout_while_block_rates_rise(false);
+}
+
+fn payout_while_block_rates_rise(stuck: bool) {
     use processor::pipeline::bump::{version_id, STUCK_AFTER};
-    use processor::pipeline::state::{PENDING, PLANS, VERSIONS};
+    use processor::pipeline::state::{PENDING, PLANS, TO_PUBLISH, VERSIONS};
 
     let floor = 10_000;
     let mut net = Net::new(2, 3, params(2, 4));
@@ -872,7 +884,9 @@ fn a_stuck_payout_is_replaced_at_a_higher_fee_and_paid_once() {
     let (&root, original) = plans.iter().next().expect("one plan");
     assert_eq!(original.rate, floor, "planned at the floor");
 
-    net.chain.set_mining_floor(2 * floor);
+    if stuck {
+        net.chain.set_mining_floor(2 * floor);
+    }
     net.chain.set_fee_rate(3 * floor);
     for _ in 0..(STUCK_AFTER + 10) {
         net.mine(1).unwrap();
@@ -886,6 +900,19 @@ fn a_stuck_payout_is_replaced_at_a_higher_fee_and_paid_once() {
     let paid = net.chain.received(payee.as_bytes()).0;
     let planned_net = original.tx.payments[0].net.0;
     assert_eq!(paid, planned_net, "paid once, exactly what was planned");
+    for p in &net.processors {
+        let read = p.db.read().unwrap();
+        assert_eq!(TO_PUBLISH.len(&read).unwrap(), 0, "nothing left to publish");
+        assert!(PENDING.iter(&read).unwrap().is_empty(), "nothing left pending");
+    }
+    if !stuck {
+        for p in &net.processors {
+            let read = p.db.read().unwrap();
+            assert_eq!(VERSIONS.get(&read, &root).unwrap(), None, "processor {}", p.validator);
+            assert_eq!(p.metrics.fee_bumps.get(), 0);
+        }
+        return;
+    }
     for p in &net.processors {
         let read = p.db.read().unwrap();
         assert_eq!(

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bitcoin_network::rpc::Rpc;
+use bitcoin_network::rpc::{BlockSource, Rpc};
+use bitcoin_network::testing::node::mweb_traffic;
 use bitcoin_network::Address;
 use bus::testing::{http_get, http_post_json};
 use scanner::OutputKind;
@@ -21,6 +22,8 @@ use crate::{chain, DevnetError};
 pub(super) struct Group {
     scripts: BTreeSet<Vec<u8>>,
     deposit: String,
+    /// The block every processor scans from.
+    start: u64,
 }
 
 /// The accounts deposited to, and what each was sent.
@@ -90,7 +93,8 @@ pub(super) fn key_and_activation(ctx: &mut Ctx) -> Result<Group, DevnetError> {
         format!("agreed {agreed:?}, processors {starts:?}"),
     );
     ctx.say(format!("every processor scans from block {agreed:?}"));
-    Ok(Group { scripts, deposit })
+    let start = agreed.or_else(|| starts.first().copied()).unwrap_or(0);
+    Ok(Group { scripts, deposit, start })
 }
 
 /// Watches the group's addresses and starts mining; returns the watching wallet and the
@@ -111,8 +115,15 @@ pub(super) fn watch_and_mine(
     {
         let (node, mining) = (node.clone(), mining.clone());
         rt.spawn(async move {
+            // As on Litecoin's mainnet, the blocks carry MWEB peg-ins and peg-outs too: one
+            // of each before every fourth block (a failure only skips them).
+            let mut mined = 0u64;
             while mining.load(Ordering::Relaxed) {
+                if mined % 4 == 0 && node.is_litecoin() {
+                    let _ = mweb_traffic(node.rpc(), node.wallet()).await;
+                }
                 node.mine(1).await;
+                mined += 1;
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         });
@@ -372,6 +383,46 @@ pub(super) fn stop_mining(mining: &AtomicBool) {
     std::thread::sleep(Duration::from_secs(2));
     mining.store(false, Ordering::Relaxed);
     std::thread::sleep(Duration::from_millis(500));
+}
+
+/// The blocks the processors scanned are MWEB blocks, as on Litecoin's mainnet: each has
+/// its extension block (checked against its HogEx), and among them are peg-ins and
+/// peg-outs (the HogEx's inputs after the first, and outputs after the first).
+pub(super) fn mweb_check(ctx: &mut Ctx, group: &Group) -> Result<(), DevnetError> {
+    let (rt, node) = (ctx.rt, ctx.node);
+    let holder = ctx.holders.first().copied().unwrap_or(1);
+    let scanned = ctx
+        .cluster
+        .processor_status(holder)
+        .ok()
+        .and_then(|s| s.pipeline?.scanned)
+        .unwrap_or(group.start);
+    let blocks = node.rest_blocks();
+    let (mut extended, mut pegins, mut pegouts) = (0u64, 0usize, 0usize);
+    for height in group.start..=scanned {
+        let hash = rt
+            .block_on(node.rpc().block_hash(height))
+            .map_err(|e| DevnetError::Failed(e.to_string()))?;
+        let block =
+            rt.block_on(blocks.block(&hash)).map_err(|e| DevnetError::Failed(e.to_string()))?;
+        if block.extension.is_some() {
+            extended += 1;
+            let hogex = block.block.txdata.last().map(|tx| (tx.input.len(), tx.output.len()));
+            let (inputs, outputs) = hogex.unwrap_or((1, 1));
+            pegins += inputs.saturating_sub(1);
+            pegouts += outputs.saturating_sub(1);
+        }
+    }
+    let count = scanned.saturating_sub(group.start) + 1;
+    ctx.report.check(
+        "the blocks scanned are MWEB blocks, with peg-ins and peg-outs",
+        extended == count && pegins > 0 && pegouts > 0,
+        format!(
+            "blocks {}..={scanned}: {extended} of {count} with an extension block, {pegins} peg-ins, {pegouts} peg-outs",
+            group.start
+        ),
+    );
+    Ok(())
 }
 
 /// Every payee paid, by one transaction, per the node.

@@ -5,8 +5,9 @@
 //! The rule, applied to each block the acknowledgement task applies (block `n`, its
 //! recorded fee rate `r`, bounded as plans use it), for each pending plan whose network
 //! can replace transactions ([`scanner::Network::replaceable`]):
-//! - its latest version (the plan itself, or its last replacement) was made at least
-//!   [`STUCK_AFTER`] final blocks before `n`, and pays less than `r`: it is stuck;
+//! - its latest version (the plan itself, or its last replacement) was made when block
+//!   `m` was applied, `n >= m + confirmations + STUCK_AFTER` (it could be mined from block
+//!   `m + confirmations` on), and it pays less than `r`: it is stuck;
 //! - the new version pays `max(r, 1.5 × its rate, its rate + the network's floor)`, at most
 //!   the network's ceiling (`max_fee_rate`): the floor as the increment meets BIP125's
 //!   relay-fee rule wherever the incremental relay fee is the minimum relay fee (the nodes'
@@ -21,8 +22,9 @@
 //! once per [`STUCK_AFTER`] blocks.
 //!
 //! A version is a plan of its own: recorded, signed under the nonce rule, published and
-//! checked like any plan (its id is derived from the original's). Whichever version is
-//! mined completes the plan; the others are then superseded, not conflicts.
+//! checked like any plan (its id is derived from the original's). Once a version is
+//! published, the older ones are no longer re-broadcast (publish.rs). Whichever version
+//! is mined completes the plan; the others are then superseded, not conflicts.
 use db::WriteTxn;
 use key_gen::GeneratedKeys;
 use messages::SignKind;
@@ -68,17 +70,21 @@ impl<N: PipelineNetwork> Pipeline<N> {
             return Ok(());
         }
         let params = self.network.params();
-        let roots: Vec<[u8; 32]> = PENDING
-            .iter(txn)?
-            .into_iter()
-            .map(|(plan, ())| plan)
-            .filter(|plan| VERSION_OF.get(txn, plan).is_ok_and(|v| v.is_none()))
-            .collect();
+        let mut roots = vec![];
+        for (plan, ()) in PENDING.iter(txn)? {
+            if VERSION_OF.get(txn, &plan)?.is_none() {
+                roots.push(plan);
+            }
+        }
+        // A version made when block `made` was applied is published once that block is
+        // final, so it can be mined no earlier than `made + confirmations`: it is stuck
+        // once STUCK_AFTER more blocks went by without it.
+        let wait = params.confirmations.saturating_add(STUCK_AFTER);
         for root in roots {
             let versions = VERSIONS.get(txn, &root)?.unwrap_or_default();
             let latest = versions.last().copied().unwrap_or(root);
             let Some(made) = PLAN_MADE.get(txn, &latest)? else { continue };
-            if versions.len() >= MAX_VERSIONS || number < made.saturating_add(STUCK_AFTER) {
+            if versions.len() >= MAX_VERSIONS || number < made.saturating_add(wait) {
                 continue;
             }
             let latest_record = PLANS
@@ -92,7 +98,8 @@ impl<N: PipelineNetwork> Pipeline<N> {
                 .max(old.saturating_mul(3) / 2)
                 .max(old.saturating_add(params.min_fee_rate))
                 .min(params.max_fee_rate);
-            if new_rate <= old {
+            // Below the relay rule's increment (the ceiling reached), nodes refuse it.
+            if new_rate < old.saturating_add(params.min_fee_rate) {
                 continue;
             }
             let original = PLANS
@@ -158,8 +165,6 @@ impl<N: PipelineNetwork> Pipeline<N> {
             if let Some(branches) = BRANCHES.get(txn, &root)? {
                 BRANCHES.put(txn, &id, &branches)?;
             }
-            // Only the latest version is re-broadcast: the older ones are replaced.
-            BROADCAST.del(txn, &latest)?;
             self.metrics.fee_bumps.inc();
             let machine = self.plan_machine(keys, planned.signable, id)?;
             self.start_signing(txn, SignKind::Plan(id), machine)?;

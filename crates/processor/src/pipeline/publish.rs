@@ -81,8 +81,18 @@ impl<N: PipelineNetwork> Task for PublishTask<N> {
         };
         let Some(active) = p.active(&read)? else { return Ok(false) };
         let conflicted = CONFLICTS.get(&read, &plan)?;
+        let done = PLANS.get(&read, &plan)?.and_then(|r| r.completed);
         let queued = TO_PUBLISH.len(&read)?;
         drop(read);
+        if let Some(by) = done {
+            // Completed already (mined, or superseded by another version of its plan, whose
+            // inputs it spends): nothing to publish, ever.
+            tracing::info!(plan = %hex::encode(plan), by = %p.network_tx(&by), "not publishing: the plan is complete");
+            let mut txn = self.db.write()?;
+            TO_PUBLISH.pop(&mut txn)?;
+            txn.commit()?;
+            return Ok(true);
+        }
         if let Some(spender) = conflicted {
             tracing::error!(plan = %hex::encode(plan), spender = %hex::encode(spender), "not publishing: another transaction spent this plan's inputs (ALARM raised when it was seen)");
             let mut txn = self.db.write()?;
@@ -114,6 +124,16 @@ impl<N: PipelineNetwork> Task for PublishTask<N> {
         let conflicted = CONFLICTS.get(&txn, &plan)?.is_some();
         if record.is_some_and(|r| r.completed.is_none()) && !conflicted {
             BROADCAST.put(&mut txn, &plan, &bytes)?;
+            // A fee-bump version accepted: the versions before it are replaced, and no
+            // longer re-broadcast (they would only be refused).
+            if let Some(root) = VERSION_OF.get(&txn, &plan)? {
+                for older in super::bump::family(&txn, &root)? {
+                    if older == plan {
+                        break;
+                    }
+                    BROADCAST.del(&mut txn, &older)?;
+                }
+            }
         }
         // Reported as published (the signers) and again once seen final on chain (every
         // key holder, `eventuality::completions`): the coordinator believes a threshold of
