@@ -119,7 +119,7 @@ pub(super) fn watch_and_mine(
             // of each before every fourth block (a failure only skips them).
             let mut mined = 0u64;
             while mining.load(Ordering::Relaxed) {
-                if mined % 4 == 0 && node.is_litecoin() {
+                if mined.is_multiple_of(4) && node.is_litecoin() {
                     let _ = mweb_traffic(node.rpc(), node.wallet()).await;
                 }
                 node.mine(1).await;
