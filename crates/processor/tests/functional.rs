@@ -404,17 +404,7 @@ fn burns_to_our_own_addresses_are_recorded_unpayable() {
     use scanner::OutputKind;
 
     let mut net = Net::new(2, 3, params(2, 4));
-    net.mine(4).unwrap();
-    let key = net.group_key();
-    net.deposit(&key, 1, 5_000_000);
-    net.chain.mine(1);
-    for _ in 0..10 {
-        if net.balance(1) == 5_000_000 {
-            break;
-        }
-        net.mine(1).unwrap();
-    }
-    assert_eq!(net.balance(1), 5_000_000);
+    let key = net.funded(&[(1, 5_000_000)]);
     let ours: Vec<ExternalAddress> = OutputKind::ALL
         .into_iter()
         .map(|kind| ExternalAddress::new(Chain::address_of(&key, kind)).unwrap())
@@ -752,18 +742,7 @@ fn conflicting_spend(hide_spends: bool) {
 
     let mut net = Net::new(2, 3, params(2, 4));
     net.chain.hide_spends(hide_spends);
-    net.mine(4).unwrap();
-    let key = net.group_key();
-    net.deposit(&key, 1, 5_000_000);
-    net.deposit(&key, 2, 5_000_000);
-    net.chain.mine(1);
-    for _ in 0..10 {
-        if net.balance(1) == 5_000_000 && net.balance(2) == 5_000_000 {
-            break;
-        }
-        net.mine(1).unwrap();
-    }
-    assert_eq!((net.balance(1), net.balance(2)), (5_000_000, 5_000_000));
+    let key = net.funded(&[(1, 5_000_000), (2, 5_000_000)]);
     // Together they need both deposits: one plan with two inputs.
     let first = net.burn(1, 4_500_000, 1);
     let second = net.burn(2, 4_500_000, 2);
@@ -862,16 +841,7 @@ fn payout_while_block_rates_rise(stuck: bool) {
 
     let floor = 10_000;
     let mut net = Net::new(2, 3, params(2, 4));
-    net.mine(4).unwrap();
-    let key = net.group_key();
-    net.deposit(&key, 1, 5_000_000);
-    net.chain.mine(1);
-    for _ in 0..10 {
-        if net.balance(1) == 5_000_000 {
-            break;
-        }
-        net.mine(1).unwrap();
-    }
+    let key = net.funded(&[(1, 5_000_000)]);
     let payee = net.burn(1, 1_000_000, 1);
     for _ in 0..20 {
         if net.chain.mempool_len() > 0 {

@@ -39,8 +39,11 @@
 //!   microseconds and no future holds it across an `.await`.
 //!
 //! # What it does not model
-//! - Real scripts, sizes, or relay policy (no dust relay limit, no minimum relay fee, no
-//!   replacement: a conflicting transaction is refused, not replaced).
+//! - Real scripts, sizes, or relay policy (no dust relay limit, no minimum relay fee).
+//!   Replacement is modelled simply: a transaction of ours spending what a mempool
+//!   transaction of ours spends replaces it if it pays a higher fee, and is refused
+//!   otherwise (no BIP125 increment rule); a mining floor
+//!   ([`Chain::set_mining_floor`]) leaves our low-fee transactions unmined.
 //! - Coinbase outputs, block rewards, maturity, timestamps, difficulty, or a mempool
 //!   limit; fees simply vanish.
 //! - Several competing forks: there is one best chain, and `reorg` replaces its top.

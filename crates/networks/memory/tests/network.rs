@@ -70,8 +70,12 @@ async fn double_spend_is_refused() {
         common::sign(&network, &keys[1..], &b.signable),
     );
     network.publish(&a).await.unwrap();
-    // Against the mempool, then against the chain.
-    assert!(matches!(refused(network.publish(&b).await.unwrap_err()), Refused::Spent(_)));
+    // Against the mempool (a replacement must pay more: the same fee is refused), then
+    // against the chain.
+    assert!(matches!(
+        refused(network.publish(&b).await.unwrap_err()),
+        Refused::ReplacementFee { .. }
+    ));
     chain.mine(1);
     assert!(matches!(refused(network.publish(&b).await.unwrap_err()), Refused::Spent(_)));
     network.publish(&a).await.unwrap();

@@ -554,6 +554,27 @@ impl Net {
         );
     }
 
+    /// Once the key is active: deposits each `(account, amount)`, mines, and settles until
+    /// every account is credited (panics if one is not within 10 blocks). Returns the
+    /// group key.
+    pub fn funded(&mut self, deposits: &[(u8, u64)]) -> memory_network::GroupKey {
+        self.mine(4).unwrap();
+        let key = self.group_key();
+        for (account, amount) in deposits {
+            self.deposit(&key, *account, *amount);
+        }
+        self.chain.mine(1);
+        let credited = |net: &Net| deposits.iter().all(|(a, amount)| net.balance(*a) == *amount);
+        for _ in 0..10 {
+            if credited(self) {
+                break;
+            }
+            self.mine(1).unwrap();
+        }
+        assert!(credited(self), "deposits {deposits:?} not credited");
+        key
+    }
+
     /// Orders a burn from `account` to a fresh payee; returns the payee.
     pub fn burn(&self, account: u8, amount: u64, payee: u32) -> ExternalAddress {
         // A P2WPKH script, displayed as the regtest address the burner parses.
