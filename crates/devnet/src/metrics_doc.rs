@@ -7,6 +7,8 @@
 pub const METRICS_MD: &str = include_str!("../../../docs/metrics.md");
 /// The alert rules, as built.
 pub const ALERTS_YML: &str = include_str!("../../../docs/alerts.yml");
+/// The Grafana dashboard, as built.
+pub const DASHBOARD_JSON: &str = include_str!("../../../docs/grafana-dashboard.json");
 
 /// The processor's metrics the document's table names: `(processor_<name>, type)`.
 pub fn documented(doc: &str) -> Vec<(String, String)> {
@@ -32,10 +34,14 @@ pub fn alert_series(doc: &str) -> Vec<String> {
     series_in(alerts.split("\n\n").next().unwrap_or_default())
 }
 
-/// The series the alert rules' expressions use (`processor_…` names).
+/// The series the expressions of alert rules (`expr:` lines) or of a dashboard
+/// (`"expr":` fields) use (`processor_…` names).
 pub fn rule_series(rules: &str) -> Vec<String> {
-    let exprs: Vec<&str> =
-        rules.lines().filter_map(|l| l.trim_start().strip_prefix("expr:")).collect();
+    let exprs: Vec<&str> = rules
+        .lines()
+        .map(str::trim_start)
+        .filter_map(|l| l.strip_prefix("expr:").or_else(|| l.strip_prefix("\"expr\":")))
+        .collect();
     series_in(&exprs.join("\n"))
 }
 
@@ -84,6 +90,10 @@ mod tests {
         let rules = rule_series(ALERTS_YML);
         for series in ["processor_payments_held_total", "processor_scan_lag"] {
             assert!(rules.contains(&series.to_string()), "{rules:?}");
+        }
+        let panels = rule_series(DASHBOARD_JSON);
+        for series in ["processor_fee_bump_paid_total", "processor_task_consecutive_failures"] {
+            assert!(panels.contains(&series.to_string()), "{panels:?}");
         }
         // A body serving a counter without its `_total` samples misses the alert's series.
         let served = "# TYPE processor_conflicts counter\nprocessor_conflicts 0\n";

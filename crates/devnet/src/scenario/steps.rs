@@ -346,13 +346,12 @@ pub(super) fn metrics_check(ctx: &mut Ctx) {
     let value = |name: &str| {
         metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
     };
-    let missing = crate::metrics_doc::missing(
-        crate::metrics_doc::METRICS_MD,
-        crate::metrics_doc::ALERTS_YML,
-        &metrics,
-    );
+    let expressions =
+        format!("{}\n{}", crate::metrics_doc::ALERTS_YML, crate::metrics_doc::DASHBOARD_JSON);
+    let missing =
+        crate::metrics_doc::missing(crate::metrics_doc::METRICS_MD, &expressions, &metrics);
     ctx.report.check(
-        "every metric docs/metrics.md and docs/alerts.yml name is served, with its type",
+        "every metric docs/metrics.md, docs/alerts.yml and the dashboard name is served",
         missing.is_empty(),
         if missing.is_empty() {
             format!(
