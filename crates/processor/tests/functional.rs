@@ -824,7 +824,16 @@ fn conflicting_spend(hide_spends: bool) {
 /// planned. The extra fee is counted, and the group's funds reconcile to the unit.
 #[test]
 fn a_stuck_payout_is_replaced_at_a_higher_fee_and_paid_once() {
-    payout_while_block_rates_rise(true);
+    payout_while_block_rates_rise(true, true);
+}
+
+/// The same where replacements are refused (as Litecoin Core's default): a child plan
+/// spends the stuck payout's change, before it is mined, at a fee that lifts the two to
+/// the blocks' rate; both are mined, the payee is paid once what was planned, the child's
+/// fee is counted as the bump, and its change is funds.
+#[test]
+fn a_stuck_payout_where_replacement_is_refused_is_lifted_by_a_child() {
+    payout_while_block_rates_rise(true, false);
 }
 
 /// The same rise of the blocks' fee rate while the payout is in the mempool, but the chain
@@ -832,15 +841,16 @@ fn a_stuck_payout_is_replaced_at_a_higher_fee_and_paid_once() {
 /// stuck).
 #[test]
 fn a_payout_mined_in_time_is_never_bumped() {
-    payout_while_block_rates_rise(false);
+    payout_while_block_rates_rise(false, true);
 }
 
-fn payout_while_block_rates_rise(stuck: bool) {
+fn payout_while_block_rates_rise(stuck: bool, replaceable: bool) {
     use processor::pipeline::bump::{version_id, STUCK_AFTER};
-    use processor::pipeline::state::{PENDING, PLANS, TO_PUBLISH, VERSIONS};
+    use processor::pipeline::state::{CHILD, PENDING, PLANS, SCHEDULER, TO_PUBLISH, VERSIONS};
 
     let floor = 10_000;
     let mut net = Net::new(2, 3, params(2, 4));
+    net.chain.refuse_replacements(!replaceable);
     let key = net.funded(&[(1, 5_000_000)]);
     let payee = net.burn(1, 1_000_000, 1);
     for _ in 0..20 {
@@ -880,6 +890,26 @@ fn payout_while_block_rates_rise(stuck: bool) {
             let read = p.db.read().unwrap();
             assert_eq!(VERSIONS.get(&read, &root).unwrap(), None, "processor {}", p.validator);
             assert_eq!(p.metrics.fee_bumps.get(), 0);
+        }
+        return;
+    }
+    let on_chain: u64 = net.chain.unspent(&key).iter().map(|(_, a)| a.0).sum();
+    assert_eq!(on_chain + paid + net.chain.fees_paid_by(&key).0, 5_000_000);
+    if !replaceable {
+        for p in &net.processors {
+            let read = p.db.read().unwrap();
+            assert_eq!(VERSIONS.get(&read, &root).unwrap(), None, "nothing replaced");
+            let child = CHILD.get(&read, &root).unwrap().expect("a child");
+            let child = PLANS.get(&read, &child).unwrap().expect("the child's record");
+            assert!(child.completed.is_some(), "the child is mined");
+            assert!(PLANS.get(&read, &root).unwrap().unwrap().completed.is_some());
+            assert_eq!(child.tx.inputs[0].amount, original.tx.change.expect("change"));
+            assert_eq!(p.metrics.fee_bumps.get(), 1);
+            assert_eq!(p.metrics.fee_bump_paid.get(), child.tx.fee.0);
+            // The parent's change was spent by the child: only the child's change is funds.
+            let state = SCHEDULER.get(&read, &()).unwrap().unwrap_or_default();
+            let funds: u64 = state.utxos.iter().map(|u| u.amount.0).sum();
+            assert_eq!(funds, on_chain, "processor {}", p.validator);
         }
         return;
     }

@@ -391,6 +391,61 @@ pub async fn replacement_at_a_higher_fee<C: TestChain>(chain: &C) {
     assert!(network.publish(&original).await.is_err() || !network.replaceable());
 }
 
+/// A child paying for its parent (the processor's fee bump where replacement is
+/// refused): the network names the parent's change output before it is mined
+/// ([`Network::change_of`]), a child spending it is accepted while the parent is
+/// unconfirmed, both are mined, both complete, the payee is paid once, and the child's
+/// change is found as change.
+pub async fn child_pays_for_parent<C: TestChain>(chain: &C) {
+    let network = chain.network();
+    let params = network.params();
+    let input = outputs(chain, 1, Amount(params.dust.0 * 20)).await;
+    let payee = chain.payee().await;
+    let plan = Plan {
+        inputs: input,
+        payments: vec![PlannedPayment {
+            address: payee.clone(),
+            amount: Amount(params.dust.0 * 3),
+        }],
+        branches: vec![],
+        change: true,
+    };
+    let tip = network.block(chain.height().await).await.unwrap();
+    let rate = network.block_fee_rate(&tip).await.unwrap();
+    let parent = network.plan(&chain.key(), &plan, rate).unwrap();
+    let change = network.change_of(&chain.key(), &parent).expect("the parent has change");
+    assert_eq!(change.amount(), parent.change);
+    assert_eq!(change.kind(), OutputKind::Change);
+    let child_plan =
+        Plan { inputs: vec![change.clone()], payments: vec![], branches: vec![], change: true };
+    let child = network.plan(&chain.key(), &child_plan, params.clamp_fee_rate(rate * 4)).unwrap();
+    let signed = chain.sign(parent.signable).await;
+    network.publish(&signed).await.unwrap();
+    let signed_child = chain.sign(child.signable).await;
+    network.publish(&signed_child).await.unwrap();
+    chain.mine(1).await;
+    let height = chain.height().await;
+    finalize(chain).await;
+    let block = network.block(height).await.unwrap();
+    let completions = network.check(&block, &[parent.eventuality, child.eventuality]);
+    let completed: Vec<usize> = completions
+        .iter()
+        .filter_map(|c| match c {
+            Completion::Completed { index, .. } => Some(*index),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(completed, vec![0, 1], "both mined: {completions:?}");
+    assert_eq!(chain.received(&payee).await, Amount(params.dust.0 * 3), "paid once");
+    let found = network.scan(&block, &chain.key()).await.unwrap();
+    let ids: Vec<Vec<u8>> = found.iter().map(|o| o.id()).collect();
+    assert!(ids.contains(&change.id()), "the parent's change is the output the child spent");
+    assert!(
+        found.iter().any(|o| o.kind() == OutputKind::Change && o.amount() == child.change),
+        "the child's change: {found:?}"
+    );
+}
+
 fn completions_tx(completions: &[Completion], index: usize) -> Vec<u8> {
     completions
         .iter()

@@ -296,6 +296,17 @@ pub trait Network: Send + Sync + 'static {
         hex::encode(id)
     }
 
+    /// The change output a planned transaction creates, as scanning will report it once
+    /// it is mined (a child paying for a stuck parent spends it before), or `None` if it
+    /// has none. MUST be derived from the plan alone: the same on every processor.
+    fn change_of(
+        &self,
+        _key: &Self::Key,
+        _planned: &Planned<Self::Signable, Self::Eventuality>,
+    ) -> Option<Self::Output> {
+        None
+    }
+
     /// Whether a published transaction can be replaced by one spending the same inputs at
     /// a higher fee (BIP125 opt-in replacement; the processor's fee bumps). MUST be the
     /// same answer on every processor of a set. Monero's cannot: false by default.

@@ -281,6 +281,25 @@ impl<B: BlockSource + 'static> Network for Bitcoin<B> {
         self.params.replaceable
     }
 
+    fn change_of(
+        &self,
+        key: &GroupKey,
+        planned: &Planned<SignableTransaction, Eventuality>,
+    ) -> Option<Output> {
+        // The change is the last output (`build`), and a segwit txid is known unsigned.
+        let change = script_pubkey(*key, OutputKind::Change).ok()?;
+        let tx = &planned.signable.tx;
+        let vout = tx.output.iter().rposition(|o| o.script_pubkey == change)?;
+        Some(Output {
+            txid: planned.eventuality.txid,
+            vout: u32::try_from(vout).ok()?,
+            value: tx.output[vout].value.to_sat(),
+            kind: OutputKind::Change,
+            instruction: Instruction::Missing,
+            refund: None,
+        })
+    }
+
     fn spends_visible(&self) -> bool {
         true
     }

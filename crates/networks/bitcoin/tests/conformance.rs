@@ -154,6 +154,12 @@ async fn conflicting_spend_of_planned_inputs_is_reported() {
     conformance::conflicting_spend_is_reported(&chain).await;
 }
 
+#[tokio::test]
+async fn a_child_pays_for_its_unconfirmed_parent() {
+    let chain = Harness::start(2, 3, &[1, 3]).await;
+    conformance::child_pays_for_parent(&chain).await;
+}
+
 /// Litecoin Core refuses replacements by default (so Litecoin payouts are not replaced:
 /// `Params::replaceable`); Bitcoin Core accepts them.
 #[tokio::test]

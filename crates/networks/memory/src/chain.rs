@@ -84,6 +84,9 @@ struct State {
     /// Transactions of ours paying less (per 1,000 units of size) stay in the mempool
     /// when mining: see [`Chain::set_mining_floor`].
     mining_floor: u64,
+    /// Replacements are refused, as Litecoin Core's default: see
+    /// [`Chain::refuse_replacements`].
+    no_replacement: bool,
     /// Ids of the transactions `publish` accepted.
     published: BTreeSet<[u8; 32]>,
     /// Every output created on the best chain, spent or not.
@@ -185,6 +188,14 @@ impl State {
         let mut created = HashMap::new();
         let mut spent = HashSet::new();
         let mut txs = vec![];
+        // Parents the transactions spending their outputs lift to the floor, from the
+        // mempool as it is before mining.
+        let lifted: HashSet<[u8; 32]> = self
+            .mempool
+            .iter()
+            .filter(|(id, tx)| self.package_rate(id, &tx.body) >= self.mining_floor)
+            .map(|(id, _)| *id)
+            .collect();
         let mut kept = vec![];
         for (id, tx) in std::mem::take(&mut self.mempool) {
             let inputs = match self.check_inputs(&tx.body, &created, &spent) {
@@ -194,7 +205,10 @@ impl State {
                     continue;
                 }
             };
-            if tx.body.signer.is_some() && fee_rate_of(&tx.body, &inputs) < self.mining_floor {
+            if tx.body.signer.is_some()
+                && fee_rate_of(&tx.body, &inputs) < self.mining_floor
+                && !lifted.contains(&id)
+            {
                 kept.push((id, tx));
                 continue;
             }
@@ -211,6 +225,34 @@ impl State {
         self.connect(Block { number, id, parent, txs, fee_rate: self.fee_rate });
     }
 
+    /// What `body` (id `id`, its inputs on the chain) and the mempool transactions
+    /// spending its outputs pay together, per 1,000 units of their sizes: a child paying
+    /// for its parent.
+    fn package_rate(&self, id: &[u8; 32], body: &TransactionBody) -> u64 {
+        let created: Vec<Vec<u8>> = (0..body.outputs.len())
+            .map(|i| output_id(id, u32::try_from(i).unwrap_or(u32::MAX)))
+            .collect();
+        let size = |b: &TransactionBody| {
+            crate::network::vsize(b.inputs.len(), b.outputs.iter().map(|o| &o.address[..]))
+        };
+        let (mut fee, mut vsize) = (self.fee_of(body), size(body));
+        for (_, child) in &self.mempool {
+            if child.body.inputs.iter().any(|i| created.contains(i)) {
+                let from_parent: u64 = child
+                    .body
+                    .inputs
+                    .iter()
+                    .filter_map(|i| created.iter().position(|c| c == i))
+                    .map(|k| body.outputs[k].amount.0)
+                    .sum();
+                let child_out: u64 = child.body.outputs.iter().map(|o| o.amount.0).sum();
+                fee = fee.saturating_add(from_parent.saturating_sub(child_out));
+                vsize = vsize.saturating_add(size(&child.body));
+            }
+        }
+        fee.saturating_mul(1000) / vsize.max(1)
+    }
+
     /// Removes from the mempool the transactions of `signer` that spend any input of
     /// `body` (a replacement), if `body` pays more than all of them together; the
     /// mempool is unchanged otherwise.
@@ -225,6 +267,10 @@ impl State {
             .collect();
         if conflicting.is_empty() {
             return Ok(());
+        }
+        if self.no_replacement {
+            let input = body.inputs.first().map(hex::encode).unwrap_or_default();
+            return Err(Refused::Spent(input));
         }
         let mut rest = self.mempool.clone();
         let mut replaced = 0u64;
@@ -321,6 +367,7 @@ impl Chain {
             plan_skew: 0,
             hide_spends: false,
             mining_floor: 0,
+            no_replacement: false,
             published: BTreeSet::new(),
             outputs: HashMap::new(),
             spent: HashMap::new(),
@@ -496,8 +543,19 @@ impl Chain {
         self.state().mempool.len()
     }
 
+    /// From now on, a transaction spending what a mempool transaction spends is refused
+    /// whatever it pays (Litecoin Core's default), and the network says it cannot replace.
+    pub fn refuse_replacements(&self, refuse: bool) {
+        self.state().no_replacement = refuse;
+    }
+
+    pub(crate) fn refuses_replacements(&self) -> bool {
+        self.state().no_replacement
+    }
+
     /// From now on, mining leaves in the mempool every transaction of ours paying less
-    /// than `rate` per 1,000 units of size (a payout the market outgrew); 0 mines all.
+    /// than `rate` per 1,000 units of size (a payout the market outgrew), unless the
+    /// transactions spending its outputs lift the package to it; 0 mines all.
     pub fn set_mining_floor(&self, rate: u64) {
         self.state().mining_floor = rate;
     }

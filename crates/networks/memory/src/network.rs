@@ -143,7 +143,25 @@ impl Network for MemoryNetwork {
     }
 
     fn replaceable(&self) -> bool {
-        true
+        !self.chain.refuses_replacements()
+    }
+
+    fn change_of(
+        &self,
+        key: &GroupKey,
+        planned: &Planned<Signable, Eventuality>,
+    ) -> Option<Output> {
+        let change = types::address_of(key, OutputKind::Change);
+        let outputs = &planned.signable.tx.outputs;
+        let index = outputs.iter().position(|o| o.address == change)?;
+        Some(Output {
+            tx: planned.eventuality.tx,
+            index: u32::try_from(index).ok()?,
+            amount: outputs[index].amount,
+            kind: OutputKind::Change,
+            instruction: Instruction::Missing,
+            refund: None,
+        })
     }
 
     fn spends_visible(&self) -> bool {

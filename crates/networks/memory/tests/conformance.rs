@@ -133,6 +133,12 @@ async fn conflicting_spend_of_planned_inputs_is_reported() {
 }
 
 #[tokio::test]
+async fn a_child_pays_for_its_unconfirmed_parent() {
+    let chain = Harness::start(2, 3, &[1, 3]);
+    conformance::child_pays_for_parent(&chain).await;
+}
+
+#[tokio::test]
 async fn a_replacement_at_a_higher_fee_is_mined_alone() {
     let chain = Harness::start(2, 3, &[1, 3]);
     conformance::replacement_at_a_higher_fee(&chain).await;

@@ -66,13 +66,14 @@ impl<N: PipelineNetwork> Pipeline<N> {
         number: u64,
         rate: u64,
     ) -> Result<(), TaskError> {
-        if !self.network.replaceable() {
-            return Ok(());
-        }
+        let replaceable = self.network.replaceable();
         let params = self.network.params();
         let mut roots = vec![];
         for (plan, ()) in PENDING.iter(txn)? {
-            if VERSION_OF.get(txn, &plan)?.is_none() {
+            let original = VERSION_OF.get(txn, &plan)?.is_none();
+            let child = CHILD_OF.get(txn, &plan)?.is_some();
+            let has_child = CHILD.get(txn, &plan)?.is_some();
+            if original && !child && !has_child {
                 roots.push(plan);
             }
         }
@@ -100,6 +101,10 @@ impl<N: PipelineNetwork> Pipeline<N> {
                 .min(params.max_fee_rate);
             // Below the relay rule's increment (the ceiling reached), nodes refuse it.
             if new_rate < old.saturating_add(params.min_fee_rate) {
+                continue;
+            }
+            if !replaceable {
+                self.child_pays(txn, keys, number, root, new_rate)?;
                 continue;
             }
             let original = PLANS
@@ -170,5 +175,97 @@ impl<N: PipelineNetwork> Pipeline<N> {
             self.start_signing(txn, SignKind::Plan(id), machine)?;
         }
         Ok(())
+    }
+
+    /// On a network that cannot replace: a child plan spending the stuck plan's change
+    /// (before it is mined) into new change, whose fee lifts the two together to `rate`
+    /// (child pays for parent). The parent's change is then locked for the child: it never
+    /// becomes funds when the parent is mined. One child per plan.
+    fn child_pays(
+        &self,
+        txn: &mut WriteTxn,
+        keys: &GeneratedKeys,
+        number: u64,
+        root: [u8; 32],
+        rate: u64,
+    ) -> Result<(), TaskError> {
+        let record = PLANS
+            .get(txn, &root)?
+            .ok_or_else(|| TaskError::fatal("a pending plan without its record"))?;
+        let key = self.key(keys)?;
+        let parent = self.plan(txn, &key, &record.tx, record.rate)?;
+        let Some(change) = self.network.change_of(&key, &parent) else {
+            tracing::warn!(plan = %hex::encode(root), "a stuck plan without change: no child can pay for it");
+            PLAN_MADE.put(txn, &root, &number)?;
+            return Ok(());
+        };
+        // Sizes from the fee model at 1 unit per unit of size.
+        let shape = self.network_plan(txn, &record.tx)?;
+        let addresses: Vec<_> = shape.payments.iter().map(|p| &p.address).collect();
+        let parent_size = self.network.fee(
+            shape.inputs.len(),
+            &addresses,
+            shape.branches.len(),
+            shape.change,
+            1000,
+        );
+        let child_size = self.network.fee(1, &[], 0, true, 1000);
+        let package = (parent_size.0 + child_size.0).saturating_mul(rate).div_ceil(1000);
+        let child_fee = package.saturating_sub(record.tx.fee.0).max(1);
+        let child_rate = child_fee.saturating_mul(1000).div_ceil(child_size.0.max(1));
+        let plan = scanner::Plan {
+            inputs: vec![change.clone()],
+            payments: vec![],
+            branches: vec![],
+            change: true,
+        };
+        let planned = match self.network.plan(&key, &plan, child_rate) {
+            Ok(planned) => planned,
+            Err(e) => {
+                tracing::warn!(plan = %hex::encode(root), error = %e, "a stuck plan's change cannot pay for a child");
+                PLAN_MADE.put(txn, &root, &number)?;
+                return Ok(());
+            }
+        };
+        let input = scanner::ReceivedOutput::amount(&change);
+        if planned.fee.0.checked_add(planned.change.0) != Some(input.0) {
+            return Err(TaskError::fatal(format!(
+                "the child of plan {} moves funds other than the parent's change: this build is inconsistent",
+                hex::encode(root)
+            )));
+        }
+        let id = primitives::hash(b"tc/processor/v1/plan-child", &[&root]);
+        let output_id = scanner::ReceivedOutput::id(&change);
+        let tx = scheduler::Tx {
+            id,
+            inputs: vec![scheduler::Utxo { id: output_id.clone(), amount: input }],
+            payments: vec![],
+            branches: vec![],
+            change: (planned.change > Amount::ZERO).then_some(planned.change),
+            fee: planned.fee,
+        };
+        tracing::info!(
+            plan = %hex::encode(root),
+            child = %hex::encode(id),
+            rate,
+            child_fee = planned.fee.0,
+            "fee bump: a child pays for a stuck plan"
+        );
+        UNCONFIRMED.put(txn, &output_id, &borsh::to_vec(&change).map_err(TaskError::fatal)?)?;
+        let record = PlanRecord {
+            tx,
+            rate: child_rate,
+            eventuality: encode_body(&planned.eventuality),
+            completed: None,
+        };
+        PLANS.put(txn, &id, &record)?;
+        PENDING.put(txn, &id, &())?;
+        PLAN_MADE.put(txn, &id, &number)?;
+        PLAN_BY_INPUT.put(txn, &output_id, &id)?;
+        CHILD.put(txn, &root, &id)?;
+        CHILD_OF.put(txn, &id, &root)?;
+        self.metrics.fee_bumps.inc();
+        let machine = self.plan_machine(keys, planned.signable, id)?;
+        self.start_signing(txn, SignKind::Plan(id), machine)
     }
 }

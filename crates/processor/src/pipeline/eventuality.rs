@@ -96,6 +96,10 @@ fn completions<N: PipelineNetwork>(
                         supersede(p, txn, session, sibling, &tx)?;
                     }
                 }
+                if CHILD_OF.get(txn, &plan)?.is_some() {
+                    // A child's whole fee is what it paid to lift its parent.
+                    p.metrics.fee_bump_paid.inc_by(record.tx.fee.0);
+                }
                 completed.push((plan, tx));
             }
             Completion::Conflict { tx, .. } => {
@@ -116,7 +120,10 @@ fn completions<N: PipelineNetwork>(
                 // coordinator is told which transaction ended it (every key holder names
                 // the same one, from the same block), so it stops asking for attempts.
                 let session = session(p, txn)?;
-                for member in bump::family(txn, &root)? {
+                // Its versions, and a child spending its change (which will never exist).
+                let mut members = bump::family(txn, &root)?;
+                members.extend(CHILD.get(txn, &root)?);
+                for member in members {
                     CONFLICTS.put(txn, &member, &tx)?;
                     BROADCAST.del(txn, &member)?;
                     PENDING.del(txn, &member)?;
@@ -332,6 +339,10 @@ pub fn apply_block<N: PipelineNetwork>(
     let (funded, used) = fund_branches(p, txn, &completed, &events, rate, &mut state)?;
     // Change, forwarded funds, and branch outputs no plan of ours made, are funds.
     for o in events.internal.iter().filter(|o| !used.contains(&o.output)) {
+        // A change output a child plan spends (planned before it existed) is not funds.
+        if PLAN_BY_INPUT.get(txn, &o.output)?.is_some() {
+            continue;
+        }
         if o.kind == OutputKind::Branch {
             tracing::warn!(output = %hex::encode(&o.output), "a branch output no plan made: kept as funds");
         }

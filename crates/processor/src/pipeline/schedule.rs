@@ -199,9 +199,13 @@ impl<N: PipelineNetwork> Pipeline<N> {
 
 /// A stored output of ours.
 pub fn stored_output<N: Network>(txn: &impl Get, id: &[u8]) -> Result<N::Output, TaskError> {
-    let bytes = OUTPUTS
-        .get(txn, &id.to_vec())?
-        .ok_or_else(|| TaskError::fatal(format!("unknown output {}", hex::encode(id))))?;
+    // A parent's change a child plan spends is known before it is scanned.
+    let bytes = match OUTPUTS.get(txn, &id.to_vec())? {
+        Some(bytes) => bytes,
+        None => UNCONFIRMED
+            .get(txn, &id.to_vec())?
+            .ok_or_else(|| TaskError::fatal(format!("unknown output {}", hex::encode(id))))?,
+    };
     N::Output::try_from_slice(&bytes).map_err(TaskError::fatal)
 }
 

@@ -151,6 +151,14 @@ pub const PLAN_MADE: Table<[u8; 32], u64> = Table::new("pipeline/v1/plan_made");
 pub const VERSIONS: Table<[u8; 32], Vec<[u8; 32]>> = Table::new("pipeline/v1/versions");
 /// A replacement version's original plan.
 pub const VERSION_OF: Table<[u8; 32], [u8; 32]> = Table::new("pipeline/v1/version_of");
+/// A stuck plan's child (on networks that cannot replace): a plan spending the stuck
+/// plan's change, before it is mined, at a fee that lifts both (child pays for parent).
+pub const CHILD: Table<[u8; 32], [u8; 32]> = Table::new("pipeline/v1/child");
+/// A child plan's parent.
+pub const CHILD_OF: Table<[u8; 32], [u8; 32]> = Table::new("pipeline/v1/child_of");
+/// Outputs of ours planned before they exist (a parent's change a child spends), by id:
+/// the network's encoding, as in OUTPUTS.
+pub const UNCONFIRMED: Table<Vec<u8>, Vec<u8>> = Table::new("pipeline/v1/unconfirmed");
 
 /// The payments of a plan a conflicting transaction made impossible, held for the
 /// operator (not re-queued: the generic pipeline cannot tell whether that transaction, or
