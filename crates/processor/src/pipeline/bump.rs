@@ -18,8 +18,12 @@
 //! change pays for the higher fee (the payees receive what they were planned to, their
 //! fee shares unchanged). So a bump spends at most the plan's change, and its rate at most
 //! the network's ceiling, set alike on every processor of a set. A plan without change
-//! cannot be bumped (paying a child from the change, CPFP, is not built): it is logged
-//! once per [`STUCK_AFTER`] blocks.
+//! cannot be bumped: it is logged once per [`STUCK_AFTER`] blocks.
+//!
+//! **Where the network cannot replace** (Litecoin's nodes refuse replacements by
+//! default), the bump is one child per plan: a plan spending the stuck plan's change
+//! output before it is mined, whose fee lifts the two together to the new rate (child
+//! pays for parent). The parent's change is locked for the child and never becomes funds.
 //!
 //! A version is a plan of its own: recorded, signed under the nonce rule, published and
 //! checked like any plan (its id is derived from the original's). Once a version is
