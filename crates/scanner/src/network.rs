@@ -296,6 +296,14 @@ pub trait Network: Send + Sync + 'static {
         hex::encode(id)
     }
 
+    /// Whether a child spending a planned transaction's change before it is mined is
+    /// accepted (the processor's fee bump where replacement is not), and
+    /// [`Network::change_of`] names that change. False by default (Monero: outputs
+    /// unlock after 10 blocks).
+    fn children_pay(&self) -> bool {
+        false
+    }
+
     /// The change output a planned transaction creates, as scanning will report it once
     /// it is mined (a child paying for a stuck parent spends it before), or `None` if it
     /// has none. MUST be derived from the plan alone: the same on every processor.

@@ -281,12 +281,19 @@ impl<B: BlockSource + 'static> Network for Bitcoin<B> {
         self.params.replaceable
     }
 
+    fn children_pay(&self) -> bool {
+        true
+    }
+
     fn change_of(
         &self,
         key: &GroupKey,
         planned: &Planned<SignableTransaction, Eventuality>,
     ) -> Option<Output> {
         // The change is the last output (`build`), and a segwit txid is known unsigned.
+        if planned.change.0 == 0 {
+            return None;
+        }
         let change = script_pubkey(*key, OutputKind::Change).ok()?;
         let tx = &planned.signable.tx;
         let vout = tx.output.iter().rposition(|o| o.script_pubkey == change)?;

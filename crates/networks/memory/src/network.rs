@@ -146,6 +146,10 @@ impl Network for MemoryNetwork {
         !self.chain.refuses_replacements()
     }
 
+    fn children_pay(&self) -> bool {
+        true
+    }
+
     fn change_of(
         &self,
         key: &GroupKey,

@@ -71,6 +71,9 @@ impl<N: PipelineNetwork> Pipeline<N> {
         rate: u64,
     ) -> Result<(), TaskError> {
         let replaceable = self.network.replaceable();
+        if !replaceable && !self.network.children_pay() {
+            return Ok(());
+        }
         let params = self.network.params();
         let mut roots = vec![];
         for (plan, ()) in PENDING.iter(txn)? {
@@ -108,7 +111,11 @@ impl<N: PipelineNetwork> Pipeline<N> {
                 continue;
             }
             if !replaceable {
-                self.child_pays(txn, keys, number, root, new_rate)?;
+                // A child pays for the original only (a plan with versions was bumped by
+                // replacement, under an earlier setting: its change may never exist).
+                if versions.is_empty() {
+                    self.child_pays(txn, keys, number, root, new_rate)?;
+                }
                 continue;
             }
             let original = PLANS
@@ -198,7 +205,10 @@ impl<N: PipelineNetwork> Pipeline<N> {
             .ok_or_else(|| TaskError::fatal("a pending plan without its record"))?;
         let key = self.key(keys)?;
         let parent = self.plan(txn, &key, &record.tx, record.rate)?;
-        let Some(change) = self.network.change_of(&key, &parent) else {
+        let change = self.network.change_of(&key, &parent);
+        let Some(change) =
+            change.filter(|c| Some(scanner::ReceivedOutput::amount(c)) == record.tx.change)
+        else {
             tracing::warn!(plan = %hex::encode(root), "a stuck plan without change: no child can pay for it");
             PLAN_MADE.put(txn, &root, &number)?;
             return Ok(());
@@ -216,17 +226,27 @@ impl<N: PipelineNetwork> Pipeline<N> {
         let child_size = self.network.fee(1, &[], 0, true, 1000);
         let package = (parent_size.0 + child_size.0).saturating_mul(rate).div_ceil(1000);
         let child_fee = package.saturating_sub(record.tx.fee.0).max(1);
-        let child_rate = child_fee.saturating_mul(1000).div_ceil(child_size.0.max(1));
+        // At most the ceiling (the nodes refuse a fee rate far above it): the lift is then
+        // smaller than asked, never refused.
+        let params = self.network.params();
+        let child_rate =
+            child_fee.saturating_mul(1000).div_ceil(child_size.0.max(1)).min(params.max_fee_rate);
         let plan = scanner::Plan {
             inputs: vec![change.clone()],
             payments: vec![],
             branches: vec![],
             change: true,
         };
+        // The child must keep change of at least dust: without an output it is invalid, and
+        // the parent's change would stay locked for it.
         let planned = match self.network.plan(&key, &plan, child_rate) {
-            Ok(planned) => planned,
-            Err(e) => {
-                tracing::warn!(plan = %hex::encode(root), error = %e, "a stuck plan's change cannot pay for a child");
+            Ok(planned) if planned.change > Amount::ZERO => planned,
+            outcome => {
+                let why = match outcome {
+                    Ok(_) => "its change would leave less than dust".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                tracing::warn!(plan = %hex::encode(root), %why, "a stuck plan's change cannot pay for a child");
                 PLAN_MADE.put(txn, &root, &number)?;
                 return Ok(());
             }

@@ -96,6 +96,13 @@ fn completions<N: PipelineNetwork>(
                         supersede(p, txn, session, sibling, &tx)?;
                     }
                 }
+                // A child spending the original's change, when a version was mined
+                // instead: that change never exists.
+                if plan != root {
+                    if let Some(child) = CHILD.get(txn, &root)? {
+                        supersede(p, txn, session, child, &tx)?;
+                    }
+                }
                 if CHILD_OF.get(txn, &plan)?.is_some() {
                     // A child's whole fee is what it paid to lift its parent.
                     p.metrics.fee_bump_paid.inc_by(record.tx.fee.0);
