@@ -61,8 +61,9 @@ pub fn family(txn: &impl db::Get, root: &[u8; 32]) -> Result<Vec<[u8; 32]>, Task
 }
 
 impl<N: PipelineNetwork> Pipeline<N> {
-    /// Makes, and starts signing, a replacement for every stuck pending plan, as of block
-    /// `number` whose bounded fee rate is `rate` (the rule is in the module's doc).
+    /// Makes, and starts signing, a replacement version (or, where the network cannot
+    /// replace, a child paying for it) for every stuck pending plan, as of block `number`
+    /// whose bounded fee rate is `rate` (the rule is in the module's doc).
     pub fn bump_stuck(
         &self,
         txn: &mut WriteTxn,
