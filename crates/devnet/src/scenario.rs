@@ -7,6 +7,7 @@
 //! A failure to run (a node or process that does not come up, a wait that times out) is
 //! an `Err`; a wrong result is a failed [`Check`] in the [`Report`].
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,11 @@ pub struct Scenario {
     /// `[testing] malice` per validator (e.g. `"false-blame:0"`: blame another signer
     /// instead of sending a share, in every signing set).
     pub malice: Vec<(u16, String)>,
+    /// Congest the chain while the burns are paid: litecoind makes small blocks
+    /// (`-blockmaxweight`) and a wallet keeps its mempool full of transactions paying
+    /// [`FLOOD_RATE`], so the payouts, planned at the earlier blocks' rate, are stuck until
+    /// the processors bump them (on Litecoin, a child pays for each).
+    pub congestion: bool,
     /// Print progress on standard error.
     pub progress: bool,
     /// Keep the devnet's working directory (configs, logs, databases) even when every
@@ -75,6 +81,7 @@ impl Default for Scenario {
             silent_in_keygen: None,
             silent_after_keygen: None,
             malice: vec![],
+            congestion: false,
             progress: true,
             keep: false,
         }
@@ -406,7 +413,9 @@ pub fn run(s: &Scenario) -> Result<Report, DevnetError> {
     let say = |m: String| say(s.progress, started, m);
     let rt = tokio::runtime::Runtime::new().map_err(crate::io("starting a Tokio runtime"))?;
     say("starting litecoind (regtest)".into());
-    let node = Arc::new(rt.block_on(Node::start()));
+    // Small blocks, so that a flood of transactions fills them (see `congestion`).
+    let extra: &[&str] = if s.congestion { &["-blockmaxweight=8000"] } else { &[] };
+    let node = Arc::new(rt.block_on(Node::start_with(extra)));
     if !node.is_litecoin() {
         return Err(DevnetError::Failed("the scenario's amounts and params are Litecoin's".into()));
     }
@@ -469,6 +478,8 @@ struct Ctx<'a> {
     report: Report,
     /// The validators holding the key (all, unless one was excluded).
     holders: Vec<u16>,
+    /// Set to pause the miner (it mines nothing while set).
+    paused: Arc<AtomicBool>,
 }
 
 impl Ctx<'_> {
@@ -499,7 +510,8 @@ fn exercise(
         unit: "litoshis".into(),
         ..Report::default()
     };
-    let mut ctx = Ctx { s, started, rt, node, params, cluster, chaos, report, holders };
+    let paused = Arc::new(AtomicBool::new(false));
+    let mut ctx = Ctx { s, started, rt, node, params, cluster, chaos, report, holders, paused };
     let group = steps::key_and_activation(&mut ctx)?;
     if let Some(v) = s.silent_after_keygen {
         ctx.say(format!("validator {v} stopped: it holds a share and answers nothing"));
@@ -518,6 +530,9 @@ fn exercise(
     steps::payees_check(&mut ctx, &burns);
     steps::conservation(&mut ctx, &watch, &group)?;
     steps::mweb_check(&mut ctx, &group)?;
+    if s.congestion {
+        steps::bump_check(&mut ctx)?;
+    }
     steps::plans_check(&mut ctx, &burns, &refunds)?;
     steps::nonce_check(&mut ctx);
     steps::blame_check(&mut ctx);

@@ -311,6 +311,9 @@ pub struct PlanView {
     /// inputs, payments and branches at a higher fee: count a plan's payments once.
     #[serde(default)]
     pub version_of: Option<String>,
+    /// Set on a child paying for a stuck plan: that plan (hex).
+    #[serde(default)]
+    pub child_of: Option<String>,
 }
 
 /// One payment of a plan.
@@ -331,7 +334,7 @@ pub struct PaidView {
 /// Every plan, by id: the inspection API (`GET /plans`) that tools read instead of the
 /// processor's tables.
 pub fn plans(txn: &impl Get) -> Result<Vec<PlanView>, DbError> {
-    use crate::pipeline::state::{PLANS, VERSION_OF};
+    use crate::pipeline::state::{CHILD_OF, PLANS, VERSION_OF};
     let mut out = vec![];
     for (id, record) in PLANS.iter(txn)? {
         out.push(PlanView {
@@ -355,6 +358,7 @@ pub fn plans(txn: &impl Get) -> Result<Vec<PlanView>, DbError> {
             completed: record.completed.is_some(),
             tx: record.completed.as_ref().map(hex::encode),
             version_of: VERSION_OF.get(txn, &id)?.map(hex::encode),
+            child_of: CHILD_OF.get(txn, &id)?.map(hex::encode),
         });
     }
     Ok(out)

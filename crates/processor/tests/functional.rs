@@ -922,7 +922,7 @@ fn payout_while_block_rates_rise(stuck: bool, replaceable: bool) {
             p.validator
         );
         let bumped = PLANS.get(&read, &version).unwrap().expect("the version's record");
-        assert_eq!(bumped.rate, 3 * floor);
+        assert_eq!(bumped.rate, 3 * floor + 3 * floor / 4, "a quarter above the blocks' rate");
         assert!(bumped.tx.fee > original.tx.fee, "a higher fee");
         assert_eq!(
             bumped.tx.fee.0 + bumped.tx.change.map_or(0, |c| c.0),

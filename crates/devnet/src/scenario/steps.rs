@@ -112,19 +112,25 @@ pub(super) fn watch_and_mine(
         rt.block_on(node.watch(&address.display(params)));
     }
     let mining = Arc::new(AtomicBool::new(true));
+    // A congested chain is mined more slowly, so that a flood can keep its blocks full.
+    let interval = if ctx.s.congestion { 1000 } else { 250 };
     {
-        let (node, mining) = (node.clone(), mining.clone());
+        let (node, mining, paused) = (node.clone(), mining.clone(), ctx.paused.clone());
         rt.spawn(async move {
             // As on Litecoin's mainnet, the blocks carry MWEB peg-ins and peg-outs too: one
             // of each before every fourth block (a failure only skips them).
             let mut mined = 0u64;
             while mining.load(Ordering::Relaxed) {
+                if paused.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
                 if mined.is_multiple_of(4) && node.is_litecoin() {
                     let _ = mweb_traffic(node.rpc(), node.wallet()).await;
                 }
                 node.mine(1).await;
                 mined += 1;
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                tokio::time::sleep(Duration::from_millis(interval)).await;
             }
         });
     }
@@ -272,8 +278,29 @@ pub(super) fn burns(ctx: &mut Ctx, deposits: &Deposits) -> Result<Vec<(String, u
     // Burns, in rounds; each round is one settlement block, above the output limit.
     let received = |to: &str| rt.block_on(node.received_by(to));
     let mut burns = vec![];
+    // Congestion: the flood's coins first; the flood itself once the payouts are planned
+    // (planned earlier, they would take the flooded blocks' rate).
+    let flood_wallet = if s.congestion {
+        ctx.say("congesting the chain: small blocks, a mempool full of higher fees".into());
+        // In a transaction small enough for the small blocks (the node keeps 4,000 of a
+        // block's weight for the coinbase); each coin pays for a chain of flood
+        // transactions through its change.
+        Some(rt.block_on(node.many_coins("flood", 10, 10_000_000)))
+    } else {
+        None
+    };
+    let plans_before = ctx
+        .holders
+        .first()
+        .and_then(|v| ctx.cluster.processor_status(*v).ok()?.pipeline)
+        .map_or(0, |p| p.plans);
+    let mut flooding = None;
     let per_round = s.burns.div_ceil(s.burn_rounds.max(1));
     while (burns.len() as u64) < s.burns {
+        if flood_wallet.is_some() && flooding.is_none() {
+            // Nothing mined until the flood is in: the payout must not slip through.
+            ctx.paused.store(true, Ordering::Relaxed);
+        }
         let first = burns.len() as u64;
         for i in first..(first + per_round).min(s.burns) {
             let to = rt.block_on(node.new_address());
@@ -290,6 +317,9 @@ pub(super) fn burns(ctx: &mut Ctx, deposits: &Deposits) -> Result<Vec<(String, u
             }
         }
         ctx.say(format!("{}/{} burns ordered; waiting for the payments", burns.len(), s.burns));
+        if let Some(wallet) = flood_wallet.clone().filter(|_| flooding.is_none()) {
+            flooding = Some(flood(ctx, wallet, plans_before)?);
+        }
         ctx.chaos.wait(
             ctx.cluster,
             Duration::from_secs(300),
@@ -303,9 +333,116 @@ pub(super) fn burns(ctx: &mut Ctx, deposits: &Deposits) -> Result<Vec<(String, u
             },
         )?;
     }
+    if let Some(flooding) = flooding {
+        flooding.store(false, Ordering::Relaxed);
+    }
     ctx.report.burned = burns.iter().map(|(_, a)| a).sum();
     ctx.say(format!("{} payees paid; settling", burns.len()));
     Ok(burns)
+}
+
+/// What the flood pays, in sat/vB: far above the payouts' rate (regtest's blocks pay about
+/// 20), so that they are stuck behind it.
+pub const FLOOD_RATE: u64 = 50;
+
+/// Once a plan beyond `plans_before` is made (the payout), pauses the miner, fills the
+/// mempool with transactions paying [`FLOOD_RATE`] from `wallet`, and resumes: the payout
+/// then waits behind them. Keeps the mempool full until the returned flag is cleared.
+fn flood(ctx: &mut Ctx, wallet: Rpc, plans_before: u64) -> Result<Arc<AtomicBool>, DevnetError> {
+    let holder = ctx.holders.first().copied().unwrap_or(1);
+    ctx.cluster
+        .wait_for(Duration::from_secs(120), "the payout planned", |c| {
+            let plans = c.processor_status(holder).ok()?.pipeline?.plans;
+            (plans > plans_before).then_some(())
+        })
+        .map_err(with_logs(ctx.cluster))?;
+    ctx.paused.store(true, Ordering::Relaxed);
+    // The wallet's fee rate, in LTC per 1,000 vbytes.
+    let per_kvb = format!("{:.8}", FLOOD_RATE as f64 * 1000.0 / 100_000_000.0);
+    ctx.rt
+        .block_on(
+            wallet.call::<Value>("settxfee", json!([per_kvb.parse::<f64>().unwrap_or(0.0005)])),
+        )
+        .map_err(|e| DevnetError::Failed(format!("settxfee: {e}")))?;
+    let flooding = Arc::new(AtomicBool::new(true));
+    let (node, on, paused) = (ctx.node.clone(), flooding.clone(), ctx.paused.clone());
+    ctx.rt.spawn(async move {
+        let started = std::time::Instant::now();
+        while on.load(Ordering::Relaxed) {
+            let pool: Vec<String> =
+                node.rpc().call("getrawmempool", json!([])).await.unwrap_or_default();
+            // Whatever happens, mining resumes within 10 s.
+            if pool.len() >= 40 || started.elapsed() > Duration::from_secs(10) {
+                // Full: let the miner go on (blocks take about 10 of them each).
+                paused.store(false, Ordering::Relaxed);
+            }
+            if pool.len() < 60 {
+                for _ in 0..15 {
+                    let Ok(to) =
+                        wallet.call::<String>("getnewaddress", json!(["", "bech32"])).await
+                    else {
+                        break;
+                    };
+                    let params = json!([to, 0.0001]);
+                    let _ = wallet.call::<Value>("sendtoaddress", params).await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        paused.store(false, Ordering::Relaxed);
+    });
+    Ok(flooding)
+}
+
+/// On a congested chain, the payouts were stuck and lifted: some plan is a child paying
+/// for its parent, mined, on every processor alike.
+pub(super) fn bump_check(ctx: &mut Ctx) -> Result<(), DevnetError> {
+    let (rt, node) = (ctx.rt, ctx.node);
+    let mut children = vec![];
+    let mut first = vec![];
+    for v in ctx.holders.clone() {
+        let plans = super::plans_of(ctx.cluster, v).map_err(DevnetError::Failed)?;
+        let mined: Vec<String> = plans
+            .iter()
+            .filter(|p| p.child_of.is_some() && p.completed)
+            .map(|p| p.id.clone())
+            .collect();
+        if first.is_empty() {
+            first = plans;
+        }
+        children.push(mined);
+    }
+    let same = children.windows(2).all(|w| w[0] == w[1]);
+    // A child lifted its parent if the two were mined in the same block (a parent mined
+    // before its child was made was not stuck, only slow to be seen).
+    let block_of = |tx: &str| -> Option<String> {
+        let mut id = hex::decode(tx).ok()?;
+        id.reverse();
+        let info: Value = rt
+            .block_on(node.rpc().call("getrawtransaction", json!([hex::encode(id), true])))
+            .ok()?;
+        info["blockhash"].as_str().map(String::from)
+    };
+    let mut lifted = 0;
+    for child in first.iter().filter(|p| p.child_of.is_some() && p.completed) {
+        let parent = first.iter().find(|p| Some(&p.id) == child.child_of.as_ref());
+        let blocks = (
+            child.tx.as_deref().and_then(block_of),
+            parent.and_then(|p| p.tx.as_deref()).and_then(block_of),
+        );
+        if let (Some(a), Some(b)) = blocks {
+            if a == b {
+                lifted += 1;
+            }
+        }
+    }
+    let count = children.first().map_or(0, Vec::len);
+    ctx.report.check(
+        "payouts stuck behind higher fees were lifted by children, on every processor alike",
+        lifted > 0 && same,
+        format!("{count} children mined, {lifted} in the same block as their parent"),
+    );
+    Ok(())
 }
 
 /// Waits until every processor has the same plans, none pending or to publish.

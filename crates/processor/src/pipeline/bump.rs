@@ -8,7 +8,7 @@
 //! - its latest version (the plan itself, or its last replacement) was made when block
 //!   `m` was applied, `n >= m + confirmations + STUCK_AFTER` (it could be mined from block
 //!   `m + confirmations` on), and it pays less than `r`: it is stuck;
-//! - the new version pays `max(r, 1.5 × its rate, its rate + the network's floor)`, at most
+//! - the new version pays `max(1.25 r, 1.5 × its rate, its rate + the network's floor)`, at most
 //!   the network's ceiling (`max_fee_rate`): the floor as the increment meets BIP125's
 //!   relay-fee rule wherever the incremental relay fee is the minimum relay fee (the nodes'
 //!   default);
@@ -103,7 +103,9 @@ impl<N: PipelineNetwork> Pipeline<N> {
                 continue;
             }
             let old = latest_record.rate;
+            // Above the block's median by a quarter: level with it, it may wait on.
             let new_rate = rate
+                .saturating_add(rate / 4)
                 .max(old.saturating_mul(3) / 2)
                 .max(old.saturating_add(params.min_fee_rate))
                 .min(params.max_fee_rate);
