@@ -65,6 +65,10 @@ pub struct PipelineStatus {
     pub dropped_payments: u64,
     /// Plans whose inputs an unplanned transaction spent (ALARM when non-zero).
     pub conflicts: u64,
+    /// Fee bumps made for stuck plans: replacement versions and children paying for
+    /// their parents (each also a plan, counted in `plans`).
+    #[serde(default)]
+    pub fee_bumps: u64,
     /// Deposits refunded, unattributed or dust.
     pub unreported_deposits: u64,
     /// Signing items with their highest attempt and whether complete.
@@ -131,6 +135,7 @@ fn pipeline(txn: &impl Get) -> Result<Option<PipelineStatus>, DbError> {
         to_publish: TO_PUBLISH.len(txn)?,
         dropped_payments: DROPPED.iter(txn)?.len() as u64,
         conflicts: CONFLICTS.iter(txn)?.len() as u64,
+        fee_bumps: (VERSION_OF.iter(txn)?.len() + CHILD_OF.iter(txn)?.len()) as u64,
         unreported_deposits: UNREPORTED.iter(txn)?.iter().map(|(_, v)| v.len() as u64).sum(),
         signing,
         held: HELD
@@ -235,7 +240,7 @@ impl StatusReport {
             out += &format!(
                 "pipeline       session {}, scanned {} (from {}), batches {} ({} acknowledged), confirmed block {}, settlement block {}\n\
                  scheduler      {} outputs ({} units), {} payments queued, {} dropped as dust\n\
-                 plans          {} made, {} pending, {} to publish, {} conflicts{}\n\
+                 plans          {} made, {} pending, {} to publish, {} fee bumps, {} conflicts{}\n\
                  deposits       {} not reported (refund, unattributed or dust)\n",
                 p.session,
                 p.scanned.map_or("-".into(), |s| s.to_string()),
@@ -251,6 +256,7 @@ impl StatusReport {
                 p.plans,
                 p.plans_pending,
                 p.to_publish,
+                p.fee_bumps,
                 p.conflicts,
                 if p.conflicts > 0 { " (ALARM)" } else { "" },
                 p.unreported_deposits,

@@ -906,6 +906,8 @@ fn payout_while_block_rates_rise(stuck: bool, replaceable: bool) {
             assert_eq!(child.tx.inputs[0].amount, original.tx.change.expect("change"));
             assert_eq!(p.metrics.fee_bumps.get(), 1);
             assert_eq!(p.metrics.fee_bump_paid.get(), child.tx.fee.0);
+            let status = processor::status::StatusReport::read("p".into(), &read).unwrap();
+            assert_eq!(status.pipeline.map(|s| s.fee_bumps), Some(1), "status shows the bump");
             // The parent's change was spent by the child: only the child's change is funds.
             let state = SCHEDULER.get(&read, &()).unwrap().unwrap_or_default();
             let funds: u64 = state.utxos.iter().map(|u| u.amount.0).sum();
