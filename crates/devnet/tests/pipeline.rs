@@ -10,6 +10,31 @@
 
 use devnet::scenario::{run, Scenario};
 
+/// The chaos seed: `TC_CHAOS_SEED`, else the clock; printed, so a failure can be replayed.
+fn chaos_seed() -> u64 {
+    let seed =
+        std::env::var("TC_CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+                as u64
+        });
+    eprintln!("chaos seed {seed} (replay with TC_CHAOS_SEED={seed})");
+    seed
+}
+
+/// The congested-chain scenario: 8 deposits, then 4 burns in one settlement block, paid by
+/// one transaction (the output limit is 8) that the congestion leaves stuck.
+fn congested() -> Scenario {
+    Scenario {
+        congestion: true,
+        deposits: 8,
+        deposit_rounds: 2,
+        burns: 4,
+        burn_rounds: 1,
+        max_outputs: 8,
+        ..Scenario::default()
+    }
+}
+
 #[test]
 fn deposits_batches_burns_and_payments_end_to_end() {
     let report = run(&Scenario::default()).unwrap();
@@ -29,16 +54,7 @@ fn deposits_batches_burns_and_payments_end_to_end() {
 /// planned, and the group's funds reconcile to the litoshi (the scenario's checks).
 #[test]
 fn payouts_stuck_on_a_congested_chain_are_lifted_by_children() {
-    let scenario = Scenario {
-        congestion: true,
-        deposits: 8,
-        deposit_rounds: 2,
-        burns: 4,
-        burn_rounds: 1,
-        max_outputs: 8,
-        ..Scenario::default()
-    };
-    let report = run(&scenario).unwrap();
+    let report = run(&congested()).unwrap();
     eprintln!("{}", report.table());
     assert!(report.passed(), "{}", report.table());
     assert!(report.checks.iter().any(|c| c.name.contains("lifted by children") && c.passed));
@@ -49,23 +65,8 @@ fn payouts_stuck_on_a_congested_chain_are_lifted_by_children() {
 /// payees are paid once, and the funds reconcile.
 #[test]
 fn payouts_stuck_on_a_congested_chain_are_lifted_through_processor_crashes() {
-    let seed =
-        std::env::var("TC_CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-                as u64
-        });
-    eprintln!("chaos seed {seed} (replay with TC_CHAOS_SEED={seed})");
-    let scenario = Scenario {
-        congestion: true,
-        chaos_seed: Some(seed),
-        deposits: 8,
-        deposit_rounds: 2,
-        burns: 4,
-        burn_rounds: 1,
-        max_outputs: 8,
-        ..Scenario::default()
-    };
-    let report = run(&scenario).unwrap();
+    let seed = chaos_seed();
+    let report = run(&Scenario { chaos_seed: Some(seed), ..congested() }).unwrap();
     eprintln!("{}\nkills: {:?}", report.table(), report.kills);
     assert!(report.passed(), "{}", report.table());
     assert!(report.checks.iter().any(|c| c.name.contains("lifted by children") && c.passed));
@@ -76,12 +77,7 @@ fn payouts_stuck_on_a_congested_chain_are_lifted_through_processor_crashes() {
 /// is paid twice or lost, no nonce is used twice, and the run completes.
 #[test]
 fn the_same_through_processor_crashes() {
-    let seed =
-        std::env::var("TC_CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-                as u64
-        });
-    eprintln!("chaos seed {seed} (replay with TC_CHAOS_SEED={seed})");
+    let seed = chaos_seed();
     let report = run(&Scenario { chaos_seed: Some(seed), ..Scenario::default() }).unwrap();
     eprintln!("{}\nkills: {:?}", report.table(), report.kills);
     assert!(report.passed(), "{}", report.table());
@@ -146,12 +142,7 @@ fn monero_deposits_batches_burns_and_payments_end_to_end() {
 #[test]
 fn monero_the_same_through_processor_crashes() {
     use devnet::scenario::monero::{run, MoneroScenario};
-    let seed =
-        std::env::var("TC_CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-                as u64
-        });
-    eprintln!("chaos seed {seed} (replay with TC_CHAOS_SEED={seed})");
+    let seed = chaos_seed();
     let report =
         run(&MoneroScenario { chaos_seed: Some(seed), ..MoneroScenario::default() }).unwrap();
     eprintln!("{}\nkills: {:?}", report.table(), report.kills);

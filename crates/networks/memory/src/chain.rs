@@ -232,10 +232,7 @@ impl State {
         let created: Vec<Vec<u8>> = (0..body.outputs.len())
             .map(|i| output_id(id, u32::try_from(i).unwrap_or(u32::MAX)))
             .collect();
-        let size = |b: &TransactionBody| {
-            crate::network::vsize(b.inputs.len(), b.outputs.iter().map(|o| &o.address[..]))
-        };
-        let (mut fee, mut vsize) = (self.fee_of(body), size(body));
+        let (mut fee, mut vsize) = (self.fee_of(body), size_of(body));
         for (_, child) in &self.mempool {
             if child.body.inputs.iter().any(|i| created.contains(i)) {
                 let from_parent: u64 = child
@@ -247,7 +244,7 @@ impl State {
                     .sum();
                 let child_out: u64 = child.body.outputs.iter().map(|o| o.amount.0).sum();
                 fee = fee.saturating_add(from_parent.saturating_sub(child_out));
-                vsize = vsize.saturating_add(size(&child.body));
+                vsize = vsize.saturating_add(size_of(&child.body));
             }
         }
         fee.saturating_mul(1000) / vsize.max(1)
@@ -655,11 +652,14 @@ impl Chain {
     }
 }
 
+/// `body`'s size in the model ([`crate::network::vsize`]).
+fn size_of(body: &TransactionBody) -> u64 {
+    crate::network::vsize(body.inputs.len(), body.outputs.iter().map(|o| &o.address[..]))
+}
+
 /// What `body` pays per 1,000 units of its size, its inputs being `inputs`.
 fn fee_rate_of(body: &TransactionBody, inputs: &[TxOutput]) -> u64 {
     let paid: u64 = inputs.iter().map(|o| o.amount.0).sum();
     let out: u64 = body.outputs.iter().map(|o| o.amount.0).sum();
-    let size =
-        crate::network::vsize(body.inputs.len(), body.outputs.iter().map(|o| &o.address[..]));
-    paid.saturating_sub(out).saturating_mul(1000) / size.max(1)
+    paid.saturating_sub(out).saturating_mul(1000) / size_of(body).max(1)
 }
