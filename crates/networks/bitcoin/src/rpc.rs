@@ -27,7 +27,9 @@ use std::{
     time::Duration,
 };
 
-use bitcoin::{block::Header, consensus::Decodable, BlockHash, Transaction, Txid};
+use bitcoin::{
+    block::Header, consensus::Decodable, Amount, BlockHash, Denomination, Transaction, Txid,
+};
 use serde::{de::DeserializeOwned, Deserialize};
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
@@ -401,6 +403,7 @@ fn truncate_body(body: &[u8]) -> String {
 /// amounts.
 pub fn btc_to_sats(btc: f64) -> Option<u64> {
     const MAX_BTC: f64 = 90_071_992.547_409_92; // 2^53 sat
+                                                // Also -0.0, which would print as a negative amount.
     if btc == 0.0 {
         return Some(0);
     }
@@ -409,16 +412,16 @@ pub fn btc_to_sats(btc: f64) -> Option<u64> {
         return None;
     }
     // Rust formats the exact binary value correctly rounded to 8 decimals: the decimal
-    // the node printed, recovered without multiplying (and rounding) in binary.
-    let text = format!("{btc:.8}");
-    let (whole, fraction) = text.split_once('.')?;
-    whole.parse::<u64>().ok()?.checked_mul(100_000_000)?.checked_add(fraction.parse().ok()?)
+    // the node printed. `Amount::from_btc` parses the shortest decimal that reads back as
+    // the same `f64` instead (`0.30000000000000004` for `0.1 + 0.2`) and refuses it as
+    // too precise.
+    Amount::from_str_in(&format!("{btc:.8}"), Denomination::Bitcoin).ok().map(Amount::to_sat)
 }
 
 /// Formats satoshis as an exact decimal BTC amount (`"0.00012000"`), the form the node
 /// accepts for amounts without floating-point error.
 pub fn format_btc(sats: u64) -> String {
-    format!("{}.{:08}", sats / 100_000_000, sats % 100_000_000)
+    format!("{:.8}", Amount::from_sat(sats).display_in(Denomination::Bitcoin))
 }
 
 /// A JSON-RPC 1.0 reply as Bitcoin Core sends it.
