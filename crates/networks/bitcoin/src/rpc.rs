@@ -5,8 +5,9 @@
 //! - Every request MUST use a fresh TCP connection (`Connection: close`): keep-alive
 //!   stalled ~30 ms per call against these nodes, and a fresh connection re-reads the
 //!   cookie file, which the node rewrites on every restart.
-//! - Only transient failures are retried ([`RpcError::is_transient`]), with a capped
-//!   doubling backoff. A failure after the request may have reached the node (timeout,
+//! - Only transient failures are retried ([`RpcError::is_transient`]), after delays from
+//!   the task crate's [`Backoff`] (doubling from 100 ms to 5 s, equal jitter): one retry
+//!   policy for the whole processor. A failure after the request may have reached the node (timeout,
 //!   reset) is not retried for methods that are unsafe to run twice (wallet sends,
 //!   mining); a refused connection, HTTP 503 and RPC code -28 (warming up) are always
 //!   retried because the node did not execute anything.
@@ -30,8 +31,10 @@ use std::{
 use bitcoin::{
     block::Header, consensus::Decodable, Amount, BlockHash, Denomination, Transaction, Txid,
 };
+use rand_core::OsRng;
 use serde::{de::DeserializeOwned, Deserialize};
 use serde_json::{json, Value};
+use task::Backoff;
 use zeroize::Zeroizing;
 
 use crate::mweb::{self, NodeBlock};
@@ -43,7 +46,7 @@ mod rest;
 pub use http::parse_response;
 pub use rest::RestBlocks;
 
-/// Delay before the first retry; it doubles with each further attempt.
+/// Upper bound of the delay before the first retry; it doubles with each further attempt.
 const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 /// Upper bound of the delay between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -246,9 +249,9 @@ fn unsafe_to_repeat(method: &str) -> bool {
     )
 }
 
-/// Delay before retry number `attempt` (0-based): 100 ms doubling, capped at 5 s.
-fn backoff(attempt: u32) -> Duration {
-    INITIAL_BACKOFF.saturating_mul(1u32 << attempt.min(16)).min(MAX_BACKOFF)
+/// The delays between attempts: within [50, 100] ms first, doubling up to [2.5, 5] s.
+fn retry_backoff() -> Backoff {
+    Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF)
 }
 
 /// Runs `attempt` until it succeeds, fails permanently or `retries` are spent.
@@ -262,18 +265,17 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, RpcError>>,
 {
-    let mut failures = 0;
+    let mut backoff = retry_backoff();
     loop {
         match attempt().await {
             Err(error)
-                if failures < retries
+                if backoff.failures() < retries
                     && error.is_transient()
                     && (repeatable || !error.may_have_executed()) =>
             {
-                let delay = backoff(failures);
-                tracing::debug!(request = label, attempt = failures + 1, ?delay, %error, "retrying");
+                let delay = backoff.next_delay(&mut OsRng);
+                tracing::debug!(request = label, attempt = backoff.failures(), ?delay, %error, "retrying");
                 tokio::time::sleep(delay).await;
-                failures += 1;
             }
             result => return result,
         }

@@ -114,12 +114,16 @@ proptest! {
 }
 
 #[test]
-fn backoff_doubles_and_is_capped() {
-    let ms = |attempt| backoff(attempt).as_millis();
-    assert_eq!(
-        [ms(0), ms(1), ms(2), ms(5), ms(6), ms(31), ms(u32::MAX)],
-        [100, 200, 400, 3200, 5000, 5000, 5000]
-    );
+fn retry_backoff_doubles_from_100_ms_to_5_s_with_jitter() {
+    use rand::{rngs::StdRng, SeedableRng};
+    let mut rng = StdRng::seed_from_u64(5);
+    for _ in 0..100 {
+        let mut backoff = retry_backoff();
+        for upper_ms in [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000] {
+            let delay = backoff.next_delay(&mut rng).as_millis();
+            assert!((upper_ms / 2..=upper_ms).contains(&delay), "{delay} ms, upper {upper_ms}");
+        }
+    }
 }
 
 fn response(status: u16, body: &str) -> http::Response {
@@ -345,7 +349,8 @@ async fn retries_are_bounded_and_back_off() {
         client(server.port, 2, 2000).call::<u64>("getblockcount", json!([])).await.unwrap_err();
     assert!(matches!(error, RpcError::Http { status: 503, .. }), "{error}");
     assert_eq!(server.requests.lock().unwrap().len(), 3);
-    assert!(start.elapsed() >= Duration::from_millis(300), "{:?}", start.elapsed());
+    // Two retries: at least 50 + 100 ms of (jittered) backoff.
+    assert!(start.elapsed() >= Duration::from_millis(150), "{:?}", start.elapsed());
 }
 
 #[tokio::test]
