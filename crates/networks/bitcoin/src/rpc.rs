@@ -13,7 +13,10 @@
 //!   retried because the node did not execute anything.
 //! - Everything decoded from the node is checked: a block's header hash MUST equal the
 //!   hash asked for, a transaction's txid the txid asked for.
-//! - Credentials are never printed (`Debug` redacts them) and are zeroized after use.
+//! - Credentials are never printed (`Debug` redacts them) and are zeroized after use
+//!   (except the copy hyper encodes into its write buffer, freed with the connection).
+//! - The HTTP client is hyper's (HTTP/1.1, `client::conn::http1`); bodies over 256 MiB
+//!   are refused.
 
 use std::{
     fmt,
@@ -31,6 +34,12 @@ use std::{
 use bitcoin::{
     block::Header, consensus::Decodable, Amount, BlockHash, Denomination, Transaction, Txid,
 };
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{
+    header::{HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_TYPE, HOST},
+    Method, Request,
+};
 use rand_core::OsRng;
 use serde::{de::DeserializeOwned, Deserialize};
 use serde_json::{json, Value};
@@ -42,8 +51,6 @@ use crate::mweb::{self, NodeBlock};
 mod http;
 mod rest;
 
-#[cfg(feature = "testing")]
-pub use http::parse_response;
 pub use rest::RestBlocks;
 
 /// Upper bound of the delay before the first retry; it doubles with each further attempt.
@@ -343,32 +350,49 @@ impl Endpoint {
         format!("http://{}{}", self.authority(), self.path)
     }
 
+    /// A request for `target` (a path on this endpoint) on a connection of its own.
+    fn request(
+        &self,
+        method: Method,
+        target: &str,
+        authorization: Option<HeaderValue>,
+        body: Bytes,
+    ) -> Result<Request<Full<Bytes>>, RpcError> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(target)
+            .header(HOST, self.authority())
+            .header(CONNECTION, "close");
+        if let Some(authorization) = authorization {
+            request = request.header(AUTHORIZATION, authorization);
+        }
+        if !body.is_empty() {
+            request = request.header(CONTENT_TYPE, "application/json");
+        }
+        request
+            .body(Full::new(body))
+            .map_err(|e| RpcError::InvalidUrl(format!("request target {target:?}: {e}")))
+    }
+
     /// Sends one request and maps transport failures.
     async fn send(
         &self,
-        request: &[u8],
+        request: Request<Full<Bytes>>,
         label: &str,
         timeout: Duration,
     ) -> Result<http::Response, RpcError> {
-        let sent = tokio::time::timeout(timeout, http::send(&self.host, self.port, request)).await;
-        let sent =
-            sent.map_err(|_| RpcError::Timeout { method: label.to_string(), after: timeout })?;
+        let sending = http::send(&self.host, self.port, request, http::MAX_BODY);
+        let sent = tokio::time::timeout(timeout, sending)
+            .await
+            .map_err(|_| RpcError::Timeout { method: label.to_string(), after: timeout })?;
         sent.map_err(|error| match error {
             http::TransportError::Connect(source) => RpcError::Connect { url: self.url(), source },
+            // Also the node closing the connection early: a crash or restart, like a reset.
             http::TransportError::Io(source) => {
                 RpcError::Io { url: self.url(), method: label.to_string(), source }
             }
-            // The node closed the connection early: a crash or restart, like a reset.
-            http::TransportError::Parse(http::ParseError::Truncated { received }) => RpcError::Io {
-                url: self.url(),
-                method: label.to_string(),
-                source: io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("connection closed after {received} bytes of the reply"),
-                ),
-            },
-            http::TransportError::Parse(error) => {
-                RpcError::Protocol { url: self.url(), reason: error.to_string() }
+            http::TransportError::Protocol(reason) => {
+                RpcError::Protocol { url: self.url(), reason }
             }
         })
     }
@@ -559,8 +583,9 @@ impl Rpc {
         self.endpoint.url()
     }
 
-    /// `Basic <base64(user:password)>` credentials, the cookie file read afresh.
-    async fn credentials(&self) -> Result<Zeroizing<String>, RpcError> {
+    /// The `Authorization` header (`Basic <base64(user:password)>`), the cookie file read
+    /// afresh.
+    async fn credentials(&self) -> Result<HeaderValue, RpcError> {
         match &*self.auth {
             RpcAuth::Cookie(path) => {
                 let cookie_error = |source| RpcError::Cookie { path: path.clone(), source };
@@ -585,22 +610,13 @@ impl Rpc {
         let body =
             json!({ "jsonrpc": "1.0", "id": id, "method": method, "params": params }).to_string();
         let credentials = self.credentials().await?;
-        let mut request = Zeroizing::new(String::with_capacity(body.len() + 256));
-        for part in [
-            "POST ",
+        let request = self.endpoint.request(
+            Method::POST,
             &self.endpoint.path,
-            " HTTP/1.1\r\nHost: ",
-            &self.endpoint.authority(),
-            "\r\nAuthorization: Basic ",
-            &credentials,
-            "\r\nContent-Type: application/json\r\nContent-Length: ",
-            &body.len().to_string(),
-            "\r\nConnection: close\r\n\r\n",
-            &body,
-        ] {
-            request.push_str(part);
-        }
-        let response = self.endpoint.send(request.as_bytes(), method, self.timeout).await?;
+            Some(credentials),
+            Bytes::from(body),
+        )?;
+        let response = self.endpoint.send(request, method, self.timeout).await?;
         interpret(method, &self.endpoint.url(), id, &response)
     }
 

@@ -6,9 +6,10 @@
 //! - the transaction signing machines' readers of the other signers' preprocesses
 //!   (`TransactionSignMachine::sign`) and shares (`TransactionSignatureMachine::complete`),
 //!   through their `testing` hooks: accepted messages re-encode to exactly the bytes read,
-//!   rejected ones blame their sender;
-//! - the node's HTTP response parser (`rpc::parse_response`): the same outcome whichever
-//!   pieces the response arrives in, and never a body above the limit.
+//!   rejected ones blame their sender.
+//!
+//! The node's HTTP responses are parsed by hyper; `rpc::tests` checks how the client
+//! treats malformed, truncated and oversized ones.
 //!
 //! `TC_FUZZ_ITERATIONS` sets the number of mutants per decoder; `TC_FUZZ_SEED` the seed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -22,7 +23,6 @@ use bitcoin::{
 use bitcoin_network::{
     address::Address,
     instruction,
-    rpc::parse_response,
     sign::{
         script_pubkey, SignError, SignableTransaction, TransactionMachine, TransactionSignMachine,
         TransactionSignatureMachine,
@@ -252,68 +252,4 @@ fn transaction_shares_decode_canonically_or_not_at_all() {
             _ => None,
         },
     );
-}
-
-/// The body limit of the HTTP fuzzing (small, so that mutants reach it).
-const MAX_BODY: usize = 4096;
-
-#[test]
-fn node_responses_parse_the_same_in_any_pieces() {
-    let json = br#"{"result":{"hash":"00000000000000000001","height":840000},"error":null}"#;
-    let mut with_length = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        json.len()
-    )
-    .into_bytes();
-    with_length.extend_from_slice(json);
-    let seeds: Vec<Vec<u8>> = [
-        &with_length[..],
-        concat!(
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-            "5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-Trailer: 1\r\n\r\n"
-        )
-        .as_bytes(),
-        concat!(
-            "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 3\r\n",
-            "Transfer-Encoding: identity, chunked\r\n\r\n",
-            "1A\r\n{\"error\":\"-28 warming up\"}\r\n0\r\n\r\n"
-        )
-        .as_bytes(),
-        b"HTTP/1.0 404 Not Found\r\nServer: x\r\n\r\nblock not found",
-        b"HTTP/1.1 204 No Content\r\n\r\n",
-        concat!(
-            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"jsonrpc\"\r\n",
-            "Content-Length: 0\r\n\r\n"
-        )
-        .as_bytes(),
-    ]
-    .map(<[u8]>::to_vec)
-    .to_vec();
-    for seed in &seeds {
-        assert!(parse_response(seed, 0, MAX_BODY).is_ok(), "{}", String::from_utf8_lossy(seed));
-    }
-    let report = fuzz("bitcoin rpc parse_response", &seeds, fuzz::iterations(), |raw| {
-        let whole = parse_response(raw, 0, MAX_BODY);
-        // Pieces of a size the input picks (a quarter of it on average; smaller pieces
-        // mostly rescan the buffer), so that a failure replays from its bytes.
-        let step = 1 + raw.iter().map(|b| usize::from(*b)).sum::<usize>() % (raw.len() / 2).max(1);
-        let pieces = parse_response(raw, step, MAX_BODY);
-        // The same response, or the same kind of error (whether to retry depends on it;
-        // the line an error quotes may differ).
-        let kind = |e: &String| e.split(['(', ' ', '{']).next().unwrap_or_default().to_string();
-        match (&pieces, &whole) {
-            (Ok(_), _) | (_, Ok(_)) => assert_eq!(pieces, whole, "{step}-byte pieces differ"),
-            (Err(a), Err(b)) => assert_eq!(kind(a), kind(b), "{step}-byte pieces: {a} vs {b}"),
-        }
-        match whole {
-            Ok((status, body)) => {
-                assert!((100..600).contains(&status));
-                assert!(body.len() <= MAX_BODY, "a body of {} bytes", body.len());
-                assert!(body.len() <= raw.len(), "a body longer than the response");
-                Outcome::Accepted
-            }
-            Err(_) => Outcome::Rejected,
-        }
-    });
-    assert!(report.accepted > 0 && report.rejected > 0);
 }

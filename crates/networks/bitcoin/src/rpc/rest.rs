@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use bitcoin::BlockHash;
+use bytes::Bytes;
+use hyper::Method;
 
 use crate::mweb::{self, NodeBlock};
 
@@ -36,11 +38,8 @@ impl RestBlocks {
 
     async fn get_once(&self, hash: &BlockHash, path: &str) -> Result<NodeBlock, RpcError> {
         let label = format!("GET {path}");
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.endpoint.authority()
-        );
-        let response = self.endpoint.send(request.as_bytes(), &label, self.timeout).await?;
+        let request = self.endpoint.request(Method::GET, path, None, Bytes::new())?;
+        let response = self.endpoint.send(request, &label, self.timeout).await?;
         match response.status {
             200 => {
                 let block = mweb::decode_block(&response.body).map_err(|e| RpcError::Decode {
