@@ -45,6 +45,10 @@ fn default_chain() -> String {
     "regtest".to_string()
 }
 
+fn default_rotation_close_after() -> u64 {
+    20
+}
+
 /// One `[[sets.processors]]` entry.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -117,7 +121,14 @@ pub struct Config {
     /// or `regtest`.
     #[serde(default = "default_chain")]
     pub chain: String,
-    /// The validator sets.
+    /// A rotation's grace period: when a set's successor is confirmed with activation
+    /// block `a`, the set's Batches stop crediting deposits from block
+    /// `a + rotation_close_after` on, and the set may retire (docs/rotation.md).
+    #[serde(default = "default_rotation_close_after")]
+    pub rotation_close_after: u64,
+    /// The validator sets. A set for a network that already has one, with a later
+    /// session, is its successor: elected, it generates its key and takes the custody over
+    /// (docs/rotation.md).
     pub sets: Vec<SetEntry>,
 }
 

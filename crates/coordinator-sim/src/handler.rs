@@ -100,6 +100,13 @@ impl Task for InboxHandler {
                     .map_err(sim_error)?;
                 tracing::debug!(sender = %received.sender, ?outcome, "Batch message handled");
             }
+            ProcessorMessage::Settlement(report) => {
+                let outcome = self
+                    .sign
+                    .handle_settlement(&mut txn, received.sender, &report)
+                    .map_err(sim_error)?;
+                tracing::debug!(sender = %received.sender, ?outcome, "settlement report handled");
+            }
         }
         txn.commit()?;
         Ok(true)

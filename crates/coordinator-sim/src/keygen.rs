@@ -25,8 +25,8 @@ use crate::{
     metrics::KeyGenMetrics,
     state::{
         activation_block, answered, message_hash, prune_attempt, round, set_key, AttemptEnd,
-        ByValidator, ConfirmedKeys, Exclusion, ReportedKeyPair, SetKey, SetState, Stage,
-        COMMITMENTS, CONFLICTS, KEY_PAIRS, SEEN, SETS, SHARES, VERIFICATION_SHARES,
+        ByValidator, ConfirmedKeys, Exclusion, ReportedKeyPair, Rotation, SetKey, SetState, Stage,
+        COMMITMENTS, CONFLICTS, KEY_PAIRS, ROTATIONS, SEEN, SETS, SHARES, VERIFICATION_SHARES,
     },
 };
 
@@ -85,6 +85,7 @@ pub struct KeyGenCoordinator {
     clock: Arc<dyn Clock>,
     timeout_ms: u64,
     metrics: KeyGenMetrics,
+    close_after: u64,
 }
 
 impl KeyGenCoordinator {
@@ -97,7 +98,66 @@ impl KeyGenCoordinator {
         metrics: KeyGenMetrics,
     ) -> Self {
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1);
-        KeyGenCoordinator { sets, mailbox, clock, timeout_ms, metrics }
+        KeyGenCoordinator { sets, mailbox, clock, timeout_ms, metrics, close_after: 20 }
+    }
+
+    /// A rotation's grace period: a set whose successor is confirmed with activation block
+    /// `a` closes at block `a + blocks` (default 20).
+    pub fn with_rotation_close_after(mut self, blocks: u64) -> Self {
+        self.close_after = blocks;
+        self
+    }
+
+    /// When `state`'s key is confirmed: its predecessor (the newest older confirmed set of
+    /// its network without a successor yet) hands over to it. Records the rotation and
+    /// sends `Rotation` to the predecessor's key holders, in `txn`.
+    fn rotate_to(
+        &self,
+        txn: &mut WriteTxn,
+        state: &SetState,
+        network_key: &[u8],
+        activation_block: Option<u64>,
+    ) -> Result<(), SimError> {
+        let mut predecessor = None;
+        for config in self.sets.iter().filter(|s| s.network == state.network) {
+            if config.session >= state.session {
+                continue;
+            }
+            let Some(old) = SETS.get(txn, &config.key())? else { continue };
+            if old.confirmed.is_some() && ROTATIONS.get(txn, &config.key())?.is_none() {
+                predecessor = predecessor.max(Some(old.session));
+            }
+        }
+        let Some(session) = predecessor else { return Ok(()) };
+        let key = set_key(state.network, session);
+        let Some(old) = SETS.get(txn, &key)? else { return Ok(()) };
+        let close_block = activation_block.unwrap_or(0).saturating_add(self.close_after);
+        ROTATIONS.put(
+            txn,
+            &key,
+            &Rotation {
+                successor: state.session,
+                successor_key: network_key.to_vec(),
+                close_block,
+                retired: BTreeMap::new(),
+            },
+        )?;
+        for to in &old.participants {
+            let event = SettlementEvent::Rotation {
+                session: Session(session),
+                successor: Session(state.session),
+                successor_key: network_key.to_vec(),
+                close_block,
+            };
+            self.send(txn, &old, *to, CoordinatorMessage::Settlement(event))?;
+        }
+        tracing::info!(
+            from = session,
+            to = state.session,
+            close_block,
+            "rotation: the new set's key is confirmed; the old set forwards its funds and closes"
+        );
+        Ok(())
     }
 
     /// The mailbox messages leave through.
@@ -567,6 +627,7 @@ impl KeyGenCoordinator {
             self.send(txn, state, *to, CoordinatorMessage::Settlement(event))?;
         }
         self.record_verification_shares(txn, state, &ristretto_key)?;
+        self.rotate_to(txn, state, &network_key, activation_block)?;
         prune_attempt(txn, state)?;
         state.history.push(AttemptEnd {
             attempt: state.attempt,

@@ -72,7 +72,7 @@ use crate::{
 
 /// The simulator database's application name and schema version.
 /// Version 2: key pairs are recorded with the participant's settings.
-pub const SCHEMA: Schema = Schema { app: "tc-coordinator-sim", version: 3 };
+pub const SCHEMA: Schema = Schema { app: "tc-coordinator-sim", version: 4 };
 
 /// Why the simulator stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +160,8 @@ pub struct Settings {
     pub selection: config::Selection,
     /// `mainnet`, `testnet` or `regtest`.
     pub chain: String,
+    /// A rotation's grace period, in external blocks after the successor's activation.
+    pub rotation_close_after: u64,
 }
 
 impl Settings {
@@ -171,6 +173,7 @@ impl Settings {
             sign_timeout: Duration::from_secs(30),
             selection: config::Selection::Responsive,
             chain: "regtest".into(),
+            rotation_close_after: 20,
         }
     }
 
@@ -182,6 +185,7 @@ impl Settings {
             sign_timeout: Duration::from_millis(config.sign_timeout_ms),
             selection: config.signing_selection,
             chain: config.chain.clone(),
+            rotation_close_after: config.rotation_close_after,
         })
     }
 }
@@ -212,7 +216,8 @@ impl Sim {
         let mailbox = Mailbox::new(Party::Coordinator, identity, Arc::new(registry), bus_metrics);
         let keygen_metrics = KeyGenMetrics::registered(metrics);
         let sign_metrics = SignMetrics::registered(metrics);
-        let Settings { sets, keygen_timeout, sign_timeout, selection, chain } = settings;
+        let Settings { sets, keygen_timeout, sign_timeout, selection, chain, rotation_close_after } =
+            settings;
         let burner = Burner::new(chain, sets.iter().map(|s| s.network).collect());
         let sign = SignCoordinator::new(
             sets.clone(),
@@ -222,7 +227,8 @@ impl Sim {
             selection,
             sign_metrics,
         );
-        let keygen = KeyGenCoordinator::new(sets, mailbox, clock, keygen_timeout, keygen_metrics);
+        let keygen = KeyGenCoordinator::new(sets, mailbox, clock, keygen_timeout, keygen_metrics)
+            .with_rotation_close_after(rotation_close_after);
         Sim {
             db,
             keygen: Arc::new(keygen),

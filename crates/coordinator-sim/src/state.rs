@@ -245,3 +245,36 @@ mod tests {
         );
     }
 }
+
+/// A set's hand-over to its successor (docs/rotation.md), recorded when the successor's
+/// key is confirmed.
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub struct Rotation {
+    /// The successor's session.
+    pub successor: u32,
+    /// The successor's network key.
+    pub successor_key: Vec<u8>,
+    /// From this external block on, the set's Batches credit nothing.
+    pub close_block: u64,
+    /// The key holders that reported the set retired, with the block they stopped at.
+    pub retired: BTreeMap<Participant, u64>,
+}
+
+/// Rotations, by the outgoing set.
+pub const ROTATIONS: Table<SetKey, Rotation> = Table::new("coordinator-sim/v1/rotations");
+
+/// A set's stage in a rotation, as `status` shows it: `active` (no successor), then
+/// `forwarding` (its successor confirmed), `closing` (its Batches settled up to the close
+/// block), `retired` (`threshold` key holders reported it).
+pub fn rotation_stage(
+    rotation: Option<&Rotation>,
+    threshold: u16,
+    last_settled: Option<u64>,
+) -> &'static str {
+    match rotation {
+        None => "active",
+        Some(r) if r.retired.len() >= usize::from(threshold) => "retired",
+        Some(r) if last_settled.is_some_and(|b| b >= r.close_block) => "closing",
+        Some(_) => "forwarding",
+    }
+}

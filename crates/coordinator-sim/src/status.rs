@@ -62,6 +62,25 @@ pub struct SetStatus {
     /// Signing with the set's key, and its network's settlement.
     #[serde(default)]
     pub signing: SigningStatus,
+    /// Its stage in a key rotation: `active`, `forwarding`, `closing` or `retired`
+    /// (docs/rotation.md).
+    #[serde(default)]
+    pub rotation: String,
+    /// With a successor: its session, the close block, and the key holders that reported
+    /// the set retired.
+    #[serde(default)]
+    pub successor: Option<SuccessorStatus>,
+}
+
+/// A set's successor in a rotation.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SuccessorStatus {
+    /// The successor's session.
+    pub session: u32,
+    /// From this external block on, the set's Batches credit nothing.
+    pub close_block: u64,
+    /// Key holders that reported the set retired.
+    pub retired: Vec<u16>,
 }
 
 /// One set's signing, and its network's settlement.
@@ -211,7 +230,8 @@ impl StatusReport {
         let active = signing::active_items(txn)?;
         for (key, s) in SETS.iter(txn)? {
             let counts = signing::counts(txn, key)?;
-            let settlement = signing::network_settlement(txn, s.network)?;
+            let settlement = signing::set_settlement(txn, key)?;
+            let rotation = state::ROTATIONS.get(txn, &key)?;
             let mut in_progress = vec![];
             for item in active.iter().filter(|i| i.set() == key) {
                 in_progress.push(item_status(txn, item)?);
@@ -278,6 +298,17 @@ impl StatusReport {
                     })
                     .collect(),
                 signing,
+                rotation: state::rotation_stage(
+                    rotation.as_ref(),
+                    s.threshold,
+                    settlement.last_block,
+                )
+                .to_string(),
+                successor: rotation.map(|r| SuccessorStatus {
+                    session: r.successor,
+                    close_block: r.close_block,
+                    retired: r.retired.keys().copied().collect(),
+                }),
             });
         }
         Ok(StatusReport {
@@ -312,6 +343,12 @@ impl StatusReport {
                 if let Some(block) = k.activation_block {
                     out += &format!("  activation   scanning from block {block}\n");
                 }
+            }
+            if let Some(next) = &s.successor {
+                out += &format!(
+                    "  rotation     {}: to session {}, closing at block {}, retired by {:?}\n",
+                    s.rotation, next.session, next.close_block, next.retired
+                );
             }
             if let Some(f) = &s.failure {
                 out += &format!("  FAILED       {f}\n");

@@ -25,8 +25,10 @@ async fn a_batch_is_relayed_signed_verified_and_acknowledged_over_the_bus() {
 
     let batch = Batch {
         network: NetworkId::Litecoin,
+        session: 0,
         id: 0,
         block: BlockHash([3; 32]),
+        number: 3,
         instructions: vec![InInstructionWithBalance {
             instruction: InInstruction {
                 account: SettlementAccount([1; 32]),

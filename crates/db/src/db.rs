@@ -47,6 +47,8 @@ struct SchemaRecord {
 pub struct Db {
     inner: Arc<Database>,
     path: Arc<PathBuf>,
+    /// The scope the transactions it begins work in ([`Db::scoped`]).
+    scope: Option<u32>,
     #[cfg(feature = "fault-injection")]
     fault: Arc<fault::Fault>,
 }
@@ -193,11 +195,23 @@ impl Db {
             });
         }
         Ok(Db {
+            scope: None,
             inner: Arc::new(db),
             path: Arc::new(path),
             #[cfg(feature = "fault-injection")]
             fault: Arc::default(),
         })
+    }
+
+    /// A handle on the same database whose transactions work in `scope`: scoped tables
+    /// and queues ([`crate::Table::scoped`]) read and write that session's entries.
+    pub fn scoped(&self, scope: u32) -> Db {
+        Db { scope: Some(scope), ..self.clone() }
+    }
+
+    /// The scope of this handle's transactions, if any.
+    pub fn scope(&self) -> Option<u32> {
+        self.scope
     }
 
     /// The path this database was opened from.
@@ -212,7 +226,7 @@ impl Db {
         self.fault.check()?;
         let txn = self.inner.begin_read()?;
         let table = txn.open_table(DATA)?;
-        Ok(ReadTxn { table, _txn: txn })
+        Ok(ReadTxn { table, _txn: txn, scope: self.scope })
     }
 
     /// Begins the write transaction. There is at most one at a time per database: this
@@ -227,6 +241,7 @@ impl Db {
         self.fault.check()?;
         Ok(WriteTxn {
             txn: self.inner.begin_write()?,
+            scope: self.scope,
             #[cfg(feature = "fault-injection")]
             fault: self.fault.clone(),
         })
@@ -292,6 +307,37 @@ pub trait Get {
 
     /// Every entry whose key starts with `prefix`, in ascending key order.
     fn range_raw(&self, prefix: &[u8]) -> Result<RawEntries, DbError>;
+
+    /// The session this transaction works for: what [`crate::Table::scoped`] tables and
+    /// [`crate::Queue::scoped`] queues read and write under. `None` until set with
+    /// `scope`; a scoped table used without one is [`DbError::Unscoped`].
+    fn scope(&self) -> Option<u32>;
+}
+
+/// A read view of `G` in another scope: scoped tables read `scope`'s entries through
+/// it ([`in_scope`]).
+#[derive(Debug)]
+pub struct InScope<'a, G: Get + ?Sized> {
+    inner: &'a G,
+    scope: u32,
+}
+
+/// Reads through `txn` as if it were scoped to `scope` (for readers that look at several
+/// sessions' state in one snapshot, such as a status report).
+pub fn in_scope<G: Get + ?Sized>(txn: &G, scope: u32) -> InScope<'_, G> {
+    InScope { inner: txn, scope }
+}
+
+impl<G: Get + ?Sized> Get for InScope<'_, G> {
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, DbError> {
+        self.inner.get_raw(key)
+    }
+    fn range_raw(&self, prefix: &[u8]) -> Result<RawEntries, DbError> {
+        self.inner.range_raw(prefix)
+    }
+    fn scope(&self) -> Option<u32> {
+        Some(self.scope)
+    }
 }
 
 fn get_in(
@@ -322,6 +368,20 @@ pub struct ReadTxn {
     // Declared first so it is dropped before the transaction it reads from.
     table: ReadOnlyTable<&'static [u8], &'static [u8]>,
     _txn: ReadTransaction,
+    scope: Option<u32>,
+}
+
+impl ReadTxn {
+    /// This snapshot, reading scoped tables under `scope` (see [`Get::scope`]).
+    pub fn scoped(mut self, scope: u32) -> Self {
+        self.scope = Some(scope);
+        self
+    }
+
+    /// Sets the scope scoped tables read under (`None`: none).
+    pub fn set_scope(&mut self, scope: Option<u32>) {
+        self.scope = scope;
+    }
 }
 
 impl fmt::Debug for ReadTxn {
@@ -337,6 +397,9 @@ impl Get for ReadTxn {
     fn range_raw(&self, prefix: &[u8]) -> Result<RawEntries, DbError> {
         range_in(&self.table, prefix)
     }
+    fn scope(&self) -> Option<u32> {
+        self.scope
+    }
 }
 
 /// The write transaction: everything written through it becomes visible and durable at
@@ -344,6 +407,7 @@ impl Get for ReadTxn {
 /// (or the process dies first).
 pub struct WriteTxn {
     txn: WriteTransaction,
+    scope: Option<u32>,
     #[cfg(feature = "fault-injection")]
     fault: Arc<fault::Fault>,
 }
@@ -355,6 +419,30 @@ impl fmt::Debug for WriteTxn {
 }
 
 impl WriteTxn {
+    /// This transaction, reading and writing scoped tables under `scope` (see
+    /// [`Get::scope`]).
+    pub fn scoped(mut self, scope: u32) -> Self {
+        self.scope = Some(scope);
+        self
+    }
+
+    /// Sets the scope scoped tables read and write under (`None`: none). Returns the
+    /// previous one, so a caller lending the transaction to another session's code can
+    /// put it back.
+    pub fn set_scope(&mut self, scope: Option<u32>) -> Option<u32> {
+        std::mem::replace(&mut self.scope, scope)
+    }
+
+    /// Removes every entry whose key starts with `prefix`; returns how many.
+    pub fn del_range_raw(&mut self, prefix: &[u8]) -> Result<u64, DbError> {
+        let keys: Vec<Vec<u8>> = self.range_raw(prefix)?.into_iter().map(|(k, _)| k).collect();
+        let mut table = self.txn.open_table(DATA)?;
+        for key in &keys {
+            table.remove(key.as_slice())?;
+        }
+        Ok(keys.len() as u64)
+    }
+
     /// Stores `value` under `key`, replacing any previous value.
     pub fn put_raw(&mut self, key: &[u8], value: &[u8]) -> Result<(), DbError> {
         self.txn.open_table(DATA)?.insert(key, value)?;
@@ -387,5 +475,8 @@ impl Get for WriteTxn {
     }
     fn range_raw(&self, prefix: &[u8]) -> Result<RawEntries, DbError> {
         range_in(&self.txn.open_table(DATA)?, prefix)
+    }
+    fn scope(&self) -> Option<u32> {
+        self.scope
     }
 }

@@ -112,6 +112,13 @@ pub enum DbError {
         /// Which invariant.
         reason: &'static str,
     },
+    /// A session-scoped table or queue was used in a transaction that names no session
+    /// ([`crate::WriteTxn::scoped`]). A bug. Fatal.
+    #[error("the session-scoped table {prefix} was used in a transaction without a session")]
+    Unscoped {
+        /// The table's prefix or queue's name.
+        prefix: &'static str,
+    },
     /// redb failed during a transaction. Transient or fatal depending on the cause; see
     /// [`DbError::is_fatal`].
     #[error("database storage error: {0}")]
@@ -136,7 +143,8 @@ impl DbError {
             | DbError::NoSchema { .. }
             | DbError::Corrupt { .. }
             | DbError::BadKey { .. }
-            | DbError::Inconsistent { .. } => true,
+            | DbError::Inconsistent { .. }
+            | DbError::Unscoped { .. } => true,
             DbError::Storage(e) => !matches!(
                 e,
                 redb::Error::Io(_)

@@ -64,11 +64,11 @@ mod key;
 mod queue;
 mod table;
 
-pub use db::{Db, Get, RawEntries, ReadTxn, Schema, WriteTxn};
+pub use db::{in_scope, Db, Get, InScope, RawEntries, ReadTxn, Schema, WriteTxn};
 pub use error::{DbError, KeyError};
 pub use key::DbKey;
 pub use queue::Queue;
-pub use table::Table;
+pub use table::{scope_namespace, Table};
 
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@ use primitives::codec::{decode_body, encode_body};
 
 use crate::db::{Get, WriteTxn};
 use crate::error::DbError;
-use crate::table::{namespace, valid_prefix};
+use crate::table::{namespace_in, valid_prefix};
 
 /// Key tags under the queue's namespace. `HEAD` and `TAIL` are single keys; items are
 /// `ITEM || index (u64 big-endian)`, so they iterate in index order.
@@ -36,8 +36,12 @@ const ITEM: u8 = b'i';
 /// → tail (borsh u64, next index to push), `'i' || index_be` → borsh body of the item.
 /// The name shares the namespace of [`crate::Table`] prefixes and MUST differ from all
 /// of them; it SHOULD be versioned (`"scanner/v1/to_scheduler"`).
+///
+/// A queue declared with [`Queue::scoped`] is one independent queue per scope (session),
+/// as for [`crate::Table::scoped`].
 pub struct Queue<T> {
     name: &'static str,
+    scoped: bool,
     _item: PhantomData<fn() -> T>,
 }
 
@@ -59,7 +63,19 @@ impl<T> Queue<T> {
     /// empty or contains 0x00.
     pub const fn new(name: &'static str) -> Self {
         assert!(valid_prefix(name), "a queue name must be non-empty and must not contain 0x00");
-        Queue { name, _item: PhantomData }
+        Queue { name, scoped: false, _item: PhantomData }
+    }
+
+    /// Declares a queue scoped by session (one queue per scope). The same rules for `name`
+    /// as [`Queue::new`].
+    pub const fn scoped(name: &'static str) -> Self {
+        assert!(valid_prefix(name), "a queue name must be non-empty and must not contain 0x00");
+        Queue { name, scoped: true, _item: PhantomData }
+    }
+
+    /// Whether the queue is scoped by session.
+    pub const fn is_scoped(&self) -> bool {
+        self.scoped
     }
 
     /// The name given to [`Queue::new`].
@@ -69,20 +85,20 @@ impl<T> Queue<T> {
 }
 
 impl<T: BorshSerialize + BorshDeserialize> Queue<T> {
-    pub(crate) fn tag_key(&self, tag: u8) -> Vec<u8> {
-        let mut key = namespace(self.name);
+    pub(crate) fn tag_key(&self, txn: &impl Get, tag: u8) -> Result<Vec<u8>, DbError> {
+        let mut key = namespace_in(self.name, self.scoped, txn)?;
         key.push(tag);
-        key
+        Ok(key)
     }
 
-    fn item_key(&self, index: u64) -> Vec<u8> {
-        let mut key = self.tag_key(ITEM);
+    fn item_key(&self, txn: &impl Get, index: u64) -> Result<Vec<u8>, DbError> {
+        let mut key = self.tag_key(txn, ITEM)?;
         key.extend_from_slice(&index.to_be_bytes());
-        key
+        Ok(key)
     }
 
     fn counter(&self, txn: &impl Get, tag: u8) -> Result<u64, DbError> {
-        let key = self.tag_key(tag);
+        let key = self.tag_key(txn, tag)?;
         match txn.get_raw(&key)? {
             None => Ok(0),
             Some(bytes) => decode_body(&bytes).map_err(|e| DbError::corrupt(&key, e)),
@@ -94,7 +110,8 @@ impl<T: BorshSerialize + BorshDeserialize> Queue<T> {
         let head = self.counter(txn, HEAD)?;
         let tail = self.counter(txn, TAIL)?;
         if head > tail {
-            return Err(DbError::inconsistent(&self.tag_key(HEAD), "queue head is past its tail"));
+            let key = self.tag_key(txn, HEAD)?;
+            return Err(DbError::inconsistent(&key, "queue head is past its tail"));
         }
         Ok((head, tail))
     }
@@ -103,12 +120,13 @@ impl<T: BorshSerialize + BorshDeserialize> Queue<T> {
     /// Safe from any task (write transactions are serialized), but a queue should have
     /// one owner that documents who pushes.
     pub fn push(&self, txn: &mut WriteTxn, item: &T) -> Result<u64, DbError> {
-        let tail_key = self.tag_key(TAIL);
+        let tail_key = self.tag_key(txn, TAIL)?;
         let index = self.counter(txn, TAIL)?;
         let next = index
             .checked_add(1)
             .ok_or_else(|| DbError::inconsistent(&tail_key, "queue index space exhausted"))?;
-        txn.put_raw(&self.item_key(index), &encode_body(item))?;
+        let item_key = self.item_key(txn, index)?;
+        txn.put_raw(&item_key, &encode_body(item))?;
         txn.put_raw(&tail_key, &encode_body(&next))?;
         Ok(index)
     }
@@ -119,7 +137,7 @@ impl<T: BorshSerialize + BorshDeserialize> Queue<T> {
         if head == tail {
             return Ok(None);
         }
-        let key = self.item_key(head);
+        let key = self.item_key(txn, head)?;
         let bytes = txn.get_raw(&key)?.ok_or_else(|| {
             DbError::inconsistent(&key, "queue item between head and tail is missing")
         })?;
@@ -133,12 +151,13 @@ impl<T: BorshSerialize + BorshDeserialize> Queue<T> {
         let Some((index, item)) = self.peek(txn)? else {
             return Ok(None);
         };
-        let key = self.item_key(index);
+        let key = self.item_key(txn, index)?;
         if !txn.del_raw(&key)? {
             return Err(DbError::inconsistent(&key, "queue item vanished between peek and pop"));
         }
         // `index < tail <= u64::MAX`, so this cannot overflow.
-        txn.put_raw(&self.tag_key(HEAD), &encode_body(&(index + 1)))?;
+        let head_key = self.tag_key(txn, HEAD)?;
+        txn.put_raw(&head_key, &encode_body(&(index + 1)))?;
         Ok(Some((index, item)))
     }
 
@@ -157,7 +176,7 @@ impl<T: BorshSerialize + BorshDeserialize> Queue<T> {
     /// exactly `head..tail`.
     pub fn items(&self, txn: &impl Get) -> Result<Vec<(u64, T)>, DbError> {
         let (head, tail) = self.bounds(txn)?;
-        let prefix = self.tag_key(ITEM);
+        let prefix = self.tag_key(txn, ITEM)?;
         let entries = txn.range_raw(&prefix)?;
         let mut out = Vec::with_capacity(entries.len());
         let mut expected = head;
@@ -175,7 +194,7 @@ impl<T: BorshSerialize + BorshDeserialize> Queue<T> {
         }
         if expected != tail {
             return Err(DbError::inconsistent(
-                &self.item_key(expected),
+                &self.item_key(txn, expected)?,
                 "queue item between head and tail is missing",
             ));
         }

@@ -32,9 +32,32 @@ pub(crate) const fn valid_prefix(prefix: &str) -> bool {
 
 /// `prefix || 0x00`: the first bytes of every key of that table or queue.
 pub(crate) fn namespace(prefix: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(prefix.len() + 9);
+    let mut out = Vec::with_capacity(prefix.len() + 13);
     out.extend_from_slice(prefix.as_bytes());
     out.push(SEPARATOR);
+    out
+}
+
+/// The namespace of a table or queue in `txn`: `prefix || 0x00`, followed, for a scoped
+/// one, by the transaction's scope (u32 big-endian).
+pub(crate) fn namespace_in(
+    prefix: &'static str,
+    scoped: bool,
+    txn: &impl Get,
+) -> Result<Vec<u8>, DbError> {
+    let mut out = namespace(prefix);
+    if scoped {
+        let scope = txn.scope().ok_or(DbError::Unscoped { prefix })?;
+        out.extend_from_slice(&scope.to_be_bytes());
+    }
+    Ok(out)
+}
+
+/// The namespace of `scope`'s entries of a scoped table or queue named `prefix`: what
+/// [`WriteTxn::del_range_raw`] removes when a scope is retired.
+pub fn scope_namespace(prefix: &str, scope: u32) -> Vec<u8> {
+    let mut out = namespace(prefix);
+    out.extend_from_slice(&scope.to_be_bytes());
     out
 }
 
@@ -49,8 +72,14 @@ pub(crate) fn namespace(prefix: &str) -> Vec<u8> {
 /// 0x00 ([`Table::new`] panics, at compile time in a `const`).
 ///
 /// Two tables with prefixes `"a/v1/x"` and `"a/v1/xy"` never see each other's entries.
+///
+/// A table declared with [`Table::scoped`] keeps one independent set of entries per
+/// *scope* (a session): stored under `prefix || 0x00 || scope (u32 BE) || key`, where the
+/// scope is the transaction's ([`Get::scope`]). A scoped table used in a transaction
+/// without a scope is [`DbError::Unscoped`].
 pub struct Table<K, V> {
     prefix: &'static str,
+    scoped: bool,
     // `fn() -> _` so the table is Send + Sync + Copy whatever K and V are.
     _types: PhantomData<fn() -> (K, V)>,
 }
@@ -64,7 +93,7 @@ impl<K, V> Copy for Table<K, V> {}
 
 impl<K, V> fmt::Debug for Table<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Table").field(&self.prefix).finish()
+        f.debug_tuple("Table").field(&self.prefix).field(&self.scoped).finish()
     }
 }
 
@@ -73,7 +102,19 @@ impl<K, V> Table<K, V> {
     /// empty or contains 0x00.
     pub const fn new(prefix: &'static str) -> Self {
         assert!(valid_prefix(prefix), "a table prefix must be non-empty and must not contain 0x00");
-        Table { prefix, _types: PhantomData }
+        Table { prefix, scoped: false, _types: PhantomData }
+    }
+
+    /// Declares a table scoped by session (see the type's documentation). The same rules
+    /// for `prefix` as [`Table::new`].
+    pub const fn scoped(prefix: &'static str) -> Self {
+        assert!(valid_prefix(prefix), "a table prefix must be non-empty and must not contain 0x00");
+        Table { prefix, scoped: true, _types: PhantomData }
+    }
+
+    /// Whether the table is scoped by session.
+    pub const fn is_scoped(&self) -> bool {
+        self.scoped
     }
 
     /// The prefix given to [`Table::new`].
@@ -83,17 +124,17 @@ impl<K, V> Table<K, V> {
 }
 
 impl<K: DbKey, V: BorshSerialize + BorshDeserialize> Table<K, V> {
-    /// The full stored key of `key`.
-    pub(crate) fn raw_key(&self, key: &K) -> Vec<u8> {
-        let mut out = namespace(self.prefix);
+    /// The full stored key of `key` in `txn`'s scope.
+    pub(crate) fn raw_key(&self, txn: &impl Get, key: &K) -> Result<Vec<u8>, DbError> {
+        let mut out = namespace_in(self.prefix, self.scoped, txn)?;
         key.write_key(&mut out);
-        out
+        Ok(out)
     }
 
     /// The value under `key`. A stored value that does not decode is
     /// [`DbError::Corrupt`].
     pub fn get(&self, txn: &impl Get, key: &K) -> Result<Option<V>, DbError> {
-        let raw = self.raw_key(key);
+        let raw = self.raw_key(txn, key)?;
         txn.get_raw(&raw)?
             .map(|bytes| decode_body(&bytes).map_err(|e| DbError::corrupt(&raw, e)))
             .transpose()
@@ -101,18 +142,20 @@ impl<K: DbKey, V: BorshSerialize + BorshDeserialize> Table<K, V> {
 
     /// Stores `value` under `key`, replacing any previous value.
     pub fn put(&self, txn: &mut WriteTxn, key: &K, value: &V) -> Result<(), DbError> {
-        txn.put_raw(&self.raw_key(key), &encode_body(value))
+        let raw = self.raw_key(txn, key)?;
+        txn.put_raw(&raw, &encode_body(value))
     }
 
     /// Removes `key`; returns whether it was present.
     pub fn del(&self, txn: &mut WriteTxn, key: &K) -> Result<bool, DbError> {
-        txn.del_raw(&self.raw_key(key))
+        let raw = self.raw_key(txn, key)?;
+        txn.del_raw(&raw)
     }
 
     /// Every entry, in ascending key order (which is value order, see [`DbKey`]). Loads
     /// them all into memory.
     pub fn iter(&self, txn: &impl Get) -> Result<Vec<(K, V)>, DbError> {
-        let ns = namespace(self.prefix);
+        let ns = namespace_in(self.prefix, self.scoped, txn)?;
         txn.range_raw(&ns)?
             .into_iter()
             .map(|(raw, bytes)| {

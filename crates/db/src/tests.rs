@@ -218,10 +218,12 @@ fn corrupt_value_is_a_typed_error() {
     let mut txn = db.write().unwrap();
     T.put(&mut txn, &1, &item(1)).unwrap();
     // A truncated body, and a valid body with a trailing byte.
-    txn.put_raw(&T.raw_key(&2), &[1, 2, 3]).unwrap();
+    let raw2 = T.raw_key(&txn, &2).unwrap();
+    txn.put_raw(&raw2, &[1, 2, 3]).unwrap();
     let mut trailing = primitives::codec::encode_body(&item(3));
     trailing.push(0);
-    txn.put_raw(&T.raw_key(&3), &trailing).unwrap();
+    let raw3 = T.raw_key(&txn, &3).unwrap();
+    txn.put_raw(&raw3, &trailing).unwrap();
     txn.commit().unwrap();
 
     let read = db.read().unwrap();
@@ -231,7 +233,7 @@ fn corrupt_value_is_a_typed_error() {
             Err(e @ DbError::Corrupt { .. }) => {
                 assert!(e.is_fatal());
                 let DbError::Corrupt { key, .. } = e else { unreachable!() };
-                assert_eq!(key, hex::encode(T.raw_key(&k)));
+                assert_eq!(key, hex::encode(T.raw_key(&read, &k).unwrap()));
             }
             other => panic!("expected Corrupt, got {other:?}"),
         }
@@ -244,7 +246,7 @@ fn bad_stored_key_is_a_typed_error() {
     let (_dir, _path, db) = fresh();
     const T: Table<u64, u8> = Table::new("test/v1/t");
     let mut txn = db.write().unwrap();
-    let mut raw = T.raw_key(&1);
+    let mut raw = T.raw_key(&txn, &1).unwrap();
     raw.push(0xff); // 9 key bytes for a u64
     txn.put_raw(&raw, &[5]).unwrap();
     txn.commit().unwrap();
@@ -265,7 +267,7 @@ fn corrupt_queue_is_a_typed_error() {
     Q.push(&mut txn, &1).unwrap();
     Q.push(&mut txn, &2).unwrap();
     // Remove the head item behind the queue's back.
-    let mut head_item = Q.tag_key(b'i');
+    let mut head_item = Q.tag_key(&txn, b'i').unwrap();
     head_item.extend_from_slice(&0u64.to_be_bytes());
     assert!(txn.del_raw(&head_item).unwrap());
     txn.commit().unwrap();
@@ -276,7 +278,8 @@ fn corrupt_queue_is_a_typed_error() {
 
     // A tail counter that does not decode.
     let mut txn = db.write().unwrap();
-    txn.put_raw(&Q.tag_key(b't'), &[1]).unwrap();
+    let tail = Q.tag_key(&txn, b't').unwrap();
+    txn.put_raw(&tail, &[1]).unwrap();
     txn.commit().unwrap();
     let err = Q.len(&db.read().unwrap()).unwrap_err();
     assert!(matches!(err, DbError::Corrupt { .. }) && err.is_fatal());
@@ -437,4 +440,56 @@ fn db_and_handles_are_send_sync() {
     fn assert_send<T: Send>() {}
     assert_send::<WriteTxn>();
     assert_send::<ReadTxn>();
+}
+
+#[test]
+fn scoped_tables_and_queues_keep_one_set_of_entries_per_scope() {
+    let (_dir, _path, db) = fresh();
+    const T: Table<u64, u64> = Table::scoped("test/v1/scoped");
+    const U: Table<u64, u64> = Table::new("test/v1/unscoped");
+    const Q: Queue<u64> = Queue::scoped("test/v1/scoped_q");
+
+    // Without a scope, a scoped table or queue refuses (a bug), and changes nothing.
+    let mut txn = db.write().unwrap();
+    assert!(matches!(T.put(&mut txn, &1, &1), Err(DbError::Unscoped { prefix: "test/v1/scoped" })));
+    assert!(matches!(Q.push(&mut txn, &1), Err(DbError::Unscoped { .. })));
+    assert!(matches!(T.iter(&txn), Err(ref e @ DbError::Unscoped { .. }) if e.is_fatal()));
+    assert_eq!(txn.range_raw(b"").unwrap(), vec![]);
+
+    // Scope 7 and scope 8 see their own entries; an unscoped table is the same in both.
+    txn.set_scope(Some(7));
+    T.put(&mut txn, &1, &70).unwrap();
+    Q.push(&mut txn, &71).unwrap();
+    U.put(&mut txn, &1, &1).unwrap();
+    assert_eq!(txn.set_scope(Some(8)), Some(7));
+    assert_eq!(T.get(&txn, &1).unwrap(), None);
+    assert_eq!(Q.peek(&txn).unwrap(), None);
+    T.put(&mut txn, &2, &80).unwrap();
+    Q.push(&mut txn, &81).unwrap();
+    Q.push(&mut txn, &82).unwrap();
+    assert_eq!(U.get(&txn, &1).unwrap(), Some(1));
+    txn.commit().unwrap();
+
+    let read = db.read().unwrap().scoped(7);
+    assert_eq!(T.iter(&read).unwrap(), vec![(1, 70)]);
+    assert_eq!(Q.items(&read).unwrap(), vec![(0, 71)]);
+    let read = db.read().unwrap().scoped(8);
+    assert_eq!(T.iter(&read).unwrap(), vec![(2, 80)]);
+    assert_eq!(Q.items(&read).unwrap(), vec![(0, 81), (1, 82)]);
+
+    // Retiring scope 8 removes its entries of each table and queue, and nothing else.
+    let mut txn = db.write().unwrap();
+    let removed: u64 = [T.prefix(), Q.name()]
+        .into_iter()
+        .map(|p| txn.del_range_raw(&scope_namespace(p, 8)).unwrap())
+        .sum();
+    assert_eq!(removed, 1 + 3 /* two items and the tail */);
+    txn.commit().unwrap();
+    let read = db.read().unwrap().scoped(8);
+    assert_eq!(T.iter(&read).unwrap(), vec![]);
+    assert_eq!(Q.len(&read).unwrap(), 0);
+    let read = db.read().unwrap().scoped(7);
+    assert_eq!(T.iter(&read).unwrap(), vec![(1, 70)]);
+    assert_eq!(Q.items(&read).unwrap(), vec![(0, 71)]);
+    assert_eq!(U.get(&read, &1).unwrap(), Some(1));
 }

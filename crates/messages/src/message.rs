@@ -311,6 +311,9 @@ pub enum SettlementEvent {
     },
     /// A settlement block acknowledged an external block's Batches and ordered Burns.
     BlockAcknowledged {
+        /// The session whose Batches are acknowledged (each session has its own sequence;
+        /// the burns are that session's to pay).
+        session: Session,
         /// The settlement block's number.
         settlement_block: u64,
         /// The external block acknowledged.
@@ -319,6 +322,33 @@ pub enum SettlementEvent {
         batches: Vec<u32>,
         /// The payments ordered, in order.
         burns: Vec<Payment>,
+    },
+    /// The next set's key was confirmed: `session` hands its funds over to `successor`
+    /// (docs/rotation.md). Sent to `session`'s key holders; queued with its
+    /// acknowledgements, so every one applies it at the same point.
+    Rotation {
+        /// The outgoing session.
+        session: Session,
+        /// The incoming session.
+        successor: Session,
+        /// The incoming session's network key (its group key, the network's encoding).
+        successor_key: Vec<u8>,
+        /// From the first acknowledged block at or after this one, the outgoing session's
+        /// deposits are no longer credited (it refunds them) and it may retire.
+        close_block: u64,
+    },
+}
+
+/// Settlement-layer reports, processor to coordinator.
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub enum SettlementReport {
+    /// The session's key retired: nothing of it is left to pay or forward, and its
+    /// pipeline stopped at this acknowledged block.
+    Retired {
+        /// The retired session.
+        session: Session,
+        /// The last block its pipeline applied.
+        block: u64,
     },
 }
 
@@ -377,10 +407,12 @@ pub enum ProcessorMessage {
     Batch(BatchReport),
     /// Liveness.
     Status(Status),
+    /// Settlement reports.
+    Settlement(SettlementReport),
 }
 
 /// The protocol version this build speaks (the message encodings' version byte).
-pub const PROTOCOL_VERSION: u8 = 5;
+pub const PROTOCOL_VERSION: u8 = 6;
 
 impl Versioned for CoordinatorMessage {
     const VERSION: u8 = PROTOCOL_VERSION;

@@ -90,19 +90,28 @@ pub fn coordinator_message() -> impl Strategy<Value = CoordinatorMessage> {
                 }
             }),
         (
-            any::<u64>(),
+            (any::<u32>(), any::<u64>()),
             p::block_hash(),
             prop::collection::vec(any::<u32>(), 0..5),
             prop::collection::vec(p::payment(), 0..5)
         )
-            .prop_map(|(settlement_block, network_block, batches, burns)| {
+            .prop_map(|((s, settlement_block), network_block, batches, burns)| {
                 SettlementEvent::BlockAcknowledged {
+                    session: Session(s),
                     settlement_block,
                     network_block,
                     batches,
                     burns,
                 }
             }),
+        (any::<u32>(), any::<u32>(), blob(), any::<u64>()).prop_map(
+            |(s, successor, successor_key, close_block)| SettlementEvent::Rotation {
+                session: Session(s),
+                successor: Session(successor),
+                successor_key,
+                close_block,
+            }
+        ),
     ];
     prop_oneof![
         key_gen.prop_map(CoordinatorMessage::KeyGen),
@@ -164,10 +173,13 @@ pub fn processor_message() -> impl Strategy<Value = ProcessorMessage> {
             BatchReport::SignedBatch { batch, signature }
         }),
     ];
+    let settlement = (any::<u32>(), any::<u64>())
+        .prop_map(|(s, block)| SettlementReport::Retired { session: Session(s), block });
     prop_oneof![
         key_gen.prop_map(ProcessorMessage::KeyGen),
         sign.prop_map(ProcessorMessage::Sign),
         batch.prop_map(ProcessorMessage::Batch),
         status().prop_map(ProcessorMessage::Status),
+        settlement.prop_map(ProcessorMessage::Settlement),
     ]
 }

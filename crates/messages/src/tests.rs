@@ -275,8 +275,10 @@ fn oversized_batches_inside_messages_are_rejected() {
     };
     let batch = |n| Batch {
         network: NetworkId::Bitcoin,
+        session: 0,
         id: 0,
         block: BlockHash([0; 32]),
+        number: 0,
         instructions: vec![big.clone(); n],
     };
     let send = |b: Batch| {

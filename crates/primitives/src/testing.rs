@@ -49,14 +49,16 @@ pub fn block_hash() -> impl Strategy<Value = BlockHash> {
 pub fn batch() -> impl Strategy<Value = Batch> {
     (
         network(),
-        any::<u32>(),
-        block_hash(),
+        (any::<u32>(), any::<u32>()),
+        (block_hash(), any::<u64>()),
         prop::collection::vec(in_instruction_with_balance(), 0..20),
     )
-        .prop_map(|(network, id, block, instructions)| Batch {
+        .prop_map(|(network, (session, id), (block, number), instructions)| Batch {
             network,
+            session,
             id,
             block,
+            number,
             instructions,
         })
 }

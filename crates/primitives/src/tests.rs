@@ -36,11 +36,12 @@ proptest! {
         instructions in prop::collection::vec(testing::in_instruction_with_balance(), 0..400),
         first in 0u32..1000,
     ) {
-        let batches = Batch::split(NetworkId::Bitcoin, first, BlockHash([7; 32]), instructions.clone());
+        let batches = Batch::split(NetworkId::Bitcoin, 3, first, (BlockHash([7; 32]), 40), instructions.clone());
         prop_assert!(!batches.is_empty());
         let mut rejoined = vec![];
         for (i, b) in batches.iter().enumerate() {
             prop_assert_eq!(b.id, first + i as u32);
+            prop_assert_eq!((b.session, b.number), (3, 40));
             prop_assert!(b.encode().len() <= MAX_BATCH_SIZE);
             rejoined.extend(b.instructions.iter().cloned());
         }
@@ -65,7 +66,7 @@ fn split_fills_batches_near_the_bound() {
         balance: Balance { coin: Coin::Bitcoin, amount: Amount(5) },
     };
     let per = encode_body(&ins).len();
-    let batches = Batch::split(NetworkId::Bitcoin, 0, BlockHash([0; 32]), vec![ins; 1000]);
+    let batches = Batch::split(NetworkId::Bitcoin, 0, 0, (BlockHash([0; 32]), 0), vec![ins; 1000]);
     for b in &batches[..batches.len() - 1] {
         let len = b.encode().len();
         // Full batches leave less room than one more instruction.
@@ -76,27 +77,28 @@ fn split_fills_batches_near_the_bound() {
 
 #[test]
 fn empty_block_yields_one_empty_batch() {
-    let batches = Batch::split(NetworkId::Monero, 9, BlockHash([0; 32]), vec![]);
+    let batches = Batch::split(NetworkId::Monero, 1, 9, (BlockHash([0; 32]), 5), vec![]);
     assert_eq!(batches.len(), 1);
     assert_eq!(batches[0].id, 9);
-    assert_eq!(batches[0].encode().len(), 1 + 1 + 4 + 32 + 4);
+    assert_eq!(batches[0].encode().len(), 1 + 1 + 4 + 4 + 32 + 8 + 4);
 }
 
 #[test]
 fn codec_errors_are_typed() {
     assert!(matches!(Batch::decode(&[]), Err(CodecError::Empty)));
-    let mut bytes = Batch::split(NetworkId::Bitcoin, 0, BlockHash([0; 32]), vec![])[0].encode();
+    let mut bytes =
+        Batch::split(NetworkId::Bitcoin, 0, 0, (BlockHash([0; 32]), 0), vec![])[0].encode();
     bytes[0] = 9;
     assert!(matches!(
         Batch::decode(&bytes),
-        Err(CodecError::UnknownVersion { found: 9, expected: 1 })
+        Err(CodecError::UnknownVersion { found: 9, expected: 2 })
     ));
     assert!(matches!(
         Batch::decode(&vec![1; MAX_BATCH_SIZE + 1]),
         Err(CodecError::TooLong { len, max: MAX_BATCH_SIZE }) if len == MAX_BATCH_SIZE + 1
     ));
     // An unknown network discriminant is malformed, not a panic.
-    bytes[0] = 1;
+    bytes[0] = 2;
     bytes[1] = 200;
     assert!(matches!(Batch::decode(&bytes), Err(CodecError::Malformed(_))));
 }

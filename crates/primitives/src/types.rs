@@ -280,21 +280,28 @@ pub const MAX_BATCH_SIZE: usize = 25_000;
 pub struct Batch {
     /// The external network.
     pub network: NetworkId,
-    /// Contiguous per network, from 0.
+    /// The session whose key reported it (and signs it): each session of a network has
+    /// its own sequence of Batches.
+    pub session: u32,
+    /// Contiguous per (network, session), from 0.
     pub id: u32,
     /// The external block the instructions come from.
     pub block: BlockHash,
+    /// That block's number (the settlement layer's stage rules are stated in block
+    /// numbers: docs/rotation.md).
+    pub number: u64,
     /// The deposits, in the order they appear in the block.
     pub instructions: Vec<InInstructionWithBalance>,
 }
 
 impl Versioned for Batch {
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
     const MAX_ENCODED_LEN: usize = MAX_BATCH_SIZE;
 }
 
-/// Encoded size of a Batch with no instructions: version, network, id, block, length.
-const EMPTY_BATCH_LEN: usize = 1 + 1 + 4 + 32 + 4;
+/// Encoded size of a Batch with no instructions: version, network, session, id, block,
+/// number, length.
+const EMPTY_BATCH_LEN: usize = 1 + 1 + 4 + 4 + 32 + 8 + 4;
 
 impl Batch {
     /// Splits a block's instructions into as few Batches as fit [`MAX_BATCH_SIZE`], with
@@ -303,8 +310,9 @@ impl Batch {
     /// bound, because each instruction is bounded (by [`MAX_ADDRESS_LEN`]) far below it.
     pub fn split(
         network: NetworkId,
+        session: u32,
         first_id: u32,
-        block: BlockHash,
+        (block, number): (BlockHash, u64),
         instructions: Vec<InInstructionWithBalance>,
     ) -> Vec<Batch> {
         let mut batches = vec![];
@@ -323,7 +331,7 @@ impl Batch {
         batches
             .into_iter()
             .zip(first_id..)
-            .map(|(instructions, id)| Batch { network, id, block, instructions })
+            .map(|(instructions, id)| Batch { network, session, id, block, number, instructions })
             .collect()
     }
 }

@@ -13,7 +13,7 @@ use primitives::codec::Versioned;
 use prometheus_client::metrics::counter::Counter;
 use task::{Task, TaskError};
 
-use crate::pipeline::state::{Ack, Active, ACTIVE};
+use crate::pipeline::state::{Ack, Active, ACTIVE, LIVE};
 use crate::pipeline::{Handle, Refusal};
 use messages::Session;
 
@@ -35,26 +35,28 @@ pub const REPORTED_SETTINGS: db::Table<u32, ChainSettings> =
 /// set's; only a key no participant generated with a node is not checked.
 pub fn check_settings(db: &Db, current: &ChainSettings) -> Result<(), String> {
     let read = db.read().map_err(|e| e.to_string())?;
-    let Some(active) = ACTIVE.get(&read, &()).map_err(|e| e.to_string())? else { return Ok(()) };
-    let Some(reported) =
-        REPORTED_SETTINGS.get(&read, &active.session).map_err(|e| e.to_string())?
-    else {
-        return Ok(());
-    };
-    let differences = current.differences(&reported);
-    if differences.is_empty() {
-        return Ok(());
+    for (session, _) in LIVE.iter(&read).map_err(|e| e.to_string())? {
+        let Some(reported) = REPORTED_SETTINGS.get(&read, &session).map_err(|e| e.to_string())?
+        else {
+            continue;
+        };
+        let differences = current.differences(&reported);
+        if differences.is_empty() {
+            continue;
+        }
+        return Err(format!(
+            "the [node] settings differ from those this processor reported with session {}'s \
+             key, which its set agreed on: {} (\"the set's\" is what was reported). Restore \
+             them: every processor of a set must scan and plan alike",
+            session,
+            differences.join(", ")
+        ));
     }
-    Err(format!(
-        "the [node] settings differ from those this processor reported with session {}'s key, \
-         which its set agreed on: {} (\"the set's\" is what was reported). Restore them: every \
-         processor of a set must scan and plan alike",
-        active.session,
-        differences.join(", ")
-    ))
+    Ok(())
 }
 
-/// Records `session`'s confirmed key as the active one, with this validator's DKG index.
+/// Records `session`'s confirmed key as live, with this validator's DKG index, and its
+/// pipeline's [`Active`] record (in the session's scope). Returns it.
 fn record_active(
     txn: &mut WriteTxn,
     validator: u16,
@@ -70,28 +72,34 @@ fn record_active(
         .map(|i| i as u16 + 1)
         .ok_or_else(|| TaskError::fatal("this validator holds no share of the confirmed key"))?;
     let active = Active { session: session.0, me, start };
-    ACTIVE.put(txn, &(), &active)?;
+    let previous = txn.set_scope(Some(session.0));
+    let put = ACTIVE.put(txn, &(), &active);
+    txn.set_scope(previous);
+    put?;
+    LIVE.put(txn, &session.0, &me)?;
     Ok(active)
 }
 
-/// For a database from before keys were recorded active without a `[node]`: if no key
-/// is active but one was confirmed, records it (without an activation block, so the
-/// scanner starts at its node's first non-final block, with a warning). Returns the
-/// active key, if any.
-pub fn backfill_active(db: &Db, validator: u16) -> Result<Option<Active>, TaskError> {
+/// For a database whose confirmed key was never recorded live (confirmed by a build that
+/// did not record keys without a `[node]`): records the newest confirmed key, without an
+/// activation block (the scanner starts at its node's first non-final block, with a
+/// warning). Returns the live sessions.
+pub fn backfill_active(db: &Db, validator: u16) -> Result<Vec<(u32, u16)>, TaskError> {
     let mut txn = db.write()?;
-    if let Some(active) = ACTIVE.get(&txn, &())? {
-        return Ok(Some(active));
+    let live = LIVE.iter(&txn)?;
+    if !live.is_empty() {
+        return Ok(live);
     }
     let confirmed = KeyGen::all_generated(&txn)?
         .into_iter()
-        .find(|(_, g)| g.confirmed)
-        .map(|(session, _)| Session(session));
-    let Some(session) = confirmed else { return Ok(None) };
+        .filter(|(_, g)| g.confirmed)
+        .map(|(session, _)| Session(session))
+        .next_back();
+    let Some(session) = confirmed else { return Ok(vec![]) };
     let active = record_active(&mut txn, validator, session, None)?;
     txn.commit()?;
     tracing::warn!(session = session.0, "a key confirmed while no [node] was configured, before such keys were recorded: now active, without an agreed activation block");
-    Ok(Some(active))
+    Ok(vec![(session.0, active.me)])
 }
 
 /// Counters of the handler.
@@ -141,15 +149,19 @@ impl InboxHandler {
         session: Session,
         activation_block: Option<u64>,
     ) -> Result<(), TaskError> {
-        if let Some(active) = ACTIVE.get(txn, &())? {
-            tracing::error!(
-                active = active.session,
-                confirmed = session.0,
-                "a second session's key was confirmed; key rotation is not supported yet: ignored"
-            );
+        if LIVE.get(txn, &session.0)?.is_some() {
+            tracing::warn!(session = session.0, "the session's key is already active");
             return Ok(());
         }
+        let others: Vec<u32> = LIVE.iter(txn)?.into_iter().map(|(s, _)| s).collect();
         let active = record_active(txn, self.keygen.me(), session, activation_block)?;
+        if !others.is_empty() {
+            tracing::info!(
+                session = session.0,
+                live = ?others,
+                "a new session's key is active beside the live ones (a rotation)"
+            );
+        }
         let me = active.me;
         let Some(pipeline) = &self.pipeline else {
             tracing::info!(
@@ -310,6 +322,7 @@ impl InboxHandler {
                 }
             }
             CoordinatorMessage::Settlement(SettlementEvent::BlockAcknowledged {
+                session,
                 settlement_block,
                 batches,
                 burns,
@@ -317,7 +330,7 @@ impl InboxHandler {
             }) if self.pipeline.is_some() => {
                 let pipeline = self.pipeline.as_ref().unwrap_or_else(|| unreachable!());
                 let ack = Ack { settlement_block, batches, burns };
-                if let Err(e) = pipeline.acknowledge(txn, ack)? {
+                if let Err(e) = pipeline.acknowledge(txn, session, ack)? {
                     self.refused_pipeline(received, e);
                 }
             }

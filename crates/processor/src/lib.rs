@@ -28,8 +28,9 @@ use crate::config::{Config, ConfigError};
 
 /// The processor database's application name and schema version.
 /// Version 2: the pipeline generic over its network (acknowledgements applied by one
-/// task, eventualities checked per applied block; see docs/db-schema.md).
-pub const SCHEMA: Schema = Schema { app: "tc-processor", version: 2 };
+/// task, eventualities checked per applied block; see docs/db-schema.md). Version 3: the
+/// pipeline's tables scoped by session (one pipeline per live session, docs/rotation.md).
+pub const SCHEMA: Schema = Schema { app: "tc-processor", version: 3 };
 
 /// Why the processor stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -267,41 +268,39 @@ fn wire<N: pipeline::PipelineNetwork>(
     mailbox: &Mailbox,
     registry: &mut prometheus_client::registry::Registry,
 ) -> Result<Wired, RunError> {
-    let active = handler::backfill_active(db, config.validator)
+    handler::backfill_active(db, config.validator)
         .map_err(|e| RunError::Pipeline(e.to_string()))?;
     handler::check_settings(db, &pipeline::settings_of(scanner::Network::params(&network)))
         .map_err(RunError::Pipeline)?;
-    let signers = match &active {
-        Some(active) => Some(signers::Signers::new(
-            messages::Session(active.session),
-            pipeline::Pipeline::<N>::me(active).map_err(|e| RunError::Pipeline(e.to_string()))?,
-        )),
-        None => None,
-    };
     let metrics = pipeline::PipelineMetrics::default();
     metrics.register(registry);
-    let pipeline = pipeline::Pipeline {
+    let base = pipeline::Pipeline {
+        // Each live session's pipeline is this one with its own session and signers.
+        session: u32::MAX,
         network: Arc::new(network),
         keygen: keygen.clone(),
-        signers: Arc::new(std::sync::Mutex::new(signers)),
+        signers: Arc::new(std::sync::Mutex::new(None)),
         mailbox: mailbox.clone(),
         window: config.pipeline.window,
         validator: config.validator,
         metrics,
         proposal: Arc::default(),
     };
+    let pipelines =
+        pipeline::Pipelines::load(base, db).map_err(|e| RunError::Pipeline(e.to_string()))?;
     let db = db.clone();
-    let handle: Arc<dyn pipeline::Handle> = Arc::new(pipeline.clone());
+    let handle: Arc<dyn pipeline::Handle> = Arc::new(pipelines.clone());
     let ack_waker = TaskWaker::new();
     let waker = ack_waker.clone();
     let spawn = move |tasks: &mut Tasks, s: TaskSpawn| {
+        use pipeline::{acknowledge::AckTask, publish::PublishTask, scan::ScanTask, PerSession};
         let [scan_stats, ack_stats, publish_stats] = s.stats;
         let ack_waker = waker;
         // The scanner wakes the acknowledger (Batches it waits for) and the sender.
         let mut scan_dependents = s.dependents.clone();
         scan_dependents.push(ack_waker.clone());
         tasks.spawn(task::run(
-            pipeline::scan::ScanTask::new(db.clone(), pipeline.clone()),
+            PerSession::<N, ScanTask<N>>::new("scanner", db.clone(), pipelines.clone()),
             s.config,
             TaskWaker::new(),
             scan_dependents,
@@ -309,7 +308,7 @@ fn wire<N: pipeline::PipelineNetwork>(
             scan_stats,
         ));
         tasks.spawn(task::run(
-            pipeline::acknowledge::AckTask::new(db.clone(), pipeline.clone()),
+            PerSession::<N, AckTask<N>>::new("acknowledger", db.clone(), pipelines.clone()),
             s.config,
             ack_waker,
             s.dependents.clone(),
@@ -317,7 +316,7 @@ fn wire<N: pipeline::PipelineNetwork>(
             ack_stats,
         ));
         tasks.spawn(task::run(
-            pipeline::publish::PublishTask::new(db, pipeline),
+            PerSession::<N, PublishTask<N>>::new("publisher", db, pipelines),
             s.config,
             TaskWaker::new(),
             s.dependents,

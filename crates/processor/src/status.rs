@@ -23,9 +23,14 @@ pub struct StatusReport {
     pub routes: Vec<Route>,
     /// Generated key pairs, by session.
     pub keys: Vec<KeyPair>,
-    /// The scanning and signing pipeline (absent when no key is active).
+    /// The scanning and signing pipeline of the newest live session (absent when no key
+    /// is active).
     #[serde(default)]
     pub pipeline: Option<PipelineStatus>,
+    /// Every live session's pipeline, oldest first (two during a key rotation, when this
+    /// validator is in both sets).
+    #[serde(default)]
+    pub sessions: Vec<PipelineStatus>,
     /// The fatal error that halted this processor, if one is recorded (it refuses to start
     /// until run with `--resume`).
     #[serde(default)]
@@ -104,6 +109,15 @@ pub struct SigningItem {
     pub attempt: u32,
     /// Done.
     pub complete: bool,
+}
+
+/// Every live session's pipeline, oldest first.
+fn sessions(txn: &impl Get) -> Result<Vec<PipelineStatus>, DbError> {
+    let mut out = vec![];
+    for (session, _) in crate::pipeline::state::LIVE.iter(txn)? {
+        out.extend(pipeline(&db::in_scope(txn, session))?);
+    }
+    Ok(out)
 }
 
 fn pipeline(txn: &impl Get) -> Result<Option<PipelineStatus>, DbError> {
@@ -210,7 +224,8 @@ impl StatusReport {
                     active: g.confirmed,
                 })
                 .collect(),
-            pipeline: pipeline(txn)?,
+            pipeline: sessions(txn)?.pop(),
+            sessions: sessions(txn)?,
             halted: crate::halt::HALT.get(txn, &())?.map(|h| h.to_string()),
         })
     }
@@ -236,7 +251,7 @@ impl StatusReport {
                 k.network_key
             );
         }
-        if let Some(p) = &self.pipeline {
+        for p in &self.sessions {
             out += &format!(
                 "pipeline       session {}, scanned {} (from {}), batches {} ({} acknowledged), confirmed block {}, settlement block {}\n\
                  scheduler      {} outputs ({} units), {} payments queued, {} dropped as dust\n\
@@ -295,6 +310,9 @@ impl StatusReport {
 /// One planned transaction, as `/plans` shows it: what it pays and what it cost.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PlanView {
+    /// The session whose key signs it.
+    #[serde(default)]
+    pub session: u32,
     /// The plan id (hex).
     pub id: String,
     /// Outputs spent.
@@ -337,13 +355,22 @@ pub struct PaidView {
     pub net: u64,
 }
 
-/// Every plan, by id: the inspection API (`GET /plans`) that tools read instead of the
-/// processor's tables.
+/// Every plan of every live session, by session and id: the inspection API (`GET
+/// /plans`) that tools read instead of the processor's tables.
 pub fn plans(txn: &impl Get) -> Result<Vec<PlanView>, DbError> {
+    let mut out = vec![];
+    for (session, _) in crate::pipeline::state::LIVE.iter(txn)? {
+        out.extend(session_plans(&db::in_scope(txn, session), session)?);
+    }
+    Ok(out)
+}
+
+fn session_plans(txn: &impl Get, session: u32) -> Result<Vec<PlanView>, DbError> {
     use crate::pipeline::state::{CHILD_OF, PLANS, VERSION_OF};
     let mut out = vec![];
     for (id, record) in PLANS.iter(txn)? {
         out.push(PlanView {
+            session,
             id: hex::encode(id),
             inputs: record.tx.inputs.len(),
             payments: record

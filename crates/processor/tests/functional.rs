@@ -145,11 +145,8 @@ fn check(
     credited: &BTreeMap<u8, u64>,
 ) -> Result<Outcome, String> {
     // Identical plans on every key holder.
-    let holders: Vec<_> = net
-        .processors
-        .iter()
-        .filter(|p| ACTIVE.get(&p.db.read().unwrap(), &()).unwrap().is_some())
-        .collect();
+    let holders: Vec<_> =
+        net.processors.iter().filter(|p| ACTIVE.get(&p.read(), &()).unwrap().is_some()).collect();
     let plans = holders[0].plans();
     for p in &holders[1..] {
         if p.plans() != plans {
@@ -422,7 +419,7 @@ fn burns_to_our_own_addresses_are_recorded_unpayable() {
     net.mine(4).unwrap();
     assert!(net.chain.received(payee.as_bytes()) > Amount::ZERO, "the other burn is paid");
     for p in &net.processors {
-        let unpayable = UNPAYABLE.iter(&p.db.read().unwrap()).unwrap();
+        let unpayable = UNPAYABLE.iter(&p.read()).unwrap();
         let addresses: Vec<_> = unpayable.iter().map(|(_, burn)| burn.address.clone()).collect();
         assert_eq!(addresses, ours, "processor {} recorded {unpayable:?}", p.validator);
         for plan in p.plans().values() {
@@ -470,7 +467,7 @@ fn a_second_output_with_an_earlier_outputs_id_is_credited_never() {
     assert_eq!(net.balance(1), 5_000_000, "the first deposit is credited once");
     assert_eq!(net.balance(2), 0, "the output reusing its id is never credited");
     for p in &net.processors {
-        let outputs = OUTPUTS.iter(&p.db.read().unwrap()).unwrap();
+        let outputs = OUTPUTS.iter(&p.read()).unwrap();
         assert_eq!(
             outputs.len(),
             1,
@@ -765,7 +762,7 @@ fn conflicting_spend(hide_spends: bool) {
     assert_eq!((received(&first), received(&second)), (0, 0), "the conflicted plan never paid");
     assert_eq!(net.chain.received(&thief).0, 5_000_000, "the thief took one input whole");
     for p in &net.processors {
-        let read = p.db.read().unwrap();
+        let read = p.read();
         let held = HELD.iter(&read).unwrap();
         assert_eq!(held.len(), 1, "processor {}: {held:?}", p.validator);
         let (plan, record) = &held[0];
@@ -803,14 +800,14 @@ fn conflicting_spend(hide_spends: bool) {
     // Locked inputs are the group's until the operator finds which one the thief took.
     let locked_unspent = if hide_spends { 5_000_000 } else { 0 };
     for p in &net.processors {
-        let state = SCHEDULER.get(&p.db.read().unwrap(), &()).unwrap().unwrap_or_default();
+        let state = SCHEDULER.get(&p.read(), &()).unwrap().unwrap_or_default();
         let funds: u64 = state.utxos.iter().map(|u| u.amount.0).sum();
         assert_eq!(funds + locked_unspent, on_chain, "processor {}", p.validator);
         assert_eq!(state.queue.len(), usize::from(hide_spends), "processor {}", p.validator);
     }
 
     // The operator's release forgets the record, once.
-    let plan = HELD.iter(&net.processors[0].db.read().unwrap()).unwrap()[0].0;
+    let plan = HELD.iter(&net.processors[0].read()).unwrap()[0].0;
     let released = processor::pipeline::release_held(&net.processors[0].db, plan).unwrap();
     assert_eq!(released.unwrap().payments.len(), 2);
     assert!(processor::pipeline::release_held(&net.processors[0].db, plan).unwrap().is_none());
@@ -881,13 +878,13 @@ fn payout_while_block_rates_rise(stuck: bool, replaceable: bool) {
     let planned_net = original.tx.payments[0].net.0;
     assert_eq!(paid, planned_net, "paid once, exactly what was planned");
     for p in &net.processors {
-        let read = p.db.read().unwrap();
+        let read = p.read();
         assert_eq!(TO_PUBLISH.len(&read).unwrap(), 0, "nothing left to publish");
         assert!(PENDING.iter(&read).unwrap().is_empty(), "nothing left pending");
     }
     if !stuck {
         for p in &net.processors {
-            let read = p.db.read().unwrap();
+            let read = p.read();
             assert_eq!(VERSIONS.get(&read, &root).unwrap(), None, "processor {}", p.validator);
             assert_eq!(p.metrics.fee_bumps.get(), 0);
         }
@@ -897,7 +894,7 @@ fn payout_while_block_rates_rise(stuck: bool, replaceable: bool) {
     assert_eq!(on_chain + paid + net.chain.fees_paid_by(&key).0, 5_000_000);
     if !replaceable {
         for p in &net.processors {
-            let read = p.db.read().unwrap();
+            let read = p.read();
             assert_eq!(VERSIONS.get(&read, &root).unwrap(), None, "nothing replaced");
             let child = CHILD.get(&read, &root).unwrap().expect("a child");
             let child = PLANS.get(&read, &child).unwrap().expect("the child's record");
@@ -916,7 +913,7 @@ fn payout_while_block_rates_rise(stuck: bool, replaceable: bool) {
         return;
     }
     for p in &net.processors {
-        let read = p.db.read().unwrap();
+        let read = p.read();
         assert_eq!(
             VERSIONS.get(&read, &root).unwrap(),
             Some(vec![version]),

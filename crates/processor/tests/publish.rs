@@ -36,7 +36,7 @@ struct Harness {
 async fn start() -> Harness {
     let node = Node::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(dir.path().join("processor.redb"), processor::SCHEMA).unwrap();
+    let db = Db::open(dir.path().join("processor.redb"), processor::SCHEMA).unwrap().scoped(0);
     let sealer = Arc::new(key_gen::Sealer::unlock(&db, b"a long enough sealing secret").unwrap());
     let keygen = Arc::new(
         key_gen::KeyGen::open(&db, sealer, NetworkId::Litecoin, 1, key_gen::Malice::None).unwrap(),
@@ -56,6 +56,7 @@ async fn start() -> Harness {
         Params::new(coin, Chain::Regtest),
     );
     let pipeline = Pipeline {
+        session: 0,
         network: Arc::new(network),
         keygen,
         signers: Arc::new(Mutex::new(None)),

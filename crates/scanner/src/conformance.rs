@@ -447,7 +447,10 @@ fn completions_tx(completions: &[Completion], index: usize) -> Vec<u8> {
 }
 
 fn temp_db(dir: &tempfile::TempDir) -> Db {
-    Db::open(dir.path().join("index.redb"), Schema { app: "conformance", version: 1 }).unwrap()
+    // The index is scoped by session, as the processor keeps one per session.
+    Db::open(dir.path().join("index.redb"), Schema { app: "conformance", version: 1 })
+        .unwrap()
+        .scoped(0)
 }
 
 async fn index_all<N: Network>(

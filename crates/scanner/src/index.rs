@@ -8,14 +8,16 @@
 //! - A block is scanned only if it is still the indexed block ([`Index::expect`]), so
 //!   nothing is ever reported from a block off the finalized chain.
 //! - One block per commit: a crash between commits re-runs the same step.
+//! - The index is scoped by session ([`db::Table::scoped`]): each session's pipeline
+//!   indexes from its own activation block, in a `Db` scoped to it.
 use db::{Db, DbError, Get, Table, WriteTxn};
 
 use crate::{BlockRef, ChainBlock, Network, NetworkError};
 
 /// Block number → the indexed block.
-pub const INDEXED: Table<u64, BlockRef> = Table::new("scanner/v1/index");
+pub const INDEXED: Table<u64, BlockRef> = Table::scoped("scanner/v1/index");
 /// The highest indexed block number.
-pub const INDEX_TIP: Table<(), u64> = Table::new("scanner/v1/index_tip");
+pub const INDEX_TIP: Table<(), u64> = Table::scoped("scanner/v1/index_tip");
 
 /// Why the index cannot advance.
 #[derive(Debug, thiserror::Error)]

@@ -150,13 +150,15 @@ pub struct Conviction {
     pub share: Option<Vec<u8>>,
 }
 
-/// Per-network settlement state.
+/// Per-set settlement state: each session of a network has its own Batch sequence.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, BorshSerialize, BorshDeserialize)]
-pub struct NetworkSettlement {
+pub struct SetSettlement {
     /// The next Batch id to settle.
     pub next_batch: u32,
     /// Signed Batches whose signature did not verify.
     pub bad_signatures: u64,
+    /// The external block of the last Batch settled.
+    pub last_block: Option<u64>,
 }
 
 /// Every item, by id.
@@ -175,11 +177,12 @@ pub const COMPLETION_REPORTS: Table<(ItemId, Participant), Vec<u8>> =
 /// Pairs of key holders in dispute, `(set, low, high)`: one blamed the other in signing.
 pub const DISPUTES: Table<(SetKey, Participant, Participant), ()> =
     Table::new("sim/v1/sign/disputes");
-/// The Batches as each key holder reported them before signing, by `(network, id,
-/// reporter)` (the first report kept); deleted once the Batch settles. A Batch's shares are
-/// checked against it when every member of the signing set reported the same one.
-pub const BATCH_REPORTS: Table<(u8, u32, Participant), Batch> =
-    Table::new("sim/v1/sign/batch_reports");
+/// The Batches as each key holder reported them before signing, by `(network, session,
+/// id, reporter)` (the first report kept); deleted once the Batch settles. A Batch's
+/// shares are checked against it when every member of the signing set reported the same
+/// one.
+pub const BATCH_REPORTS: Table<(SetKey, u32, Participant), Batch> =
+    Table::new("sim/v2/sign/batch_reports");
 /// What each signer stated it signs for a plan, by `(item, signer)` (the first kept);
 /// deleted once the item completes.
 pub const STATEMENTS: Table<(ItemId, Participant), Vec<u8>> = Table::new("sim/v1/sign/statements");
@@ -193,23 +196,19 @@ pub const CONVICTIONS: Table<(SetKey, Participant), Conviction> =
 pub const REPORT_WINDOW: u32 = 4096;
 /// Counters per set.
 pub const COUNTS: Table<SetKey, SignCounts> = Table::new("sim/v1/sign/counts");
-/// Settlement state per network (as `u8`).
-pub const NETWORKS: Table<u8, NetworkSettlement> = Table::new("sim/v1/settlement/networks");
-/// Verified Batches waiting for their predecessors, by `(network, id)`, with the set
-/// that signed them.
-pub const VERIFIED: Table<(u8, u32), (SetKey, Batch)> = Table::new("sim/v1/settlement/verified");
+/// Settlement state per set (network and session).
+pub const SETTLEMENTS: Table<SetKey, SetSettlement> = Table::new("sim/v2/settlement/sets");
+/// Verified Batches waiting for their predecessors, by `(set, id)`.
+pub const VERIFIED: Table<(SetKey, u32), Batch> = Table::new("sim/v2/settlement/verified");
 
 /// The counters of `set`.
 pub fn counts(txn: &impl Get, set: SetKey) -> Result<SignCounts, DbError> {
     Ok(COUNTS.get(txn, &set)?.unwrap_or_default())
 }
 
-/// The settlement state of `network`.
-pub fn network_settlement(
-    txn: &impl Get,
-    network: NetworkId,
-) -> Result<NetworkSettlement, DbError> {
-    Ok(NETWORKS.get(txn, &(network as u8))?.unwrap_or_default())
+/// The settlement state of `set`.
+pub fn set_settlement(txn: &impl Get, set: SetKey) -> Result<SetSettlement, DbError> {
+    Ok(SETTLEMENTS.get(txn, &set)?.unwrap_or_default())
 }
 
 /// The members of `item`'s current attempt that have not sent what its stage needs.

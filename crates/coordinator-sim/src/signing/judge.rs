@@ -21,7 +21,7 @@ fn stated_by(
 ) -> Result<Option<Stated>, DbError> {
     Ok(match item.kind {
         SignKind::Batch(id) => {
-            BATCH_REPORTS.get(txn, &(item.network as u8, id, member))?.map(Stated::Batch)
+            BATCH_REPORTS.get(txn, &(item.set(), id, member))?.map(Stated::Batch)
         }
         SignKind::Plan(_) => STATEMENTS.get(txn, &(item.id(), member))?.map(Stated::Plan),
     })

@@ -4,7 +4,11 @@ use messages::{BatchReport, CoordinatorMessage, Participant, Party, SettlementEv
 use primitives::{Batch, NetworkId};
 
 use super::*;
-use crate::{keygen::SimError, ledger, state::SETS};
+use crate::{
+    keygen::SimError,
+    ledger,
+    state::{set_key, ROTATIONS, SETS},
+};
 
 impl SignCoordinator {
     /// Handles one Batch message from `sender`, inside `txn`. On `Err`, the caller MUST
@@ -38,37 +42,34 @@ impl SignCoordinator {
             tracing::warn!(batch_network = %batch.network, "Batch for another network; ignored");
             return Ok(SignOutcome::Ignored("wrong_network"));
         }
-        let mut settlement = network_settlement(txn, network)?;
+        let set = set_key(network, batch.session);
+        let mut settlement = set_settlement(txn, set)?;
         let BatchReport::SignedBatch { batch, signature } = report else {
             return self.on_batch_report(txn, settlement, validator, batch);
         };
-        if batch.id < settlement.next_batch
-            || VERIFIED.get(txn, &(network as u8, batch.id))?.is_some()
-        {
+        if batch.id < settlement.next_batch || VERIFIED.get(txn, &(set, batch.id))?.is_some() {
             return Ok(SignOutcome::Ignored("batch_done"));
         }
-        // The set whose confirmed key the signature verifies under.
-        let mut signed_by = None;
-        for config in self.sets.iter().filter(|s| s.network == network) {
-            if let Ok(signer) = self.signer(txn, network, config.session)? {
-                if signers::batch::verify(&signer.ristretto_key, batch, signature).is_ok() {
-                    signed_by = Some(signer);
-                    break;
-                }
+        // Each session's Batches are signed by its own confirmed key.
+        let signer = match self.signer(txn, network, batch.session)? {
+            Ok(signer)
+                if signers::batch::verify(&signer.ristretto_key, batch, signature).is_ok() =>
+            {
+                signer
             }
-        }
-        let Some(signer) = signed_by else {
-            settlement.bad_signatures += 1;
-            NETWORKS.put(txn, &(network as u8), &settlement)?;
-            self.metrics.bad_batch_signatures.inc();
-            tracing::warn!(
-                bad_signatures = settlement.bad_signatures,
-                "a signed Batch does not verify under any confirmed key of its network; ignored"
-            );
-            return Ok(SignOutcome::Ignored("bad_signature"));
+            Ok(_) | Err(_) => {
+                settlement.bad_signatures += 1;
+                SETTLEMENTS.put(txn, &set, &settlement)?;
+                self.metrics.bad_batch_signatures.inc();
+                tracing::warn!(
+                    session = batch.session,
+                    bad_signatures = settlement.bad_signatures,
+                    "a signed Batch does not verify under its session's confirmed key; ignored"
+                );
+                return Ok(SignOutcome::Ignored("bad_signature"));
+            }
         };
-        let set = signer.state.key();
-        VERIFIED.put(txn, &(network as u8, batch.id), &(set, batch.clone()))?;
+        VERIFIED.put(txn, &(set, batch.id), batch)?;
         let kind = SignKind::Batch(batch.id);
         let mut item = match ITEMS.get(txn, &item_id(set, &kind))? {
             Some(item) => item,
@@ -88,7 +89,7 @@ impl SignCoordinator {
         self.bump(txn, set, |c| c.completed_batches += 1)?;
         self.metrics.completed("batch");
         tracing::info!("signed Batch verified");
-        self.settle(txn, network, settlement)?;
+        self.settle(txn, network, settlement, set)?;
         Ok(SignOutcome::Progress)
     }
 
@@ -97,7 +98,7 @@ impl SignCoordinator {
     fn on_batch_report(
         &self,
         txn: &mut WriteTxn,
-        settlement: NetworkSettlement,
+        settlement: SetSettlement,
         validator: Participant,
         batch: &Batch,
     ) -> Result<SignOutcome, SimError> {
@@ -108,7 +109,7 @@ impl SignCoordinator {
         if batch.id - settlement.next_batch > REPORT_WINDOW {
             return Ok(SignOutcome::Ignored("batch_too_far"));
         }
-        let key = (batch.network as u8, batch.id, validator);
+        let key = (set_key(batch.network, batch.session), batch.id, validator);
         match BATCH_REPORTS.get(txn, &key)? {
             Some(first) if first != *batch => {
                 tracing::warn!(
@@ -124,26 +125,49 @@ impl SignCoordinator {
         }
     }
 
-    /// Settles `network`'s verified Batches from `settlement.next_batch` on, as long as
-    /// they are contiguous.
+    /// Settles `set`'s verified Batches from `settlement.next_batch` on, as long as they
+    /// are contiguous. A set rotating out credits nothing for blocks from its close block
+    /// on, and only the network's newest confirmed set is ordered burns
+    /// (docs/rotation.md).
     fn settle(
         &self,
         txn: &mut WriteTxn,
         network: NetworkId,
-        mut settlement: NetworkSettlement,
+        mut settlement: SetSettlement,
+        set: SetKey,
     ) -> Result<(), SimError> {
-        while let Some((set, batch)) = VERIFIED.get(txn, &(network as u8, settlement.next_batch))? {
-            VERIFIED.del(txn, &(network as u8, batch.id))?;
-            ledger::credit(txn, &batch)?;
+        let rotation = ROTATIONS.get(txn, &set)?;
+        let newest = self.newest_confirmed(txn, network)? == Some(set.1);
+        while let Some(batch) = VERIFIED.get(txn, &(set, settlement.next_batch))? {
+            VERIFIED.del(txn, &(set, batch.id))?;
+            let closing = rotation.as_ref().is_some_and(|r| batch.number >= r.close_block);
+            if closing {
+                if !batch.instructions.is_empty() {
+                    tracing::info!(
+                        session = set.1,
+                        id = batch.id,
+                        block = batch.number,
+                        instructions = batch.instructions.len(),
+                        "a closing set's Batch: nothing credited (its processors refund the deposits)"
+                    );
+                }
+            } else {
+                ledger::credit(txn, &batch)?;
+            }
             let settlement_block = ledger::next_block(txn)?;
-            let burns = ledger::take_burns(txn, network, settlement_block)?;
+            let burns = if newest && rotation.is_none() {
+                ledger::take_burns(txn, network, settlement_block)?
+            } else {
+                vec![]
+            };
             let holders = SETS.get(txn, &set)?.map(|s| s.participants).unwrap_or_default();
-            for config in self.sets.iter().filter(|s| s.network == network) {
+            for config in self.sets.iter().filter(|s| s.key() == set) {
                 for validator in &config.validators {
-                    BATCH_REPORTS.del(txn, &(network as u8, batch.id, *validator))?;
+                    BATCH_REPORTS.del(txn, &(set, batch.id, *validator))?;
                 }
             }
             tracing::info!(
+                session = set.1,
                 id = batch.id,
                 settlement_block,
                 burns = burns.len(),
@@ -153,6 +177,7 @@ impl SignCoordinator {
             self.metrics.burns.inc_by(burns.len() as u64);
             for to in holders {
                 let event = SettlementEvent::BlockAcknowledged {
+                    session: Session(set.1),
                     settlement_block,
                     network_block: batch.block,
                     batches: vec![batch.id],
@@ -160,13 +185,58 @@ impl SignCoordinator {
                 };
                 self.send(txn, network, to, CoordinatorMessage::Settlement(event))?;
             }
+            settlement.last_block = Some(batch.number);
             let Some(next) = settlement.next_batch.checked_add(1) else {
                 tracing::error!("no Batch ids left");
                 break;
             };
             settlement.next_batch = next;
         }
-        NETWORKS.put(txn, &(network as u8), &settlement)?;
+        SETTLEMENTS.put(txn, &set, &settlement)?;
         Ok(())
+    }
+
+    /// The newest (highest) confirmed session of `network` among the configured sets.
+    fn newest_confirmed(
+        &self,
+        txn: &impl Get,
+        network: NetworkId,
+    ) -> Result<Option<u32>, SimError> {
+        let mut newest = None;
+        for config in self.sets.iter().filter(|s| s.network == network) {
+            let confirmed = SETS.get(txn, &config.key())?.is_some_and(|s| s.confirmed.is_some());
+            if confirmed {
+                newest = newest.max(Some(config.session));
+            }
+        }
+        Ok(newest)
+    }
+
+    /// Handles a settlement report from `sender`, inside `txn`.
+    pub fn handle_settlement(
+        &self,
+        txn: &mut WriteTxn,
+        sender: Party,
+        report: &messages::SettlementReport,
+    ) -> Result<SignOutcome, SimError> {
+        let Party::Processor { network, validator } = sender else {
+            return Ok(SignOutcome::Ignored("not_a_processor"));
+        };
+        let messages::SettlementReport::Retired { session, block } = report;
+        let set = set_key(network, session.0);
+        let Some(mut rotation) = ROTATIONS.get(txn, &set)? else {
+            tracing::warn!(%sender, session = session.0, "a retirement of a set that has no successor; ignored");
+            return Ok(SignOutcome::Ignored("not_rotating"));
+        };
+        let holder = SETS.get(txn, &set)?.is_some_and(|s| s.participants.contains(&validator));
+        if !holder {
+            return Ok(SignOutcome::Ignored("not_a_key_holder"));
+        }
+        if rotation.retired.insert(validator, *block).is_some() {
+            return Ok(SignOutcome::Ignored("duplicate"));
+        }
+        tracing::info!(%sender, session = session.0, block, retired = rotation.retired.len(), "a key holder retired the session's key");
+        ROTATIONS.put(txn, &set, &rotation)?;
+        Ok(SignOutcome::Noted)
     }
 }

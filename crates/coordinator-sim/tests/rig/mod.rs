@@ -114,8 +114,10 @@ pub fn account(a: u8) -> [u8; 32] {
 pub fn batch(id: u32, deposits: &[(u8, u64)]) -> Batch {
     Batch {
         network: NET,
+        session: 0,
         id,
         block: BlockHash([id as u8 + 100; 32]),
+        number: u64::from(id) + 100,
         instructions: deposits
             .iter()
             .map(|(a, amount)| InInstructionWithBalance {
@@ -364,11 +366,15 @@ pub fn acks(sent: &[(u16, CoordinatorMessage)]) -> Vec<Ack> {
     sent.iter()
         .map(|(to, m)| match m {
             CoordinatorMessage::Settlement(SettlementEvent::BlockAcknowledged {
+                session,
                 settlement_block,
                 network_block,
                 batches,
                 burns,
-            }) => (*to, *settlement_block, *network_block, batches.clone(), burns.clone()),
+            }) => {
+                assert_eq!(*session, Session(0), "the one set's session");
+                (*to, *settlement_block, *network_block, batches.clone(), burns.clone())
+            }
             other => panic!("expected a BlockAcknowledged, got {other:?}"),
         })
         .collect()

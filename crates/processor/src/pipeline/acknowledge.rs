@@ -130,6 +130,12 @@ impl<N: PipelineNetwork> AckTask<N> {
     }
 }
 
+impl<N: PipelineNetwork> super::SessionTask<N> for AckTask<N> {
+    fn for_session(db: Db, pipeline: Pipeline<N>) -> Self {
+        AckTask::new(db, pipeline)
+    }
+}
+
 impl<N: PipelineNetwork> Task for AckTask<N> {
     fn name(&self) -> &str {
         "acknowledger"
@@ -268,7 +274,7 @@ mod tests {
     #[test]
     fn acknowledgements_must_continue_the_batches_and_settlement_blocks() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(dir.path().join("p.redb"), crate::SCHEMA).unwrap();
+        let db = Db::open(dir.path().join("p.redb"), crate::SCHEMA).unwrap().scoped(0);
 
         // Nothing accepted yet: the first names Batch 0 (or none: burns only).
         assert!(check(&db, &ack(1, &[0])).is_ok());

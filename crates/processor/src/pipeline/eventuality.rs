@@ -171,12 +171,17 @@ fn supersede<N: PipelineNetwork>(
 /// Returns what was held, if anything.
 pub fn release_held(db: &db::Db, plan: [u8; 32]) -> Result<Option<Held>, db::DbError> {
     let mut txn = db.write()?;
-    let held = HELD.get(&txn, &plan)?;
-    if held.is_some() {
-        HELD.del(&mut txn, &plan)?;
-        txn.commit()?;
+    // The plan's session is whichever live one holds it.
+    for (session, _) in LIVE.iter(&txn)? {
+        txn.set_scope(Some(session));
+        let held = HELD.get(&txn, &plan)?;
+        if held.is_some() {
+            HELD.del(&mut txn, &plan)?;
+            txn.commit()?;
+            return Ok(held);
+        }
     }
-    Ok(held)
+    Ok(None)
 }
 
 /// What a conflict leaves of a plan, decided from the block alone so that every

@@ -49,6 +49,7 @@ pub mod publish;
 pub mod report;
 pub mod scan;
 pub mod schedule;
+pub mod sessions;
 pub mod sign;
 pub mod state;
 
@@ -69,6 +70,7 @@ use task::TaskError;
 
 pub use eventuality::release_held;
 pub use metrics::PipelineMetrics;
+pub use sessions::{PerSession, Pipelines, SessionTask};
 use state::{Active, ACTIVE};
 
 /// A network the pipeline runs on: any [`Network`] whose curve the key generation makes
@@ -106,10 +108,23 @@ pub enum Refusal {
         /// Active.
         active: u32,
     },
+    /// A request for a session whose pipeline does not run here (not confirmed, retired,
+    /// or not one this validator holds a share of).
+    #[error("request for session {got}, which has no pipeline here (live: {live:?})")]
+    UnknownSession {
+        /// Received.
+        got: u32,
+        /// The live sessions.
+        live: Vec<u32>,
+    },
 }
 
-/// What every pipeline task shares.
+/// One session's pipeline: what its tasks share. Every session's pipeline shares the
+/// network, the bus and the metrics; each has its own signers, and works in database
+/// transactions scoped to its session ([`sessions`]).
 pub struct Pipeline<N: PipelineNetwork> {
+    /// The session whose key this pipeline scans for and signs with.
+    pub session: u32,
     /// The network.
     pub network: Arc<N>,
     /// Key generation (for the key shares).
@@ -131,6 +146,7 @@ pub struct Pipeline<N: PipelineNetwork> {
 impl<N: PipelineNetwork> Clone for Pipeline<N> {
     fn clone(&self) -> Self {
         Pipeline {
+            session: self.session,
             network: self.network.clone(),
             keygen: self.keygen.clone(),
             signers: self.signers.clone(),
@@ -146,6 +162,7 @@ impl<N: PipelineNetwork> Clone for Pipeline<N> {
 impl<N: PipelineNetwork> std::fmt::Debug for Pipeline<N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline")
+            .field("session", &self.session)
             .field("network", &self.network.params().network)
             .field("window", &self.window)
             .finish_non_exhaustive()
@@ -241,10 +258,11 @@ pub trait Handle: Send + Sync + std::fmt::Debug {
         txn: &mut WriteTxn,
         request: &messages::SignRequest,
     ) -> Result<Result<(), Refusal>, TaskError>;
-    /// A block acknowledgement ([`acknowledge::receive`]).
+    /// A block acknowledgement for `session` ([`acknowledge::receive`]).
     fn acknowledge(
         &self,
         txn: &mut WriteTxn,
+        session: Session,
         ack: state::Ack,
     ) -> Result<Result<(), Refusal>, TaskError>;
     /// This processor's proposal for a new key's activation block, once known.
@@ -253,37 +271,6 @@ pub trait Handle: Send + Sync + std::fmt::Debug {
     fn settings(&self) -> messages::ChainSettings;
     /// Starts signing for a newly active key.
     fn activate(&self, session: Session, me: Participant) -> Result<(), TaskError>;
-}
-
-impl<N: PipelineNetwork> Handle for Pipeline<N> {
-    fn sign(
-        &self,
-        txn: &mut WriteTxn,
-        request: &messages::SignRequest,
-    ) -> Result<Result<(), Refusal>, TaskError> {
-        sign::sign(self, txn, request)
-    }
-
-    fn acknowledge(
-        &self,
-        txn: &mut WriteTxn,
-        ack: state::Ack,
-    ) -> Result<Result<(), Refusal>, TaskError> {
-        acknowledge::receive(self, txn, ack)
-    }
-
-    fn proposal(&self) -> Option<u64> {
-        self.proposal.get()
-    }
-
-    fn settings(&self) -> messages::ChainSettings {
-        settings_of(self.network.params())
-    }
-
-    fn activate(&self, session: Session, me: Participant) -> Result<(), TaskError> {
-        *self.lock_signers()? = Some(Signers::new(session, me));
-        Ok(())
-    }
 }
 
 /// The settings of `params` every processor of a set must share.

@@ -63,6 +63,12 @@ impl<N: PipelineNetwork> PublishTask<N> {
     }
 }
 
+impl<N: PipelineNetwork> super::SessionTask<N> for PublishTask<N> {
+    fn for_session(db: Db, pipeline: Pipeline<N>) -> Self {
+        PublishTask::new(db, pipeline)
+    }
+}
+
 impl<N: PipelineNetwork> Task for PublishTask<N> {
     fn name(&self) -> &str {
         "publisher"

@@ -30,7 +30,8 @@ pub fn report<N: PipelineNetwork>(
         return Ok(());
     }
     let first = NEXT_BATCH.get(txn, &())?.unwrap_or(0);
-    let batches = Batch::split(params.network, first, BlockHash(block.id), instructions);
+    let batches =
+        Batch::split(params.network, p.session, first, (BlockHash(block.id), number), instructions);
     for batch in &batches {
         BATCHES.put(txn, &batch.id, &(batch.clone(), number))?;
         events.batches.push(batch.id);

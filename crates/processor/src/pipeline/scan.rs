@@ -188,6 +188,8 @@ impl<N: PipelineNetwork> ScanTask<N> {
         }
         let finalized = self.pipeline.network.latest_finalized().await?;
         self.finalized = Some((finalized, std::time::Instant::now()));
+        // The next key's activation proposal (a rotation's) is the first block not final.
+        self.pipeline.proposal.set(finalized.map_or(0, |f| f + 1));
         if let Some(finalized) = finalized {
             let metrics = &self.pipeline.metrics;
             metrics.final_height.set(i64::try_from(finalized).unwrap_or(i64::MAX));
@@ -369,6 +371,20 @@ fn record<N: PipelineNetwork>(
         UNREPORTED.put(txn, &fetched.number, &unreported)?;
     }
     Ok(instructions)
+}
+
+impl<N: PipelineNetwork> super::SessionTask<N> for ScanTask<N> {
+    fn for_session(db: Db, pipeline: Pipeline<N>) -> Self {
+        ScanTask::new(db, pipeline)
+    }
+
+    /// No key yet: keeps this processor's proposal for the next key's activation block
+    /// current (the first block that can hold outputs to a new key).
+    async fn idle(pipelines: &super::Pipelines<N>) -> Result<bool, TaskError> {
+        let base = pipelines.base();
+        base.proposal.set(first_unfinalized(&*base.network).await?);
+        Ok(false)
+    }
 }
 
 impl<N: PipelineNetwork> Task for ScanTask<N> {

@@ -33,8 +33,8 @@ use processor::handler::InboxHandler;
 use processor::pipeline::acknowledge::AckTask;
 use processor::pipeline::publish::PublishTask;
 use processor::pipeline::scan::ScanTask;
-use processor::pipeline::state::{PlanRecord, ACTIVE, PLANS, SCANNED};
-use processor::pipeline::{Handle, Pipeline, PipelineMetrics};
+use processor::pipeline::state::{PlanRecord, ACTIVE, LIVE, PLANS, SCANNED};
+use processor::pipeline::{Handle, PerSession, Pipeline, PipelineMetrics, Pipelines};
 use rand_core::OsRng;
 use scanner::{NetworkParams, OutputKind};
 use task::{Task, TaskError};
@@ -76,9 +76,9 @@ pub struct Processor {
     pub db: Db,
     pub mailbox: Mailbox,
     pub handler: InboxHandler,
-    pub scan: ScanTask<MemoryNetwork>,
-    pub ack: AckTask<MemoryNetwork>,
-    pub publish: PublishTask<MemoryNetwork>,
+    pub scan: PerSession<MemoryNetwork, ScanTask<MemoryNetwork>>,
+    pub ack: PerSession<MemoryNetwork, AckTask<MemoryNetwork>>,
+    pub publish: PerSession<MemoryNetwork, PublishTask<MemoryNetwork>>,
     /// Commit points before the last reload.
     base_commits: u64,
     /// Reloads so far.
@@ -111,15 +111,14 @@ impl Processor {
         let party = Party::Processor { network: NETWORK, validator };
         let mailbox =
             Mailbox::new(party, identity.clone(), registry.clone(), BusMetrics::default());
-        let active = ACTIVE.get(&db.read().unwrap(), &()).unwrap();
-        let signers = active.map(|a| signers::Signers::new(messages::Session(a.session), a.me));
         let pipeline = Pipeline {
+            session: u32::MAX,
             network: Arc::new(match &params {
                 Some(params) => MemoryNetwork::with_params(chain, params.clone()),
                 None => chain.network(),
             }),
             keygen: keygen.clone(),
-            signers: Arc::new(Mutex::new(signers)),
+            signers: Arc::new(Mutex::new(None)),
             mailbox: mailbox.clone(),
             window: 4,
             validator,
@@ -127,7 +126,8 @@ impl Processor {
             proposal: Arc::default(),
         };
         let metrics = pipeline.metrics.clone();
-        let handle: Arc<dyn Handle> = Arc::new(pipeline.clone());
+        let pipelines = Pipelines::load(pipeline, &db).unwrap();
+        let handle: Arc<dyn Handle> = Arc::new(pipelines.clone());
         let handler = InboxHandler::new(
             db.clone(),
             mailbox.clone(),
@@ -145,13 +145,11 @@ impl Processor {
             path,
             identity,
             registry,
-            scan: ScanTask::new(db.clone(), pipeline.clone()),
-            ack: AckTask::new(db.clone(), pipeline.clone()),
-            publish: PublishTask::rebroadcasting_every(
-                db.clone(),
-                pipeline,
-                Duration::from_secs(3600),
-            ),
+            scan: PerSession::new("scanner", db.clone(), pipelines.clone()),
+            ack: PerSession::new("acknowledger", db.clone(), pipelines.clone()),
+            publish: PerSession::with("publisher", db.clone(), pipelines, |db, pipeline| {
+                PublishTask::rebroadcasting_every(db, pipeline, Duration::from_secs(3600))
+            }),
             db,
             mailbox,
             handler,
@@ -187,9 +185,25 @@ impl Processor {
         self.base_commits + self.db.commits()
     }
 
-    /// The plans this processor recorded, by id.
+    /// The plans this processor recorded, by id (every live session's).
     pub fn plans(&self) -> BTreeMap<[u8; 32], PlanRecord> {
-        PLANS.iter(&self.db.read().unwrap()).unwrap().into_iter().collect()
+        let read = self.db.read().unwrap();
+        let mut out = BTreeMap::new();
+        for (session, _) in LIVE.iter(&read).unwrap() {
+            out.extend(PLANS.iter(&db::in_scope(&read, session)).unwrap());
+        }
+        out
+    }
+
+    /// The newest live session, if any.
+    pub fn session(&self) -> Option<u32> {
+        LIVE.iter(&self.db.read().unwrap()).unwrap().last().map(|(s, _)| *s)
+    }
+
+    /// A snapshot of the database, scoped to the newest live session (session 0 if none):
+    /// what the pipeline's tables read through.
+    pub fn read(&self) -> db::ReadTxn {
+        self.db.read().unwrap().scoped(self.session().unwrap_or(0))
     }
 }
 
@@ -431,7 +445,7 @@ impl Net {
 
     /// The last block processor `i`'s scanner recorded.
     pub fn scanned(&self, i: usize) -> Option<u64> {
-        SCANNED.get(&self.processors[i].db.read().unwrap(), &()).unwrap()
+        SCANNED.get(&self.processors[i].read(), &()).unwrap()
     }
 
     /// Whether processor `i` neither runs nor receives (silent, or halted).
@@ -524,7 +538,7 @@ impl Net {
         let (p, active) = self
             .processors
             .iter()
-            .find_map(|p| Some((p, ACTIVE.get(&p.db.read().unwrap(), &()).unwrap()?)))
+            .find_map(|p| Some((p, ACTIVE.get(&p.read(), &()).unwrap()?)))
             .expect("no active key");
         let sealer = Arc::new(Sealer::unlock(&p.db, SECRET).unwrap());
         let keygen = KeyGen::open(&p.db, sealer, NETWORK, p.validator, Malice::None).unwrap();

@@ -70,8 +70,10 @@ pub fn group_key(keys: &ThresholdKeys<Ristretto>) -> [u8; 32] {
 pub fn batch(id: u32) -> Batch {
     Batch {
         network: NetworkId::Bitcoin,
+        session: 0,
         id,
         block: BlockHash([id as u8; 32]),
+        number: u64::from(id),
         instructions: vec![],
     }
 }
