@@ -334,6 +334,19 @@ impl InboxHandler {
                     self.refused_pipeline(received, e);
                 }
             }
+            CoordinatorMessage::Settlement(SettlementEvent::Rotation {
+                session,
+                successor,
+                successor_key,
+                close_block,
+            }) if self.pipeline.is_some() => {
+                let pipeline = self.pipeline.as_ref().unwrap_or_else(|| unreachable!());
+                if let Err(e) =
+                    pipeline.rotate(txn, session, successor, &successor_key, close_block)?
+                {
+                    self.refused_pipeline(received, e);
+                }
+            }
             other if self.pipeline.is_some() => {
                 // Unreachable today: every message has a handler once there is a node.
                 // Kept, it would be popped and kept again forever.

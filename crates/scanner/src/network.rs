@@ -410,6 +410,12 @@ pub trait Network: Send + Sync + 'static {
     /// Parses an address payments may go to.
     fn address(&self, address: &ExternalAddress) -> Option<Self::Address>;
 
+    /// The address that pays `successor`'s [`OutputKind::Forwarded`] outputs, as a
+    /// payment carries it, from the successor's group key in the encoding key generation
+    /// reports (`GeneratedKeys::network_key`). `None` when the bytes are not a key of
+    /// this network's curve. A retiring key forwards its funds there (docs/rotation.md).
+    fn forward_address(&self, successor: &[u8]) -> Option<ExternalAddress>;
+
     /// Whether `address` is one of `key`'s own (any [`OutputKind`]). The processor never
     /// pays or refunds to its own addresses: such a payment would come back as a deposit,
     /// change or branch output nobody planned.

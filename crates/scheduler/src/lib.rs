@@ -300,6 +300,29 @@ impl State {
         }
     }
 
+    /// What one transaction can move to `to` when nothing else is owed (a retiring key
+    /// forwarding its funds): the outputs [`State::schedule`] would spend for one payment
+    /// of their sum (the best `max_inputs` worth more than the cost of spending them), and
+    /// that sum. `None` when nothing is worth moving: the sum would not pay the
+    /// transaction's fee and leave at least dust. Queued as one payment of that sum, the
+    /// scheduler spends exactly these outputs, with no change, and the payee receives
+    /// the sum less the fee.
+    pub fn forwardable(
+        &self,
+        limits: Limits,
+        fee: &impl FeeModel,
+        to: &ExternalAddress,
+    ) -> Option<(Vec<Utxo>, Amount)> {
+        let cost = input_cost(fee);
+        let mut utxos = self.utxos.clone();
+        sort_utxos(&mut utxos);
+        let usable: Vec<Utxo> =
+            utxos.into_iter().filter(|u| u.amount > cost).take(limits.max_inputs.max(1)).collect();
+        let total = sum(usable.iter().map(|u| u.amount)).ok()?;
+        let needed = fee.fee(usable.len(), &[to], 0, false).checked_add(limits.dust).ok()?;
+        (!usable.is_empty() && total >= needed).then_some((usable, total))
+    }
+
     fn take(&mut self, inputs: &[Utxo]) {
         self.utxos.retain(|u| !inputs.iter().any(|i| i.id == u.id));
     }

@@ -492,6 +492,12 @@ impl<B: BlockSource + 'static> Network for Bitcoin<B> {
         Address::from_external(address).ok()
     }
 
+    fn forward_address(&self, successor: &[u8]) -> Option<ExternalAddress> {
+        let key = Secp256k1::read_G(&mut &*successor).ok()?;
+        let script = script_pubkey(key, OutputKind::Forwarded).ok()?;
+        Address::from_script(script).ok().map(|a| a.to_external())
+    }
+
     fn owns(&self, key: &GroupKey, address: &Address) -> bool {
         OutputKind::ALL
             .into_iter()

@@ -265,6 +265,12 @@ impl Network for MemoryNetwork {
         Some(Address(address.as_bytes().to_vec()))
     }
 
+    fn forward_address(&self, successor: &[u8]) -> Option<ExternalAddress> {
+        let key =
+            <Secp256k1 as modular_frost::curve::Ciphersuite>::read_G(&mut &*successor).ok()?;
+        ExternalAddress::new(types::address_of(&key, OutputKind::Forwarded)).ok()
+    }
+
     fn owns(&self, key: &GroupKey, address: &Address) -> bool {
         addresses_of(key).iter().any(|(ours, _)| *ours == address.0)
     }

@@ -486,6 +486,13 @@ impl Network for Monero {
         Address::from_external(self.params.address_network, address).ok()
     }
 
+    fn forward_address(&self, successor: &[u8]) -> Option<ExternalAddress> {
+        use modular_frost::curve::Ciphersuite;
+        let point = Ed25519::read_G(&mut &*successor).ok()?;
+        let keys = Keys::new(point.0, self.params.address_network).ok()?;
+        self.external(&keys.address(OutputKind::Forwarded))
+    }
+
     fn owns(&self, key: &Keys, address: &Address) -> bool {
         key.kind_of_address(&address.monero()).is_some()
     }

@@ -37,7 +37,7 @@ pub fn receive<N: PipelineNetwork>(
     receipt.next_batch += ack.batches.len() as u64;
     receipt.settlement_block = ack.settlement_block;
     ACK_RECEIPT.put(txn, &(), &receipt)?;
-    ACKS.push(txn, &ack)?;
+    ACKS.push(txn, &Queued::Ack(ack))?;
     Ok(Ok(()))
 }
 
@@ -72,6 +72,8 @@ enum Step<E> {
     Block { session: u32, start: u64, number: u64, pending: Vec<([u8; 32], E)> },
     /// Every block the head acknowledgement covers is applied: its burns.
     Burns { session: u32, ack: Ack },
+    /// The head is the session's rotation: record it, and forward what can be.
+    Rotation { session: u32, rotation: Rotation },
 }
 
 /// Applies acknowledgements, one step per commit: the only writer of every table the
@@ -92,7 +94,13 @@ impl<N: PipelineNetwork> AckTask<N> {
         let read = self.db.read()?;
         let Some(active) = self.pipeline.active(&read)? else { return Ok(Step::Wait) };
         let Some(start) = active.start else { return Ok(Step::Wait) };
-        let Some((_, ack)) = ACKS.peek(&read)? else { return Ok(Step::Wait) };
+        let ack = match ACKS.peek(&read)? {
+            None => return Ok(Step::Wait),
+            Some((_, Queued::Rotation(rotation))) => {
+                return Ok(Step::Rotation { session: active.session, rotation })
+            }
+            Some((_, Queued::Ack(ack))) => ack,
+        };
         // The last block the acknowledgement covers (every Batch it names made here).
         let mut target = None;
         for id in &ack.batches {
@@ -176,12 +184,30 @@ impl<N: PipelineNetwork> Task for AckTask<N> {
                     )
                 })?;
                 ACKS.pop(&mut txn)?;
+                let retired = super::rotation::retire_if_done(p, &mut txn)?;
                 txn.commit()?;
                 tracing::info!(
                     settlement_block = ack.settlement_block,
                     batches = ?ack.batches,
                     burns = ack.burns.len(),
+                    retired,
                     "acknowledgement applied"
+                );
+                Ok(true)
+            }
+            Step::Rotation { session, rotation } => {
+                let mut txn = self.db.write()?;
+                let keys = p.keys(&txn, session)?;
+                ROTATION.put(&mut txn, &(), &rotation)?;
+                // What can be forwarded at once is.
+                schedule_and_plan(p, &mut txn, &keys)?;
+                ACKS.pop(&mut txn)?;
+                txn.commit()?;
+                tracing::info!(
+                    session,
+                    successor = rotation.successor,
+                    close_block = rotation.close_block,
+                    "rotation applied: forwarding to the successor from now on"
                 );
                 Ok(true)
             }
@@ -237,12 +263,32 @@ pub fn apply_burns<N: PipelineNetwork>(
         }]);
         next_payment += 1;
     }
-    let rate = p.plan_rate(LAST_RATE.get(txn, &())?.unwrap_or(params.min_fee_rate));
-    let scheduled = state.schedule(p.limits(), &p.fees(rate)).map_err(scheduler_error)?;
-    p.record_dropped(txn, &scheduled.dropped)?;
     SCHEDULER.put(txn, &(), &state)?;
     NEXT_PAYMENT.put(txn, &(), &next_payment)?;
     SETTLEMENT.put(txn, &(), &ack.settlement_block)?;
+    schedule_and_plan(p, txn, keys)
+}
+
+/// Schedules what is queued, forwards what the session no longer needs once it has a
+/// successor ([`super::rotation::forward`]), and plans the result.
+fn schedule_and_plan<N: PipelineNetwork>(
+    p: &Pipeline<N>,
+    txn: &mut WriteTxn,
+    keys: &GeneratedKeys,
+) -> Result<(), TaskError> {
+    let params = p.network.params();
+    let mut state = SCHEDULER.get(txn, &())?.unwrap_or_default();
+    let mut next_payment = NEXT_PAYMENT.get(txn, &())?.unwrap_or(0);
+    let rate = p.plan_rate(LAST_RATE.get(txn, &())?.unwrap_or(params.min_fee_rate));
+    let mut scheduled = state.schedule(p.limits(), &p.fees(rate)).map_err(scheduler_error)?;
+    if super::rotation::forward(p, txn, &mut state, &mut next_payment, rate)? {
+        let more = state.schedule(p.limits(), &p.fees(rate)).map_err(scheduler_error)?;
+        scheduled.txs.extend(more.txs);
+        scheduled.dropped.extend(more.dropped);
+    }
+    p.record_dropped(txn, &scheduled.dropped)?;
+    SCHEDULER.put(txn, &(), &state)?;
+    NEXT_PAYMENT.put(txn, &(), &next_payment)?;
     p.new_plans(txn, keys, scheduled.txs, rate)
 }
 
@@ -265,7 +311,7 @@ mod tests {
         receipt.next_batch += a.batches.len() as u64;
         receipt.settlement_block = a.settlement_block;
         ACK_RECEIPT.put(&mut txn, &(), &receipt).unwrap();
-        ACKS.push(&mut txn, a).unwrap();
+        ACKS.push(&mut txn, &Queued::Ack(a.clone())).unwrap();
         txn.commit().unwrap();
     }
 

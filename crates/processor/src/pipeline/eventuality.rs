@@ -362,13 +362,28 @@ pub fn apply_block<N: PipelineNetwork>(
             .add_utxos([Utxo { id: o.output.clone(), amount: o.amount }])
             .map_err(scheduler_error)?;
     }
-    // Deposits confirmed; refunds queued (paid when the acknowledgement's burns are).
+    // Deposits confirmed; refunds queued (paid when the acknowledgement's burns are). A
+    // closing session's deposits were credited by nobody: refunded where the depositor is
+    // known, kept (and forwarded) otherwise.
+    let closing = super::rotation::closing(txn, number)?;
+    let mut refunds = events.refunds.clone();
     for id in &events.reported {
         let o = stored_output::<N>(txn, id)?;
-        state.add_utxos([Utxo { id: o.id(), amount: o.amount() }]).map_err(scheduler_error)?;
+        match o.refund_address().filter(|_| closing) {
+            Some(to) => {
+                p.metrics.closing_refunds.inc();
+                tracing::info!(output = %hex::encode(id), block = number, "a deposit to a closing session: refunded");
+                refunds.push((id.clone(), to.clone()));
+            }
+            None => {
+                state
+                    .add_utxos([Utxo { id: o.id(), amount: o.amount() }])
+                    .map_err(scheduler_error)?;
+            }
+        }
     }
     let mut next_payment = NEXT_PAYMENT.get(txn, &())?.unwrap_or(0);
-    for (id, to) in &events.refunds {
+    for (id, to) in &refunds {
         let o = stored_output::<N>(txn, id)?;
         state.add_utxos([Utxo { id: o.id(), amount: o.amount() }]).map_err(scheduler_error)?;
         state.add_payments([scheduler::Payment {

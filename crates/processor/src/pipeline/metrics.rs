@@ -39,6 +39,10 @@ pub struct PipelineMetrics {
     pub dropped_payments: Counter,
     /// Outputs ignored because an earlier output had their id (Monero's burning bug).
     pub reused_output_ids: Counter,
+    /// Payments forwarding a retiring session's funds to its successor.
+    pub forwards: Counter,
+    /// Deposits refunded because their session was closing (rotated out).
+    pub closing_refunds: Counter,
 }
 
 impl PipelineMetrics {
@@ -89,6 +93,16 @@ impl PipelineMetrics {
             "fee_bump_paid",
             "Fees paid above the planned ones by mined fee-bump versions, in the smallest unit",
             self.fee_bump_paid.clone(),
+        );
+        registry.register(
+            "forwards",
+            "Payments forwarding a retiring session's funds to its successor",
+            self.forwards.clone(),
+        );
+        registry.register(
+            "closing_refunds",
+            "Deposits refunded because their session was closing (rotated out)",
+            self.closing_refunds.clone(),
         );
         registry.register(
             "dropped_payments",

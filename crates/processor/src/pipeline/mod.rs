@@ -47,6 +47,7 @@ pub mod eventuality;
 pub mod metrics;
 pub mod publish;
 pub mod report;
+pub mod rotation;
 pub mod scan;
 pub mod schedule;
 pub mod sessions;
@@ -108,6 +109,9 @@ pub enum Refusal {
         /// Active.
         active: u32,
     },
+    /// A rotation that cannot be applied.
+    #[error("rotation refused: {0}")]
+    BadRotation(String),
     /// A request for a session whose pipeline does not run here (not confirmed, retired,
     /// or not one this validator holds a share of).
     #[error("request for session {got}, which has no pipeline here (live: {live:?})")]
@@ -264,6 +268,15 @@ pub trait Handle: Send + Sync + std::fmt::Debug {
         txn: &mut WriteTxn,
         session: Session,
         ack: state::Ack,
+    ) -> Result<Result<(), Refusal>, TaskError>;
+    /// A rotation of `session` to its successor ([`rotation::receive`]).
+    fn rotate(
+        &self,
+        txn: &mut WriteTxn,
+        session: Session,
+        successor: Session,
+        successor_key: &[u8],
+        close_block: u64,
     ) -> Result<Result<(), Refusal>, TaskError>;
     /// This processor's proposal for a new key's activation block, once known.
     fn proposal(&self) -> Option<u64>;

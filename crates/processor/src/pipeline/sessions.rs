@@ -15,8 +15,8 @@ use messages::{Participant, Session};
 use signers::Signers;
 use task::{Task, TaskError};
 
-use super::state::{Ack, LIVE};
-use super::{acknowledge, settings_of, sign, Handle, Pipeline, PipelineNetwork, Refusal};
+use super::state::{Ack, LIVE, RETIRED};
+use super::{acknowledge, rotation, settings_of, sign, Handle, Pipeline, PipelineNetwork, Refusal};
 
 /// The live sessions' pipelines.
 pub struct Pipelines<N: PipelineNetwork> {
@@ -127,6 +127,19 @@ impl<N: PipelineNetwork> Handle for Pipelines<N> {
         self.scoped(txn, session.0, |p, txn| acknowledge::receive(p, txn, ack))
     }
 
+    fn rotate(
+        &self,
+        txn: &mut WriteTxn,
+        session: Session,
+        successor: Session,
+        successor_key: &[u8],
+        close_block: u64,
+    ) -> Result<Result<(), Refusal>, TaskError> {
+        self.scoped(txn, session.0, |p, txn| {
+            rotation::receive(p, txn, successor.0, successor_key, close_block)
+        })
+    }
+
     fn proposal(&self) -> Option<u64> {
         self.base.proposal.get()
     }
@@ -197,6 +210,12 @@ impl<N: PipelineNetwork, T: SessionTask<N>> Task for PerSession<N, T> {
     }
 
     async fn run_iteration(&mut self) -> Result<bool, TaskError> {
+        // A session retired (by this or another task's commit) stops here.
+        for (session, _) in RETIRED.iter(&self.db.read()?)? {
+            if self.pipelines.get(session).is_some() {
+                self.pipelines.stop(session)?;
+            }
+        }
         let sessions = self.pipelines.sessions();
         self.tasks.retain(|session, _| sessions.contains(session));
         if sessions.is_empty() {

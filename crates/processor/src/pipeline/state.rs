@@ -216,9 +216,49 @@ pub struct AckReceipt {
 
 /// The receipt cursor (single writer: the inbox handler).
 pub const ACK_RECEIPT: Table<(), AckReceipt> = Table::scoped("pipeline/v2/ack_receipt");
-/// Accepted acknowledgements, in order. Single writer: the inbox handler (on receipt);
-/// single reader: the acknowledgement task, which pops one once it applied it.
-pub const ACKS: Queue<Ack> = Queue::scoped("pipeline/v2/acks");
+/// What the acknowledgement task applies, in the order the settlement layer sent it.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum Queued {
+    /// An acknowledgement.
+    Ack(Ack),
+    /// The hand-over to the next session: applied between the acknowledgements it came
+    /// between, so every processor of the set applies it at the same point.
+    Rotation(Rotation),
+}
+
+/// A session's hand-over to its successor (docs/rotation.md).
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Rotation {
+    /// The successor's session.
+    pub successor: u32,
+    /// Where this session's funds go: the successor's Forwarded address.
+    pub forward_to: ExternalAddress,
+    /// From the first applied block at or after this one, deposits are refunded, not
+    /// credited, and the session may retire.
+    pub close_block: u64,
+}
+
+/// Accepted acknowledgements (and a rotation), in order. Single writer: the inbox handler
+/// (on receipt); single reader: the acknowledgement task, which pops one once it applied
+/// it.
+pub const ACKS: Queue<Queued> = Queue::scoped("pipeline/v3/acks");
+
+/// This session's rotation, once applied.
+pub const ROTATION: Table<(), Rotation> = Table::scoped("pipeline/v1/rotation");
+
+/// A retired session: its pipeline state was removed. Not scoped (it outlives the scope).
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Retired {
+    /// The last block the session's pipeline applied.
+    pub block: u64,
+    /// Its successor.
+    pub successor: u32,
+    /// Outputs left behind, each worth less than the cost of forwarding it (id, value).
+    pub left: Vec<(Vec<u8>, Amount)>,
+}
+
+/// Retired sessions, by session.
+pub const RETIRED: Table<u32, Retired> = Table::new("pipeline/v3/retired");
 /// Signed transactions to publish: (plan id, the network's encoding). Writer: the inbox
 /// handler (a signing attempt completes). Reader: the publisher, which pops the head once
 /// published, and may move a head the node refuses to the back, in one transaction, so one
@@ -269,6 +309,7 @@ pub const SCOPED: &[&str] = &[
     HELD.prefix(),
     ACK_RECEIPT.prefix(),
     ACKS.name(),
+    ROTATION.prefix(),
     TO_PUBLISH.name(),
     BROADCAST.prefix(),
     scanner::index::INDEXED.prefix(),

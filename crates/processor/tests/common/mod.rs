@@ -231,6 +231,11 @@ pub struct Net {
     sign_timeout: Duration,
     /// Coordinator timeouts that fired (each a reattempt waited for), over the run.
     pub timeouts_fired: u64,
+    /// What a rebuilt coordinator-sim needs (a set elected later: [`Net::elect`]).
+    coordinator: Arc<Identity>,
+    coordinator_registry: Arc<KeyRegistry>,
+    registry: KeyRegistry,
+    settings: Settings,
     _dir: tempfile::TempDir,
 }
 
@@ -320,8 +325,8 @@ impl Net {
         let mut metrics = prometheus_client::registry::Registry::default();
         let sim = Sim::new(
             sim_db.clone(),
-            coordinator,
-            registry,
+            coordinator.clone(),
+            registry.clone(),
             settings.clone(),
             Arc::new(clock.clone()),
             &mut metrics,
@@ -340,8 +345,96 @@ impl Net {
             silent: vec![],
             sign_timeout: settings.sign_timeout,
             timeouts_fired: 0,
+            coordinator,
+            coordinator_registry,
+            registry,
+            settings,
             _dir: dir,
         }
+    }
+
+    /// Elects the network's next set, `threshold`-of-`validators` (a validator past the
+    /// processors so far gets a new processor, with a new database): coordinator-sim is
+    /// restarted with the set added to its config, as an operator would, and generates
+    /// its key at the next `settle`. `close_after` is the rotation's grace period in
+    /// blocks. Returns the new set's session.
+    pub fn elect(&mut self, threshold: u16, validators: &[u16], close_after: u64) -> u32 {
+        for &validator in validators {
+            if usize::from(validator) <= self.processors.len() {
+                continue;
+            }
+            assert_eq!(
+                usize::from(validator),
+                self.processors.len() + 1,
+                "validators are numbered on"
+            );
+            let identity = Arc::new(Identity::generate(&mut OsRng));
+            self.registry
+                .insert(Party::Processor { network: NETWORK, validator }, identity.public());
+            let path = self._dir.path().join(format!("processor-{validator}.redb"));
+            self.processors.push(Processor::open(
+                path,
+                validator,
+                Malice::None,
+                None,
+                (None, false),
+                identity,
+                self.coordinator_registry.clone(),
+                &self.chain,
+            ));
+        }
+        let session = u32::try_from(self.settings.sets.len()).unwrap();
+        self.settings.sets.push(SetConfig {
+            network: NETWORK,
+            session,
+            threshold,
+            validators: validators.to_vec(),
+        });
+        self.settings.rotation_close_after = close_after;
+        let sim_db = self.sim.db().clone();
+        let mut metrics = prometheus_client::registry::Registry::default();
+        let sim = Sim::new(
+            sim_db.clone(),
+            self.coordinator.clone(),
+            self.registry.clone(),
+            self.settings.clone(),
+            Arc::new(self.clock.clone()),
+            &mut metrics,
+        );
+        sim.start().unwrap();
+        self.sim_mailbox = sim.keygen().mailbox().clone();
+        self.sim_handler =
+            SimHandler::new(sim_db.clone(), sim.keygen().clone(), sim.sign().clone());
+        self.timeouts = TimeoutTask::new(sim_db, sim.keygen().clone(), sim.sign().clone());
+        self.sim = sim;
+        session
+    }
+
+    /// The network key of `session` (from a processor holding it).
+    pub fn group_key_of(&self, session: u32) -> memory_network::GroupKey {
+        for p in &self.processors {
+            let sealer = Arc::new(Sealer::unlock(&p.db, SECRET).unwrap());
+            let keygen = KeyGen::open(&p.db, sealer, NETWORK, p.validator, Malice::None).unwrap();
+            let Some(keys) =
+                keygen.keys(&p.db.read().unwrap(), messages::Session(session)).unwrap()
+            else {
+                continue;
+            };
+            match keys.network {
+                key_gen::NetworkKeys::Secp256k1(k) => return k.group_key(),
+                key_gen::NetworkKeys::Ed25519(_) => panic!("wrong curve"),
+            }
+        }
+        panic!("no processor holds session {session}'s key")
+    }
+
+    /// The sessions whose pipelines processor `i` runs.
+    pub fn live_sessions(&self, i: usize) -> Vec<u32> {
+        LIVE.iter(&self.processors[i].db.read().unwrap())
+            .unwrap()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect()
     }
 
     /// Arms the crash on processor `i` (once: a reloaded processor runs on).

@@ -1,0 +1,173 @@
+//! Key rotation over the in-memory network (docs/rotation.md): set A (2-of-3,
+//! validators 1-3) hands custody to set B (3-of-4, validators 3-6; validator 3 in both),
+//! with deposits to both keys and burns in every stage.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use memory_network::{Chain, GroupKey};
+use primitives::{Amount, ExternalAddress, InInstruction, SettlementAccount};
+use processor::pipeline::state::RETIRED;
+use scanner::OutputKind;
+
+const CONFIRMATIONS: u64 = 2;
+const CLOSE_AFTER: u64 = 12;
+
+/// A deposit to `key` for `account`, with `from` as the depositor's (refund) address.
+fn deposit_from(net: &Net, key: &GroupKey, account: u8, amount: u64, from: &ExternalAddress) {
+    let instruction =
+        InInstruction { account: SettlementAccount([account; 32]), return_address: None };
+    net.chain.deposit(
+        &Chain::address_of(key, OutputKind::External),
+        Amount(amount),
+        Some(Chain::encode_instruction(&instruction)),
+        Some(from.clone()),
+    );
+}
+
+/// Mines one block at a time until `done`, at most `blocks`.
+fn mine_until(net: &mut Net, blocks: u64, done: impl Fn(&Net) -> bool) -> Result<(), String> {
+    for _ in 0..blocks {
+        if done(net) {
+            return Ok(());
+        }
+        net.mine(1)?;
+    }
+    if done(net) {
+        Ok(())
+    } else {
+        Err(format!("not done after {blocks} blocks"))
+    }
+}
+
+/// Whether processor `i` retired session `session`.
+fn retired(net: &Net, i: usize, session: u32) -> bool {
+    RETIRED.get(&net.processors[i].db.read().unwrap(), &session).unwrap().is_some()
+}
+
+#[test]
+fn a_rotation_pays_every_burn_once_credits_every_deposit_once_and_retires_the_old_key() {
+    let mut net = Net::new(2, 3, params(CONFIRMATIONS, 4));
+    let mut credited: BTreeMap<u8, u64> = BTreeMap::new();
+    let mut burned: BTreeMap<u8, u64> = BTreeMap::new();
+    let mut payees: Vec<(ExternalAddress, u64)> = vec![];
+
+    // Stage 1: A alone. Deposits, and burns A pays.
+    let a = net.funded(&[(1, 3_000_000), (2, 2_000_000), (3, 1_500_000)]);
+    credited.extend([(1, 3_000_000), (2, 2_000_000), (3, 1_500_000)]);
+    let mut burn = |net: &Net, account: u8, amount: u64, payees: &mut Vec<_>| {
+        let payee = u32::try_from(payees.len()).unwrap();
+        payees.push((net.burn(account, amount, payee), amount));
+        *burned.entry(account).or_default() += amount;
+    };
+    burn(&net, 1, 400_000, &mut payees);
+    burn(&net, 2, 300_000, &mut payees);
+    net.mine(1).unwrap();
+
+    // Stage 2: B elected; its key generated and confirmed; A told to rotate. A burn
+    // ordered meanwhile is still A's (B is not confirmed yet when it settles).
+    burn(&net, 3, 250_000, &mut payees);
+    let b_session = net.elect(3, &[3, 4, 5, 6], CLOSE_AFTER);
+    assert_eq!(b_session, 1);
+    mine_until(&mut net, 10, |net| (3..6).all(|i| net.live_sessions(i) == vec![1])).unwrap();
+    assert_eq!(net.live_sessions(2), vec![0, 1], "validator 3 runs both sessions");
+    assert_eq!(net.live_sessions(0), vec![0]);
+    let b = net.group_key_of(1);
+    assert_ne!(a, b);
+
+    // Stage 3: forwarding. Deposits to both keys (A's credited by A, then forwarded);
+    // burns ordered now are B's.
+    net.deposit(&a, 1, 800_000);
+    net.deposit(&b, 4, 900_000);
+    *credited.entry(1).or_default() += 800_000;
+    *credited.entry(4).or_default() += 900_000;
+    net.chain.mine(1);
+    burn(&net, 2, 350_000, &mut payees);
+    burn(&net, 1, 450_000, &mut payees);
+    let all_credited = |net: &Net, credited: &BTreeMap<u8, u64>, burned: &BTreeMap<u8, u64>| {
+        credited.iter().all(|(a, c)| net.balance(*a) == c - burned.get(a).copied().unwrap_or(0))
+    };
+    let (c, b_) = (credited.clone(), burned.clone());
+    mine_until(&mut net, 20, move |net| all_credited(net, &c, &b_)).unwrap();
+
+    // Stage 4: closing. A deposit to A from a known depositor is refunded, not credited.
+    let status =
+        coordinator_sim::status::StatusReport::read(&net.sim.db().read().unwrap()).unwrap();
+    let close_block = status.sets[0].successor.as_ref().expect("A has a successor").close_block;
+    while net.chain.height() < close_block {
+        net.mine(1).unwrap();
+    }
+    let depositor = ExternalAddress::new(vec![0x51; 22]).unwrap();
+    deposit_from(&net, &a, 4, 600_000, &depositor);
+    net.chain.mine(1);
+
+    // Until A has forwarded everything and retired on all three of its processors, and
+    // every payee is paid.
+    let payees_now = payees.clone();
+    mine_until(&mut net, 80, move |net| {
+        (0..3).all(|i| retired(net, i, 0))
+            && payees_now.iter().all(|(to, _)| net.chain.received(to.as_bytes()) > Amount::ZERO)
+            && net.chain.received(depositor_bytes()) > Amount::ZERO
+            && net.chain.mempool_len() == 0
+    })
+    .unwrap();
+    net.mine(CONFIRMATIONS * 2).unwrap();
+
+    // Every deposit credited once (the closing one never), every burn debited once.
+    for (account, c) in &credited {
+        let expected = c - burned.get(account).copied().unwrap_or(0);
+        assert_eq!(net.balance(*account), expected, "account {account}");
+    }
+    // Every payee paid once: what it received is its burn less a fee share (twice would
+    // be nearly double).
+    for (to, amount) in &payees {
+        let received = net.chain.received(to.as_bytes()).0;
+        assert!(
+            received < *amount && received > amount - 50_000,
+            "payee got {received} of {amount}"
+        );
+    }
+    // The closing deposit went back to its depositor, less the refund's fee.
+    let refunded = net.chain.received(depositor_bytes()).0;
+    assert!(refunded < 600_000 && refunded > 550_000, "refunded {refunded}");
+    // Nothing is left on A's key; everything is B's.
+    assert_eq!(net.chain.unspent(&a), vec![], "A's key holds nothing");
+    let deposited: u64 = credited.values().sum::<u64>() + 600_000;
+    let paid: u64 = payees.iter().map(|(to, _)| net.chain.received(to.as_bytes()).0).sum();
+    let fees = net.chain.fees_paid_by(&a).0 + net.chain.fees_paid_by(&b).0;
+    let held: u64 = net.chain.unspent(&b).iter().map(|(_, v)| v.0).sum();
+    assert_eq!(deposited, paid + refunded + fees + held, "conservation across both keys");
+    assert!(held > 0);
+    // A forwarded (at least once) and refunded the closing deposit, alike on its three
+    // processors.
+    for i in 0..3 {
+        let m = &net.processors[i].metrics;
+        assert!(m.forwards.get() >= 1, "processor {} forwarded nothing", i + 1);
+        assert_eq!(m.forwards.get(), net.processors[0].metrics.forwards.get());
+        assert_eq!(m.closing_refunds.get(), 1, "processor {}", i + 1);
+    }
+    eprintln!(
+        "forwards {}, B's plans {}, blocks {}",
+        net.processors[0].metrics.forwards.get(),
+        net.processors[3].plans().len(),
+        net.chain.height()
+    );
+    // A retired on every processor of A; B runs on B's.
+    assert_eq!(net.live_sessions(0), Vec::<u32>::new());
+    assert_eq!(net.live_sessions(1), Vec::<u32>::new());
+    assert_eq!(net.live_sessions(2), vec![1]);
+    let status =
+        coordinator_sim::status::StatusReport::read(&net.sim.db().read().unwrap()).unwrap();
+    assert_eq!(status.sets[0].rotation, "retired");
+    assert_eq!(status.sets[1].rotation, "active");
+    for set in &status.sets {
+        assert_eq!(set.signing.conflicting_preprocesses, 0);
+    }
+}
+
+fn depositor_bytes() -> &'static [u8] {
+    &[0x51; 22]
+}
