@@ -7,7 +7,8 @@
 //! published, mined and recognised by its eventuality; publishing again is success; a
 //! conflicting spend of a plan's inputs is reported; a reorg shallower than the
 //! confirmation depth changes nothing already indexed, and a deeper one is a fatal
-//! [`IndexError::DeepReorg`].
+//! [`IndexError::DeepReorg`]; a key rotation's forwarding pays the successor's Forwarded
+//! address, which only the successor scans, as Forwarded.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::future::Future;
@@ -58,6 +59,9 @@ pub trait TestChain: Send + Sync {
     fn received(&self, address: &Addr<Self>) -> impl Future<Output = Amount> + Send;
     /// Disconnects block `height` and everything above it, then mines `blocks` new ones.
     fn reorg(&self, height: u64, blocks: u64) -> impl Future<Output = ()> + Send;
+    /// Another group's key (a successor set's, made as [`TestChain::key`]'s was), and its
+    /// group key in the encoding key generation reports (`GeneratedKeys::network_key`).
+    fn successor(&self) -> (<Self::N as Network>::Key, Vec<u8>);
     /// Whether the chain shows a deposit's sender (Bitcoin: the spent output's script).
     /// Where it does not (Monero), a deposit without a valid instruction has nobody to be
     /// refunded to.
@@ -334,6 +338,56 @@ pub async fn conflicting_spend_is_reported<C: TestChain>(chain: &C) {
             && completions.iter().any(|c| matches!(c, Completion::Conflict { index: 0, .. })),
         "expected the other plan completed and ours in conflict: {completions:?}"
     );
+}
+
+/// A rotation's forwarding: the successor's Forwarded address, from its reported key
+/// encoding, is the successor's and not ours; garbage is no key; a plan moving two of our
+/// outputs there (one payment of their sum less the fee, no change) completes, and the
+/// block holds exactly one output for the successor, of kind Forwarded and that amount,
+/// and none for us.
+pub async fn forwarding_to_a_successor<C: TestChain>(chain: &C) {
+    let network = chain.network();
+    let dust = network.params().dust;
+    let (successor, encoded) = chain.successor();
+    assert_eq!(network.forward_address(&[]), None, "no bytes are no key");
+    assert_eq!(network.forward_address(&[0xff; 33]), None, "garbage is no key");
+    let external = network.forward_address(&encoded).expect("the successor's key is a key");
+    let to = network.address(&external).expect("a forward address is payable");
+    assert!(!network.owns(&chain.key(), &to), "the successor's address is not ours");
+    assert!(network.owns(&successor, &to), "the successor's address is the successor's");
+
+    let inputs = outputs(chain, 2, Amount(dust.0 * 10)).await;
+    let total: u64 = inputs.iter().map(|o| o.amount().0).sum();
+    let tip = network.block(chain.height().await).await.unwrap();
+    let rate = network.block_fee_rate(&tip).await.unwrap();
+    let fee = network.fee(inputs.len(), &[&to], 0, false, rate);
+    let amount = Amount(total - fee.0);
+    let plan = Plan {
+        inputs,
+        payments: vec![PlannedPayment { address: to, amount }],
+        branches: vec![],
+        change: false,
+    };
+    let planned = network.plan(&chain.key(), &plan, rate).unwrap();
+    assert_eq!(planned.fee, fee, "the forward's fee is the model's");
+    assert_eq!(planned.change, Amount::ZERO);
+    let tx = chain.sign(planned.signable).await;
+    network.publish(&tx).await.unwrap();
+    chain.mine(1).await;
+    let height = chain.height().await;
+    finalize(chain).await;
+    let block = network.block(height).await.unwrap();
+    let completions = network.check(&block, std::slice::from_ref(&planned.eventuality));
+    assert!(
+        matches!(completions.as_slice(), [Completion::Completed { index: 0, .. }]),
+        "the forward was not recognised: {completions:?}"
+    );
+    let theirs = network.scan(&block, &successor).await.unwrap();
+    assert_eq!(theirs.len(), 1, "one output for the successor: {theirs:?}");
+    assert_eq!(theirs[0].kind(), OutputKind::Forwarded);
+    assert_eq!(theirs[0].amount(), amount);
+    let ours = network.scan(&block, &chain.key()).await.unwrap();
+    assert!(ours.is_empty(), "nothing came back to us: {ours:?}");
 }
 
 /// A plan spending one fresh output of 20 × dust, paying 3 × dust to a fresh payee with

@@ -58,6 +58,12 @@ impl TestChain for Harness {
         self.signers[0].group_key()
     }
 
+    fn successor(&self) -> (GroupKey, Vec<u8>) {
+        use ciphersuite::group::GroupEncoding;
+        let next = keys::dkg(2, 3, 999).remove(0).group_key();
+        (next, next.to_bytes().to_vec())
+    }
+
     async fn mine(&self, n: u64) {
         self.node.mine(n).await;
     }
@@ -152,6 +158,12 @@ async fn inputs_of_every_kind_spend_together() {
 async fn conflicting_spend_of_planned_inputs_is_reported() {
     let chain = Harness::start(2, 3, &[1, 3]).await;
     conformance::conflicting_spend_is_reported(&chain).await;
+}
+
+#[tokio::test]
+async fn forwarding_pays_the_successors_forwarded_address() {
+    let chain = Harness::start(2, 3, &[1, 3]).await;
+    conformance::forwarding_to_a_successor(&chain).await;
 }
 
 #[tokio::test]

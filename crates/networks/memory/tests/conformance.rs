@@ -49,6 +49,12 @@ impl TestChain for Harness {
         self.signers[0].group_key()
     }
 
+    fn successor(&self) -> (GroupKey, Vec<u8>) {
+        use ciphersuite::group::GroupEncoding;
+        let next = common::keys(2, 3, 999).remove(0).group_key();
+        (next, next.to_bytes().to_vec())
+    }
+
     async fn mine(&self, n: u64) {
         self.chain.mine(n);
     }
@@ -130,6 +136,12 @@ async fn inputs_of_every_kind_spend_together() {
 async fn conflicting_spend_of_planned_inputs_is_reported() {
     let chain = Harness::start(2, 3, &[1, 3]);
     conformance::conflicting_spend_is_reported(&chain).await;
+}
+
+#[tokio::test]
+async fn forwarding_pays_the_successors_forwarded_address() {
+    let chain = Harness::start(2, 3, &[1, 3]);
+    conformance::forwarding_to_a_successor(&chain).await;
 }
 
 #[tokio::test]

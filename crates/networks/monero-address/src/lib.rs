@@ -1,16 +1,20 @@
 //! Monero addresses payments can go to, and their canonical binary form on the settlement
 //! layer ([`primitives::ExternalAddress`]).
 //!
-//! Binary form, version 1: one type byte (`0` standard, `1` subaddress), then the 32-byte
-//! public spend key and the 32-byte public view key (65 bytes). The network (mainnet,
+//! Binary form, version 1: one type byte (`0` standard, `1` subaddress, `2` guaranteed
+//! subaddress), then the 32-byte public spend key and the 32-byte public view key (65
+//! bytes). The network (mainnet,
 //! stagenet, testnet) is not encoded: the processor's configuration names it, as Bitcoin
 //! scripts do not carry theirs either.
 //!
 //! Keys with a small-order component, and the identity, are refused: no wallet holds them.
 //!
-//! Integrated addresses (with a payment id) and featured addresses are refused: a Monero
-//! transaction can carry one payment id only, so two burns to integrated addresses could
-//! never share a transaction, and a plan must never be unbuildable.
+//! Integrated addresses (with a payment id) and featured addresses with a payment id are
+//! refused: a Monero transaction can carry one payment id only, so two burns to them could
+//! never share a transaction, and a plan must never be unbuildable. A guaranteed featured
+//! subaddress without a payment id is payable: it is what a retiring key forwards to (its
+//! successor's Forwarded address, docs/rotation.md), and what the processor's own branch,
+//! change and forwarded outputs use (immune to the burning bug).
 #![deny(missing_docs)]
 
 use monero_address::AddressType;
@@ -20,8 +24,13 @@ use primitives::ExternalAddress;
 
 const STANDARD: u8 = 0;
 const SUBADDRESS: u8 = 1;
+const GUARANTEED_SUBADDRESS: u8 = 2;
 
-/// A payable Monero address (standard or subaddress).
+/// The featured address type of a guaranteed subaddress without a payment id.
+const GUARANTEED: AddressType =
+    AddressType::Featured { subaddress: true, payment_id: None, guaranteed: true };
+
+/// A payable Monero address (standard, subaddress, or guaranteed subaddress).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Address(MoneroAddress);
 
@@ -40,10 +49,12 @@ pub enum AddressError {
 }
 
 impl Address {
-    /// Wraps a parsed address, refusing integrated and featured ones.
+    /// Wraps a parsed address, refusing integrated ones and featured ones other than a
+    /// guaranteed subaddress without a payment id.
     pub fn new(address: MoneroAddress) -> Result<Address, AddressError> {
         match address.kind() {
             AddressType::Legacy | AddressType::Subaddress => Ok(Address(address)),
+            kind if *kind == GUARANTEED => Ok(Address(address)),
             _ => Err(AddressError::Unsupported),
         }
     }
@@ -67,6 +78,7 @@ impl Address {
         let kind = match bytes[0] {
             STANDARD => AddressType::Legacy,
             SUBADDRESS => AddressType::Subaddress,
+            GUARANTEED_SUBADDRESS => GUARANTEED,
             _ => return Err(AddressError::Malformed),
         };
         let point = |b: &[u8]| {
@@ -96,7 +108,12 @@ impl Address {
     /// The binary form.
     pub fn to_external(&self) -> ExternalAddress {
         let mut bytes = Vec::with_capacity(65);
-        bytes.push(if self.0.is_subaddress() { SUBADDRESS } else { STANDARD });
+        bytes.push(match self.0.kind() {
+            AddressType::Legacy => STANDARD,
+            AddressType::Subaddress => SUBADDRESS,
+            // `new` admits no other featured address.
+            _ => GUARANTEED_SUBADDRESS,
+        });
         bytes.extend(self.0.spend().compress().to_bytes());
         bytes.extend(self.0.view().compress().to_bytes());
         ExternalAddress::new(bytes).expect("65 bytes is under the address limit")
@@ -111,5 +128,57 @@ impl Address {
 impl std::fmt::Display for Address {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use monero_ed25519::Point;
+
+    fn key(seed: u64) -> Point {
+        use curve25519_dalek::{constants::ED25519_BASEPOINT_POINT, Scalar};
+        Point::from(ED25519_BASEPOINT_POINT * Scalar::from(seed))
+    }
+
+    /// Every payable type round-trips through its binary form, each to its own type byte;
+    /// featured addresses with a payment id, or not guaranteed, are refused.
+    #[test]
+    fn binary_forms_round_trip_and_unpayable_types_are_refused() {
+        let (spend, view) = (key(7), key(11));
+        for (kind, byte) in [
+            (AddressType::Legacy, STANDARD),
+            (AddressType::Subaddress, SUBADDRESS),
+            (GUARANTEED, GUARANTEED_SUBADDRESS),
+        ] {
+            let address =
+                Address::new(MoneroAddress::new(Network::Mainnet, kind, spend, view)).unwrap();
+            let external = address.to_external();
+            assert_eq!(external.as_bytes()[0], byte);
+            let back = Address::from_external(Network::Mainnet, &external).unwrap();
+            assert_eq!(back, address);
+            assert_eq!(back.monero().kind(), &kind);
+        }
+        for kind in [
+            AddressType::LegacyIntegrated([1; 8]),
+            AddressType::Featured { subaddress: true, payment_id: Some([1; 8]), guaranteed: true },
+            AddressType::Featured { subaddress: true, payment_id: None, guaranteed: false },
+            AddressType::Featured { subaddress: false, payment_id: None, guaranteed: true },
+        ] {
+            let address = MoneroAddress::new(Network::Mainnet, kind, spend, view);
+            assert_eq!(Address::new(address), Err(AddressError::Unsupported), "{kind:?}");
+        }
+        let mut bytes = Address::new(MoneroAddress::new(Network::Mainnet, GUARANTEED, spend, view))
+            .unwrap()
+            .to_external()
+            .as_bytes()
+            .to_vec();
+        bytes[0] = 3;
+        let unknown = ExternalAddress::new(bytes).unwrap();
+        assert_eq!(
+            Address::from_external(Network::Mainnet, &unknown),
+            Err(AddressError::Malformed)
+        );
     }
 }

@@ -50,6 +50,12 @@ impl TestChain for Harness {
         self.network.key(&self.signers[0])
     }
 
+    fn successor(&self) -> (Keys, Vec<u8>) {
+        use ciphersuite::group::GroupEncoding;
+        let next = testing::dkg(2, 3, 999).remove(0);
+        (self.network.key(&next), next.group_key().to_bytes().to_vec())
+    }
+
     async fn mine(&self, n: u64) {
         self.node.mine_to(n, &random_pair().legacy_address(AddressNetwork::Mainnet)).await;
     }
@@ -159,6 +165,12 @@ async fn inputs_of_every_kind_spend_together() {
 async fn conflicting_spend_of_planned_inputs_is_reported() {
     let chain = Harness::start(2, 3, &[1, 3]).await;
     conformance::conflicting_spend_is_reported(&chain).await;
+}
+
+#[tokio::test]
+async fn forwarding_pays_the_successors_forwarded_address() {
+    let chain = Harness::start(2, 3, &[1, 3]).await;
+    conformance::forwarding_to_a_successor(&chain).await;
 }
 
 #[tokio::test]
