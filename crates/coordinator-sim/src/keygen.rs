@@ -25,8 +25,8 @@ use crate::{
     metrics::KeyGenMetrics,
     state::{
         activation_block, answered, message_hash, prune_attempt, round, set_key, AttemptEnd,
-        ByValidator, ConfirmedKeys, Exclusion, ReportedKeyPair, Rotation, SetKey, SetState, Stage,
-        COMMITMENTS, CONFLICTS, KEY_PAIRS, ROTATIONS, SEEN, SETS, SHARES, VERIFICATION_SHARES,
+        ByValidator, ConfirmedKeys, Exclusion, ReportedKeyPair, SetKey, SetState, Stage,
+        COMMITMENTS, CONFLICTS, KEY_PAIRS, SEEN, SETS, SHARES, VERIFICATION_SHARES,
     },
 };
 
@@ -108,56 +108,9 @@ impl KeyGenCoordinator {
         self
     }
 
-    /// When `state`'s key is confirmed: its predecessor (the newest older confirmed set of
-    /// its network without a successor yet) hands over to it. Records the rotation and
-    /// sends `Rotation` to the predecessor's key holders, in `txn`.
-    fn rotate_to(
-        &self,
-        txn: &mut WriteTxn,
-        state: &SetState,
-        network_key: &[u8],
-        activation_block: Option<u64>,
-    ) -> Result<(), SimError> {
-        let mut predecessor = None;
-        for config in self.sets.iter().filter(|s| s.network == state.network) {
-            if config.session >= state.session {
-                continue;
-            }
-            let Some(old) = SETS.get(txn, &config.key())? else { continue };
-            if old.confirmed.is_some() && ROTATIONS.get(txn, &config.key())?.is_none() {
-                predecessor = predecessor.max(Some(old.session));
-            }
-        }
-        let Some(session) = predecessor else { return Ok(()) };
-        let key = set_key(state.network, session);
-        let Some(old) = SETS.get(txn, &key)? else { return Ok(()) };
-        let close_block = activation_block.unwrap_or(0).saturating_add(self.close_after);
-        ROTATIONS.put(
-            txn,
-            &key,
-            &Rotation {
-                successor: state.session,
-                successor_key: network_key.to_vec(),
-                close_block,
-                retired: BTreeMap::new(),
-            },
-        )?;
-        for to in &old.participants {
-            let event = SettlementEvent::Rotation {
-                session: Session(session),
-                successor: Session(state.session),
-                successor_key: network_key.to_vec(),
-                close_block,
-            };
-            self.send(txn, &old, *to, CoordinatorMessage::Settlement(event))?;
-        }
-        tracing::info!(
-            from = session,
-            to = state.session,
-            close_block,
-            "rotation: the new set's key is confirmed; the old set forwards its funds and closes"
-        );
-        Ok(())
+    /// When a key is confirmed: the rotations it allows start ([`crate::rotation`]).
+    fn rotate_to(&self, txn: &mut WriteTxn, state: &SetState) -> Result<(), SimError> {
+        crate::rotation::reconcile(txn, &self.sets, &self.mailbox, state.network, self.close_after)
     }
 
     /// The mailbox messages leave through.
@@ -627,7 +580,6 @@ impl KeyGenCoordinator {
             self.send(txn, state, *to, CoordinatorMessage::Settlement(event))?;
         }
         self.record_verification_shares(txn, state, &ristretto_key)?;
-        self.rotate_to(txn, state, &network_key, activation_block)?;
         prune_attempt(txn, state)?;
         state.history.push(AttemptEnd {
             attempt: state.attempt,
@@ -645,6 +597,9 @@ impl KeyGenCoordinator {
         });
         self.metrics.confirmed.inc();
         tracing::info!(ristretto_key = %hex::encode(ristretto_key), network_key = %hex::encode(network_key), ?activation_block, "key pair confirmed");
+        // Recorded now (the caller records it again) so that the rotations see it.
+        SETS.put(txn, &set_key(state.network, state.session), state)?;
+        self.rotate_to(txn, state)?;
         Ok(Outcome::Progress)
     }
 

@@ -47,6 +47,7 @@ pub mod http;
 pub mod keygen;
 pub mod ledger;
 pub mod metrics;
+pub mod rotation;
 pub mod signing;
 pub mod state;
 pub mod status;
@@ -226,7 +227,8 @@ impl Sim {
             sign_timeout,
             selection,
             sign_metrics,
-        );
+        )
+        .with_rotation_close_after(rotation_close_after);
         let keygen = KeyGenCoordinator::new(sets, mailbox, clock, keygen_timeout, keygen_metrics)
             .with_rotation_close_after(rotation_close_after);
         Sim {

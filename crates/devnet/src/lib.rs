@@ -332,6 +332,10 @@ pub struct Layout {
     pub coordinator_log: PathBuf,
     /// coordinator-sim's HTTP port (`/status`, `/ledger`, `/burn`, `/metrics`).
     pub coordinator_http: u16,
+    /// coordinator-sim's public identity key (hex), pinned in every processor's config.
+    pub coordinator_public: String,
+    /// Each processor's public identity key (hex), by validator.
+    pub publics: Vec<(u16, String)>,
 }
 
 /// How the processes reach the broker: its URL and, for a secured broker, the user, the
@@ -360,6 +364,57 @@ impl Broker {
     }
 }
 
+/// A `[[sets.processors]]` entry of coordinator-sim's config.
+fn set_entry(validator: u16, public: &str) -> String {
+    format!("\n[[sets.processors]]\nvalidator = {validator}\npublic_key = \"{public}\"\n")
+}
+
+/// Creates validator `validator`'s identity and sealing secret and writes its config under
+/// `dir`; returns its files and its public identity key.
+fn write_processor(
+    dir: &Path,
+    options: &Options,
+    broker: &Broker,
+    processor_bin: &Path,
+    validator: u16,
+    coordinator_public: &str,
+) -> Result<(ProcessorFiles, String), DevnetError> {
+    let namespace = "devnet";
+    let home = dir.join(format!("processor-{}-{validator}", options.network));
+    std::fs::create_dir_all(&home).map_err(io("creating a processor directory"))?;
+    let key = home.join("identity.key");
+    let public = new_identity(processor_bin, &key)?;
+    let secret = home.join("db.secret");
+    write_secret(&secret, &format!("devnet sealing secret of validator {validator}"))?;
+    let (host, http) = options.listen.processor(validator);
+    let malice = options
+        .malice
+        .iter()
+        .find(|(v, _)| *v == validator)
+        .map(|(_, m)| format!("\n[testing]\nmalice = \"{m}\"\n"))
+        .unwrap_or_default();
+    let config = home.join("processor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "network = \"{network}\"\nvalidator = {validator}\ndata_dir = \"{data}\"\n\n\
+             [bus]\n{bus}namespace = \"{namespace}\"\nresend_after_ms = 1000\nack_wait_ms = 5000\n\n\
+             [coordinator]\npublic_key = \"{coordinator_public}\"\n\n\
+             [secrets]\nidentity_key_file = \"{key}\"\ndb_secret_file = \"{secret}\"\n\n\
+             [http]\nlisten = \"{host}:{http}\"\n{malice}{node}",
+            network = options.network,
+            data = home.join("data").display(),
+            bus = broker.bus_lines(),
+            key = key.display(),
+            secret = secret.display(),
+            node = options.node.as_ref().map(node_table).unwrap_or_default(),
+        ),
+    )
+    .map_err(io("writing a processor config"))?;
+    let files = ProcessorFiles { validator, log: home.join("processor.log"), home, config, http };
+    Ok((files, public))
+}
+
 impl Layout {
     /// Creates the identities and secrets and writes the configs under `dir` (which must
     /// not hold an earlier layout: identity files are never overwritten), for `broker`.
@@ -376,49 +431,20 @@ impl Layout {
         let coordinator_public = new_identity(coordinator_bin, &coordinator_key)?;
 
         let mut processors = vec![];
+        let mut publics = vec![];
         let mut set_entries = String::new();
         for validator in 1..=options.n {
-            let home = dir.join(format!("processor-{}-{validator}", options.network));
-            std::fs::create_dir_all(&home).map_err(io("creating a processor directory"))?;
-            let key = home.join("identity.key");
-            let public = new_identity(processor_bin, &key)?;
-            let secret = home.join("db.secret");
-            write_secret(&secret, &format!("devnet sealing secret of validator {validator}"))?;
-            let (host, http) = options.listen.processor(validator);
-            let malice = options
-                .malice
-                .iter()
-                .find(|(v, _)| *v == validator)
-                .map(|(_, m)| format!("\n[testing]\nmalice = \"{m}\"\n"))
-                .unwrap_or_default();
-            let config = home.join("processor.toml");
-            std::fs::write(
-                &config,
-                format!(
-                    "network = \"{network}\"\nvalidator = {validator}\ndata_dir = \"{data}\"\n\n\
-                     [bus]\n{bus}namespace = \"{namespace}\"\nresend_after_ms = 1000\nack_wait_ms = 5000\n\n\
-                     [coordinator]\npublic_key = \"{coordinator_public}\"\n\n\
-                     [secrets]\nidentity_key_file = \"{key}\"\ndb_secret_file = \"{secret}\"\n\n\
-                     [http]\nlisten = \"{host}:{http}\"\n{malice}{node}",
-                    network = options.network,
-                    data = home.join("data").display(),
-                    bus = broker.bus_lines(),
-                    key = key.display(),
-                    secret = secret.display(),
-                    node = options.node.as_ref().map(node_table).unwrap_or_default(),
-                ),
-            )
-            .map_err(io("writing a processor config"))?;
-            set_entries += &format!(
-                "\n[[sets.processors]]\nvalidator = {validator}\npublic_key = \"{public}\"\n"
-            );
-            processors.push(ProcessorFiles {
+            let (files, public) = write_processor(
+                dir,
+                options,
+                broker,
+                processor_bin,
                 validator,
-                log: home.join("processor.log"),
-                home,
-                config,
-                http,
-            });
+                &coordinator_public,
+            )?;
+            set_entries += &set_entry(validator, &public);
+            publics.push((validator, public));
+            processors.push(files);
         }
 
         let coordinator_config = dir.join("coordinator-sim.toml");
@@ -444,6 +470,8 @@ impl Layout {
         )
         .map_err(io("writing the coordinator-sim config"))?;
         Ok(Layout {
+            coordinator_public,
+            publics,
             dir: dir.to_path_buf(),
             processors,
             coordinator_log: dir.join("coordinator-sim.log"),
@@ -515,6 +543,11 @@ pub struct Cluster {
     coordinator: Option<Child>,
     processor_bin: PathBuf,
     coordinator_bin: PathBuf,
+    /// What new processors are configured from (a set elected later: [`Cluster::elect`]).
+    options: Options,
+    broker: Broker,
+    coordinator_public: String,
+    publics: Vec<(u16, String)>,
 }
 
 /// Starts `<bin> run --config <config>` with its standard error appended to `log`.
@@ -587,6 +620,10 @@ impl Cluster {
             coordinator: None,
             processor_bin,
             coordinator_bin,
+            options: options.clone(),
+            broker,
+            coordinator_public: layout.coordinator_public.clone(),
+            publics: layout.publics.clone(),
         };
         for i in 0..cluster.processors.len() {
             cluster.start_processor(cluster.processors[i].validator)?;
@@ -599,6 +636,82 @@ impl Cluster {
             false,
         )?);
         Ok(cluster)
+    }
+
+    /// Elects the network's next set, `threshold`-of-`validators`, as an operator would
+    /// (docs/operations.md, "Rotating to a new set"): a validator without a processor yet
+    /// gets one (new identity, secret and config, started and healthy), the set is added
+    /// to coordinator-sim's config with the next session and the rotation's grace period
+    /// `close_after` (blocks), and coordinator-sim is restarted: it generates the set's
+    /// key, and once it is confirmed the current set hands over. Returns the new session.
+    pub fn elect(
+        &mut self,
+        threshold: u16,
+        validators: &[u16],
+        close_after: u64,
+    ) -> Result<u32, DevnetError> {
+        for &validator in validators {
+            if self.processors.iter().any(|p| p.validator == validator) {
+                continue;
+            }
+            let (files, public) = write_processor(
+                self.dir.path(),
+                &self.options,
+                &self.broker,
+                &self.processor_bin,
+                validator,
+                &self.coordinator_public,
+            )?;
+            self.publics.push((validator, public));
+            self.processors.push(ProcessorNode {
+                validator,
+                config: files.config,
+                http: files.http,
+                log: files.log,
+                child: None,
+            });
+            self.start_processor(validator)?;
+        }
+        poll(Duration::from_secs(60), "the new processors' /health", || {
+            validators
+                .iter()
+                .filter_map(|v| self.processors.iter().find(|p| p.validator == *v))
+                .all(|p| http_get(p.http, "/health").is_some_and(|(code, _)| code == 200))
+                .then_some(())
+        })?;
+        let config = std::fs::read_to_string(&self.coordinator_config)
+            .map_err(io("reading the coordinator-sim config"))?;
+        let session = u32::try_from(config.matches("[[sets]]").count()).unwrap_or(u32::MAX);
+        let mut entries = String::new();
+        for v in validators {
+            let public = self.publics.iter().find(|(p, _)| p == v).map(|(_, k)| k.as_str());
+            entries += &set_entry(*v, public.unwrap_or_default());
+        }
+        // Top-level keys come before every table.
+        let config = format!(
+            "rotation_close_after = {close_after}\n{}\n[[sets]]\nnetwork = \"{}\"\nsession = {session}\nthreshold = {threshold}\n{entries}",
+            config.lines().filter(|l| !l.starts_with("rotation_close_after")).collect::<Vec<_>>().join("\n"),
+            self.options.network,
+        );
+        std::fs::write(&self.coordinator_config, config)
+            .map_err(io("writing the coordinator-sim config"))?;
+        self.restart_coordinator()?;
+        Ok(session)
+    }
+
+    /// SIGKILLs coordinator-sim (crash-safe, as every process here) and starts it again.
+    pub fn restart_coordinator(&mut self) -> Result<(), DevnetError> {
+        if let Some(mut child) = self.coordinator.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.coordinator = Some(spawn(
+            &self.coordinator_bin,
+            &self.coordinator_config,
+            &self.coordinator_log,
+            false,
+        )?);
+        Ok(())
     }
 
     fn node(&mut self, validator: u16) -> &mut ProcessorNode {

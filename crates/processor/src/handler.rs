@@ -13,7 +13,7 @@ use primitives::codec::Versioned;
 use prometheus_client::metrics::counter::Counter;
 use task::{Task, TaskError};
 
-use crate::pipeline::state::{Ack, Active, ACTIVE, LIVE};
+use crate::pipeline::state::{Ack, Active, ACTIVE, LIVE, RETIRED};
 use crate::pipeline::{Handle, Refusal};
 use messages::Session;
 
@@ -90,9 +90,11 @@ pub fn backfill_active(db: &Db, validator: u16) -> Result<Vec<(u32, u16)>, TaskE
     if !live.is_empty() {
         return Ok(live);
     }
+    // A retired session is never live again.
+    let retired = RETIRED.iter(&txn)?;
     let confirmed = KeyGen::all_generated(&txn)?
         .into_iter()
-        .filter(|(_, g)| g.confirmed)
+        .filter(|(session, g)| g.confirmed && !retired.iter().any(|(r, _)| r == session))
         .map(|(session, _)| Session(session))
         .next_back();
     let Some(session) = confirmed else { return Ok(vec![]) };

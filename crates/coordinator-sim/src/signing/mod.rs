@@ -104,6 +104,7 @@ pub struct SignCoordinator {
     timeout_ms: u64,
     selection: Selection,
     metrics: SignMetrics,
+    close_after: u64,
 }
 
 /// A set that can sign: its state (with the key holders), its Ristretto key and the
@@ -196,7 +197,14 @@ impl SignCoordinator {
         metrics: SignMetrics,
     ) -> Self {
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1);
-        SignCoordinator { sets, mailbox, clock, timeout_ms, selection, metrics }
+        SignCoordinator { sets, mailbox, clock, timeout_ms, selection, metrics, close_after: 20 }
+    }
+
+    /// A rotation's grace period, for rotations started when a set retires (see
+    /// [`crate::rotation::reconcile`]; default 20 blocks).
+    pub fn with_rotation_close_after(mut self, blocks: u64) -> Self {
+        self.close_after = blocks;
+        self
     }
 
     /// The attempt timeout.

@@ -237,6 +237,11 @@ impl SignCoordinator {
         }
         tracing::info!(%sender, session = session.0, block, retired = rotation.retired.len(), "a key holder retired the session's key");
         ROTATIONS.put(txn, &set, &rotation)?;
+        // A set waiting for this one to retire may hand over now.
+        let threshold = SETS.get(txn, &set)?.map_or(u16::MAX, |s| s.threshold);
+        if crate::rotation::retired(&rotation, threshold) {
+            crate::rotation::reconcile(txn, &self.sets, &self.mailbox, network, self.close_after)?;
+        }
         Ok(SignOutcome::Noted)
     }
 }

@@ -366,14 +366,15 @@ pub fn apply_block<N: PipelineNetwork>(
     // closing session's deposits were credited by nobody: refunded where the depositor is
     // known, kept (and forwarded) otherwise.
     let closing = super::rotation::closing(txn, number)?;
+    let key = p.key(keys)?;
     let mut refunds = events.refunds.clone();
     for id in &events.reported {
         let o = stored_output::<N>(txn, id)?;
-        match o.refund_address().filter(|_| closing) {
+        match closing.then(|| super::rotation::refund_to(p, &key, &o)).flatten() {
             Some(to) => {
                 p.metrics.closing_refunds.inc();
                 tracing::info!(output = %hex::encode(id), block = number, "a deposit to a closing session: refunded");
-                refunds.push((id.clone(), to.clone()));
+                refunds.push((id.clone(), to));
             }
             None => {
                 state

@@ -7,6 +7,7 @@
 //! at the same acknowledgement.
 use db::{Get, WriteTxn};
 use messages::{ProcessorMessage, SettlementReport};
+use scanner::ReceivedOutput;
 use scheduler::State;
 use task::TaskError;
 
@@ -57,6 +58,24 @@ pub fn closing(txn: &impl Get, number: u64) -> Result<bool, TaskError> {
     Ok(ROTATION.get(txn, &())?.is_some_and(|r| number >= r.close_block))
 }
 
+/// Where a deposit to a closing session goes back to: the return address its instruction
+/// names, else the address it came from (as for a deposit without a valid instruction),
+/// if this network can pay it and it is not one of ours. `None`: kept (and forwarded).
+pub fn refund_to<N: PipelineNetwork>(
+    p: &Pipeline<N>,
+    key: &N::Key,
+    output: &N::Output,
+) -> Option<primitives::ExternalAddress> {
+    let named = match output.instruction() {
+        scanner::Instruction::Valid(i) => i.return_address.clone(),
+        _ => None,
+    };
+    [named, output.refund_address().cloned()]
+        .into_iter()
+        .flatten()
+        .find(|to| p.network.address(to).is_some_and(|a| !p.network.owns(key, &a)))
+}
+
 /// Once the session has a successor and owes nothing more: queues one payment moving the
 /// best outputs to the successor's Forwarded address (the scheduler then spends exactly
 /// those, fee taken from the amount). Returns whether it queued one.
@@ -93,10 +112,12 @@ pub fn forward<N: PipelineNetwork>(
     Ok(true)
 }
 
-/// Retires the session if it is closing and nothing is left: no payment queued, no plan
-/// pending or waiting to be published, no output worth forwarding. Reports it, records
-/// it in [`RETIRED`], removes it from [`LIVE`] and deletes its pipeline state (every
-/// [`SCOPED`] table of its scope). Returns whether it retired.
+/// Retires the session if it is closing and nothing is left: no payment queued or held
+/// for the operator, no plan pending, no output worth forwarding; all of it the same on
+/// every key holder (nothing local, such as the publish queue, decides). Reports it,
+/// records it in [`RETIRED`] and removes it from [`LIVE`]; its tasks then stop, and the
+/// last of them to stop deletes its pipeline state ([`prune`]). Returns whether it
+/// retired.
 pub fn retire_if_done<N: PipelineNetwork>(
     p: &Pipeline<N>,
     txn: &mut WriteTxn,
@@ -108,38 +129,62 @@ pub fn retire_if_done<N: PipelineNetwork>(
     }
     let state = SCHEDULER.get(txn, &())?.unwrap_or_default();
     let rate = p.plan_rate(LAST_RATE.get(txn, &())?.unwrap_or(p.network.params().min_fee_rate));
+    // Payments held for the operator are owed: their record must outlive nothing.
     let busy = !state.queue.is_empty()
         || !PENDING.iter(txn)?.is_empty()
-        || !TO_PUBLISH.is_empty(txn)?
+        || !HELD.iter(txn)?.is_empty()
         || state.forwardable(p.limits(), &p.fees(rate), &rotation.forward_to).is_some();
     if busy {
         return Ok(false);
     }
-    let left: Vec<(Vec<u8>, primitives::Amount)> =
-        state.utxos.iter().map(|u| (u.id.clone(), u.amount)).collect();
-    let session = messages::Session(p.session);
-    p.send(txn, ProcessorMessage::Settlement(SettlementReport::Retired { session, block }))?;
     let scope = txn.scope().ok_or_else(|| TaskError::fatal("retiring outside a scope"))?;
     if scope != p.session {
         return Err(TaskError::fatal(format!("retiring session {} in scope {scope}", p.session)));
     }
-    RETIRED.put(
-        txn,
-        &p.session,
-        &Retired { block, successor: rotation.successor, left: left.clone() },
-    )?;
+    let left: Vec<(Vec<u8>, primitives::Amount)> =
+        state.utxos.iter().map(|u| (u.id.clone(), u.amount)).collect();
+    let retired = Retired {
+        block,
+        successor: rotation.successor,
+        left: left.clone(),
+        conflicts: CONFLICTS.iter(txn)?.len() as u64,
+        unplanned_spends: UNPLANNED_SPENDS.iter(txn)?.len() as u64,
+        unpayable: UNPAYABLE.iter(txn)?.len() as u64,
+    };
+    let session = messages::Session(p.session);
+    p.send(txn, ProcessorMessage::Settlement(SettlementReport::Retired { session, block }))?;
+    RETIRED.put(txn, &p.session, &retired)?;
     LIVE.del(txn, &p.session)?;
-    let mut removed = 0;
-    for prefix in SCOPED {
-        removed += txn.del_range_raw(&db::scope_namespace(prefix, p.session))?;
-    }
     tracing::info!(
         session = p.session,
         successor = rotation.successor,
         block,
         left = left.len(),
-        removed,
-        "session retired: everything forwarded or paid; its pipeline state is removed (its key shares are kept)"
+        "session retired: everything forwarded or paid; its pipeline stops and its state is removed (its key shares are kept)"
     );
     Ok(true)
+}
+
+/// Deletes a retired session's pipeline state: every [`SCOPED`] table and queue of its
+/// scope. Idempotent. Run once none of its tasks runs any more (the last to stop, or at
+/// start-up, for a session that retired before a restart). Returns the entries removed.
+pub fn prune(db: &db::Db, session: u32) -> Result<u64, TaskError> {
+    let mut txn = db.write()?;
+    let mut removed = 0;
+    for prefix in SCOPED {
+        removed += txn.del_range_raw(&db::scope_namespace(prefix, session))?;
+    }
+    if removed > 0 {
+        txn.commit()?;
+        tracing::info!(session, removed, "a retired session's pipeline state removed");
+    }
+    Ok(removed)
+}
+
+/// [`prune`] for every retired session (at start-up, before any task runs).
+pub fn prune_retired(db: &db::Db) -> Result<(), TaskError> {
+    for (session, _) in RETIRED.iter(&db.read()?)? {
+        prune(db, session)?;
+    }
+    Ok(())
 }

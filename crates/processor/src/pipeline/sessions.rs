@@ -23,11 +23,22 @@ pub struct Pipelines<N: PipelineNetwork> {
     /// What every session's pipeline shares (its `session` is not used).
     base: Pipeline<N>,
     live: Arc<Mutex<BTreeMap<u32, Pipeline<N>>>>,
+    /// The [`PerSession`] runners over these pipelines, and, per retired session, how
+    /// many of them have stopped its task: the last one deletes its state.
+    runners: Arc<Mutex<Runners>>,
 }
+
+/// How many [`PerSession`] runners there are, and per retired session how many stopped
+/// its task.
+type Runners = (usize, BTreeMap<u32, usize>);
 
 impl<N: PipelineNetwork> Clone for Pipelines<N> {
     fn clone(&self) -> Self {
-        Pipelines { base: self.base.clone(), live: self.live.clone() }
+        Pipelines {
+            base: self.base.clone(),
+            live: self.live.clone(),
+            runners: self.runners.clone(),
+        }
     }
 }
 
@@ -40,7 +51,7 @@ impl<N: PipelineNetwork> std::fmt::Debug for Pipelines<N> {
 impl<N: PipelineNetwork> Pipelines<N> {
     /// The pipelines of every session [`LIVE`] lists, over `base`'s network and bus.
     pub fn load(base: Pipeline<N>, db: &Db) -> Result<Self, TaskError> {
-        let pipelines = Pipelines { base, live: Arc::default() };
+        let pipelines = Pipelines { base, live: Arc::default(), runners: Arc::default() };
         for (session, me) in LIVE.iter(&db.read()?)? {
             pipelines.start(Session(session), me)?;
         }
@@ -73,6 +84,32 @@ impl<N: PipelineNetwork> Pipelines<N> {
     /// Stops `session`'s pipeline (retired): its tasks stop at their next iteration.
     pub fn stop(&self, session: u32) -> Result<(), TaskError> {
         self.lock()?.remove(&session);
+        Ok(())
+    }
+
+    fn runners(&self) -> Result<std::sync::MutexGuard<'_, Runners>, TaskError> {
+        self.runners.lock().map_err(|_| TaskError::fatal("pipelines lock poisoned"))
+    }
+
+    /// One more [`PerSession`] runner.
+    fn register_runner(&self) -> Result<(), TaskError> {
+        self.runners()?.0 += 1;
+        Ok(())
+    }
+
+    /// A runner stopped retired `session`'s task: once every runner has, none writes to
+    /// its scope any more, and its state is deleted.
+    fn released(&self, session: u32, db: &Db) -> Result<(), TaskError> {
+        let last = {
+            let mut runners = self.runners()?;
+            let total = runners.0;
+            let count = runners.1.entry(session).or_default();
+            *count += 1;
+            *count >= total
+        };
+        if last {
+            rotation::prune(db, session)?;
+        }
         Ok(())
     }
 
@@ -200,6 +237,9 @@ impl<N: PipelineNetwork, T: SessionTask<N>> PerSession<N, T> {
         pipelines: Pipelines<N>,
         make: impl Fn(Db, Pipeline<N>) -> T + Send + Sync + 'static,
     ) -> Self {
+        // Counted so that a retired session's state is deleted once every runner stopped
+        // its task (a poisoned lock only means it is deleted at the next start).
+        let _ = pipelines.register_runner();
         PerSession { name, db, pipelines, make: Box::new(make), tasks: BTreeMap::new() }
     }
 }
@@ -210,25 +250,39 @@ impl<N: PipelineNetwork, T: SessionTask<N>> Task for PerSession<N, T> {
     }
 
     async fn run_iteration(&mut self) -> Result<bool, TaskError> {
-        // A session retired (by this or another task's commit) stops here.
+        // A session retired (by another task's commit) stops here, between iterations of
+        // its task; once every runner stopped it, its state is deleted.
         for (session, _) in RETIRED.iter(&self.db.read()?)? {
             if self.pipelines.get(session).is_some() {
                 self.pipelines.stop(session)?;
             }
+            if self.tasks.remove(&session).is_some() {
+                self.pipelines.released(session, &self.db)?;
+            }
         }
         let sessions = self.pipelines.sessions();
-        self.tasks.retain(|session, _| sessions.contains(session));
         if sessions.is_empty() {
             return T::idle(&self.pipelines).await;
         }
-        let mut progress = false;
+        // Every session's task runs, whatever another's did: one session failing (a
+        // transaction its node refuses, say) holds back no other. The first error is
+        // returned once all ran.
+        let (mut progress, mut first_error) = (false, None);
         for session in sessions {
             let Some(pipeline) = self.pipelines.get(session) else { continue };
             let (db, make) = (&self.db, &self.make);
             let task =
                 self.tasks.entry(session).or_insert_with(|| make(db.scoped(session), pipeline));
-            progress |= task.run_iteration().await?;
+            match task.run_iteration().await {
+                Ok(p) => progress |= p,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
         }
-        Ok(progress)
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(progress),
+        }
     }
 }

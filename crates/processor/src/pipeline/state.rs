@@ -255,6 +255,13 @@ pub struct Retired {
     pub successor: u32,
     /// Outputs left behind, each worth less than the cost of forwarding it (id, value).
     pub left: Vec<(Vec<u8>, Amount)>,
+    /// The session's alarm records when it retired (removed with its state): plans in
+    /// conflict, unplanned spends of its outputs, burns it could not pay.
+    pub conflicts: u64,
+    /// See `conflicts`.
+    pub unplanned_spends: u64,
+    /// See `conflicts`.
+    pub unpayable: u64,
 }
 
 /// Retired sessions, by session.

@@ -126,6 +126,7 @@ impl Processor {
             proposal: Arc::default(),
         };
         let metrics = pipeline.metrics.clone();
+        processor::pipeline::rotation::prune_retired(&db).unwrap();
         let pipelines = Pipelines::load(pipeline, &db).unwrap();
         let handle: Arc<dyn Handle> = Arc::new(pipelines.clone());
         let handler = InboxHandler::new(
@@ -228,6 +229,9 @@ pub struct Net {
     pub crash: Option<Crash>,
     /// Processors that neither run nor receive nor send (their messages wait).
     pub silent: Vec<usize>,
+    /// Processors whose publisher does not run (a lagging one: its node refusing, or its
+    /// task in backoff).
+    pub hold_publish: Vec<usize>,
     sign_timeout: Duration,
     /// Coordinator timeouts that fired (each a reattempt waited for), over the run.
     pub timeouts_fired: u64,
@@ -343,6 +347,7 @@ impl Net {
             processors,
             crash: None,
             silent: vec![],
+            hold_publish: vec![],
             sign_timeout: settings.sign_timeout,
             timeouts_fired: 0,
             coordinator,
@@ -574,7 +579,8 @@ impl Net {
         loop {
             let mut progress = false;
             let tasks = if self.processors[i].keys_only { 1 } else { 4 };
-            for task in 0..tasks {
+            let held = self.hold_publish.contains(&i);
+            for task in (0..tasks).filter(|t| !(held && *t == 3)) {
                 if self.step(i, task)? {
                     progress = true;
                     break;
