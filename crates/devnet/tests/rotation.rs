@@ -17,7 +17,9 @@ use scanner::OutputKind;
 use serde_json::{json, Value};
 
 const CONFIRMATIONS: u64 = 2;
-const CLOSE_AFTER: u64 = 8;
+/// The rotation's grace period: long enough (20 s of blocks) for the forwarding stage's
+/// deposits and burns to settle before it ends.
+const CLOSE_AFTER: u64 = 80;
 
 fn ledger_balance(cluster: &Cluster, account: [u8; 32]) -> u64 {
     let Some((200, body)) = http_get(cluster.coordinator_http, "/ledger") else { return 0 };
@@ -31,6 +33,15 @@ fn ledger_balance(cluster: &Cluster, account: [u8; 32]) -> u64 {
         .flat_map(|a| a["balances"].as_array().cloned().unwrap_or_default())
         .map(|b| b["amount"].as_u64().unwrap_or(0))
         .sum()
+}
+
+/// Polls `done` every 100 ms until it holds, for at most `timeout` (panics then).
+fn poll_until(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// The network key of set `index` of coordinator-sim's status, once confirmed.
@@ -78,11 +89,14 @@ fn rotation(chaos: bool) -> u32 {
     let mut cluster = Cluster::start(&options).unwrap();
     // A block every 250 ms, as the demo mines.
     let mining = Arc::new(AtomicBool::new(true));
+    let paused = Arc::new(AtomicBool::new(false));
     {
-        let (node, mining) = (node.clone(), mining.clone());
+        let (node, mining, paused) = (node.clone(), mining.clone(), paused.clone());
         rt.spawn(async move {
             while mining.load(Ordering::Relaxed) {
-                node.mine(1).await;
+                if !paused.load(Ordering::Relaxed) {
+                    node.mine(1).await;
+                }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         });
@@ -136,6 +150,10 @@ fn rotation(chaos: bool) -> u32 {
     // forwards from then on. Deposits to both keys; burns now B's.
     let session = cluster.elect(3, &[3, 4, 5, 6], CLOSE_AFTER).unwrap();
     assert_eq!(session, 1);
+    // While B generates its key: a deposit to A and a burn (A's, or B's if B is
+    // confirmed by the time it settles).
+    deposit(&address_a, 5, 1_500_000, &mut credited);
+    burn(&cluster, 1, 500_000, &mut payees, &mut burned);
     kill(&mut cluster, 5, chaos, &mut kills);
     let key_b = confirmed_key(&mut cluster, 1);
     assert_ne!(key_a, key_b);
@@ -148,16 +166,41 @@ fn rotation(chaos: bool) -> u32 {
     burn(&cluster, 4, 700_000, &mut payees, &mut burned);
     kill(&mut cluster, 1, chaos, &mut kills);
     kill(&mut cluster, 4, chaos, &mut kills);
-    // Closing: the old set's Batches reach the close block.
-    cluster
-        .wait_for(Duration::from_secs(240), "A closing", |c| {
-            let status = c.coordinator_http_status()?;
-            matches!(status["sets"][0]["rotation"].as_str(), Some("closing" | "retired"))
-                .then_some(())
+    // Closing, from the close block on. The miner stops just before it, so that a deposit
+    // to A lands in the close block itself: A refunds it (to the return address its
+    // instruction names) before it can retire, and credits it to nobody.
+    let close_block = cluster
+        .wait_for(Duration::from_secs(60), "A's close block", |c| {
+            c.coordinator_http_status()?["sets"][0]["successor"]["close_block"].as_u64()
         })
-        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs_tail(60)));
+        .unwrap();
+    poll_until(Duration::from_secs(240), "the chain near A's close block", || {
+        rt.block_on(node.tip()).0 + 3 >= close_block
+    });
+    paused.store(true, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(600));
+    let (tip, _) = rt.block_on(node.tip());
+    assert!(tip < close_block, "the grace period ended before the test got there: {tip}");
+    if close_block - 1 > tip {
+        rt.block_on(node.mine(close_block - 1 - tip));
+    }
+    let returned = rt.block_on(node.new_address());
+    let return_script =
+        bitcoin_network::Address::parse(&chain::params(), &returned).unwrap().to_external();
+    let late = primitives::InInstruction {
+        account: primitives::SettlementAccount([9; 32]),
+        return_address: Some(return_script),
+    };
+    let data = bitcoin_network::instruction::encode(&late).unwrap();
+    rt.block_on(node.deposit_from(&sender, &address_a, 1_000_000, Some(&data)));
+    rt.block_on(node.mine(1));
+    paused.store(false, Ordering::Relaxed);
     kill(&mut cluster, 3, chaos, &mut kills);
     kill(&mut cluster, 6, chaos, &mut kills);
+    // And a deposit to B and a burn (B's).
+    deposit(&address_b, 6, 1_800_000, &mut credited);
+    wait_credited(&mut cluster, &credited, &burned);
+    burn(&cluster, 5, 600_000, &mut payees, &mut burned);
 
     // A retires once closing with nothing left; every payee is paid.
     cluster
@@ -165,7 +208,8 @@ fn rotation(chaos: bool) -> u32 {
             let status = c.coordinator_http_status()?;
             let retired = status["sets"][0]["rotation"].as_str() == Some("retired");
             let paid = payees.iter().all(|(to, _)| rt.block_on(node.received_by(to)) > 0);
-            (retired && paid).then_some(())
+            let refunded = rt.block_on(node.received_by(&returned)) > 0;
+            (retired && paid && refunded).then_some(())
         })
         .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs_tail(60)));
     mining.store(false, Ordering::Relaxed);
@@ -185,6 +229,10 @@ fn rotation(chaos: bool) -> u32 {
         let received = rt.block_on(node.received_by(to));
         assert!(received < *amount && received + 100_000 > *amount, "{to}: {received} of {amount}");
     }
+    // The closing deposit: refunded (less its fee), credited nobody.
+    let refunded = rt.block_on(node.received_by(&returned));
+    assert!(refunded < 1_000_000 && refunded > 900_000, "refunded {refunded}");
+    assert_eq!(ledger_balance(&cluster, [9; 32]), 0, "the closing deposit is credited nobody");
     // A's key holds nothing; B's holds what was deposited less what was paid and the fees.
     let held = |key: &str| -> u64 {
         OutputKind::ALL
@@ -200,7 +248,10 @@ fn rotation(chaos: bool) -> u32 {
     };
     assert_eq!(held(&key_a), 0, "A's key is empty");
     let deposited: u64 = credited.values().sum();
-    let paid: u64 = payees.iter().map(|(to, _)| rt.block_on(node.received_by(to))).sum();
+    // What left the group, net of the closing deposit it sent back.
+    let paid: u64 = payees.iter().map(|(to, _)| rt.block_on(node.received_by(to))).sum::<u64>()
+        + refunded
+        - 1_000_000;
     let held_b = held(&key_b);
     assert!(held_b > 0 && held_b < deposited - paid, "B holds {held_b}");
     assert!(deposited - paid - held_b < 200_000, "fees of a handful of transactions");
