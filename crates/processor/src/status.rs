@@ -31,6 +31,9 @@ pub struct StatusReport {
     /// validator is in both sets).
     #[serde(default)]
     pub sessions: Vec<PipelineStatus>,
+    /// Sessions retired here (their pipeline state removed; their key shares kept).
+    #[serde(default)]
+    pub retired: Vec<RetiredSession>,
     /// The fatal error that halted this processor, if one is recorded (it refuses to start
     /// until run with `--resume`).
     #[serde(default)]
@@ -81,6 +84,37 @@ pub struct PipelineStatus {
     /// Payments of conflicted plans, held for the operator (ALARM when any).
     #[serde(default)]
     pub held: Vec<HeldPlan>,
+    /// Set once the session hands over to a successor (docs/rotation.md).
+    #[serde(default)]
+    pub rotation: Option<RotationView>,
+}
+
+/// A session's hand-over to its successor, as this processor applied it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RotationView {
+    /// `forwarding`, then `closing` once the close block is applied.
+    pub stage: String,
+    /// The successor's session.
+    pub successor: u32,
+    /// From this block on, deposits are refunded and the session may retire.
+    pub close_block: u64,
+}
+
+/// A retired session.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RetiredSession {
+    /// The session.
+    pub session: u32,
+    /// The last block its pipeline applied.
+    pub block: u64,
+    /// Its successor.
+    pub successor: u32,
+    /// Outputs left on its key, each worth less than forwarding it, and their sum.
+    pub left: u64,
+    /// Their sum, in the smallest unit.
+    pub left_amount: u64,
+    /// Its alarm counts when it retired: conflicts, unplanned spends, unpayable burns.
+    pub alarms: (u64, u64, u64),
 }
 
 /// A conflicted plan's held payments.
@@ -124,6 +158,7 @@ fn pipeline(txn: &impl Get) -> Result<Option<PipelineStatus>, DbError> {
     use crate::pipeline::state::*;
     let Some(active) = ACTIVE.get(txn, &())? else { return Ok(None) };
     let state = SCHEDULER.get(txn, &())?.unwrap_or_default();
+    let confirmed = CONFIRMED.get(txn, &())?;
     let signing = signers::Signers::attempts(txn, messages::Session(active.session))?
         .into_iter()
         .map(|(kind, attempt, complete)| SigningItem {
@@ -139,7 +174,7 @@ fn pipeline(txn: &impl Get) -> Result<Option<PipelineStatus>, DbError> {
         scanned: SCANNED.get(txn, &())?,
         batches: NEXT_BATCH.get(txn, &())?.unwrap_or(0),
         batches_acknowledged: ACKED_COUNT.get(txn, &())?.unwrap_or(0),
-        confirmed_block: CONFIRMED.get(txn, &())?,
+        confirmed_block: confirmed,
         settlement_block: SETTLEMENT.get(txn, &())?.unwrap_or(0),
         outputs: state.utxos.len() as u64,
         outputs_amount: state.utxos.iter().map(|u| u.amount.0).sum(),
@@ -167,6 +202,16 @@ fn pipeline(txn: &impl Get) -> Result<Option<PipelineStatus>, DbError> {
                 locked: held.locked.iter().map(|u| hex::encode(&u.id)).collect(),
             })
             .collect(),
+        rotation: ROTATION.get(txn, &())?.map(|r| RotationView {
+            stage: if confirmed.is_some_and(|c| c >= r.close_block) {
+                "closing"
+            } else {
+                "forwarding"
+            }
+            .into(),
+            successor: r.successor,
+            close_block: r.close_block,
+        }),
     }))
 }
 
@@ -226,6 +271,18 @@ impl StatusReport {
                 .collect(),
             pipeline: sessions(txn)?.pop(),
             sessions: sessions(txn)?,
+            retired: crate::pipeline::state::RETIRED
+                .iter(txn)?
+                .into_iter()
+                .map(|(session, r)| RetiredSession {
+                    session,
+                    block: r.block,
+                    successor: r.successor,
+                    left: r.left.len() as u64,
+                    left_amount: r.left.iter().map(|(_, a)| a.0).sum(),
+                    alarms: (r.conflicts, r.unplanned_spends, r.unpayable),
+                })
+                .collect(),
             halted: crate::halt::HALT.get(txn, &())?.map(|h| h.to_string()),
         })
     }
@@ -246,7 +303,13 @@ impl StatusReport {
                 k.threshold,
                 k.participants,
                 k.attempt,
-                if k.active { " ACTIVE" } else { " awaiting confirmation" },
+                if self.retired.iter().any(|r| r.session == k.session) {
+                    " RETIRED"
+                } else if k.active {
+                    " ACTIVE"
+                } else {
+                    " awaiting confirmation"
+                },
                 k.ristretto_key,
                 k.network_key
             );
@@ -276,6 +339,12 @@ impl StatusReport {
                 if p.conflicts > 0 { " (ALARM)" } else { "" },
                 p.unreported_deposits,
             );
+            if let Some(r) = &p.rotation {
+                out += &format!(
+                    "rotation       {}: to session {}, closing at block {}\n",
+                    r.stage, r.successor, r.close_block
+                );
+            }
             for i in &p.signing {
                 out += &format!("signing        {} attempt {}\n", i.kind, i.attempt);
             }
@@ -298,6 +367,12 @@ impl StatusReport {
                     out += &format!("                 payment {id}: {amount} units to {address}\n");
                 }
             }
+        }
+        for r in &self.retired {
+            out += &format!(
+                "retired        session {} at block {} (to session {}); {} outputs ({} units) left behind; alarms (conflicts, unplanned spends, unpayable) {:?}\n",
+                r.session, r.block, r.successor, r.left, r.left_amount, r.alarms
+            );
         }
         for r in &self.routes {
             out +=

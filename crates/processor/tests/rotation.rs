@@ -96,6 +96,14 @@ fn rotation(crash: Option<Crash>) -> (Vec<u64>, Vec<u64>) {
     assert_eq!(net.live_sessions(0), vec![0]);
     let b = net.group_key_of(1);
     assert_ne!(a, b);
+    let processor_status = |net: &Net, i: usize| {
+        processor::status::StatusReport::read("p".into(), &net.processors[i].db.read().unwrap())
+            .unwrap()
+    };
+    let rotation = processor_status(&net, 0).pipeline.and_then(|p| p.rotation).expect("A rotating");
+    assert_eq!((rotation.stage.as_str(), rotation.successor), ("forwarding", 1));
+    let both: Vec<u32> = processor_status(&net, 2).sessions.iter().map(|p| p.session).collect();
+    assert_eq!(both, vec![0, 1], "validator 3's status shows both pipelines");
 
     // Stage 3: forwarding. Deposits to both keys (A's credited by A, then forwarded);
     // burns ordered now are B's.
@@ -176,6 +184,14 @@ fn rotation(crash: Option<Crash>) -> (Vec<u64>, Vec<u64>) {
         assert!(m.forwards.get() >= 1, "processor {} forwarded nothing", i + 1);
         assert_eq!(m.closing_refunds.get(), 2, "processor {}", i + 1);
     }
+    // `processor status` shows the retirement.
+    let report = processor_status(&net, 0);
+    assert_eq!(
+        report.retired.iter().map(|r| (r.session, r.successor)).collect::<Vec<_>>(),
+        vec![(0, 1)]
+    );
+    assert!(report.pipeline.is_none());
+    assert!(report.human().contains(" RETIRED"), "{}", report.human());
     // A retired on every processor of A; B runs on B's.
     assert_eq!(net.live_sessions(0), Vec::<u32>::new());
     assert_eq!(net.live_sessions(1), Vec::<u32>::new());
