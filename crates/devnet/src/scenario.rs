@@ -59,6 +59,11 @@ pub struct Scenario {
     /// [`FLOOD_RATE`], so the payouts, planned at the earlier blocks' rate, are stuck until
     /// the processors bump them (on Litecoin, a child pays for each).
     pub congestion: bool,
+    /// Rotate custody in the middle of the payouts: after the first round of burns, a
+    /// 3-of-4 set (the last validator and three new ones) is elected; the remaining burns
+    /// are its to pay, and the first set forwards everything to it and retires
+    /// (docs/rotation.md).
+    pub rotate: bool,
     /// Print progress on standard error.
     pub progress: bool,
     /// Keep the devnet's working directory (configs, logs, databases) even when every
@@ -82,6 +87,7 @@ impl Default for Scenario {
             silent_after_keygen: None,
             malice: vec![],
             congestion: false,
+            rotate: false,
             progress: true,
             keep: false,
         }
@@ -132,6 +138,9 @@ pub struct Report {
     pub preprocesses: Vec<(u16, usize)>,
     /// Processors killed, and what each was doing.
     pub kills: Vec<(u16, String)>,
+    /// A rotation's outcome, as the table shows it: the sets, and what the old set
+    /// forwarded.
+    pub rotation: Option<(String, u64)>,
     /// The devnet's working directory: its configs, logs and databases.
     pub dir: std::path::PathBuf,
     /// Whether `dir` was kept (a check failed, or [`Scenario::keep`]); else it is gone
@@ -186,6 +195,10 @@ impl Report {
         );
         if !self.kills.is_empty() {
             out += &format!("  {:<30} {:>14}\n", "processor kills", self.kills.len());
+        }
+        if let Some((sets, forwarded)) = &self.rotation {
+            out += &format!("  {:<30} {:>14}\n", format!("rotation {sets}"), "retired");
+            out += &format!("  {:<30} {:>14}\n", "forwarded (node: to the new key)", forwarded);
         }
         out += "\nchecks\n";
         for c in &self.checks {
@@ -512,7 +525,7 @@ fn exercise(
     };
     let paused = Arc::new(AtomicBool::new(false));
     let mut ctx = Ctx { s, started, rt, node, params, cluster, chaos, report, holders, paused };
-    let group = steps::key_and_activation(&mut ctx)?;
+    let mut group = steps::key_and_activation(&mut ctx)?;
     if let Some(v) = s.silent_after_keygen {
         ctx.say(format!("validator {v} stopped: it holds a share and answers nothing"));
         ctx.cluster.kill_processor(v);
@@ -523,7 +536,20 @@ fn exercise(
     let refunds = steps::refunds(&mut ctx, &group)?;
     steps::credited_check(&mut ctx, &deposits);
     steps::refused_burn(&mut ctx, &deposits);
-    let burns = steps::burns(&mut ctx, &deposits)?;
+    let (burns, old_plans) = if s.rotate {
+        // A round of burns, then the rotation, then the rest: the old set pays the first
+        // round, the new set the rest, with the funds the old set forwards.
+        let first = s.burns.div_ceil(s.burn_rounds.max(1)).min(s.burns);
+        let burns = steps::burns(&mut ctx, &deposits, vec![], first)?;
+        let old_holders = ctx.holders.clone();
+        let new = steps::rotate(&mut ctx)?;
+        let burns = steps::burns(&mut ctx, &deposits, burns, s.burns)?;
+        let old_plans = steps::retirement(&mut ctx, &group, &new, &old_holders)?;
+        group.absorb(new);
+        (burns, old_plans)
+    } else {
+        (steps::burns(&mut ctx, &deposits, vec![], s.burns)?, vec![])
+    };
     steps::settle(&mut ctx)?;
     steps::metrics_check(&mut ctx);
     steps::stop_mining(&mining);
@@ -533,7 +559,7 @@ fn exercise(
     if s.congestion {
         steps::bump_check(&mut ctx)?;
     }
-    steps::plans_check(&mut ctx, &burns, &refunds)?;
+    steps::plans_check(&mut ctx, &burns, &refunds, old_plans)?;
     steps::nonce_check(&mut ctx);
     steps::blame_check(&mut ctx);
     let Ctx { mut report, chaos, .. } = ctx;

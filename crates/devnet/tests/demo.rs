@@ -14,13 +14,23 @@ fn demo_command_runs_a_small_scenario_and_reports_a_passing_table() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("ALL CHECKS PASSED"), "{stdout}");
+    // The table shows the rotation, and its check passed.
+    assert!(stdout.contains("rotation 2-of-3 -> 3-of-4"), "{stdout}");
+    assert!(stdout.contains("[PASS] the old set forwarded everything to the new key and retired"), "{stdout}");
     assert!(!stdout.contains("[FAIL]"), "{stdout}");
-    // Progress went to standard error, stage by stage.
-    for stage in ["key active", "deposits credited", "payees paid"] {
+    // Progress went to standard error, stage by stage, the rotation mid-payouts included.
+    for stage in [
+        "key active",
+        "deposits credited",
+        "rotation: electing a 3-of-4 set",
+        "new key active (session 1)",
+        "payees paid",
+        "the old set retired",
+    ] {
         assert!(stderr.contains(stage), "no progress line for {stage}:\n{stderr}");
     }
     // With progress bars for the long waits, ending full.
-    for bar in ["credited", "refunded", "paid"] {
+    for bar in ["credited", "refunded", "paid", "retired"] {
         let full = format!("{bar:<8} [{}]", "#".repeat(24));
         assert!(stderr.contains(&full), "no full {bar} bar:\n{stderr}");
     }

@@ -10,6 +10,7 @@ use bitcoin_network::rpc::{BlockSource, Rpc};
 use bitcoin_network::testing::node::mweb_traffic;
 use bitcoin_network::Address;
 use bus::testing::{http_get, http_post_json};
+use processor::status::PlanView;
 use scanner::OutputKind;
 use serde_json::{json, Value};
 use tokio::runtime::Runtime;
@@ -18,12 +19,132 @@ use super::{balance, ledger, released_preprocesses, with_logs, Ctx, Standing};
 use crate::progress::Bar;
 use crate::{chain, DevnetError};
 
-/// The group's key: its scripts (one per output kind) and its deposit address.
+/// The group's key: its scripts (one per output kind) and its deposit address (after a
+/// rotation, the scripts of both keys).
 pub(super) struct Group {
     scripts: BTreeSet<Vec<u8>>,
     deposit: String,
     /// The block every processor scans from.
     start: u64,
+}
+
+impl Group {
+    /// Adds a rotation's new key's scripts: the checks that follow count both keys'
+    /// outputs and transactions.
+    pub(super) fn absorb(&mut self, new: Group) {
+        self.scripts.extend(new.scripts);
+    }
+}
+
+/// The new set's validators in the demo's rotation: the old set's last validator and
+/// three new ones, 3-of-4.
+fn new_set(validators: u16) -> Vec<u16> {
+    (validators..validators + 4).collect()
+}
+
+/// The demo rotation's grace period, in blocks after the new key's activation (the miner
+/// makes four a second).
+pub const ROTATION_CLOSE_AFTER: u64 = 40;
+
+/// Elects the new set mid-payouts and waits for its key; its key holders sign from now
+/// on. Returns its group.
+pub(super) fn rotate(ctx: &mut Ctx) -> Result<Group, DevnetError> {
+    let validators = new_set(ctx.s.validators);
+    ctx.say(format!(
+        "rotation: electing a 3-of-4 set (validators {validators:?}); the old set forwards its funds to it"
+    ));
+    let session = ctx.cluster.elect(3, &validators, ROTATION_CLOSE_AFTER)?;
+    let index = usize::try_from(session).unwrap_or(usize::MAX);
+    let key = ctx
+        .cluster
+        .wait_for(Duration::from_secs(240), "the new set's key", |c| {
+            let status = c.coordinator_http_status()?;
+            status["sets"][index]["confirmed"]["network_key"].as_str().map(String::from)
+        })
+        .map_err(with_logs(ctx.cluster))?;
+    let mut scripts = BTreeSet::new();
+    for kind in OutputKind::ALL {
+        let script = chain::group_script(&key, kind)?;
+        let address =
+            Address::from_script(script.clone()).map_err(|e| DevnetError::Failed(e.to_string()))?;
+        ctx.rt.block_on(ctx.node.watch(&address.display(ctx.params)));
+        scripts.insert(script.to_bytes());
+    }
+    let deposit = chain::deposit_address(&key)?;
+    ctx.say(format!("new key active (session {session}); its deposit address is {deposit}"));
+    ctx.holders = validators;
+    ctx.chaos.validators = ctx.s.validators + 3;
+    Ok(Group { scripts, deposit, start: 0 })
+}
+
+/// Waits until the old set retired (every key holder of it reported so), and checks its
+/// key holds nothing and the new one received what it forwarded. Returns the old set's
+/// plans, as its first key holder last showed them before retiring.
+pub(super) fn retirement(
+    ctx: &mut Ctx,
+    old: &Group,
+    new: &Group,
+    old_holders: &[u16],
+) -> Result<Vec<PlanView>, DevnetError> {
+    let (s, started, rt, node) = (ctx.s, ctx.started, ctx.rt, ctx.node);
+    let watched = old_holders.first().copied().unwrap_or(1);
+    let mut snapshot: Vec<PlanView> = vec![];
+    let holders = old_holders.len();
+    ctx.chaos.wait(
+        ctx.cluster,
+        Duration::from_secs(300),
+        ("the old set retired", "rotation"),
+        Bar::new(s.progress, started, "retired", "key holders"),
+        |c| {
+            // Its plans, while it still shows them (a retired session's are removed).
+            if let Ok(plans) = super::plans_of(c, watched) {
+                if !plans.is_empty() {
+                    snapshot = plans;
+                }
+            }
+            let status = c.coordinator_http_status().unwrap_or_default();
+            let retired = status["sets"][0]["successor"]["retired"].as_array().map_or(0, Vec::len);
+            Standing {
+                over: status["sets"][0]["rotation"].as_str() == Some("retired")
+                    && retired == holders,
+                count: retired as u64,
+                of: holders as u64,
+            }
+        },
+    )?;
+    let held = |group: &Group| -> u64 {
+        group
+            .scripts
+            .iter()
+            .map(|s| {
+                rt.block_on(node.utxos_of(&hex::encode(s))).iter().map(|(_, v)| v).sum::<u64>()
+            })
+            .sum()
+    };
+    let forwarded: u64 = snapshot
+        .iter()
+        .flat_map(|p| &p.payments)
+        .filter(|paid| {
+            let external = hex::decode(&paid.address)
+                .ok()
+                .and_then(|b| primitives::ExternalAddress::new(b).ok());
+            external.is_some_and(|e| new.scripts.contains(e.as_bytes()))
+        })
+        .map(|paid| paid.net)
+        .sum();
+    let left = held(old);
+    ctx.report.rotation =
+        Some((format!("{}-of-{} -> 3-of-4", s.threshold, s.validators), forwarded));
+    ctx.report.check(
+        "the old set forwarded everything to the new key and retired; its key holds nothing",
+        left == 0 && forwarded > 0,
+        format!(
+            "old key holds {left}; forwarded {forwarded} in {} plans of the old set",
+            snapshot.len()
+        ),
+    );
+    ctx.say(format!("the old set retired; it forwarded {forwarded} litoshis to the new key"));
+    Ok(snapshot)
 }
 
 /// The accounts deposited to, and what each was sent.
@@ -281,12 +402,17 @@ pub(super) fn refused_burn(ctx: &mut Ctx, deposits: &Deposits) {
 
 /// Burns, round by round, each round paid before the next; returns each payee's
 /// address and burn.
-pub(super) fn burns(ctx: &mut Ctx, deposits: &Deposits) -> Result<Vec<(String, u64)>, DevnetError> {
+pub(super) fn burns(
+    ctx: &mut Ctx,
+    deposits: &Deposits,
+    mut burns: Vec<(String, u64)>,
+    until: u64,
+) -> Result<Vec<(String, u64)>, DevnetError> {
     let (s, started, rt, node) = (ctx.s, ctx.started, ctx.rt, ctx.node);
     let accounts = &deposits.accounts;
-    // Burns, in rounds; each round is one settlement block, above the output limit.
+    // Burns, in rounds; each round is one settlement block, above the output limit. Up to
+    // `until` burns in all (`burns`: those ordered before).
     let received = |to: &str| rt.block_on(node.received_by(to));
-    let mut burns = vec![];
     // Congestion: the flood's coins first; the flood itself once the payouts are planned
     // (planned earlier, they would take the flooded blocks' rate).
     let flood_wallet = if s.congestion {
@@ -305,13 +431,13 @@ pub(super) fn burns(ctx: &mut Ctx, deposits: &Deposits) -> Result<Vec<(String, u
         .map_or(0, |p| p.plans);
     let mut flooding = None;
     let per_round = s.burns.div_ceil(s.burn_rounds.max(1));
-    while (burns.len() as u64) < s.burns {
+    while (burns.len() as u64) < until {
         if flood_wallet.is_some() && flooding.is_none() {
             // Nothing mined until the flood is in: the payout must not slip through.
             ctx.paused.store(true, Ordering::Relaxed);
         }
         let first = burns.len() as u64;
-        for i in first..(first + per_round).min(s.burns) {
+        for i in first..(first + per_round).min(until) {
             let to = rt.block_on(node.new_address());
             let amount = 400_000 + i * 7_000;
             let account = hex::encode(accounts[(i % 4) as usize]);
@@ -643,13 +769,17 @@ pub(super) fn plans_check(
     ctx: &mut Ctx,
     burns: &[(String, u64)],
     refunds: &[Refund],
+    old_plans: Vec<PlanView>,
 ) -> Result<(), DevnetError> {
     let (rt, node, params) = (ctx.rt, ctx.node, ctx.params);
     let (cluster, report) = (&*ctx.cluster, &mut ctx.report);
     let received = |to: &str| rt.block_on(node.received_by(to));
     // Plans, from each processor's database: identical, and each payee got exactly its
     // burn minus its recorded fee share.
-    let plans = super::same_plans(cluster, &ctx.holders, report)?;
+    let mut plans = super::same_plans(cluster, &ctx.holders, report)?;
+    // A rotated-out set's plans, as its processors last showed them before it retired.
+    report.plans += old_plans.len();
+    plans.extend(old_plans);
     let shares = super::fee_shares(&plans, |a| {
         Address::from_external(a).ok().map(|address| address.display(params))
     });
@@ -703,8 +833,15 @@ pub(super) fn nonce_rule(cluster: &crate::Cluster, report: &mut super::Report) {
     for p in &cluster.processors {
         report.preprocesses.push((p.validator, released_preprocesses(&p.log).len()));
     }
-    let signing = cluster.coordinator_status().ok().map(|s| s["sets"][0]["signing"].clone());
-    let count = |name: &str| signing.as_ref().and_then(|s| s[name].as_u64());
+    // Every set's signing (two after a rotation).
+    let sets = cluster
+        .coordinator_status()
+        .ok()
+        .and_then(|s| s["sets"].as_array().cloned())
+        .unwrap_or_default();
+    let count = |name: &str| -> Option<u64> {
+        sets.iter().map(|s| s["signing"][name].as_u64()).sum::<Option<u64>>()
+    };
     report.check(
         "no signer sent two different preprocesses for one attempt",
         count("preprocesses").is_some_and(|n| n > 0)
