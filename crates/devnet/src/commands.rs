@@ -1063,3 +1063,153 @@ pub fn layout(dir: &Path, o: &LayoutOptions) -> Result<bool, DevnetError> {
     )?;
     Ok(true)
 }
+
+/// What `devnet rotate` did.
+#[derive(Debug)]
+pub struct Rotated {
+    /// The new set's session.
+    pub session: u32,
+    /// The validators whose processors were started for it.
+    pub started: Vec<u16>,
+    /// The new key's deposit address (what `devnet deposit` pays from now on).
+    pub deposit_address: String,
+}
+
+/// `devnet rotate`: elects the network's next set, `threshold`-of-`validators`, in a devnet
+/// `up` left running, as an operator would (docs/operations.md, "Rotating to a new set"):
+/// starts a processor for each validator that has none (new identity, sealing secret and
+/// config, recorded for `down`), adds the set to coordinator-sim's config with the grace
+/// period `close_after`, restarts coordinator-sim, and waits for the new key. The old set
+/// then forwards its funds to it and retires on its own (`devnet status` shows the
+/// stages).
+pub fn rotate(
+    dir: &Path,
+    threshold: u16,
+    validators: &[u16],
+    close_after: u64,
+) -> Result<Rotated, DevnetError> {
+    let n = u16::try_from(validators.len()).unwrap_or(u16::MAX);
+    if let Some(reason) = crate::threshold_refused(threshold, n) {
+        return Err(DevnetError::Failed(reason));
+    }
+    let mut record = Record::load(dir)?.ok_or_else(|| {
+        DevnetError::Failed(format!("no devnet in {}: run `devnet up` first", dir.display()))
+    })?;
+    if !record.ready {
+        return Err(DevnetError::Failed(
+            "the devnet is not ready: `devnet up` did not finish".into(),
+        ));
+    }
+    let coordinator = record.coordinator()?.clone();
+    let node = record.node()?.clone();
+    let nats_url =
+        record.nats_url.clone().ok_or_else(|| DevnetError::Failed("no broker recorded".into()))?;
+    // Every processor pins the coordinator's key: a new one too.
+    let any_config = record
+        .processors()
+        .find_map(|p| p.config.clone())
+        .ok_or_else(|| DevnetError::Failed("no processor config recorded".into()))?;
+    let text = std::fs::read_to_string(&any_config).map_err(io("reading a processor config"))?;
+    let coordinator_public = text
+        .split("[coordinator]")
+        .nth(1)
+        .and_then(|rest| rest.lines().find_map(|l| l.trim().strip_prefix("public_key = ")))
+        .map(|k| k.trim_matches('"').to_string())
+        .ok_or_else(|| DevnetError::Failed("no coordinator key in a processor config".into()))?;
+    let monero = record.network == "monero";
+    let options = Options {
+        node: Some(NodeOptions {
+            chain: "regtest".into(),
+            rpc_url: node.rpc_url.clone(),
+            cookie_file: node.cookie_file.clone(),
+            confirmations: Some(record.confirmations),
+            max_outputs: None,
+            poll_ms: 250,
+        }),
+        ..Options::keys_only(&record.network, n, threshold)
+    };
+    let broker = crate::Broker { url: nats_url, secured: None };
+    let mut publics = vec![];
+    let mut started = vec![];
+    for &v in validators {
+        if record.processors().any(|p| p.validator == Some(v)) {
+            continue;
+        }
+        let (files, public) = crate::write_processor(
+            &record.dir.clone(),
+            &options,
+            &broker,
+            &record.processor_bin,
+            v,
+            &coordinator_public,
+        )?;
+        let child = spawn(&record.processor_bin, &files.config, &files.log, true)?;
+        let (config, log) = (files.config.clone(), files.log.clone());
+        record_process(
+            &mut record,
+            Role::Processor,
+            Some(v),
+            &child,
+            Some(&config),
+            &log,
+            files.http,
+        )?;
+        publics.push((v, public));
+        started.push((v, files.http));
+    }
+    poll(Duration::from_secs(60), "the new processors' /health", || {
+        started
+            .iter()
+            .all(|(_, http)| http_get(*http, "/health").is_some_and(|(code, _)| code == 200))
+            .then_some(())
+    })?;
+    let session = crate::add_set(
+        &coordinator.config,
+        &record.network,
+        threshold,
+        validators,
+        &publics,
+        close_after,
+    )?;
+    // coordinator-sim reads its sets at start.
+    let sim: Vec<ProcessRecord> =
+        record.processes.iter().filter(|p| p.role == Role::CoordinatorSim).cloned().collect();
+    let left = record::still_running(&record::stop_all(&sim, GRACE));
+    if !left.is_empty() {
+        return Err(DevnetError::Failed(format!(
+            "coordinator-sim did not stop: {}",
+            left.join(", ")
+        )));
+    }
+    record.processes.retain(|p| p.role != Role::CoordinatorSim);
+    let log = sim
+        .first()
+        .map(|p| p.log.clone())
+        .unwrap_or_else(|| record.dir.join("coordinator-sim.log"));
+    let child = spawn(&record.coordinator_bin, &coordinator.config, &log, true)?;
+    record_process(
+        &mut record,
+        Role::CoordinatorSim,
+        None,
+        &child,
+        Some(&coordinator.config),
+        &log,
+        coordinator.http,
+    )?;
+    let index = usize::try_from(session).unwrap_or(usize::MAX);
+    let key = poll(Duration::from_secs(180), "the new set's key", || {
+        let status: Value = serde_json::from_str(&http_get(coordinator.http, "/status")?.1).ok()?;
+        status["sets"][index]["confirmed"]["network_key"].as_str().map(String::from)
+    })?;
+    let deposit_address = if monero {
+        crate::scenario::monero::group_keys(&key)?
+            .address(scanner::OutputKind::External)
+            .to_string()
+    } else {
+        chain::deposit_address(&key)?
+    };
+    record.deposit_address = Some(deposit_address.clone());
+    record.validators = record.validators.max(validators.iter().copied().max().unwrap_or(0));
+    record.save()?;
+    Ok(Rotated { session, started: started.into_iter().map(|(v, _)| v).collect(), deposit_address })
+}

@@ -364,6 +364,59 @@ impl Broker {
     }
 }
 
+/// Adds the next set of `network`, `threshold`-of-`validators`, to coordinator-sim's
+/// config file `config`, with the rotation's grace period `close_after` (a top-level
+/// key): how an operator elects a set. `publics` gives each validator's identity key
+/// (those of validators already in the config are read from it). Returns the new set's
+/// session. coordinator-sim reads it when it is restarted.
+pub fn add_set(
+    config: &Path,
+    network: &str,
+    threshold: u16,
+    validators: &[u16],
+    publics: &[(u16, String)],
+    close_after: u64,
+) -> Result<u32, DevnetError> {
+    let text = std::fs::read_to_string(config).map_err(io("reading the coordinator-sim config"))?;
+    let session = u32::try_from(text.matches("[[sets]]").count()).unwrap_or(u32::MAX);
+    let known = configured_publics(&text);
+    let mut entries = String::new();
+    for v in validators {
+        let public = publics
+            .iter()
+            .chain(known.iter())
+            .find(|(p, _)| p == v)
+            .map(|(_, k)| k.clone())
+            .ok_or_else(|| DevnetError::Failed(format!("no identity key for validator {v}")))?;
+        entries += &set_entry(*v, &public);
+    }
+    // Top-level keys come before every table.
+    let kept: Vec<&str> = text.lines().filter(|l| !l.starts_with("rotation_close_after")).collect();
+    let text = format!(
+        "rotation_close_after = {close_after}\n{}\n\n[[sets]]\nnetwork = \"{network}\"\nsession = {session}\nthreshold = {threshold}\n{entries}",
+        kept.join("\n"),
+    );
+    std::fs::write(config, text).map_err(io("writing the coordinator-sim config"))?;
+    Ok(session)
+}
+
+/// The `(validator, public_key)` of every `[[sets.processors]]` entry of a coordinator-sim
+/// config (as [`set_entry`] writes them).
+fn configured_publics(config: &str) -> Vec<(u16, String)> {
+    let mut out = vec![];
+    let mut validator = None;
+    for line in config.lines().map(str::trim) {
+        if let Some(v) = line.strip_prefix("validator = ") {
+            validator = v.parse::<u16>().ok();
+        } else if let Some(k) = line.strip_prefix("public_key = ") {
+            if let Some(v) = validator.take() {
+                out.push((v, k.trim_matches('"').to_string()));
+            }
+        }
+    }
+    out
+}
+
 /// A `[[sets.processors]]` entry of coordinator-sim's config.
 fn set_entry(validator: u16, public: &str) -> String {
     format!("\n[[sets.processors]]\nvalidator = {validator}\npublic_key = \"{public}\"\n")
@@ -371,7 +424,7 @@ fn set_entry(validator: u16, public: &str) -> String {
 
 /// Creates validator `validator`'s identity and sealing secret and writes its config under
 /// `dir`; returns its files and its public identity key.
-fn write_processor(
+pub fn write_processor(
     dir: &Path,
     options: &Options,
     broker: &Broker,
@@ -679,22 +732,14 @@ impl Cluster {
                 .all(|p| http_get(p.http, "/health").is_some_and(|(code, _)| code == 200))
                 .then_some(())
         })?;
-        let config = std::fs::read_to_string(&self.coordinator_config)
-            .map_err(io("reading the coordinator-sim config"))?;
-        let session = u32::try_from(config.matches("[[sets]]").count()).unwrap_or(u32::MAX);
-        let mut entries = String::new();
-        for v in validators {
-            let public = self.publics.iter().find(|(p, _)| p == v).map(|(_, k)| k.as_str());
-            entries += &set_entry(*v, public.unwrap_or_default());
-        }
-        // Top-level keys come before every table.
-        let config = format!(
-            "rotation_close_after = {close_after}\n{}\n[[sets]]\nnetwork = \"{}\"\nsession = {session}\nthreshold = {threshold}\n{entries}",
-            config.lines().filter(|l| !l.starts_with("rotation_close_after")).collect::<Vec<_>>().join("\n"),
-            self.options.network,
-        );
-        std::fs::write(&self.coordinator_config, config)
-            .map_err(io("writing the coordinator-sim config"))?;
+        let session = add_set(
+            &self.coordinator_config,
+            &self.options.network,
+            threshold,
+            validators,
+            &self.publics,
+            close_after,
+        )?;
         self.restart_coordinator()?;
         Ok(session)
     }

@@ -114,6 +114,25 @@ enum Command {
         #[arg(long)]
         amount: u64,
     },
+    /// Elect the network's next validator set in a running devnet (a key rotation,
+    /// docs/rotation.md): starts a processor for each new validator, adds the set to
+    /// coordinator-sim's config and restarts it, and waits for the new key. The old set
+    /// then forwards its funds to the new key and retires; `devnet status` shows the
+    /// stages, and `devnet deposit` pays the new key.
+    Rotate {
+        #[command(flatten)]
+        dir: Dir,
+        /// The new set's validators, e.g. 3,4,5,6 (new numbers get new processors).
+        #[arg(long, value_delimiter = ',', required = true)]
+        validators: Vec<u16>,
+        /// Signers needed in the new set.
+        #[arg(long)]
+        threshold: u16,
+        /// The grace period: blocks after the new key's activation until the old set
+        /// stops crediting deposits and may retire.
+        #[arg(long, default_value_t = 20)]
+        close_after: u64,
+    },
     /// Write a network's identities, secrets and configs for processes on other hosts or
     /// containers (deploy/compose.yaml runs it first): they listen on every interface at
     /// their default ports and reach the broker and the node by the URLs given. Does
@@ -355,6 +374,21 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
+        Command::Rotate { dir, validators, threshold, close_after } => {
+            match commands::rotate(&dir.path, threshold, &validators, close_after) {
+                Ok(r) => {
+                    println!(
+                        "elected session {} ({threshold}-of-{validators:?}); started processors {:?}\n\
+                         its key is active: deposits go to {}\n\
+                         the old set forwards its funds to it and retires once nothing is left \
+                         (after {close_after} more blocks at the earliest): see `devnet status`",
+                        r.session, r.started, r.deposit_address
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
         Command::Deposit { dir, account, amount } => {
             match commands::deposit(&dir.path, &account, amount) {
                 Ok(d) => {

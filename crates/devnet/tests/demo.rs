@@ -16,7 +16,10 @@ fn demo_command_runs_a_small_scenario_and_reports_a_passing_table() {
     assert!(stdout.contains("ALL CHECKS PASSED"), "{stdout}");
     // The table shows the rotation, and its check passed.
     assert!(stdout.contains("rotation 2-of-3 -> 3-of-4"), "{stdout}");
-    assert!(stdout.contains("[PASS] the old set forwarded everything to the new key and retired"), "{stdout}");
+    assert!(
+        stdout.contains("[PASS] the old set forwarded everything to the new key and retired"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("[FAIL]"), "{stdout}");
     // Progress went to standard error, stage by stage, the rotation mid-payouts included.
     for stage in [

@@ -181,7 +181,37 @@ fn up_status_deposit_mine_down_and_up_again() {
     let table = devnet.ok(&["status"]);
     assert!(table.contains("(alice)  5000000 litecoin"), "{table}");
 
-    down_and_check(&devnet, &record);
+    // `rotate`: a 2-of-2 set of validator 3 and a new validator 4 takes custody over. Its
+    // key becomes the deposit address; the old set forwards alice's funds to it and
+    // retires as blocks are mined; `down` stops the new processor too.
+    let stdout =
+        devnet.ok(&["rotate", "--validators", "3,4", "--threshold", "2", "--close-after", "4"]);
+    let rotated = devnet.record();
+    let new_address = rotated.deposit_address.clone().unwrap();
+    assert_ne!(Some(&new_address), record.deposit_address.as_ref());
+    assert!(stdout.contains("elected session 1") && stdout.contains(&new_address), "{stdout}");
+    assert!(rotated.processors().any(|p| p.validator == Some(4)), "processor 4 recorded");
+    let bob = format!("{}{}", hex::encode("bob"), "00".repeat(29));
+    devnet.ok(&["deposit", "--account", "bob", "--amount", "3000000"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        devnet.ok(&["mine"]);
+        let (_, body) = devnet::http_get(http, "/status").unwrap();
+        let sim: Value = serde_json::from_str(&body).unwrap();
+        let retired = sim["sets"][0]["rotation"] == "retired";
+        if retired && ledger_balance(http, &bob) == Some(3_000_000) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old set did not retire, or bob was not credited, within 120 s:\n{}\n{}",
+            devnet.ok(&["status"]),
+            devnet.logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(ledger_balance(http, &alice), Some(5_000_000), "alice's credit is kept");
+    down_and_check(&devnet, &rotated);
     // Nothing up: `down` says so and succeeds, `status` fails clearly.
     assert!(devnet.ok(&["down"]).contains("no devnet is up"));
     let status = devnet.run(&["status"]);
