@@ -301,29 +301,7 @@ fn a_reload_at_every_commit_point() {
         })
         .collect();
     let points = crashes.len();
-    // Two runs at a time (runs are independent: each has its own chain and databases).
-    let failures: Vec<String> = std::thread::scope(|scope| {
-        let workers: Vec<_> = crashes
-            .chunks(points.div_ceil(2))
-            .map(|chunk| {
-                scope.spawn(move || {
-                    chunk
-                        .iter()
-                        .filter_map(|crash| {
-                            run(small, Some(*crash)).err().map(|e| {
-                                format!(
-                                    "reloading processor {} after commit point {}: {e}",
-                                    crash.processor + 1,
-                                    crash.at
-                                )
-                            })
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
-    });
+    let failures = common::each_crash_point(&crashes, |crash| run(small, Some(crash)).map(|_| ()));
     assert!(failures.is_empty(), "{} of {points} failed:\n{}", failures.len(), failures.join("\n"));
     eprintln!(
         "{points} commit points reloaded (processors 1 and 3; baseline {:?}) in {:?}",

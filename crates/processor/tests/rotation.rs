@@ -216,29 +216,13 @@ fn a_rotation_with_a_reload_at_every_commit_point_of_the_validator_in_both_sets(
     let crashes: Vec<Crash> =
         (before[2] + 1..=total[2]).map(|at| Crash { processor: 2, at }).collect();
     let points = crashes.len();
-    let failures: Vec<String> = std::thread::scope(|scope| {
-        let workers: Vec<_> = crashes
-            .chunks(points.div_ceil(2))
-            .map(|chunk| {
-                scope.spawn(move || {
-                    chunk
-                        .iter()
-                        .filter_map(|crash| {
-                            let run = std::panic::catch_unwind(|| rotation(Some(*crash)));
-                            run.err().map(|e| {
-                                let why = e
-                                    .downcast_ref::<String>()
-                                    .cloned()
-                                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                                    .unwrap_or_default();
-                                format!("reloading after commit point {}: {why}", crash.at)
-                            })
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    let failures = each_crash_point(&crashes, |crash| {
+        std::panic::catch_unwind(|| rotation(Some(crash))).map(|_| ()).map_err(|e| {
+            e.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        })
     });
     assert!(failures.is_empty(), "{} of {points} failed:\n{}", failures.len(), failures.join("\n"));
     eprintln!("{points} commit points reloaded (validator 3) in {:?}", started.elapsed());

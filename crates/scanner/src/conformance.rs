@@ -280,15 +280,7 @@ pub async fn plan_sign_publish_confirm<C: TestChain>(chain: &C, inputs: Vec<Out<
     network.publish(&tx).await.unwrap();
     // Publishing again while in the mempool is success.
     network.publish(&tx).await.unwrap();
-    chain.mine(1).await;
-    let height = chain.height().await;
-    finalize(chain).await;
-    let block = network.block(height).await.unwrap();
-    let completions = network.check(&block, std::slice::from_ref(&planned.eventuality));
-    assert!(
-        matches!(completions.as_slice(), [Completion::Completed { index: 0, .. }]),
-        "the mined plan was not recognised: {completions:?}"
-    );
+    let block = mined_and_completed(chain, &planned.eventuality, "the mined plan").await;
     // And publishing a mined transaction is success too.
     network.publish(&tx).await.unwrap();
 
@@ -308,6 +300,26 @@ pub async fn plan_sign_publish_confirm<C: TestChain>(chain: &C, inputs: Vec<Out<
         assert_eq!(change[0].amount(), planned.change);
     }
     Confirmed { fee: planned.fee, change: planned.change, block: block.block_ref() }
+}
+
+/// Mines a block, finalizes it, and checks it completes `eventuality` (`what`, in the
+/// message otherwise). Returns the block.
+async fn mined_and_completed<C: TestChain>(
+    chain: &C,
+    eventuality: &<C::N as Network>::Eventuality,
+    what: &str,
+) -> <C::N as Network>::Block {
+    let network = chain.network();
+    chain.mine(1).await;
+    let height = chain.height().await;
+    finalize(chain).await;
+    let block = network.block(height).await.unwrap();
+    let completions = network.check(&block, std::slice::from_ref(eventuality));
+    assert!(
+        matches!(completions.as_slice(), [Completion::Completed { index: 0, .. }]),
+        "{what} was not recognised: {completions:?}"
+    );
+    block
 }
 
 /// A transaction spending a plan's input other than the planned one is a conflict.
@@ -373,15 +385,7 @@ pub async fn forwarding_to_a_successor<C: TestChain>(chain: &C) {
     assert_eq!(planned.change, Amount::ZERO);
     let tx = chain.sign(planned.signable).await;
     network.publish(&tx).await.unwrap();
-    chain.mine(1).await;
-    let height = chain.height().await;
-    finalize(chain).await;
-    let block = network.block(height).await.unwrap();
-    let completions = network.check(&block, std::slice::from_ref(&planned.eventuality));
-    assert!(
-        matches!(completions.as_slice(), [Completion::Completed { index: 0, .. }]),
-        "the forward was not recognised: {completions:?}"
-    );
+    let block = mined_and_completed(chain, &planned.eventuality, "the forward").await;
     let theirs = network.scan(&block, &successor).await.unwrap();
     assert_eq!(theirs.len(), 1, "one output for the successor: {theirs:?}");
     assert_eq!(theirs[0].kind(), OutputKind::Forwarded);

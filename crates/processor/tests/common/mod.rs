@@ -217,6 +217,38 @@ pub struct Crash {
     pub at: u64,
 }
 
+/// Runs `run` once per crash point, two at a time (runs are independent: each has its own
+/// chain and databases); returns a line per failed run, naming its crash point.
+#[allow(dead_code)] // not every test binary reloads at every commit point
+pub fn each_crash_point(
+    crashes: &[Crash],
+    run: impl Fn(Crash) -> Result<(), String> + Sync,
+) -> Vec<String> {
+    let run = &run;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = crashes
+            .chunks(crashes.len().div_ceil(2).max(1))
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .filter_map(|crash| {
+                            run(*crash).err().map(|e| {
+                                format!(
+                                    "reloading processor {} after commit point {}: {e}",
+                                    crash.processor + 1,
+                                    crash.at
+                                )
+                            })
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    })
+}
+
 /// The coordinator, the chain and the processors.
 pub struct Net {
     pub chain: Chain,
