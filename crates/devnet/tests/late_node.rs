@@ -37,10 +37,12 @@ fn a_key_confirmed_without_a_node_is_used_once_one_is_configured() {
         let config = cluster.processors.iter().find(|p| p.validator == v).unwrap().config.clone();
         if v == 3 {
             // A database from before such keys were recorded active: the key confirmed,
-            // no active record. Found and recorded at start.
+            // no live session nor active record. Found and recorded at start.
             let path = config.parent().unwrap().join("data").join("processor.redb");
             let db = db::Db::open_existing(&path, processor::SCHEMA).unwrap();
             let mut txn = db.write().unwrap();
+            processor::pipeline::state::LIVE.del(&mut txn, &0).unwrap();
+            txn.set_scope(Some(0));
             processor::pipeline::state::ACTIVE.del(&mut txn, &()).unwrap();
             txn.commit().unwrap();
         }
