@@ -207,14 +207,19 @@ fn rotation(crash: Option<Crash>) -> (Vec<u64>, Vec<u64>) {
 }
 
 /// The scenario once per commit point of validator 3 (in both sets: its reload restarts
-/// two pipelines) from the election on, each run reloading it right after that commit.
-/// (The commit points of a set on its own are the functional tests' reload runs.)
+/// two pipelines) from the election on, each run reloading it right after that commit;
+/// and at every fifth commit point of validator 1 (in A only: forwarding, closing,
+/// retiring) and of validator 5 (in B only: from its first commit). (The commit points
+/// of a set on its own are the functional tests' reload runs.)
 #[test]
 fn a_rotation_with_a_reload_at_every_commit_point_of_the_validator_in_both_sets() {
     let started = std::time::Instant::now();
     let (total, before) = rotation(None);
+    let every = |processor: usize, from: u64, step: usize| {
+        (from + 1..=total[processor]).step_by(step).map(move |at| Crash { processor, at })
+    };
     let crashes: Vec<Crash> =
-        (before[2] + 1..=total[2]).map(|at| Crash { processor: 2, at }).collect();
+        every(2, before[2], 1).chain(every(0, before[0], 5)).chain(every(4, 0, 5)).collect();
     let points = crashes.len();
     let failures = each_crash_point(&crashes, |crash| {
         std::panic::catch_unwind(|| rotation(Some(crash))).map(|_| ()).map_err(|e| {
@@ -225,7 +230,7 @@ fn a_rotation_with_a_reload_at_every_commit_point_of_the_validator_in_both_sets(
         })
     });
     assert!(failures.is_empty(), "{} of {points} failed:\n{}", failures.len(), failures.join("\n"));
-    eprintln!("{points} commit points reloaded (validator 3) in {:?}", started.elapsed());
+    eprintln!("{points} commit points reloaded (validators 3, 1 and 5) in {:?}", started.elapsed());
 }
 
 fn depositor_bytes() -> &'static [u8] {
