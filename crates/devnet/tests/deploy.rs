@@ -124,3 +124,55 @@ fn the_compose_file_is_valid_and_runs_what_devnet_layout_writes() {
     assert!(!devnet::commands::layout(&net, &options).unwrap(), "left as it was");
     assert_eq!(std::fs::read(net.join("coordinator-sim.toml")).unwrap(), before);
 }
+
+/// scripts/lib/common.sh's version check, on programs that print what the real ones do
+/// (litecoind, monerod and nats-server as Debian ships them) and on older ones: a version
+/// below the minimum is refused with what was found; at or above, accepted.
+#[test]
+fn the_set_up_refuses_components_older_than_it_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = |name: &str, says: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\necho \"{says}\"\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    };
+    let check = |name: &str, bin: &std::path::Path, min: &str| {
+        let script = format!(
+            "source '{}'; require_version {name} '{}' {min}",
+            root().join("scripts/lib/common.sh").display(),
+            bin.display()
+        );
+        let out = Command::new("bash").args(["-c", &script]).output().unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), said)
+    };
+    let cases = [
+        (
+            "litecoind",
+            "Litecoin Core version v0.21.2.1-gfce5d459f0a83f56a83059c5c69295d7745b51d2",
+            "MIN_LITECOIND",
+            true,
+        ),
+        ("litecoind", "Litecoin Core version v0.18.1", "MIN_LITECOIND", false),
+        ("monerod", "Monero 'Fluorine Fermi' (v0.18.0.0-unknown)", "MIN_MONEROD", true),
+        ("monerod", "Monero 'Oxygen Orion' (v0.17.3.2-release)", "MIN_MONEROD", false),
+        ("nats-server", "nats-server: v2.9.10", "MIN_NATS_SERVER", true),
+        ("nats-server", "nats-server: v2.8.4", "MIN_NATS_SERVER", false),
+        ("nats-server", "nats-server: v2.10.1", "MIN_NATS_SERVER", true),
+        ("nats-server", "no version here", "MIN_NATS_SERVER", false),
+    ];
+    for (name, says, min, accepted) in cases {
+        let bin = fake(name, says);
+        let (ok, said) = check(name, &bin, &format!("\"${min}\""));
+        assert_eq!(ok, accepted, "{name} saying {says:?}: {said}");
+        if !accepted {
+            assert!(said.contains("need") && said.contains("or later"), "{said}");
+        }
+    }
+}
