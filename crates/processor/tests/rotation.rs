@@ -184,6 +184,13 @@ fn rotation(crash: Option<Crash>) -> (Vec<u64>, Vec<u64>) {
         assert!(m.forwards.get() >= 1, "processor {} forwarded nothing", i + 1);
         assert_eq!(m.closing_refunds.get(), 2, "processor {}", i + 1);
     }
+    // The stage latencies were observed (Batches signed, plans published and final).
+    let observed = |f: fn(&processor::pipeline::PipelineMetrics) -> u64| -> u64 {
+        net.processors.iter().map(|p| f(&p.metrics)).sum()
+    };
+    assert!(observed(|m| m.batch_sign_seconds.observed()) > 0, "no Batch latency");
+    assert!(observed(|m| m.plan_publish_seconds.observed()) > 0, "no publish latency");
+    assert!(observed(|m| m.plan_final_seconds.observed()) > 0, "no payout latency");
     // `processor status` shows the retirement.
     let report = processor_status(&net, 0);
     assert_eq!(

@@ -76,6 +76,7 @@ fn completions<N: PipelineNetwork>(
                 PENDING.del(txn, &plan)?;
                 BROADCAST.del(txn, &plan)?;
                 p.metrics.plans_completed.inc();
+                p.metrics.plan_final_seconds.end(p.session, &plan);
                 p.complete_signing(txn, SignKind::Plan(plan))?;
                 tracing::info!(plan = %hex::encode(plan), tx = %p.network_tx(&tx), block = number, "plan completed on chain");
                 // Reported once seen here, final (by the signers again, after their report

@@ -1,7 +1,65 @@
 //! The pipeline's counters and gauges (served on `/metrics` with the `processor_` prefix;
 //! counters gain the `_total` suffix there: see docs/metrics.md).
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+
+/// A stage's latency: when each item (by session and id) entered the stage, and a
+/// histogram of how long items took to leave it, in seconds. In memory: an item that
+/// entered before this process started is not observed. At most [`Latency::TRACKED`]
+/// items are tracked (a stage whose items never leave here, such as a Batch another set
+/// signed, cannot grow without bound).
+#[derive(Clone, Debug)]
+pub struct Latency {
+    /// The histogram served.
+    pub histogram: Histogram,
+    started: Arc<Mutex<HashMap<(u32, Vec<u8>), Instant>>>,
+    observed: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        // 50 ms to about 7 minutes.
+        Latency {
+            histogram: Histogram::new(exponential_buckets(0.05, 2.0, 14)),
+            started: Arc::default(),
+            observed: Arc::default(),
+        }
+    }
+}
+
+impl Latency {
+    /// Most items tracked at once.
+    pub const TRACKED: usize = 10_000;
+
+    /// Item `id` of `session` entered the stage now (a second entry keeps the first).
+    pub fn start(&self, session: u32, id: &[u8]) {
+        if let Ok(mut started) = self.started.lock() {
+            if started.len() >= Self::TRACKED {
+                started.clear();
+            }
+            started.entry((session, id.to_vec())).or_insert_with(Instant::now);
+        }
+    }
+
+    /// Item `id` of `session` left the stage now: observed once, if it was seen entering.
+    pub fn end(&self, session: u32, id: &[u8]) {
+        let entered = self.started.lock().ok().and_then(|mut s| s.remove(&(session, id.to_vec())));
+        if let Some(entered) = entered {
+            self.histogram.observe(entered.elapsed().as_secs_f64());
+            self.observed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// How many items were observed leaving the stage (the histogram's count).
+    pub fn observed(&self) -> u64 {
+        self.observed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
 
 /// Counters and gauges of the pipeline.
 #[derive(Clone, Debug, Default)]
@@ -43,6 +101,14 @@ pub struct PipelineMetrics {
     pub forwards: Counter,
     /// Deposits refunded because their session was closing (rotated out).
     pub closing_refunds: Counter,
+    /// From a Batch made (its block scanned, final) to its signature here: the deposit
+    /// to Batch stage.
+    pub batch_sign_seconds: Latency,
+    /// From a plan made (the acknowledgement carrying its burns applied) to its
+    /// transaction first published here.
+    pub plan_publish_seconds: Latency,
+    /// From a plan made to its completion seen in a final block: burn to payout.
+    pub plan_final_seconds: Latency,
 }
 
 impl PipelineMetrics {
@@ -93,6 +159,21 @@ impl PipelineMetrics {
             "fee_bump_paid",
             "Fees paid above the planned ones by mined fee-bump versions, in the smallest unit",
             self.fee_bump_paid.clone(),
+        );
+        registry.register(
+            "batch_sign_seconds",
+            "From a Batch made (its block final and scanned) to its signature here, in seconds",
+            self.batch_sign_seconds.histogram.clone(),
+        );
+        registry.register(
+            "plan_publish_seconds",
+            "From a plan made (its burns acknowledged) to its transaction published here, in seconds",
+            self.plan_publish_seconds.histogram.clone(),
+        );
+        registry.register(
+            "plan_final_seconds",
+            "From a plan made to its completion seen in a final block (burn to payout), in seconds",
+            self.plan_final_seconds.histogram.clone(),
         );
         registry.register(
             "forwards",

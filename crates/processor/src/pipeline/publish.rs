@@ -122,6 +122,7 @@ impl<N: PipelineNetwork> Task for PublishTask<N> {
         }
         tracing::info!(plan = %hex::encode(plan), %txid, "published");
         p.metrics.published.inc();
+        p.metrics.plan_publish_seconds.end(p.session, &plan);
         let mut txn = self.db.write()?;
         TO_PUBLISH.pop(&mut txn)?;
         // Watched until seen on chain (unless it was already: another signer's copy; or a

@@ -42,6 +42,7 @@ pub fn report<N: PipelineNetwork>(
             "batch made"
         );
         p.metrics.batches.inc();
+        p.metrics.batch_sign_seconds.start(p.session, &batch.id.to_be_bytes());
         p.send(txn, ProcessorMessage::Batch(BatchReport::Batch(batch.clone())))?;
         p.start_signing(
             txn,

@@ -171,6 +171,8 @@ impl<N: PipelineNetwork> Pipeline<N> {
                 PLAN_BY_INPUT.put(txn, &input.id, &tx.id)?;
             }
             self.metrics.plans.inc();
+            self.metrics.plan_publish_seconds.start(self.session, &tx.id);
+            self.metrics.plan_final_seconds.start(self.session, &tx.id);
             let machine = self.plan_machine(keys, planned.signable, tx.id)?;
             self.start_signing(txn, SignKind::Plan(tx.id), machine)?;
         }

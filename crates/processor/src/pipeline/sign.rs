@@ -229,6 +229,7 @@ pub fn sign<N: PipelineNetwork>(
                         .map_err(|_| TaskError::fatal("a Batch signature is not 64 bytes"))?;
                     tracing::info!(batch = batch_id, attempt = id.attempt, "batch signed");
                     p.metrics.batches_signed.inc();
+                    p.metrics.batch_sign_seconds.end(p.session, &batch_id.to_be_bytes());
                     p.send(
                         txn,
                         ProcessorMessage::Batch(BatchReport::SignedBatch { batch, signature }),
