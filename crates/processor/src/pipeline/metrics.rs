@@ -17,9 +17,12 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 pub struct Latency {
     /// The histogram served.
     pub histogram: Histogram,
-    started: Arc<Mutex<HashMap<(u32, Vec<u8>), Instant>>>,
+    started: Arc<Mutex<Entered>>,
     observed: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// When each tracked item, by (session, id), entered its stage.
+type Entered = HashMap<(u32, Vec<u8>), Instant>;
 
 impl Default for Latency {
     fn default() -> Self {
