@@ -71,9 +71,23 @@ pub fn reconcile(
             continue;
         }
         let key = set_key(network, session);
+        // Closing starts after: the successor's activation; this set's own activation and
+        // its last settled block (it may have joined after the newest); and every block at
+        // which a set that forwarded to it retired (its last forward is in that block or
+        // before, and this set must apply it before it may retire).
         let last = set_settlement(txn, key)?.last_block.map(|b| b + 1);
-        let close_block =
-            activation.unwrap_or(0).max(last.unwrap_or(0)).saturating_add(close_after);
+        let own = state.confirmed.as_ref().and_then(|c| c.activation_block);
+        let forwarded_until = rotations
+            .values()
+            .filter(|r| r.successor == session)
+            .flat_map(|r| r.retired.values().map(|b| b + 1))
+            .max();
+        let close_block = [activation, own, last, forwarded_until]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(0)
+            .saturating_add(close_after);
         let rotation = Rotation {
             successor: newest,
             successor_key: successor_key.clone(),

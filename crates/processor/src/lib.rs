@@ -286,6 +286,9 @@ fn wire<N: pipeline::PipelineNetwork>(
         metrics,
         proposal: Arc::default(),
     };
+    // A session that retired before a restart may have left state its tasks had not
+    // deleted yet.
+    pipeline::rotation::prune_retired(db).map_err(|e| RunError::Pipeline(e.to_string()))?;
     let pipelines =
         pipeline::Pipelines::load(base, db).map_err(|e| RunError::Pipeline(e.to_string()))?;
     let db = db.clone();

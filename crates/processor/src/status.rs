@@ -115,6 +115,9 @@ pub struct RetiredSession {
     pub left_amount: u64,
     /// Its alarm counts when it retired: conflicts, unplanned spends, unpayable burns.
     pub alarms: (u64, u64, u64),
+    /// Payments held for the operator when it retired (ALARM when any).
+    #[serde(default)]
+    pub held_payments: u64,
 }
 
 /// A conflicted plan's held payments.
@@ -281,6 +284,7 @@ impl StatusReport {
                     left: r.left.len() as u64,
                     left_amount: r.left.iter().map(|(_, a)| a.0).sum(),
                     alarms: (r.conflicts, r.unplanned_spends, r.unpayable),
+                    held_payments: r.held.iter().map(|(_, h)| h.payments.len() as u64).sum(),
                 })
                 .collect(),
             halted: crate::halt::HALT.get(txn, &())?.map(|h| h.to_string()),
@@ -370,8 +374,15 @@ impl StatusReport {
         }
         for r in &self.retired {
             out += &format!(
-                "retired        session {} at block {} (to session {}); {} outputs ({} units) left behind; alarms (conflicts, unplanned spends, unpayable) {:?}\n",
-                r.session, r.block, r.successor, r.left, r.left_amount, r.alarms
+                "retired        session {} at block {} (to session {}); {} outputs ({} units) left behind; alarms (conflicts, unplanned spends, unpayable) {:?}; {} payments held{}\n",
+                r.session,
+                r.block,
+                r.successor,
+                r.left,
+                r.left_amount,
+                r.alarms,
+                r.held_payments,
+                if r.held_payments > 0 { " (ALARM)" } else { "" }
             );
         }
         for r in &self.routes {

@@ -112,8 +112,9 @@ pub fn forward<N: PipelineNetwork>(
     Ok(true)
 }
 
-/// Retires the session if it is closing and nothing is left: no payment queued or held
-/// for the operator, no plan pending, no output worth forwarding; all of it the same on
+/// Retires the session if it is closing and nothing is left: no payment queued, no plan
+/// pending, no output worth forwarding (payments held for the operator are kept in the
+/// record); all of it the same on
 /// every key holder (nothing local, such as the publish queue, decides). Reports it,
 /// records it in [`RETIRED`] and removes it from [`LIVE`]; its tasks then stop, and the
 /// last of them to stop deletes its pipeline state ([`prune`]). Returns whether it
@@ -129,10 +130,11 @@ pub fn retire_if_done<N: PipelineNetwork>(
     }
     let state = SCHEDULER.get(txn, &())?.unwrap_or_default();
     let rate = p.plan_rate(LAST_RATE.get(txn, &())?.unwrap_or(p.network.params().min_fee_rate));
-    // Payments held for the operator are owed: their record must outlive nothing.
+    // Payments held for the operator do not count: each operator releases them on its own
+    // processor, so they would make the processors retire at different points. They are
+    // kept in the retirement record instead.
     let busy = !state.queue.is_empty()
         || !PENDING.iter(txn)?.is_empty()
-        || !HELD.iter(txn)?.is_empty()
         || state.forwardable(p.limits(), &p.fees(rate), &rotation.forward_to).is_some();
     if busy {
         return Ok(false);
@@ -150,6 +152,7 @@ pub fn retire_if_done<N: PipelineNetwork>(
         conflicts: CONFLICTS.iter(txn)?.len() as u64,
         unplanned_spends: UNPLANNED_SPENDS.iter(txn)?.len() as u64,
         unpayable: UNPAYABLE.iter(txn)?.len() as u64,
+        held: HELD.iter(txn)?,
     };
     let session = messages::Session(p.session);
     p.send(txn, ProcessorMessage::Settlement(SettlementReport::Retired { session, block }))?;

@@ -262,6 +262,9 @@ pub struct Retired {
     pub unplanned_spends: u64,
     /// See `conflicts`.
     pub unpayable: u64,
+    /// Payments held for the operator when it retired (a conflict's), by plan: still
+    /// owed, resolved by hand (docs/operations.md, Held payments).
+    pub held: Vec<([u8; 32], Held)>,
 }
 
 /// Retired sessions, by session.
