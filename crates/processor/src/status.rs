@@ -251,6 +251,7 @@ pub struct Route {
 impl StatusReport {
     /// Reads the report in one read transaction.
     pub fn read(party: String, txn: &impl Get) -> Result<Self, DbError> {
+        let sessions = sessions(txn)?;
         Ok(StatusReport {
             party,
             inbox_pending: INBOX.len(txn)?,
@@ -272,8 +273,8 @@ impl StatusReport {
                     active: g.confirmed,
                 })
                 .collect(),
-            pipeline: sessions(txn)?.pop(),
-            sessions: sessions(txn)?,
+            pipeline: sessions.last().cloned(),
+            sessions,
             retired: crate::pipeline::state::RETIRED
                 .iter(txn)?
                 .into_iter()
